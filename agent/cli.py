@@ -1,0 +1,124 @@
+"""``fieldtui-agent``: the agent's command line.
+
+Each subcommand parses its flags here and calls a plain service function, so the HTTP API, this CLI and
+the console's SSH path run the very same code. ``--json`` prints one protocol document on stdout; logs go
+to stderr; a failure is one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from agent.errors import AgentError
+
+log = logging.getLogger("fieldtui.agent")
+
+
+def _print_json(model) -> None:
+    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from agent.detector import detect_images
+
+    result = detect_images(
+        args.images, model=args.model, backend=args.backend, conf=args.conf, iou=args.iou
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        for item in result.results:
+            print(f"{item.image}: {len(item.detections)} detection(s)")
+            for d in item.detections:
+                box = ", ".join(f"{v:.0f}" for v in d.box)
+                print(f"  {d.class_name:<12} {d.confidence:.2f}  [{box}]")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agent.backends import doctor
+
+    infos = doctor()
+    if args.json:
+        sys.stdout.write(json.dumps([i.model_dump() for i in infos], indent=2) + "\n")
+    else:
+        for info in infos:
+            mark = "ok " if info.available else "-- "
+            version = f" {info.version}" if info.version else ""
+            print(f"{mark}{info.key:<12}{version}  {info.reason}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.pipeline import run_headless
+
+    return run_headless(
+        model=args.model,
+        source=args.source,
+        backend=args.backend,
+        metrics_port=args.metrics_port,
+        duration=args.duration,
+        as_fast_as_possible=args.fast,
+        json_lines=args.json,
+    )
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
+    p.add_argument("--backend", default="onnxruntime", help="backend key (see `fieldtui-agent doctor`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldtui-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("detect", help="run the detector on image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_model_flags(p)
+    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("run", help="run the camera -> detector loop headless, a status line a second")
+    _add_model_flags(p)
+    p.add_argument("--source", default="demo:", help="demo:, file path, rtsp://, http(s)://, usb:N")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--fast", action="store_true", help="files: as fast as the pipeline goes")
+    p.add_argument("--json", action="store_true", help="one JSON sample per line instead of text")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("doctor", help="list every backend and why it is or is not available")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except AgentError as err:
+        print(f"fieldtui-agent: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
