@@ -235,3 +235,11 @@ class DeviceRecord(Model):
 class DiscoveryResult(Model):
     devices: list[DeviceRecord]
     hints: list[str] = Field(default_factory=list, description="what to check when mDNS finds nothing")
+
+
+class DeviceStatus(Model):
+    """What ``fieldtui status HOST --json`` prints: who the device is, how it feels, what it runs."""
+
+    device: DeviceInfo
+    health: HealthReport
+    status: PipelineStatus
