@@ -165,6 +165,12 @@ class Job(Model):
     error: str | None = None
 
 
+class JobList(Model):
+    """``GET /v1/jobs``: recent jobs, newest first."""
+
+    jobs: list[Job]
+
+
 class LogLine(Model):
     ts: float
     level: str
