@@ -1,0 +1,230 @@
+"""Server-Sent Events from the agent, parsed into protocol models, surviving drops.
+
+:class:`SSEDecoder` is the line parser of the WHATWG spec (``event:``, multi-line ``data:``, ``id:``,
+``retry:``, ``:`` comments). :class:`EventStream` holds a ``GET /v1/events`` open, yields
+``(event, model)`` pairs, and when the connection drops (agent restarted, Wi-Fi hiccup, silent peer)
+reconnects with exponential backoff, sending ``Last-Event-ID`` so the agent can resume where it was.
+Authentication failures, a changed TLS pin and other refusals are not retried: they need a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from fieldtui.errors import AgentClientError, AgentUnreachable
+from fieldtui.protocol import HealthReport, Job, LogLine, ModelInfo, Sample
+
+if TYPE_CHECKING:
+    from fieldtui.client import AgentClient
+
+log = logging.getLogger("fieldtui.sse")
+
+EVENTS_PATH = "/v1/events"
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "sample": Sample,
+    "job": Job,
+    "log": LogLine,
+    "health": HealthReport,
+    "model": ModelInfo,
+}
+
+StreamState = Literal["connecting", "connected", "reconnecting", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Feed lines (without their terminator); get an event back on each blank line that ends one."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._retry: int | None = None
+        self.last_event_id: str | None = None  # persists across events, as the spec says
+
+    def decode(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None  # comment, e.g. the agent's keep-alive `: ping`
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        # other field names are ignored, as the spec says
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        event, data, retry = self._event or "message", self._data, self._retry
+        self._event, self._data, self._retry = "", [], None
+        if not data:
+            if retry is not None:  # a bare `retry:` block still changes the reconnection delay
+                return ServerSentEvent(event="", data="", id=self.last_event_id, retry=retry)
+            return None
+        return ServerSentEvent(event=event, data="\n".join(data), id=self.last_event_id, retry=retry)
+
+
+def parse_event(sse: ServerSentEvent) -> tuple[str, BaseModel | dict[str, Any]]:
+    """``sample`` -> Sample, ``job`` -> Job, ...; unknown events (or shapes) come back as a dict.
+
+    Raises ValueError when ``data`` is not JSON.
+    """
+    payload = json.loads(sse.data)
+    model = EVENT_MODELS.get(sse.event)
+    if model is not None:
+        try:
+            return sse.event, model.model_validate(payload)
+        except ValidationError:
+            log.debug("event %s does not match %s; passing it on as a dict", sse.event, model.__name__)
+    return sse.event, payload if isinstance(payload, dict) else {"value": payload}
+
+
+class EventStream:
+    """``async with client.events() as events: async for event, model in events: ...``
+
+    Reconnects until closed or refused.
+    ``on_state(state, reason)`` is called when the link changes (connecting, connected, reconnecting
+    with the reason, closed), so a live view can say "reconnecting: connection refused ...".
+    ``max_retries`` (None = forever) bounds consecutive failed reconnects; the last error is then raised.
+    """
+
+    def __init__(
+        self,
+        client: AgentClient,
+        *,
+        last_event_id: str | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+        max_retries: int | None = None,
+        on_state: Callable[[StreamState, str | None], None] | None = None,
+    ) -> None:
+        self._client = client
+        self.last_event_id = last_event_id
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.max_retries = max_retries
+        self._on_state = on_state
+        self.state: StreamState = "connecting"
+        self.reconnects = 0
+        self._closed = False
+        self._iterator: AsyncGenerator[tuple[str, BaseModel | dict[str, Any]], None] | None = None
+
+    def _set_state(self, state: StreamState, reason: str | None = None) -> None:
+        self.state = state
+        if self._on_state is not None:
+            self._on_state(state, reason)
+
+    def close(self) -> None:
+        """Stop after the current event (the iterator then ends)."""
+        self._closed = True
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, BaseModel | dict[str, Any]]]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        """Close the connection now (leaving an ``async for`` early does not, until garbage collection)."""
+        self._closed = True
+        if self._iterator is not None:
+            await self._iterator.aclose()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncGenerator[tuple[str, BaseModel | dict[str, Any]], None]:
+        failures = 0
+        delay = self.backoff_initial
+        try:
+            while not self._closed:
+                got_event = False
+                try:
+                    async with aclosing(self._connect_once()) as events:
+                        async for sse in events:
+                            if sse.retry is not None:
+                                delay = self.backoff_initial = sse.retry / 1000
+                            if not sse.data:
+                                continue
+                            try:
+                                item = parse_event(sse)
+                            except ValueError:
+                                log.warning("skipping an SSE %r event whose data is not JSON", sse.event)
+                                continue
+                            got_event = True
+                            failures, delay = 0, self.backoff_initial
+                            yield item
+                            if self._closed:
+                                return
+                    reason = "the agent closed the event stream"
+                    error: AgentClientError = AgentUnreachable(
+                        reason, url=self._client.base_url + EVENTS_PATH
+                    )
+                except AgentClientError as err:
+                    if not _retryable(err):
+                        raise
+                    reason, error = str(err), err
+                failures = 0 if got_event else failures + 1
+                if self.max_retries is not None and failures > self.max_retries:
+                    raise error
+                self.reconnects += 1
+                self._set_state("reconnecting", reason)
+                log.info("event stream lost (%s); reconnecting in %.1f s", reason, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # jitter: fleets don't stampede
+                delay = min(delay * 2, self.backoff_max)
+        finally:
+            self._set_state("closed")
+
+    async def _connect_once(self) -> AsyncIterator[ServerSentEvent]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        if self.state != "reconnecting":
+            self._set_state("connecting")
+        async with self._client.stream(EVENTS_PATH, headers=headers) as response:
+            kind = response.headers.get("content-type", "")
+            if not kind.startswith("text/event-stream"):
+                raise AgentClientError(
+                    f"{response.request.url} answered {kind or 'no content type'}, not an event stream: "
+                    "is this a fieldtui agent?",
+                    status=response.status_code,
+                    url=str(response.request.url),
+                )
+            self._set_state("connected")
+            decoder = SSEDecoder()
+            decoder.last_event_id = self.last_event_id
+            async for line in response.aiter_lines():
+                sse = decoder.decode(line)
+                if sse is not None:
+                    self.last_event_id = sse.id
+                    yield sse
+
+
+def _retryable(err: AgentClientError) -> bool:
+    # Down, restarting or overloaded: try again. Refused token, changed pin, 404: a person must act.
+    return isinstance(err, AgentUnreachable) or (err.status is not None and err.status >= 500)
