@@ -1,0 +1,129 @@
+"""Live cameras through OpenCV: ``rtsp://``, ``http(s)://`` (MJPEG and friends) and ``usb:N`` (V4L2).
+
+FFmpeg's and OpenCV's own console logging is silenced before the first capture is opened: their lines
+can carry the stream URL, credentials included, and our SourceError/SourceLost messages already say
+what went wrong in words a technician can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import numpy as np
+
+from agent.errors import SourceError
+from agent.sources.base import Frame, Source, SourceLost
+
+OPEN_TIMEOUT_S = 5.0
+# A live stream that delivers nothing for this long is "stalled"; the pipeline then reconnects.
+READ_TIMEOUT_S = 5.0
+
+_USB = re.compile(r"^usb:(?://)?(\d+)$", re.IGNORECASE)
+
+
+def _quiet_cv2():
+    """Import cv2 with FFmpeg/OpenCV console output off (read by OpenCV when FFmpeg first loads)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    return cv2
+
+
+class OpenCVSource(Source):
+    """A network stream read with ``cv2.VideoCapture`` (FFmpeg backend). Live: stale frames drop."""
+
+    live = True
+
+    def __init__(self, uri: str, *, open_timeout: float | None = None, read_timeout: float | None = None):
+        from agent.sources import redact
+
+        super().__init__(redact(uri))
+        self._target: str | int = uri  # the real URI: only ever handed to OpenCV
+        self.kind = uri.split(":", 1)[0].lower()
+        if self.kind == "rtsps":
+            self.kind = "rtsp"
+        self.open_timeout = open_timeout if open_timeout is not None else OPEN_TIMEOUT_S
+        self.read_timeout = read_timeout if read_timeout is not None else READ_TIMEOUT_S
+        self._cap = None
+        self._index = 0
+        self._size: tuple[int, int] | None = None
+
+    def _capture(self, cv2):
+        ms = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout * 1000),
+        ]
+        return cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, ms)
+
+    def _open_failed(self) -> str:
+        return f"could not open {self.uri}: check the address and that the camera is on the network"
+
+    def open(self) -> None:
+        cv2 = _quiet_cv2()
+        self.close()
+        cap = self._capture(cv2)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(self._open_failed())
+        # Small driver buffers keep latency down where the backend honours it (V4L2 does).
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self._size = (w, h) if w > 0 and h > 0 else None
+        self._cap = cap
+        self._index = 0
+
+    def read(self) -> Frame:
+        if self._cap is None:
+            raise SourceLost(f"{self.uri} is not open")
+        started = time.monotonic()
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            waited = time.monotonic() - started
+            if waited >= self.read_timeout * 0.8:
+                raise SourceLost(f"no frame for {waited:.0f} s from {self.uri}: stream stalled")
+            raise SourceLost(f"stream from {self.uri} ended: the camera closed the connection")
+        if image.ndim == 2:  # some USB cameras and MJPEG streams deliver grey frames
+            image = np.dstack([image, image, image])
+        self._size = (image.shape[1], image.shape[0])
+        frame = Frame(image=image, ts=time.monotonic(), index=self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return self._size
+
+
+class USBSource(OpenCVSource):
+    """A local V4L2 camera (``usb:0`` is /dev/video0)."""
+
+    def __init__(self, uri: str, index: int, **kw) -> None:
+        super().__init__(uri, **kw)
+        self.kind = "usb"
+        self._target = index
+
+    def _capture(self, cv2):
+        return cv2.VideoCapture(int(self._target), cv2.CAP_V4L2)
+
+    def _open_failed(self) -> str:
+        return (
+            f"could not open {self.uri} (/dev/video{self._target}): check the camera is plugged in, "
+            "that the index is right (v4l2-ctl --list-devices) and that this user is in the video group"
+        )
+
+
+def usb_source(uri: str) -> USBSource:
+    m = _USB.match(uri.strip())
+    if not m:
+        raise SourceError(f"bad USB camera {uri!r}: use usb:N with N the V4L2 index, e.g. usb:0")
+    return USBSource(uri.strip(), int(m.group(1)))
