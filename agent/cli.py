@@ -68,6 +68,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _serve_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "host": args.host,
+        "port": args.port,
+        "model": args.model,
+        "backend": args.backend,
+        "source": args.source,
+        "tls": args.tls,
+        "name": args.name,
+        "mdns": False if args.no_mdns else None,
+        "mdns_interfaces": args.mdns_interface,
+        "log_level": "DEBUG" if args.verbose else None,
+    }
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.server import serve
+
+    config = load_config(home=args.home, config_file=args.config, overrides=_serve_overrides(args))
+    return serve(config)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from agent.auth import token_info
+    from agent.config import load_config
+
+    info = token_info(load_config(home=args.home, config_file=args.config, overrides={"tls": args.tls}))
+    if args.json:
+        _print_json(info)
+    elif args.quiet:
+        print(info.token)
+    else:
+        print(f"device:          {info.name} ({info.device_id})")
+        print(f"api url:         {info.api_url}")
+        print(f"tls fingerprint: {info.tls_fingerprint or '(TLS off)'}")
+        print(f"token:           {info.token}")
+    return 0
+
+
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default="onnxruntime", help="backend key (see `fieldtui-agent doctor`)")
@@ -98,6 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="list every backend and why it is or is not available")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("serve", help="run the agent: pipeline, HTTP control API and mDNS advertisement")
+    p.add_argument("--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)")
+    p.add_argument("--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)")
+    p.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=None, help="port to listen on (default 8470; 0 picks one)")
+    p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
+    p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
+    p.add_argument("--source", default=None, help="demo:, file path, rtsp://, http(s)://, usb:N (default demo:)")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
+    p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
+    p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
+    p.add_argument(
+        "--mdns-interface", action="append", default=None, metavar="IP", help="advertise only on this address"
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("token", help="print the API token, URL and TLS fingerprint (what pairing reads)")
+    p.add_argument("--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)")
+    p.add_argument("--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="as `serve --tls`")
+    p.add_argument("--json", action="store_true", help="print one JSON document (TokenInfo)")
+    p.add_argument("--quiet", action="store_true", help="print the token alone (for scripts)")
+    p.set_defaults(func=cmd_token)
 
     return parser
 

@@ -1,0 +1,39 @@
+"""Pipeline control: start and stop answer at once; restart and a source change are mutating jobs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from agent.api.deps import Service
+from fieldtui.protocol import Job, PipelineStatus, Problem, SourceChange
+
+router = APIRouter(prefix="/v1/pipeline", tags=["pipeline"])
+
+
+@router.post("/start", response_model=PipelineStatus)
+def start(service: Service) -> PipelineStatus:
+    """Start the pipeline (a no-op when it runs); a camera not there yet is retried in the background."""
+    return service.start_pipeline()
+
+
+@router.post("/stop", response_model=PipelineStatus)
+def stop(service: Service) -> PipelineStatus:
+    return service.stop_pipeline()
+
+
+@router.post("/restart", response_model=Job, status_code=202)
+def restart(service: Service) -> Job:
+    """A ``pipeline.restart`` job, queued behind any other mutating job; follow it on /v1/jobs/{id}."""
+    return service.restart_pipeline()
+
+
+@router.put(
+    "/source",
+    response_model=Job,
+    status_code=202,
+    responses={422: {"model": Problem, "description": "a URI of a form no source accepts"}},
+)
+def set_source(service: Service, body: SourceChange) -> Job:
+    """Check the URI now (422 if it can never work), then switch in a ``pipeline.source`` job. If the
+    new source cannot be opened the job fails with the reason and the old source keeps running."""
+    return service.change_source(body.uri)

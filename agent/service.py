@@ -1,0 +1,355 @@
+"""The agent as a service: config, pipeline, jobs, events and logs wired together, no HTTP.
+
+Routes (agent/api/), the CLI and tests all drive this one class. Blocking methods (pipeline control,
+state.db) are plain functions; FastAPI runs them in its thread pool. The only asyncio part is
+:meth:`AgentService.tick_forever`, the ~2 Hz loop that publishes SSE ``sample`` and ``health`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.auth import AuthPolicy, FailureThrottle, load_or_create_token
+from agent.config import AgentConfig
+from agent.device import backends as find_backends
+from agent.device import device_info
+from agent.errors import AgentError, Conflict, SourceError
+from agent.events import EventBus
+from agent.home import AgentHome
+from agent.jobs import JobContext, JobRunner
+from agent.logbuf import LEVELS, LogBuffer
+from agent.state import StateDB
+from agent.tls import TlsMaterial, ensure_tls
+from fieldtui import __version__
+from fieldtui.protocol import (
+    BackendInfo,
+    DeviceInfo,
+    HealthReport,
+    Job,
+    LogPage,
+    ModelInfo,
+    PipelineStatus,
+)
+
+log = logging.getLogger("fieldtui.agent.service")
+
+SAMPLE_INTERVAL_S = 0.4  # SSE samples at 2.5 Hz: "about 2 Hz" with room for a busy CPU
+START_GRACE_S = 10.0  # a pipeline that has processed nothing after this long is failing
+CONTROL_WAIT_S = 15.0  # how long start/stop wait for a running pipeline job before answering 409
+BACKENDS_TTL_S = 60.0
+
+
+class AgentService:
+    """One agent: see the module docstring. Build with :meth:`create`, end with :meth:`close`."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        pipeline: Any,
+        db: StateDB,
+        token: str,
+        tls: TlsMaterial | None,
+        auth_policy: AuthPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.home = config.agent_home
+        self.device_id = self.home.device_id()
+        self.pipeline = pipeline
+        self.metrics = pipeline.metrics
+        self.db = db
+        self.token = token
+        self.tls = tls
+        self.api_url: str | None = None  # set by the server once the socket is bound
+        self.started = time.monotonic()
+        self.bus = EventBus()
+        self.jobs = JobRunner(db, on_change=lambda job: self.bus.publish("job", job))
+        self.throttle = FailureThrottle(auth_policy)
+        self.logs = LogBuffer(
+            secrets=lambda: (self.token,), on_line=lambda line: self.bus.publish("log", line)
+        )
+        self.model_listeners: list[Callable[[ModelInfo], None]] = []
+        self._control = threading.Lock()  # one pipeline start/stop/restart/source change at a time
+        self._last_health: tuple[str, tuple[str, ...]] | None = None
+        self._backends: tuple[float, list[BackendInfo]] | None = None
+        self._closed = False
+        self.metrics.registry.register(_ControlPlaneCollector(self))
+
+    @classmethod
+    def create(cls, config: AgentConfig, *, auth_policy: AuthPolicy | None = None) -> AgentService:
+        """Make the home, token, TLS material and state.db; load the model; build the pipeline
+        (not started: see :meth:`start`). Raises AgentError with what to do when something is wrong."""
+        from agent.detector import Detector
+        from agent.metrics import AgentMetrics
+        from agent.pipeline import Pipeline
+
+        home = AgentHome(config.home).ensure()
+        token = load_or_create_token(home)
+        tls = ensure_tls(home) if config.tls else None
+        detector = Detector.load(config.model, backend=config.backend)
+        db = None
+        try:
+            db = StateDB(home.state_db)
+            pipeline = Pipeline(detector, config.source, metrics=AgentMetrics())
+            return cls(config, pipeline=pipeline, db=db, token=token, tls=tls, auth_policy=auth_policy)
+        except BaseException:
+            detector.close()
+            if db is not None:
+                db.close()
+            raise
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the pipeline. A source that is not there yet is retried in the background (the
+        agent must come up so a technician can see why); a URI that can never work is logged and
+        leaves the pipeline stopped, with the reason in /v1/health."""
+        try:
+            with self._control:
+                self.pipeline.start(retry=True)
+        except SourceError as err:
+            log.error("pipeline not started: %s; set another source with PUT /v1/pipeline/source", err)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.bus.attach(loop)
+
+    async def tick_forever(self) -> None:
+        """Publish a ``sample`` (when someone listens) and ``health`` (when it changed), ~2 Hz.
+
+        The schedule is absolute (next = start + k * interval), so the rate does not drift when a
+        tick runs late; a tick that fell behind by more than one interval is skipped, not bunched.
+        """
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += SAMPLE_INTERVAL_S
+            try:
+                if self.bus.subscriber_count:
+                    sample = await asyncio.to_thread(self.pipeline.sample)
+                    self.bus.publish("sample", sample)
+                self._publish_health_if_changed(await asyncio.to_thread(self.health))
+            except Exception:  # noqa: BLE001 - telemetry must outlive one bad tick
+                log.exception("telemetry tick failed")
+            delay = next_at - loop.time()
+            if delay < 0:
+                next_at = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    def _publish_health_if_changed(self, report: HealthReport) -> None:
+        key = (report.status, tuple(report.reasons))
+        if key != self._last_health:
+            if self._last_health is not None and report.status != self._last_health[0]:
+                log.log(
+                    logging.INFO if report.status == "ok" else logging.WARNING,
+                    "health %s -> %s%s",
+                    self._last_health[0],
+                    report.status,
+                    f": {'; '.join(report.reasons)}" if report.reasons else "",
+                )
+            self._last_health = key
+            self.bus.publish("health", report)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop jobs and the pipeline (joined), then close state.db. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.bus.close()
+        self.jobs.shutdown(timeout)
+        with self._control:
+            self.pipeline.stop()
+        detector = getattr(self.pipeline, "detector", None)
+        if detector is not None:
+            detector.close()
+        self.db.close()
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        st: PipelineStatus = self.pipeline.status()
+        failing: list[str] = []
+        degraded: list[str] = []
+        source = st.source
+        if st.state == "failed":
+            failing.append(f"pipeline failed: {st.error or 'see GET /v1/logs'}")
+        elif st.state == "stopped":
+            why = source.reason if source is not None and source.reason else "stopped on request"
+            degraded.append(f"pipeline stopped ({why}); POST /v1/pipeline/start to start it")
+        else:
+            if source is not None and not source.up:
+                degraded.append(f"source down: {source.reason or 'no frames from ' + source.uri}")
+            running_for = time.time() - (st.started_at or time.time())
+            sample = st.sample
+            if running_for > START_GRACE_S and (sample is None or sample.fps <= 0):
+                failing.append(f"no frames processed in the last {int(START_GRACE_S)} s")
+        camera = st.sample.camera if st.sample is not None else None
+        if camera is not None and not camera.ok:
+            degraded.append("camera: " + ("; ".join(camera.reasons) or "unhealthy"))
+        status = "failing" if failing else "degraded" if degraded else "ok"
+        return HealthReport(
+            status=status,
+            reasons=failing + degraded,
+            version=__version__,
+            uptime_s=round(time.monotonic() - self.started, 1),
+        )
+
+    def status(self) -> PipelineStatus:
+        return self.pipeline.status()
+
+    def device(self) -> DeviceInfo:
+        now = time.monotonic()
+        if self._backends is None or now - self._backends[0] > BACKENDS_TTL_S:
+            self._backends = (now, find_backends())
+        return device_info(
+            device_id=self.device_id,
+            name=self.config.name,
+            api_url=self.api_url,
+            tls_fingerprint=self.tls.fingerprint if self.tls else None,
+            backend_infos=self._backends[1],
+        )
+
+    def model_label(self) -> str:
+        """The active model as the mDNS TXT ``model`` shows it: its version, else the file stem."""
+        info: ModelInfo | None = getattr(self.pipeline.detector, "info", None)
+        if info is None:
+            return ""
+        return info.version or Path(info.path).stem
+
+    def read_logs(self, since: float | None, level: str | None, limit: int) -> LogPage:
+        if level is not None and level.upper() not in LEVELS:
+            raise AgentError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}", status=422)
+        return self.logs.query(since=since, level=level, limit=limit)
+
+    # --- pipeline control -----------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if not self._control.acquire(timeout=CONTROL_WAIT_S):
+            raise Conflict(
+                "a pipeline job (restart or source change) is still running; "
+                "wait for it (GET /v1/jobs) and try again"
+            )
+        try:
+            yield
+        finally:
+            self._control.release()
+
+    def start_pipeline(self) -> PipelineStatus:
+        with self._locked():
+            self.pipeline.start(retry=True)
+        return self.pipeline.status()
+
+    def stop_pipeline(self) -> PipelineStatus:
+        with self._locked():
+            self.pipeline.stop()
+        return self.pipeline.status()
+
+    def restart_pipeline(self) -> Job:
+        return self.jobs.submit("pipeline.restart", self._restart_job, mutating=True)
+
+    def _restart_job(self, ctx: JobContext) -> dict[str, Any]:
+        with self._control:
+            ctx.progress(0.1, "stopping the pipeline")
+            self.pipeline.stop()
+            ctx.progress(0.5, "starting the pipeline")
+            self.pipeline.start(retry=True)
+        ctx.progress(0.8, "waiting for the first frame")
+        deadline = time.monotonic() + START_GRACE_S
+        while self.pipeline.state == "starting" and time.monotonic() < deadline:
+            ctx.sleep(0.05)  # cancel here only stops the waiting: the pipeline is already started
+        return {"state": self.pipeline.state}
+
+    def change_source(self, uri: str) -> Job:
+        """Check the URI's form now (422 if it can never work), then switch in a mutating job; if the
+        new source cannot be opened the job fails and the old source keeps running."""
+        from agent.sources import make_source, redact
+
+        probe = make_source(uri)  # raises SourceError for a URI of the wrong form
+        probe.close()
+        shown = redact(uri)
+        return self.jobs.submit(
+            "pipeline.source",
+            self._source_job,
+            {"uri": uri},
+            shown_params={"uri": shown},
+            mutating=True,
+        )
+
+    def _source_job(self, ctx: JobContext) -> dict[str, Any]:
+        from agent.sources import redact
+
+        uri = ctx.params["uri"]
+        ctx.progress(0.1, f"opening {redact(uri)}")
+        with self._control:
+            self.pipeline.set_source(uri)
+        status = self.pipeline.status()
+        return {"source": status.source.uri if status.source else redact(uri), "state": status.state}
+
+    def swap_detector(self, new: Any) -> Any:
+        """Put ``new`` into the running pipeline (no restart); announce it over SSE ``model`` and to
+        the model listeners (the mDNS TXT update). Returns the old detector for the caller to close."""
+        old = self.pipeline.swap_detector(new)
+        info: ModelInfo | None = getattr(new, "info", None)
+        if info is not None:
+            self.bus.publish("model", info)
+            for listener in list(self.model_listeners):
+                try:
+                    listener(info)
+                except Exception:  # noqa: BLE001 - a listener must not undo a swap that happened
+                    log.exception("model listener %r failed", listener)
+        return old
+
+
+class _ControlPlaneCollector(Collector):
+    """Control-plane state read at scrape time: jobs per state, auth failures, SSE subscribers."""
+
+    def __init__(self, service: AgentService) -> None:
+        self._service = service
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected at scrape time only; nothing to clash with at registration
+
+    def collect(self) -> Iterable[Metric]:
+        svc = self._service
+        jobs = GaugeMetricFamily("fieldtui_agent_jobs", "jobs in state.db by state", labels=["state"])
+        try:
+            counts = svc.jobs.counts()
+        except AgentError:  # state.db closed: shutting down
+            counts = {}
+        for state in ("queued", "running", "succeeded", "failed", "cancelled"):
+            jobs.add_metric([state], counts.get(state, 0))
+        yield jobs
+        yield CounterMetricFamily(
+            "fieldtui_agent_auth_failures",
+            "requests refused for a missing or wrong token",
+            value=svc.throttle.total_failures,
+        )
+        yield CounterMetricFamily(
+            "fieldtui_agent_auth_throttled",
+            "requests answered 429 because their address failed too often",
+            value=svc.throttle.total_refused,
+        )
+        yield GaugeMetricFamily(
+            "fieldtui_agent_sse_subscribers", "open GET /v1/events streams", value=svc.bus.subscriber_count
+        )
+        yield CounterMetricFamily(
+            "fieldtui_agent_sse_events_dropped",
+            "events a slow SSE subscriber lost (its queue was full)",
+            value=svc.bus.dropped,
+        )
+        yield GaugeMetricFamily(
+            "fieldtui_agent_uptime_seconds",
+            "seconds since the agent started",
+            value=time.monotonic() - svc.started,
+        )
