@@ -74,6 +74,7 @@ class HealthMonitor:
         self._baseline: float | None = None
         self._baseline_fixed = False
         self._prev: np.ndarray | None = None
+        self._prev_ts = 0.0
         self._still_since: float | None = None
         self.current: CameraHealth | None = None
 
@@ -133,7 +134,9 @@ class HealthMonitor:
         )
 
     def _frozen_for(self, grey: np.ndarray, ts: float) -> float:
-        prev, self._prev = self._prev, grey
+        """For how long the picture has not changed (since the first frame showing it)."""
+        prev, prev_ts = self._prev, self._prev_ts
+        self._prev, self._prev_ts = grey, ts
         if prev is None or prev.shape != grey.shape:
             self._still_since = None
             return 0.0
@@ -143,7 +146,7 @@ class HealthMonitor:
             self._still_since = None
             return 0.0
         if self._still_since is None:
-            self._still_since = ts
+            self._still_since = prev_ts
         return ts - self._still_since
 
     def _learn(self, sharpness: float, ratio: float | None, ts: float) -> None:
