@@ -1,0 +1,131 @@
+"""Letterbox and tensor conversion against a reference written straight from Ultralytics' LetterBox."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.preprocess import Letterbox, letterbox, preprocess, to_tensor
+
+
+def reference_letterbox(img: np.ndarray, new_shape=(640, 640), color=(114, 114, 114)):
+    """Ultralytics ``LetterBox(auto=False, scaleup=True, center=True)``, as its source reads."""
+    shape = img.shape[:2]  # current shape [height, width]
+    r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
+    new_unpad = int(round(shape[1] * r)), int(round(shape[0] * r))
+    dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
+    dw /= 2
+    dh /= 2
+    if shape[::-1] != new_unpad:
+        img = cv2.resize(img, new_unpad, interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=color)
+    return img, r, (left, top), new_unpad
+
+
+def reference_tensor(padded: np.ndarray, dtype) -> np.ndarray:
+    """Ultralytics' predictor: BGR->RGB, HWC->CHW, batch, float, /255 (then the model's dtype)."""
+    chw = np.ascontiguousarray(padded[..., ::-1].transpose(2, 0, 1)[None])
+    return (chw.astype(np.float32) / 255).astype(dtype)
+
+
+def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+SIZES = [
+    ((1080, 1920), (640, 640)),  # 16:9 camera, pad top and bottom
+    ((720, 1280), (640, 640)),
+    ((480, 640), (640, 640)),
+    ((640, 480), (640, 640)),  # portrait: pad left and right
+    ((640, 640), (640, 640)),  # no resize, no pad
+    ((333, 517), (640, 640)),  # odd sizes: the 0.1 rounding decides which side gets the extra pixel
+    ((50, 70), (320, 320)),  # upscale
+    ((1080, 1920), (384, 640)),  # rectangular model input
+    ((1000, 999), (640, 640)),  # a 1-pixel pad split 0/1
+]
+
+
+@pytest.mark.parametrize(("shape", "new_shape"), SIZES)
+def test_letterbox_matches_ultralytics_pixel_for_pixel(shape, new_shape):
+    img = textured(*shape)
+    padded, lb = letterbox(img, new_shape)
+    ref, r, (left, top), (unpad_w, unpad_h) = reference_letterbox(img, new_shape)
+
+    assert padded.shape == (*new_shape, 3)
+    assert np.array_equal(padded, ref)
+    assert lb.ratio == r
+    assert lb.pad == (left, top)
+    assert lb.shape == shape
+    assert lb.new_shape == new_shape
+    # The image sits at (left, top) and the rest is 114 grey.
+    inside = np.zeros(new_shape, dtype=bool)
+    inside[top : top + unpad_h, left : left + unpad_w] = True
+    assert (padded[~inside] == 114).all()
+
+
+def test_letterbox_pads_a_wide_frame_top_and_bottom_evenly():
+    padded, lb = letterbox(textured(1080, 1920), 640)
+    assert lb.ratio == pytest.approx(1 / 3)
+    assert lb.pad == (0.0, 140.0)
+    assert (padded[:140] == 114).all() and (padded[500:] == 114).all()
+    assert not (padded[140:500] == 114).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 900), w=st.integers(1, 900), target=st.sampled_from([(640, 640), (320, 320), (256, 416)])
+)
+def test_letterbox_matches_reference_for_any_size(h, w, target):
+    img = textured(h, w, seed=h * 1000 + w)
+    padded, lb = letterbox(img, target)
+    ref, r, pad, _ = reference_letterbox(img, target)
+    assert np.array_equal(padded, ref)
+    assert (lb.ratio, lb.pad) == (r, pad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_tensor_is_rgb_nchw_scaled_in_the_model_dtype(dtype):
+    img = textured(720, 1280, seed=3)
+    tensor, lb = preprocess(img, 640, dtype)
+    padded, _ = reference_letterbox(img, (640, 640))[:2]
+    expected = reference_tensor(padded, dtype)
+
+    assert tensor.dtype == dtype
+    assert tensor.shape == (1, 3, 640, 640)
+    assert tensor.flags.c_contiguous
+    assert np.array_equal(tensor, expected)
+    # Channel order: a pure-blue BGR pixel ends up in channel 2 (RGB).
+    blue = np.zeros((8, 8, 3), np.uint8)
+    blue[..., 0] = 255
+    t = to_tensor(blue, dtype)
+    assert t[0, 2].min() == 1.0 and t[0, 0].max() == 0.0 and t[0, 1].max() == 0.0
+
+
+def test_tensor_rejects_unsupported_dtypes_and_images():
+    with pytest.raises(ValueError, match="uint8"):
+        to_tensor(textured(4, 4), np.uint8)
+    with pytest.raises(ValueError, match="BGR uint8"):
+        letterbox(np.zeros((10, 10), np.uint8), 640)
+
+
+def test_unmap_inverts_the_letterbox_and_clips_to_the_image():
+    img = textured(720, 1280)
+    _, lb = letterbox(img, 640)
+    original = np.array([[100.0, 50.0, 400.0, 300.0], [0.0, 0.0, 1280.0, 720.0]], dtype=np.float32)
+    dw, dh = lb.pad
+    in_model = original * lb.ratio + np.array([dw, dh, dw, dh], dtype=np.float32)
+    assert np.allclose(lb.unmap(in_model), original, atol=1e-3)
+    # Boxes spilling into the padding are clipped to the image.
+    spilled = np.array([[-20.0, 0.0, 700.0, 640.0]], dtype=np.float32)
+    assert np.allclose(lb.unmap(spilled), [[0.0, 0.0, 1280.0, 720.0]])
+    assert lb.unmap(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_letterbox_is_a_plain_value():
+    lb = Letterbox(ratio=0.5, pad=(0.0, 140.0), shape=(720, 1280), new_shape=(640, 640))
+    assert lb == Letterbox(0.5, (0.0, 140.0), (720, 1280), (640, 640))
