@@ -42,3 +42,9 @@ class NotFound(AgentError):
 
 class Conflict(AgentError):
     status = 409
+
+
+class ImageError(AgentError):
+    """An image file that is missing or cannot be decoded."""
+
+    status = 422
