@@ -1,0 +1,60 @@
+"""The backend registry: a key per runtime, the class that serves it, and ``doctor``.
+
+Importing this package imports no vendor SDK: each backend module imports its runtime inside its own
+functions (Frigate's detector plugin layout), so ``doctor`` can explain a missing one instead of crashing.
+"""
+
+from __future__ import annotations
+
+from agent.backends.base import Backend, TensorSpec
+from agent.backends.onnxruntime import OnnxRuntimeBackend
+from agent.backends.probes import probe_hailo, probe_tensorrt
+from agent.errors import BackendUnavailable
+from fieldtui.protocol import BackendInfo
+
+BACKENDS: dict[str, type[Backend]] = {
+    OnnxRuntimeBackend.key: OnnxRuntimeBackend,
+}
+
+# Runtimes the agent knows how to probe but has no backend for in this build (their backends come
+# with the engine-build work); ``doctor`` still reports what the device has.
+PROBES = {"tensorrt": probe_tensorrt, "hailo": probe_hailo}
+
+__all__ = ["BACKENDS", "Backend", "TensorSpec", "doctor", "get_backend", "known_keys"]
+
+
+def known_keys() -> list[str]:
+    return list(BACKENDS) + [k for k in PROBES if k not in BACKENDS]
+
+
+def get_backend(key: str) -> type[Backend]:
+    """The backend class for ``key``; BackendUnavailable (with what to do) when there is none."""
+    if key in BACKENDS:
+        return BACKENDS[key]
+    if key in PROBES:
+        _, reason, _ = PROBES[key]()
+        raise BackendUnavailable(
+            f"this agent build has no {key} backend yet ({reason}); use --backend onnxruntime, "
+            "which runs on the TensorRT and CUDA execution providers with onnxruntime-gpu"
+        )
+    raise BackendUnavailable(f"unknown backend {key!r}: choose one of {', '.join(known_keys())}")
+
+
+def doctor() -> list[BackendInfo]:
+    """Every known backend, whether it can run here, and why (or what to install)."""
+    infos = []
+    for key, cls in BACKENDS.items():
+        ok, reason = cls.available()
+        infos.append(
+            BackendInfo(
+                key=key, available=ok, reason=reason, version=cls.version(), providers=cls.providers()
+            )
+        )
+    for key, probe in PROBES.items():
+        if key in BACKENDS:
+            continue
+        ok, reason, version = probe()
+        if ok:
+            reason = f"{reason}; this agent build has no {key} backend yet (use onnxruntime)"
+        infos.append(BackendInfo(key=key, available=False, reason=reason, version=version))
+    return infos

@@ -1,0 +1,119 @@
+"""ONNX Runtime backend: ``.onnx`` models on CPU, CUDA or the TensorRT execution provider.
+
+``onnxruntime`` is imported inside the functions below, never at module top, so the registry can list
+this backend (and say why it is unavailable) on a machine without it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.backends.base import Backend, TensorSpec
+from agent.errors import BackendUnavailable, ModelError
+
+# Best first; only the ones this onnxruntime build offers are used.
+PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+INSTALL_HINT = "pip install 'fieldtui[agent]' (or onnxruntime-gpu on CUDA machines)"
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendUnavailable(f"onnxruntime not importable ({err}): {INSTALL_HINT}") from None
+    return onnxruntime
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in node.shape)
+    return TensorSpec(node.name, shape, np.dtype(_ORT_TYPES.get(node.type, np.float32)))
+
+
+def _ort_reason(err: Exception) -> str:
+    # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
+    # -> "INVALID_PROTOBUF: Protobuf parsing failed." : the code and the cause, not the noise.
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    match = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (.*)", text)
+    if match:
+        code, rest = match.groups()
+        rest = rest.split("failed:", 1)[-1].strip()
+        text = f"{code}: {rest}"
+    return text[:300]
+
+
+class OnnxRuntimeBackend(Backend):
+    """An ``onnxruntime.InferenceSession`` with the best available provider and full graph optimisation."""
+
+    key = "onnxruntime"
+    model_format = "onnx"
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            ort = _import_ort()
+        except BackendUnavailable as err:
+            return False, str(err)
+        return True, f"onnxruntime {ort.__version__} ready on {', '.join(cls.providers())}"
+
+    @classmethod
+    def version(cls) -> str | None:
+        try:
+            return str(_import_ort().__version__)
+        except BackendUnavailable:
+            return None
+
+    @classmethod
+    def providers(cls) -> list[str]:
+        try:
+            offered = set(_import_ort().get_available_providers())
+        except BackendUnavailable:
+            return []
+        return [p for p in PROVIDER_PRIORITY if p in offered]
+
+    def __init__(
+        self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None
+    ) -> None:
+        ort = _import_ort()
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or 0  # 0 = one per physical core
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the technician's business
+        chosen = providers or self.providers()
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
+        except Exception as err:  # ORT raises its own pybind exception types; translate them all
+            raise ModelError(
+                f"{self.path.name} is not a loadable ONNX model ({_ort_reason(err)}): re-export it "
+                "(e.g. `yolo export format=onnx`) or copy it again if the transfer was cut short"
+            ) from None
+        self.inputs = [_spec(i) for i in self._session.get_inputs()]
+        self.outputs = [_spec(o) for o in self._session.get_outputs()]
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.active_providers: list[str] = list(self._session.get_providers())
+        self._input_name = self.inputs[0].name if self.inputs else ""
+        self._output_names = [o.name for o in self.outputs]
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(self._output_names, {self._input_name: tensor})
+
+    def close(self) -> None:
+        # ORT frees the session with its last reference; drop ours so the memory goes now.
+        self._session = None
