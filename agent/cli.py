@@ -26,9 +26,7 @@ def _print_json(model) -> None:
 def cmd_detect(args: argparse.Namespace) -> int:
     from agent.detector import detect_images
 
-    result = detect_images(
-        args.images, model=args.model, backend=args.backend, conf=args.conf, iou=args.iou
-    )
+    result = detect_images(args.images, model=args.model, backend=args.backend, conf=args.conf, iou=args.iou)
     if args.json:
         _print_json(result)
     else:
@@ -48,9 +46,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps([i.model_dump() for i in infos], indent=2) + "\n")
     else:
         for info in infos:
-            mark = "ok " if info.available else "-- "
-            version = f" {info.version}" if info.version else ""
-            print(f"{mark}{info.key:<12}{version}  {info.reason}")
+            mark = "ok" if info.available else "--"
+            print(f"{mark}  {info.key:<12} {info.version or '-':<10} {info.reason}")
     return 0
 
 
