@@ -10,6 +10,7 @@ environment are ignored, so the token only goes where the technician pointed it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -261,6 +262,21 @@ class AgentClient:
 
     async def cancel_job(self, job_id: str) -> Job:
         return await self._post(f"/v1/jobs/{quote(job_id, safe='')}/cancel", Job)
+
+    async def wait_job(self, job_id: str, timeout: float = 60.0, interval: float = 0.2) -> Job:
+        """Poll a job until it ends (succeeded, failed or cancelled); AgentTimeout if it does not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job.state in ("succeeded", "failed", "cancelled"):
+                return job
+            if loop.time() >= deadline:
+                raise AgentTimeout(
+                    f"job {job_id} ({job.kind}) is still {job.state} after {timeout:g} s, at {job.stage or 'no stage'}",
+                    url=self.base_url,
+                )
+            await asyncio.sleep(interval)
 
     async def logs(
         self, limit: int | None = None, level: str | None = None, since: float | None = None

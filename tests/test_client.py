@@ -217,3 +217,63 @@ async def test_not_an_agent():
 
 def test_repr_hides_the_token():
     assert "s3cret" not in repr(AgentClient("http://127.0.0.1:1", token="s3cret"))
+
+
+# --- against a real agent -------------------------------------------------------------------------
+
+
+async def test_every_call_returns_a_protocol_model(agent_proc):
+    from fieldtui.protocol import DeviceInfo, Job, LogPage, PipelineStatus
+
+    async with AgentClient(agent_proc.url, agent_proc.token) as client:
+        assert isinstance(await client.health(), HealthReport)
+        device = await client.device()
+        assert isinstance(device, DeviceInfo) and any(b.key == "onnxruntime" for b in device.backends)
+        status = await client.status()
+        assert isinstance(status, PipelineStatus) and status.source is not None
+        assert isinstance(await client.logs(limit=5), LogPage)
+        assert "fieldtui_agent_" in await client.metrics_text()
+
+        stopped = await client.pipeline_stop()
+        assert isinstance(stopped, PipelineStatus) and stopped.state == "stopped"
+        started = await client.pipeline_start()
+        assert started.state in ("starting", "running")
+
+        restart = await client.pipeline_restart()
+        assert isinstance(restart, Job) and restart.kind
+        done = await client.wait_job(restart.id, timeout=60)
+        assert done.state == "succeeded", done.error
+        assert (await client.job(restart.id)).id == restart.id
+        assert restart.id in [j.id for j in await client.jobs()]
+
+        change = await client.set_source("demo:?seed=3")
+        assert (await client.wait_job(change.id, timeout=60)).state == "succeeded"
+        assert (await client.status()).source.uri.startswith("demo:")
+
+        with pytest.raises(AgentClientError) as err:
+            await client.job("no-such-job")
+        assert err.value.status == 404 and err.value.detail
+
+
+async def test_wrong_token_is_refused_with_401_and_the_detail(agent_proc):
+    async with AgentClient(agent_proc.url, "not-the-token") as client:
+        assert (await client.health()).status  # public
+        with pytest.raises(AgentUnauthorized) as err:
+            await client.status()
+    assert err.value.status == 401
+    assert err.value.problem is not None and err.value.detail == err.value.problem.detail
+    assert err.value.detail in str(err.value)
+    assert "not-the-token" not in str(err.value)
+
+
+async def test_pinning_against_a_real_tls_agent(start_agent, agent_home):
+    from fieldtui.demo import read_token
+
+    agent = start_agent(agent_home, "--tls")
+    info = await read_token(agent_home)
+    assert agent.url.startswith("https://") and info.tls_fingerprint
+    async with AgentClient(agent.url, info.token, info.tls_fingerprint) as client:
+        assert (await client.device()).tls_fingerprint == info.tls_fingerprint
+    async with AgentClient(agent.url, info.token, "0" * 64) as client:
+        with pytest.raises(TLSPinMismatch):
+            await client.device()

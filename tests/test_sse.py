@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from contextlib import asynccontextmanager, suppress
 
 import pytest
@@ -225,3 +226,48 @@ async def test_gives_up_after_max_retries_with_the_reason():
         with pytest.raises(AgentUnreachable, match="connection refused"):
             async for _ in client.events(backoff_initial=0.01, max_retries=2):
                 pass
+
+
+# --- against a real agent -------------------------------------------------------------------------
+
+
+async def _samples(stream, n: int) -> list[Sample]:
+    out: list[Sample] = []
+    async for event, model in stream:
+        if event == "sample":
+            assert isinstance(model, Sample)
+            out.append(model)
+            if len(out) == n:
+                return out
+    raise AssertionError("the stream ended")
+
+
+async def test_real_agent_streams_samples_at_2_hz_that_move(agent_proc):
+    async with AgentClient(agent_proc.url, agent_proc.token) as client, client.events() as stream:
+        samples = await asyncio.wait_for(_samples(stream, 6), 60)
+    gaps = sorted(b.ts - a.ts for a, b in zip(samples, samples[1:], strict=False))
+    assert gaps[len(gaps) // 2] <= 0.5  # the agent's own clock: about 2 Hz or better
+    assert samples[-1].frames_total > samples[0].frames_total  # values move with the pipeline
+    assert stream.last_event_id is not None and int(stream.last_event_id) > 0
+
+
+async def test_real_agent_restart_on_the_same_home_and_port_resumes_the_stream(start_agent, agent_home):
+    port = _free_port()
+    first = start_agent(agent_home, "--port", str(port))
+    assert first.url.endswith(f":{port}")
+    states: list[tuple[str, str | None]] = []
+    async with AgentClient(first.url, first.token) as client:
+        stream = client.events(
+            backoff_initial=0.2, backoff_max=1.0, on_state=lambda s, r: states.append((s, r))
+        )
+        async with stream:
+            before = await asyncio.wait_for(_samples(stream, 2), 60)
+            assert await asyncio.to_thread(first.stop) == 0
+            first_gone = time.time()
+            second = start_agent(agent_home, "--port", str(port))  # blocks until it listens again
+            assert second.token == first.token  # same home: the console's saved token still works
+            after = await asyncio.wait_for(_samples(stream, 2), 60)
+    assert stream.reconnects >= 1
+    assert any(s == "reconnecting" for s, _ in states)
+    # Samples taken after the first agent was gone: the same stream now reads the second one.
+    assert before[-1].ts < first_gone < after[0].ts
