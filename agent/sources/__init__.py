@@ -13,6 +13,7 @@ reports, logs or puts in an error.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from agent.errors import SourceError
 from agent.sources.base import Frame, Source, SourceLost
 
 __all__ = ["ACCEPTED", "Frame", "Source", "SourceError", "SourceLost", "make_source", "open_source", "redact"]
+
+# FFmpeg's own console lines can carry a stream URL with its password. OpenCV sets FFmpeg's log level
+# once, when it first loads it, from this variable, so it is set on import, before any capture exists.
+# (Export OPENCV_FFMPEG_LOGLEVEL yourself to debug a stream; nothing here overrides it.)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 ACCEPTED = (
     "demo:, file:PATH or a path (video file, image or image folder), rtsp://HOST/..., "

@@ -8,24 +8,16 @@ folders have no rate of their own and go as fast as the pipeline does.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 from agent.errors import SourceError
 from agent.sources.base import Frame, Source
+from agent.sources.opencv import quiet_cv2
 
 log = logging.getLogger("fieldtui.agent.sources")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
-
-
-def _cv2():
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    return cv2
 
 
 class VideoFileSource(Source):
@@ -42,7 +34,7 @@ class VideoFileSource(Source):
         self._size: tuple[int, int] | None = None
 
     def open(self) -> None:
-        cv2 = _cv2()
+        cv2 = quiet_cv2()
         self.close()
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
@@ -112,7 +104,7 @@ class ImageFolderSource(Source):
         self._index = 0
 
     def read(self) -> Frame | None:
-        cv2 = _cv2()
+        cv2 = quiet_cv2()
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1

@@ -1,13 +1,12 @@
 """Live cameras through OpenCV: ``rtsp://``, ``http(s)://`` (MJPEG and friends) and ``usb:N`` (V4L2).
 
-FFmpeg's and OpenCV's own console logging is silenced before the first capture is opened: their lines
-can carry the stream URL, credentials included, and our SourceError/SourceLost messages already say
-what went wrong in words a technician can act on.
+FFmpeg's and OpenCV's own console logging is silenced: their lines can carry the stream URL, credentials
+included, and our SourceError/SourceLost messages already say what went wrong in words a technician
+can act on.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -23,9 +22,8 @@ READ_TIMEOUT_S = 5.0
 _USB = re.compile(r"^usb:(?://)?(\d+)$", re.IGNORECASE)
 
 
-def _quiet_cv2():
-    """Import cv2 with FFmpeg/OpenCV console output off (read by OpenCV when FFmpeg first loads)."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+def quiet_cv2():
+    """cv2 with OpenCV's console logging off (FFmpeg's is off already: see agent/sources/__init__.py)."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -64,7 +62,7 @@ class OpenCVSource(Source):
         return f"could not open {self.uri}: check the address and that the camera is on the network"
 
     def open(self) -> None:
-        cv2 = _quiet_cv2()
+        cv2 = quiet_cv2()
         self.close()
         cap = self._capture(cv2)
         if not cap.isOpened():
