@@ -68,6 +68,13 @@ def test_letterbox_matches_ultralytics_pixel_for_pixel(shape, new_shape):
     assert (padded[~inside] == 114).all()
 
 
+def test_letterbox_accepts_views():
+    img = textured(720, 1280)
+    view = img[::-1, 100:740]  # flipped and cropped: 720 x 640, negative strides
+    padded, _ = letterbox(view, 640)
+    assert np.array_equal(padded, reference_letterbox(np.ascontiguousarray(view))[0])
+
+
 def test_letterbox_pads_a_wide_frame_top_and_bottom_evenly():
     padded, lb = letterbox(textured(1080, 1920), 640)
     assert lb.ratio == pytest.approx(1 / 3)
@@ -89,20 +96,25 @@ def test_letterbox_matches_reference_for_any_size(h, w, target):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_tensor_is_rgb_nchw_scaled_in_the_model_dtype(dtype):
-    img = textured(720, 1280, seed=3)
-    tensor, lb = preprocess(img, 640, dtype)
-    padded, _ = reference_letterbox(img, (640, 640))[:2]
+@pytest.mark.parametrize(("shape", "new_shape"), SIZES)
+def test_tensor_is_rgb_nchw_scaled_in_the_model_dtype(shape, new_shape, dtype):
+    img = textured(*shape, seed=3)
+    tensor, lb = preprocess(img, new_shape, dtype)
+    padded = reference_letterbox(img, new_shape)[0]
     expected = reference_tensor(padded, dtype)
 
     assert tensor.dtype == dtype
-    assert tensor.shape == (1, 3, 640, 640)
+    assert tensor.shape == (1, 3, *new_shape)
     assert tensor.flags.c_contiguous
-    assert np.array_equal(tensor, expected)
-    # Channel order: a pure-blue BGR pixel ends up in channel 2 (RGB).
+    assert np.array_equal(tensor, expected)  # the fused path builds the same tensor, value for value
+    assert np.array_equal(to_tensor(padded, dtype), expected)
+    assert lb == letterbox(img, new_shape)[1]
+
+
+def test_channel_order_is_rgb():
     blue = np.zeros((8, 8, 3), np.uint8)
-    blue[..., 0] = 255
-    t = to_tensor(blue, dtype)
+    blue[..., 0] = 255  # BGR
+    t = to_tensor(blue)
     assert t[0, 2].min() == 1.0 and t[0, 0].max() == 0.0 and t[0, 1].max() == 0.0
 
 
@@ -111,6 +123,8 @@ def test_tensor_rejects_unsupported_dtypes_and_images():
         to_tensor(textured(4, 4), np.uint8)
     with pytest.raises(ValueError, match="BGR uint8"):
         letterbox(np.zeros((10, 10), np.uint8), 640)
+    with pytest.raises(ValueError, match="float64"):
+        preprocess(textured(4, 4), 640, np.float64)
 
 
 def test_unmap_inverts_the_letterbox_and_clips_to_the_image():
