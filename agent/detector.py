@@ -215,7 +215,10 @@ class Detector:
                 raise ModelError(f"model path is not a file: {model_path}")
             if model_path.stat().st_size == 0:
                 raise ModelError(f"model file is empty: {model_path}; copy it again")
-        sha256 = file_sha256(model_path)
+        try:
+            sha256 = file_sha256(model_path)
+        except OSError as err:
+            raise ModelError(f"cannot read model file {model_path}: {err.strerror or err}") from None
         instance = backend_cls(model_path, threads=threads)
         try:
             return cls(instance, model_path, sha256=sha256, conf=conf, iou=iou, max_det=max_det)
@@ -264,13 +267,19 @@ class Detector:
         self.close()
 
 
+def _check_image_path(p: Path) -> None:
+    if not p.exists():
+        raise ImageError(f"image not found: {p}")
+    if not p.is_file():
+        raise ImageError(f"not an image file: {p} (pass image files, not a folder)")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """A BGR uint8 image from a file; ImageError saying what was wrong otherwise."""
     import cv2
 
     p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"image not found: {p}")
+    _check_image_path(p)
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as err:
@@ -293,8 +302,7 @@ def detect_images(
     anything if any image is missing or undecodable."""
     paths = [Path(p) for p in paths]
     for p in paths:  # a typo in the last path should not cost a model load first
-        if not p.is_file():
-            raise ImageError(f"image not found: {p}")
+        _check_image_path(p)
     results = []
     with Detector.load(model, backend=backend, conf=conf, iou=iou) as detector:
         for p in paths:

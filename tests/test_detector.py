@@ -239,6 +239,8 @@ def test_detect_images_checks_every_image_first(tmp_path, models):
     assert [d.class_name for d in result.results[0].detections] == ["thing0", "thing2"]
     with pytest.raises(ImageError, match="image not found"):
         detect_images([good, tmp_path / "missing.jpg"], model=models / "v8.onnx")
+    with pytest.raises(ImageError, match="not an image file"):
+        detect_images([tmp_path], model=models / "v8.onnx")
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\xff\xd8 definitely not a jpeg")
     with pytest.raises(ImageError, match="cannot decode"):
