@@ -1,0 +1,348 @@
+"""``fieldtui``: the console's command line.
+
+Each subcommand parses its flags here and calls a console service (discovery, the agent client, the
+config), so scripts and the TUI run the very same code. ``--json`` prints one protocol document on
+stdout; logs go to stderr; a failure is one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
+
+from fieldtui.client import AgentClient, normalize_fingerprint
+from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
+from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
+from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, PipelineStatus
+
+log = logging.getLogger("fieldtui")
+
+
+def _print_json(model) -> None:
+    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    sys.stdout.flush()
+
+
+# --- discover -------------------------------------------------------------------------------------
+
+
+def prometheus_sd(result: DiscoveryResult) -> list[dict]:
+    """Prometheus file_sd targets, one group per device (lost ones too: that is what `up == 0` is for)."""
+    groups = []
+    for d in result.devices:
+        host = f"[{d.host}]" if ":" in d.host else d.host
+        labels = {
+            "device_id": d.id or "",
+            "device_name": d.name,
+            "model": d.model or "",
+            "backend": d.backend or "",
+        }
+        if d.tls:
+            labels["__scheme__"] = "https"
+        groups.append({"targets": [f"{host}:{d.port}"], "labels": labels})
+    return groups
+
+
+def write_prometheus_sd(path: Path, result: DiscoveryResult) -> None:
+    if not path.parent.is_dir():
+        raise ConsoleError(f"cannot write {path}: directory {path.parent} does not exist")
+    body = json.dumps(prometheus_sd(result), indent=2) + "\n"
+    try:
+        # 0644: Prometheus usually runs as its own user; the file holds no secret.
+        atomic_write(path, body.encode(), mode=0o644)
+    except OSError as err:
+        raise ConsoleError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _tls_column(d: DeviceRecord) -> str:
+    if not d.tls:
+        return "no"
+    # Only a pin from pairing or `add` counts; a fingerprint merely advertised over mDNS is not trusted.
+    return "pinned" if d.tls_fingerprint and "saved" in d.origin else "yes"
+
+
+def print_devices(result: DiscoveryResult) -> None:
+    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM")]
+    for d in result.devices:
+        state = "lost" if d.lost else "online" if "mdns" in d.origin else "saved"
+        rows.append(
+            (
+                d.name,
+                f"{d.host}:{d.port}",
+                (d.id or "-")[:12],
+                d.model or "-",
+                d.backend or "-",
+                d.version or "-",
+                _tls_column(d),
+                state,
+                ",".join(d.origin),
+            )
+        )
+    if len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    else:
+        print("no devices found")
+    for hint in result.hints:
+        print(hint, file=sys.stderr)
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from fieldtui.discovery import discover
+
+    if args.timeout <= 0:
+        raise ConsoleError("--timeout must be a positive number of seconds")
+    config = ConsoleConfig()
+    saved = config.load()
+    result, found = asyncio.run(
+        discover(args.timeout, interfaces=args.interface, saved=[s.device for s in saved])
+    )
+    config.refresh_seen(found)
+    if args.prometheus_sd:
+        write_prometheus_sd(Path(args.prometheus_sd), result)
+    if args.json:
+        _print_json(result)
+    else:
+        print_devices(result)
+    return 0
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def resolve_device(text: str, config: ConsoleConfig | None = None) -> SavedDevice:
+    """A saved device by name, id, host, host:port or URL; else an unsaved record without a token."""
+    config = config or ConsoleConfig()
+    entry = config.find(text)
+    if entry is not None:
+        return entry
+    return SavedDevice(device=default_record(text))
+
+
+async def fetch_status(entry: SavedDevice, timeout: float) -> DeviceStatus:
+    async with AgentClient.for_device(entry.device, entry.token, timeout=timeout) as client:
+        health = await client.health()  # public: tells "down" apart from "not paired" first
+        if not entry.token:
+            raise UnknownDevice(
+                f"{entry.device.api_url} answers, but no token is saved for it: pair it with "
+                f"`fieldtui pair {entry.device.host}` (over SSH) or `fieldtui add {entry.device.host} --token T`"
+            )
+        device, status = await asyncio.gather(client.device(), client.status())
+    return DeviceStatus(device=device, health=health, status=status)
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    s = max(0, int(time.time() - ts))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def format_status(entry: SavedDevice, ds: DeviceStatus) -> list[str]:
+    d, h, st = ds.device, ds.health, ds.status
+    link = entry.device.api_url + (
+        " (TLS, pinned)" if entry.device.tls and entry.device.tls_fingerprint else ""
+    )
+    lines = [
+        f"{d.name}  id {d.id}  fieldtui-agent {d.version}  {d.platform} {d.machine}",
+        f"api       {link}",
+        f"health    {h.status}"
+        + (f": {'; '.join(h.reasons)}" if h.reasons else "")
+        + f"  (up {_ago(time.time() - h.uptime_s)})",
+    ]
+    lines += _pipeline_lines(st)
+    return lines
+
+
+def _pipeline_lines(st: PipelineStatus) -> list[str]:
+    since = f" for {_ago(st.started_at)}" if st.started_at and st.state == "running" else ""
+    lines = [f"pipeline  {st.state}{since}" + (f": {st.error}" if st.error else "")]
+    if st.source is not None:
+        src = st.source
+        size = f" {src.width}x{src.height}" if src.width and src.height else ""
+        up = "up" if src.up else f"down: {src.reason or 'no frames'}"
+        lines.append(
+            f"source    {src.uri} ({src.kind}{size}) {up}"
+            + (f", {src.reconnects} reconnects" if src.reconnects else "")
+        )
+    if st.model is not None:
+        m = st.model
+        shape = "x".join(str(v) for v in m.input_shape)
+        sha = f"  sha256 {m.sha256[:12]}…" if m.sha256 else ""
+        lines.append(
+            f"model     {m.version or Path(m.path).name}  {m.layout} on {m.backend}  {shape} {m.input_dtype}{sha}"
+        )
+    s = st.sample
+    if s is not None:
+        conf = f"{s.confidence_avg:.2f}" if s.confidence_avg is not None else "-"
+        lines.append(
+            f"sample    {s.fps:.1f} fps  latency p50 {s.latency_p50_ms:.1f} ms p95 {s.latency_p95_ms:.1f} ms  "
+            f"confidence {conf}  drops {s.drop_rate * 100:.1f}%  frames {s.frames_total}"
+        )
+        if s.camera is not None:
+            c = s.camera
+            ratio = f"  sharpness {c.sharpness_ratio:.2f}x" if c.sharpness_ratio is not None else ""
+            verdict = "ok" if c.ok else "; ".join(c.reasons) or "not ok"
+            lines.append(f"camera    {verdict}  brightness {c.brightness:.0f}{ratio}")
+    return lines
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    entry = resolve_device(args.host)
+    ds = asyncio.run(fetch_status(entry, args.timeout))
+    if args.json:
+        _print_json(ds)
+    else:
+        print("\n".join(format_status(entry, ds)))
+    return 0
+
+
+# --- add ------------------------------------------------------------------------------------------
+
+
+async def _probe(record: DeviceRecord, token: str, keep_name: bool) -> DeviceRecord:
+    """Fill id, name and version from the device; a refused token or a changed pin is an error."""
+    async with AgentClient.for_device(record, token, timeout=3.0) as client:
+        info = await client.device()
+    name = record.name if keep_name else info.name
+    return record.model_copy(
+        update={"id": info.id, "name": name, "version": info.version, "last_seen": time.time()}
+    )
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token.strip()
+    if not token:
+        raise ConsoleError(
+            "--token is empty: pass the token `fieldtui-agent token` prints, or - to read it from stdin"
+        )
+    host, port, https = parse_host(args.host)
+    fingerprint = None
+    if args.tls_fingerprint:
+        try:
+            fingerprint = normalize_fingerprint(args.tls_fingerprint)
+        except ValueError as err:
+            raise ConsoleError(f"--tls-fingerprint: {err}") from None
+    if https is False and fingerprint:
+        raise ConsoleError("an http:// URL with --tls-fingerprint: use https:// or drop the fingerprint")
+    record = DeviceRecord(
+        name=args.name or host,
+        host=host,
+        port=port or 8470,
+        addresses=[host],
+        tls=bool(https or fingerprint),
+        tls_fingerprint=fingerprint,
+        origin=["manual"],
+    )
+    try:
+        record = asyncio.run(_probe(record, token, keep_name=bool(args.name)))
+    except AgentUnauthorized as err:
+        raise ConsoleError(f"{record.api_url} refused this token ({err.detail}); nothing was saved") from None
+    except AgentUnreachable as err:
+        # Adding a device that is off right now is legitimate (preparing a site visit).
+        print(f"fieldtui: warning: saved without checking: {err}", file=sys.stderr)
+    except AgentClientError as err:  # a changed pin, not an agent, ...: saving would only hide it
+        raise ConsoleError(f"{err}; nothing was saved") from None
+    saved = ConsoleConfig().save_device(record, token)
+    if args.json:
+        _print_json(saved.device)
+    else:
+        print(f"saved {saved.device.name} ({saved.device.id or 'id unknown'}) at {saved.device.api_url}")
+    return 0
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fieldtui.demo import run_demo
+
+    async def main() -> None:
+        # Ctrl-C arrives as KeyboardInterrupt (asyncio.run cancels this task); SIGTERM and a closed
+        # terminal get the same orderly path, so the agent subprocess is stopped, never orphaned.
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            with suppress(AttributeError, NotImplementedError, RuntimeError):
+                loop.add_signal_handler(getattr(signal, name), task.cancel)
+        await run_demo(args.faults, lines=args.lines)
+
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("demo agent stopped", file=sys.stderr)
+    return 0
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fieldtui", description="A field technician's console for edge-AI devices."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("discover", help="list agents found over mDNS, merged with saved devices")
+    p.add_argument("--json", action="store_true", help="print one DiscoveryResult JSON document")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to browse (default 3)")
+    p.add_argument("--prometheus-sd", metavar="FILE", help="also write a Prometheus file_sd JSON file")
+    p.add_argument(
+        "--interface", action="append", metavar="IP", help="browse on this local address (repeatable)"
+    )
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("status", help="identity, health, pipeline, model and last sample of one device")
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.add_argument("--json", action="store_true", help="print one DeviceStatus JSON document")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the device (default 5)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("add", help="save a device by hand (pairing over SSH is the usual way)")
+    p.add_argument("host", metavar="HOST", help="host, host:port or URL of the agent")
+    p.add_argument("--token", required=True, help="the agent's token (- reads it from stdin)")
+    p.add_argument("--name", help="a name to call it by (default: the device's own name)")
+    p.add_argument("--tls-fingerprint", metavar="SHA256", help="pin this certificate (implies https)")
+    p.add_argument("--json", action="store_true", help="print the saved DeviceRecord (never the token)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("demo", help="run a local demo agent, pair it and show its live status")
+    p.add_argument("--faults", action="store_true", help="inject camera faults (blur, dark, freeze, cover)")
+    p.add_argument("--lines", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()  # the TUI will open here once it exists
+        return 0
+    try:
+        return func(args)
+    except ConsoleError as err:
+        print(f"fieldtui: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

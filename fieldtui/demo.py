@@ -1,0 +1,262 @@
+"""``fieldtui demo``: a real agent on this laptop, paired and watched, with no hardware.
+
+:func:`start_demo_agent` starts ``python -m agent serve`` as a subprocess (the console never imports the
+agent) on 127.0.0.1 with the synthetic ``demo:`` camera, optionally with faults injected, advertised over
+mDNS on loopback; waits until it answers; reads its token the way pairing over SSH does
+(``fieldtui-agent token --json``); saves it as a device; and stops it cleanly (SIGTERM, wait) on exit.
+The TUI reuses it; :func:`run_demo` is the text version: one status line a second from the live samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from fieldtui.client import AgentClient
+from fieldtui.config import ConsoleConfig
+from fieldtui.errors import AgentClientError, ConsoleError
+from fieldtui.protocol import DeviceInfo, DeviceRecord, PipelineStatus, Sample, TokenInfo
+
+DEMO_FAULTS = "blur@20,dark@40,freeze@60,cover@80"
+DEMO_NAME = "fieldtui-demo"  # not the laptop's hostname: the demo must not pass for a real device
+READY_TIMEOUT = 90.0  # first start makes a certificate and loads onnxruntime: slow on a small board
+STOP_TIMEOUT = 10.0
+
+
+class DemoError(ConsoleError):
+    """The demo agent did not start or answer; the message carries the tail of its log."""
+
+
+@dataclass
+class DemoAgent:
+    device: DeviceRecord  # as saved in the console config
+    client: AgentClient  # open, authenticated, pinned when TLS is on
+    home: Path
+    pid: int
+
+
+def default_home() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "fieldtui" / "demo-agent"
+
+
+def demo_source(faults: bool, fps: float | None = None) -> str:
+    query = [f"faults={DEMO_FAULTS}"] if faults else []
+    if fps is not None:
+        query.append(f"fps={fps:g}")
+    return "demo:" + ("?" + "&".join(query) if query else "")
+
+
+def serve_command(
+    home: Path, source: str, *, port: int = 0, tls: bool = False, mdns: bool = True
+) -> list[str]:
+    cmd = [sys.executable, "-m", "agent", "serve", "--home", str(home), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--source", source, "--name", DEMO_NAME]
+    if mdns:
+        cmd += ["--mdns-interface", "127.0.0.1"]
+    else:
+        cmd += ["--no-mdns"]
+    if tls:
+        cmd += ["--tls"]
+    return cmd
+
+
+async def read_token(home: Path) -> TokenInfo:
+    """What pairing over SSH reads, run locally: ``python -m agent token --json --home HOME``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "token",
+        "--json",
+        "--home",
+        str(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        line = err.decode(errors="replace").strip().splitlines()
+        raise DemoError(f"`fieldtui-agent token` failed: {line[-1] if line else f'exit {proc.returncode}'}")
+    try:
+        return TokenInfo.model_validate_json(out)
+    except ValidationError as exc:
+        raise DemoError(f"`fieldtui-agent token --json` printed something unexpected: {exc}") from None
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+async def _wait_ready(
+    proc: asyncio.subprocess.Process, home: Path, log: Path, timeout: float
+) -> tuple[TokenInfo, DeviceInfo]:
+    """Poll until the agent from ``home`` answers on the URL its token file names."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise DemoError(f"the demo agent exited with status {proc.returncode}: {_tail(log)}")
+        try:
+            info = await read_token(home)
+            async with AgentClient(info.api_url, info.token, info.tls_fingerprint, timeout=2.0) as client:
+                device = await client.device()
+            if device.id == info.device_id:  # our agent, not another one on a reused port
+                return info, device
+            last = f"{info.api_url} is another device ({device.id})"
+        except (DemoError, AgentClientError) as err:
+            last = str(err)
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.3)
+    raise DemoError(f"the demo agent did not answer within {timeout:g} s ({last}); its log: {_tail(log)}")
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM, wait; SIGKILL only if the agent ignores it. Returns the exit status."""
+    if proc.returncode is None:
+        with suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            with suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    return proc.returncode if proc.returncode is not None else -1
+
+
+@asynccontextmanager
+async def start_demo_agent(
+    faults: bool = False,
+    *,
+    home: Path | None = None,
+    config: ConsoleConfig | None = None,
+    tls: bool = False,
+    mdns: bool = True,
+    fps: float | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+) -> AsyncIterator[DemoAgent]:
+    """Run a local demo agent for the duration of the ``async with`` block; see the module docstring."""
+    home = (home or default_home()).expanduser().absolute()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_path = home / "demo-serve.log"
+    cmd = serve_command(home, demo_source(faults, fps), tls=tls, mdns=mdns)
+    with open(log_path, "ab") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # Ctrl-C reaches the console only, which then stops the agent in order
+        )
+    try:
+        info, device = await _wait_ready(proc, home, log_path, ready_timeout)
+        host_port = info.api_url.split("://", 1)[1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        record = DeviceRecord(
+            id=info.device_id,
+            name=device.name,  # the running agent's (`token` reports the config's, not --name)
+            host=host.strip("[]"),
+            port=int(port),
+            addresses=[host.strip("[]")],
+            tls=info.api_url.startswith("https://"),
+            tls_fingerprint=info.tls_fingerprint,
+            origin=["manual"],
+            last_seen=time.time(),
+        )
+        saved = (config or ConsoleConfig()).save_device(record, info.token)
+        async with AgentClient.for_device(saved.device, info.token) as client:
+            yield DemoAgent(device=saved.device, client=client, home=home, pid=proc.pid)
+    finally:
+        await stop_process(proc)
+
+
+# --- the text demo ----------------------------------------------------------------------------------
+
+
+def format_sample(sample: Sample | None, status: PipelineStatus | None = None) -> str:
+    """One status line: FPS, latency p50/p95, confidence, drops, camera."""
+    if sample is None:
+        state = status.state if status else "waiting"
+        return f"{time.strftime('%H:%M:%S')}  {state}: no sample yet"
+    conf = f"{sample.confidence_avg:.2f}" if sample.confidence_avg is not None else "  - "
+    camera = "camera ?"
+    if sample.camera is not None:
+        camera = (
+            "camera ok" if sample.camera.ok else "camera: " + "; ".join(sample.camera.reasons or ["not ok"])
+        )
+    return (
+        f"{time.strftime('%H:%M:%S', time.localtime(sample.ts))}  {sample.fps:5.1f} fps  "
+        f"p50 {sample.latency_p50_ms:6.1f} ms  p95 {sample.latency_p95_ms:6.1f} ms  conf {conf}  "
+        f"drops {sample.drop_rate * 100:4.1f}%  {camera}"
+    )
+
+
+async def watch(client: AgentClient, out: TextIO, *, interval: float = 1.0, lines: int | None = None) -> None:
+    """Print one status line per ``interval`` from the SSE samples (until cancelled, or ``lines`` lines)."""
+    latest: dict[str, Sample | None] = {"sample": None}
+    link: dict[str, str | None] = {"problem": None}
+
+    def on_state(state: str, reason: str | None) -> None:
+        link["problem"] = f"{state}: {reason}" if state == "reconnecting" else None
+
+    async def read() -> None:
+        async with client.events(on_state=on_state) as events:
+            async for event, model in events:
+                if event == "sample" and isinstance(model, Sample):
+                    latest["sample"] = model
+
+    reader = asyncio.create_task(read())
+    printed = 0
+    try:
+        while lines is None or printed < lines:
+            await asyncio.sleep(interval)
+            if reader.done():
+                reader.result()  # raises the reason the stream gave up
+            problem = link["problem"]
+            out.write(
+                (f"{time.strftime('%H:%M:%S')}  {problem}" if problem else format_sample(latest["sample"]))
+                + "\n"
+            )
+            out.flush()
+            printed += 1
+    finally:
+        reader.cancel()
+        with suppress(asyncio.CancelledError):
+            await reader
+
+
+async def run_demo(
+    faults: bool = False,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    lines: int | None = None,
+    home: Path | None = None,
+) -> None:
+    """The body of ``fieldtui demo``: start, pair, watch until Ctrl-C (or ``lines`` lines), stop."""
+    err.write("starting the demo agent (model, camera, API)...\n")
+    async with start_demo_agent(faults, home=home) as demo:
+        err.write(
+            f"demo agent {demo.device.name} at {demo.device.api_url} (pid {demo.pid}, home {demo.home}); "
+            f"saved as a device: `fieldtui status {demo.device.name}` works from another terminal. "
+            "Ctrl-C stops it.\n"
+        )
+        if faults:
+            err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
+        err.flush()
+        await watch(demo.client, out, lines=lines)
