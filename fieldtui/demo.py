@@ -102,7 +102,7 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-async def _wait_ready(
+async def wait_ready(
     proc: asyncio.subprocess.Process, home: Path, log: Path, timeout: float
 ) -> tuple[TokenInfo, DeviceInfo]:
     """Poll until the agent from ``home`` answers on the URL its token file names."""
@@ -164,7 +164,7 @@ async def start_demo_agent(
             start_new_session=True,  # Ctrl-C reaches the console only, which then stops the agent in order
         )
     try:
-        info, device = await _wait_ready(proc, home, log_path, ready_timeout)
+        info, device = await wait_ready(proc, home, log_path, ready_timeout)
         host_port = info.api_url.split("://", 1)[1].rstrip("/")
         host, _, port = host_port.rpartition(":")
         record = DeviceRecord(
