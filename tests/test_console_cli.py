@@ -173,3 +173,16 @@ def test_demo_prints_live_lines_until_sigterm_then_stops_its_agent(console_dir, 
     assert not (home / "agent.json").exists()  # the agent stopped cleanly and removed its runtime file
     with pytest.raises(ProcessLookupError):
         os.kill(agent_pid, 0)
+
+
+def test_the_console_never_imports_the_agent_or_vendor_sdks():
+    code = (
+        "import sys, fieldtui.cli, fieldtui.client, fieldtui.config, fieldtui.demo, fieldtui.discovery, "
+        "fieldtui.sse; print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'agent', 'cv2', 'onnxruntime', 'numpy', 'fastapi', 'uvicorn'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
