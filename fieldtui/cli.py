@@ -140,7 +140,8 @@ async def fetch_status(entry: SavedDevice, timeout: float) -> DeviceStatus:
     return DeviceStatus(device=device, health=health, status=status)
 
 
-def _ago(ts: float | None) -> str:
+def _since(ts: float | None) -> str:
+    """How long ago the epoch time ``ts`` was, as 4m05s or 2h13m."""
     if ts is None:
         return ""
     s = max(0, int(time.time() - ts))
@@ -157,14 +158,14 @@ def format_status(entry: SavedDevice, ds: DeviceStatus) -> list[str]:
         f"api       {link}",
         f"health    {h.status}"
         + (f": {'; '.join(h.reasons)}" if h.reasons else "")
-        + f"  (up {_ago(time.time() - h.uptime_s)})",
+        + f"  (up {_since(time.time() - h.uptime_s)})",
     ]
     lines += _pipeline_lines(st)
     return lines
 
 
 def _pipeline_lines(st: PipelineStatus) -> list[str]:
-    since = f" for {_ago(st.started_at)}" if st.started_at and st.state == "running" else ""
+    since = f" for {_since(st.started_at)}" if st.started_at and st.state == "running" else ""
     lines = [f"pipeline  {st.state}{since}" + (f": {st.error}" if st.error else "")]
     if st.source is not None:
         src = st.source

@@ -23,9 +23,9 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from fieldtui.client import AgentClient
-from fieldtui.config import ConsoleConfig
+from fieldtui.config import ConsoleConfig, parse_host
 from fieldtui.errors import AgentClientError, ConsoleError
-from fieldtui.protocol import DeviceInfo, DeviceRecord, PipelineStatus, Sample, TokenInfo
+from fieldtui.protocol import DEFAULT_PORT, DeviceInfo, DeviceRecord, Sample, TokenInfo
 
 DEMO_FAULTS = "blur@20,dark@40,freeze@60,cover@80"
 DEMO_NAME = "fieldtui-demo"  # not the laptop's hostname: the demo must not pass for a real device
@@ -155,7 +155,7 @@ async def start_demo_agent(
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home / "demo-serve.log"
     cmd = serve_command(home, demo_source(faults, fps), tls=tls, mdns=mdns)
-    with open(log_path, "ab") as log_file:
+    with open(log_path, "wb") as log_file:  # this run only: its tail explains a failed start
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
@@ -165,15 +165,14 @@ async def start_demo_agent(
         )
     try:
         info, device = await wait_ready(proc, home, log_path, ready_timeout)
-        host_port = info.api_url.split("://", 1)[1].rstrip("/")
-        host, _, port = host_port.rpartition(":")
+        host, port, https = parse_host(info.api_url)
         record = DeviceRecord(
             id=info.device_id,
             name=device.name,  # the running agent's (`token` reports the config's, not --name)
-            host=host.strip("[]"),
-            port=int(port),
-            addresses=[host.strip("[]")],
-            tls=info.api_url.startswith("https://"),
+            host=host,
+            port=port or DEFAULT_PORT,
+            addresses=[host],
+            tls=bool(https),
             tls_fingerprint=info.tls_fingerprint,
             origin=["manual"],
             last_seen=time.time(),
@@ -188,11 +187,10 @@ async def start_demo_agent(
 # --- the text demo ----------------------------------------------------------------------------------
 
 
-def format_sample(sample: Sample | None, status: PipelineStatus | None = None) -> str:
+def format_sample(sample: Sample | None) -> str:
     """One status line: FPS, latency p50/p95, confidence, drops, camera."""
     if sample is None:
-        state = status.state if status else "waiting"
-        return f"{time.strftime('%H:%M:%S')}  {state}: no sample yet"
+        return f"{time.strftime('%H:%M:%S')}  waiting for the first sample"
     conf = f"{sample.confidence_avg:.2f}" if sample.confidence_avg is not None else "  - "
     camera = "camera ?"
     if sample.camera is not None:
