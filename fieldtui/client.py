@@ -126,6 +126,11 @@ def transport_error(exc: httpx.TransportError, url: str) -> AgentClientError:
             f"TLS certificate of {url} is not trusted: pair with `fieldtui pair {host}` to pin its fingerprint",
             url=url,
         )
+    ssl_err = _find_cause(exc, ssl.SSLError)
+    if ssl_err is not None and "WRONG_VERSION_NUMBER" in str(ssl_err):
+        return AgentUnreachable(
+            f"{url} does not speak TLS: the agent runs without --tls, use http:// (or pair again)", url=url
+        )
     if isinstance(exc, httpx.TimeoutException):
         what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
         return AgentTimeout(
@@ -140,7 +145,8 @@ def transport_error(exc: httpx.TransportError, url: str) -> AgentClientError:
     if isinstance(exc, httpx.ConnectError):
         reason = str(exc) or type(exc).__name__
         return AgentUnreachable(f"cannot reach {url}: {reason}; check the address and the network", url=url)
-    return AgentUnreachable(f"connection to {url} dropped ({type(exc).__name__}): {exc}", url=url)
+    hint = "; if the agent runs with --tls, use https://" if url.startswith("http://") else ""
+    return AgentUnreachable(f"connection to {url} dropped ({type(exc).__name__}: {exc}){hint}", url=url)
 
 
 def http_error(response: httpx.Response) -> AgentClientError:

@@ -277,3 +277,16 @@ async def test_pinning_against_a_real_tls_agent(start_agent, agent_home):
     async with AgentClient(agent.url, info.token, "0" * 64) as client:
         with pytest.raises(TLSPinMismatch):
             await client.device()
+
+
+async def test_scheme_mixups_say_which_scheme_to_use(start_agent, agent_home, tmp_path):
+    plain = start_agent(agent_home)
+    async with AgentClient(plain.url.replace("http://", "https://"), plain.token, "0" * 64) as client:
+        with pytest.raises(
+            AgentUnreachable, match="does not speak TLS: the agent runs without --tls, use http://"
+        ):
+            await client.status()
+    tls = start_agent(tmp_path / "tls-home", "--tls")
+    async with AgentClient(tls.url.replace("https://", "http://"), tls.token) as client:
+        with pytest.raises(AgentUnreachable, match="if the agent runs with --tls, use https://"):
+            await client.status()
