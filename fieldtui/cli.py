@@ -34,11 +34,14 @@ def _print_json(model) -> None:
 # --- discover -------------------------------------------------------------------------------------
 
 
+def _endpoint(d: DeviceRecord) -> str:
+    return f"[{d.host}]:{d.port}" if ":" in d.host else f"{d.host}:{d.port}"
+
+
 def prometheus_sd(result: DiscoveryResult) -> list[dict]:
     """Prometheus file_sd targets, one group per device (lost ones too: that is what `up == 0` is for)."""
     groups = []
     for d in result.devices:
-        host = f"[{d.host}]" if ":" in d.host else d.host
         labels = {
             "device_id": d.id or "",
             "device_name": d.name,
@@ -47,7 +50,7 @@ def prometheus_sd(result: DiscoveryResult) -> list[dict]:
         }
         if d.tls:
             labels["__scheme__"] = "https"
-        groups.append({"targets": [f"{host}:{d.port}"], "labels": labels})
+        groups.append({"targets": [_endpoint(d)], "labels": labels})
     return groups
 
 
@@ -76,7 +79,7 @@ def print_devices(result: DiscoveryResult) -> None:
         rows.append(
             (
                 d.name,
-                f"{d.host}:{d.port}",
+                _endpoint(d),
                 (d.id or "-")[:12],
                 d.model or "-",
                 d.backend or "-",

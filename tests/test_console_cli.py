@@ -186,3 +186,60 @@ def test_the_console_never_imports_the_agent_or_vendor_sdks():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_table_and_prometheus_targets_for_mixed_devices(capsys):
+    from fieldtui.cli import print_devices, prometheus_sd
+    from fieldtui.protocol import DeviceRecord
+
+    result = DiscoveryResult(
+        devices=[
+            DeviceRecord(
+                id="a" * 32,
+                name="gate-3",
+                host="fd00::7",
+                tls=True,
+                tls_fingerprint="b" * 64,
+                model="v7",
+                backend="hailo",
+                origin=["manual", "saved", "mdns"],
+            ),
+            DeviceRecord(
+                name="dock-1", host="192.0.2.4", port=9000, origin=["manual", "saved", "mdns"], lost=True
+            ),
+        ],
+        hints=["a hint"],
+    )
+    print_devices(result)
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM"]
+    assert rows[1] == [
+        "gate-3",
+        "fd00::7:8470",
+        "a" * 12,
+        "v7",
+        "hailo",
+        "-",
+        "pinned",
+        "online",
+        "manual,saved,mdns",
+    ]
+    assert rows[2][0] == "dock-1" and rows[2][6:8] == ["no", "lost"]
+    assert err == "a hint\n"
+    assert prometheus_sd(result) == [
+        {
+            "targets": ["[fd00::7]:8470"],
+            "labels": {
+                "device_id": "a" * 32,
+                "device_name": "gate-3",
+                "model": "v7",
+                "backend": "hailo",
+                "__scheme__": "https",
+            },
+        },
+        {
+            "targets": ["192.0.2.4:9000"],
+            "labels": {"device_id": "", "device_name": "dock-1", "model": "", "backend": ""},
+        },
+    ]
