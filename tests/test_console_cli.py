@@ -216,7 +216,7 @@ def test_table_and_prometheus_targets_for_mixed_devices(capsys):
     assert rows[0] == ["NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM"]
     assert rows[1] == [
         "gate-3",
-        "fd00::7:8470",
+        "[fd00::7]:8470",
         "a" * 12,
         "v7",
         "hailo",
