@@ -306,6 +306,12 @@ class AgentClient:
         body = SourceChange(uri=uri).model_dump()
         return _parse(await self.request("PUT", "/v1/pipeline/source", json=body), Job)
 
+    async def snapshot_jpeg(self, width: int | None = None) -> bytes:
+        """The latest frame with its detections drawn, as JPEG (``width`` scales it down on the device)."""
+        params = {"width": width} if width else None
+        headers = {"Accept": "image/jpeg"}
+        return (await self.request("GET", "/v1/snapshot.jpg", params=params, headers=headers)).content
+
     async def metrics_text(self) -> str:
         return (await self.request("GET", "/metrics", headers={"Accept": "text/plain"})).text
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agent.api import events, jobs, logs, pipeline, problems, system
+from agent.api import events, jobs, logs, pipeline, problems, snapshot, system
 from agent.api.security import BearerAuth, is_public
 from agent.service import AgentService
 from fieldtui import __version__
@@ -43,7 +43,7 @@ def create_app(service: AgentService) -> FastAPI:
         responses=dict(problems.PROBLEM_RESPONSES),
     )
     app.state.service = service
-    for module in (system, events, jobs, pipeline, logs):
+    for module in (system, events, jobs, pipeline, logs, snapshot):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
