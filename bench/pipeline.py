@@ -1,0 +1,223 @@
+"""Agent pipeline speed and memory against the issue's targets (prints figures; never asserts).
+
+    .venv/bin/python bench/pipeline.py            # full run (about 2 minutes)
+    .venv/bin/python bench/pipeline.py --quick    # smoke test: fewer rounds, 10 s of RSS
+
+1. Pipeline FPS over a 300-frame video in fast mode, divided by a bare ``session.run`` loop on a
+   pre-made tensor with the same model and session options, measured alternately in the same run:
+   target >= 0.95, on the demo model and on a generated 640x640 model with output [1,84,8400].
+2. Postprocess of [1,84,8400] at conf 0.25 (median <= 1 ms), letterbox 1920x1080 -> 640 (median
+   <= 3 ms), camera-health measurement of a 1080p frame (median < 1 ms).
+3. Resident memory of ``fieldtui-agent run`` on the demo model after 60 s: <= 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.detector import Detector, demo_model_path  # noqa: E402
+from agent.health import measure  # noqa: E402
+from agent.metrics import AgentMetrics  # noqa: E402
+from agent.pipeline import Pipeline  # noqa: E402
+from agent.postprocess import OutputLayout, postprocess  # noqa: E402
+from agent.preprocess import letterbox, preprocess  # noqa: E402
+from agent.sources.demo import DemoScene  # noqa: E402
+from bench.convnet import make_conv_detector  # noqa: E402
+from bench.inference import (  # noqa: E402
+    LETTERBOX_TARGET_MS,
+    POSTPROCESS_TARGET_MS,
+    median_ms,
+    realistic_frame,
+    realistic_yolov8_output,
+)
+
+RATIO_TARGET = 0.95
+HEALTH_TARGET_MS = 1.0
+RSS_TARGET_MB = 150.0
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def row(name: str, value: str, target: str, ok: bool | None) -> None:
+    """One figure; ``ok`` None for figures printed for information, with no target."""
+    tail = f"target {target:<10}{verdict(ok)}" if ok is not None else ""
+    print(f"  {name:<56}{value:>10}   {tail}", flush=True)
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = (640, 480)) -> Path:
+    import cv2
+
+    scene = DemoScene(*size, seed=7)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(frames):
+        writer.write(scene.render(i / 30)[0])
+    writer.release()
+    return path
+
+
+def bare_session(model: Path, threads: int | None):
+    """An InferenceSession with the options the agent's backend uses (agent/backends/onnxruntime.py)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def bare_fps(session, tensor: np.ndarray, frames: int) -> float:
+    name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
+    for _ in range(10):
+        session.run(outputs, {name: tensor})
+    t0 = time.perf_counter()
+    for _ in range(frames):
+        session.run(outputs, {name: tensor})
+    return frames / (time.perf_counter() - t0)
+
+
+def pipeline_fps(detector: Detector, video: Path, frames: int) -> float:
+    p = Pipeline(detector, str(video), metrics=AgentMetrics(), fast=True)
+    t0 = time.perf_counter()
+    p.start()
+    finished = p.wait_finished(600)
+    elapsed = time.perf_counter() - t0
+    done = p.stats.frames_total
+    p.stop()
+    if not finished or done != frames:
+        raise RuntimeError(f"pipeline processed {done} of {frames} frames")
+    return done / elapsed
+
+
+def ratio_bench(label: str, model: Path, video: Path, frames: int, rounds: int, threads: int | None) -> None:
+    detector = Detector.load(model, threads=threads)
+    session = bare_session(model, threads)
+    tensor = detector.preprocess(DemoScene(640, 480, seed=7).render(1.0)[0])[0]
+    bare, piped = [], []
+    try:
+        pipeline_fps(detector, video, frames)  # warm-up: page cache, allocator, ORT's thread pool
+        for _ in range(rounds):  # alternate, so background load hits both sides alike
+            bare.append(bare_fps(session, tensor, frames))
+            piped.append(pipeline_fps(detector, video, frames))
+    finally:
+        detector.close()
+    ratios = [p / b for p, b in zip(piped, bare, strict=True)]
+    shape = "x".join(str(d) for d in detector.input_shape[2:])
+    print(f"  {label} ({model.name}, input {shape}, {frames} frames, {rounds} rounds)")
+    print(f"    bare session.run fps: {', '.join(f'{v:.1f}' for v in bare)}")
+    print(f"    pipeline fps:         {', '.join(f'{v:.1f}' for v in piped)}")
+    best = max(piped) / max(bare)
+    row("pipeline / bare (best of each)", f"{best:.3f}", f">= {RATIO_TARGET}", best >= RATIO_TARGET)
+    med = statistics.median(ratios)
+    row("pipeline / bare (median of paired rounds)", f"{med:.3f}", f">= {RATIO_TARGET}", med >= RATIO_TARGET)
+
+
+def stage_bench(repeat: int) -> None:
+    frame = realistic_frame()
+    _, lb = letterbox(frame, 640)
+    output = realistic_yolov8_output()
+    layout = OutputLayout("yolov8", 80)
+    med = median_ms(lambda: postprocess([output], layout, lb, conf=0.25, iou=0.7, max_det=300), repeat)[0]
+    row(
+        "postprocess [1,84,8400] conf 0.25 (median ms)", f"{med:.3f}", f"<= {POSTPROCESS_TARGET_MS}", med <= 1
+    )
+    med = median_ms(lambda: letterbox(frame, 640), repeat)[0]
+    row("letterbox 1920x1080 -> 640 (median ms)", f"{med:.3f}", f"<= {LETTERBOX_TARGET_MS}", med <= 3)
+    med = median_ms(lambda: preprocess(frame, 640, np.float32), repeat)[0]
+    row("  + RGB /255 NCHW float32, i.e. preprocess (median ms)", f"{med:.3f}", "", None)
+    med = median_ms(lambda: measure(frame), repeat)[0]
+    row("camera health of a 1920x1080 frame (median ms)", f"{med:.3f}", f"< {HEALTH_TARGET_MS}", med < 1)
+
+
+def vm_kib(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_bench(seconds: float) -> None:
+    cmd = [sys.executable, "-m", "agent", "run", "--source", "demo:"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(seconds)
+        if proc.poll() is not None:
+            raise RuntimeError(f"`fieldtui-agent run` exited early: {proc.stderr.read().strip()}")
+        rss, hwm = vm_kib(proc.pid, "VmRSS"), vm_kib(proc.pid, "VmHWM")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = out.strip().splitlines()
+    print(
+        f"  `fieldtui-agent run --source demo:` for {seconds:.0f} s; last status: {lines[-1] if lines else '-'}"
+    )
+    mb = (rss or 0) / 1024
+    row(
+        f"resident memory after {seconds:.0f} s (VmRSS MB)",
+        f"{mb:.1f}",
+        f"<= {RSS_TARGET_MB:.0f}",
+        mb <= RSS_TARGET_MB,
+    )
+    print(f"    peak (VmHWM): {(hwm or 0) / 1024:.1f} MB; exit code after SIGINT: {proc.returncode}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 round per model and 10 s of RSS")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ORT's)")
+    parser.add_argument("--rss-seconds", type=float, default=60.0)
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--demo-model", type=Path, default=None, help="instead of agent/assets/demo.onnx")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rounds = 1 if args.quick else args.rounds
+    rss_seconds = 10.0 if args.quick else args.rss_seconds
+    print(f"bench/pipeline.py on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f})")
+
+    with tempfile.TemporaryDirectory(prefix="fieldtui-bench-") as tmp:
+        video = write_video(Path(tmp) / "bench.avi", args.frames)
+        big = make_conv_detector(Path(tmp) / "conv640.onnx", imgsz=640, nc=80)
+        print("\n1. pipeline throughput vs a bare session.run loop")
+        ratio_bench(
+            "demo model", args.demo_model or demo_model_path(), video, args.frames, rounds, args.threads
+        )
+        ratio_bench("640x640 model, output [1,84,8400]", big, video, args.frames, rounds, args.threads)
+
+    print("\n2. per-stage costs")
+    stage_bench(100 if args.quick else 300)
+
+    if not args.skip_rss:
+        print("\n3. memory")
+        rss_bench(rss_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
