@@ -157,7 +157,8 @@ def decode(output: np.ndarray, layout: OutputLayout, conf: float) -> tuple[np.nd
         idx = np.flatnonzero(best > conf)
         cand = rows[:, idx]
         class_ids = cand[4:].argmax(axis=0)
-        return _xywh_to_xyxy(cand[:4].T), best[idx], class_ids
+        xy, half = cand[:2], cand[2:4] * 0.5
+        return np.concatenate((xy - half, xy + half)).T, best[idx], class_ids
     pred = pred.astype(np.float32, copy=False)
     if layout.kind == "yolov5":
         cand = pred[pred[:, 4] > conf]  # objectness first: the product can only be lower
@@ -181,12 +182,14 @@ def _overlaps(a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
     w -= np.maximum.outer(a[0], b[0])
     h = np.minimum.outer(a[3], b[3])
     h -= np.maximum.outer(a[1], b[1])
+    # Clipping w alone is enough: with w = 0 the intersection is 0, and with h < 0 it is negative;
+    # either way it cannot exceed iou * union (which only grows when inter is negative).
     np.maximum(w, 0, out=w)
-    np.maximum(h, 0, out=h)
-    w *= h  # intersection
+    w *= h  # intersection, or <= 0 when the boxes are apart
     union = np.add.outer(a[4], b[4])
     union -= w
-    return w > iou * union
+    union *= iou
+    return w > union
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int) -> np.ndarray:
@@ -214,7 +217,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float
         keep = np.ones(n, dtype=bool)
         while True:
             settled = ~above[keep].any(axis=0)
-            if np.array_equal(settled, keep):
+            if not (settled ^ keep).any():
                 break
             keep = settled
         kept_chunks.append(head[keep])
