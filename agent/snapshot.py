@@ -1,9 +1,8 @@
 """The latest frame with its detections drawn, as JPEG: what the console's camera view shows.
 
-Boxes and ``class 0.87`` labels in a per-class colour (the Ultralytics palette, so a technician who
-knows those tools reads the colours the same way). The frame is scaled down first and the boxes with
-it, so lines and text stay crisp at the size the console asked for instead of being blurred by a resize
-after drawing. cv2 is imported inside: the agent's other modules must not need it to import.
+Boxes and ``class 0.87`` labels in a per-class colour (fieldtui.palette, which the console's
+per-class counts use too). The frame is scaled down first and the boxes with it, so lines and text
+stay crisp at the size the console asked for instead of being blurred by a resize after drawing. cv2 is imported inside: the agent's other modules must not need it to import.
 """
 
 from __future__ import annotations
@@ -13,19 +12,13 @@ from typing import Any
 
 import numpy as np
 
-# Ultralytics' default palette (RGB hex), in its order: class id i gets colour i modulo 20.
-_PALETTE_HEX = [
-    *("FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB"),
-    *("2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7"),
-]
-PALETTE_RGB: tuple[tuple[int, int, int], ...] = tuple(
-    (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)) for h in _PALETTE_HEX
-)
+from fieldtui.palette import class_rgb
+
 JPEG_QUALITY = 80
 
 
 def class_color_bgr(class_id: int) -> tuple[int, int, int]:
-    r, g, b = PALETTE_RGB[int(class_id) % len(PALETTE_RGB)]
+    r, g, b = class_rgb(class_id)
     return b, g, r
 
 

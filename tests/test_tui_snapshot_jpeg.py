@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.snapshot import PALETTE_RGB, render_snapshot
+from agent.snapshot import render_snapshot
 from fieldtui.client import AgentClient
 from fieldtui.errors import AgentClientError, AgentUnauthorized
+from fieldtui.palette import PALETTE_RGB
 
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
 

@@ -1,0 +1,133 @@
+"""The console app: the device list first, a device's dashboard on enter, help on ``?``.
+
+:class:`FieldtuiApp` takes its services by injection: a :class:`~fieldtui.fleet.Fleet` (or a fake with
+the same methods, in tests) and a clock. :func:`run` is ``fieldtui`` alone; :func:`run_demo` is
+``fieldtui demo``: it starts the local demo agent (fieldtui.demo), opens straight onto its dashboard,
+and stops the agent when the app quits, whichever way it quits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from fieldtui.protocol import DeviceRecord
+from screens.commands import DeviceCommands
+from screens.dashboard import DashboardScreen
+from screens.devices import DevicesScreen
+from screens.dialogs import ConfirmDialog, PromptDialog
+from screens.help import HelpScreen
+from screens.logs import LogsScreen
+
+
+class FieldtuiApp(App[None]):
+    TITLE = "fieldtui"
+    COMMANDS = App.COMMANDS | {DeviceCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("colon", "command_palette", "Command palette", key_display=":", show=False),
+        Binding("ctrl+q", "quit", "Quit (stops the demo agent too)", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        fleet: Any,
+        *,
+        open_device: DeviceRecord | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.fleet = fleet
+        self.clock = clock
+        self._open_first = open_device
+
+    def get_default_screen(self) -> Screen:
+        return DevicesScreen(self.fleet)
+
+    async def on_mount(self) -> None:
+        await self.fleet.start(on_change=self._fleet_changed)
+        self._fleet_changed()  # saved devices were read: show them now, mDNS adds the rest later
+        if self._open_first is not None:
+            self.open_device(self._open_first)
+
+    async def on_unmount(self) -> None:
+        await self.fleet.close()
+
+    def _fleet_changed(self) -> None:
+        # Called by the mDNS browser on the event loop; the list re-reads the fleet on its own message.
+        for screen in self.screen_stack:
+            if isinstance(screen, DevicesScreen):
+                screen.post_message(DevicesScreen.FleetChanged())
+
+    def open_device(self, record: DeviceRecord) -> None:
+        """The dashboard of ``record``, on top of the device list (from anywhere: the palette)."""
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, DevicesScreen):
+            self.pop_screen()
+        self.push_screen(DashboardScreen(self.fleet.client(record), record))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        everywhere = [
+            ("ctrl+p", "command palette too: every action and every device, by name"),
+            ("tab, shift+tab", "move between fields and buttons"),
+        ]
+        sections = [
+            ("Everywhere", self.BINDINGS, everywhere),
+            ("Devices", DevicesScreen.BINDINGS, [("↑ ↓", "choose a device")]),
+            ("Dashboard", DashboardScreen.BINDINGS, []),
+            ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),
+            ("Dialogs", [*ConfirmDialog.BINDINGS, *PromptDialog.BINDINGS], [("enter", "the focused button")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys by screen", "every key of every screen", self.action_help)
+        if not isinstance(screen, DevicesScreen):
+            yield SystemCommand("Devices", "back to the device list", self._to_devices)
+        commands = getattr(screen, "commands", None)
+        if callable(commands):
+            yield from commands()
+
+    def _to_devices(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, DevicesScreen):
+            self.pop_screen()
+
+
+def run(fleet: Any = None) -> int:
+    """``fieldtui`` with no command: the device list."""
+    from fieldtui.fleet import Fleet
+
+    FieldtuiApp(fleet or Fleet()).run()
+    return 0
+
+
+def run_demo(faults: bool = False, *, err=sys.stderr) -> int:
+    """``fieldtui demo``: a local agent, paired, on its dashboard; quitting stops the agent."""
+    from fieldtui.demo import start_demo_agent
+    from fieldtui.fleet import Fleet
+
+    async def main() -> None:
+        err.write("starting the demo agent (model, camera, API)...\n")
+        err.flush()
+        async with start_demo_agent(faults) as demo:
+            app = FieldtuiApp(Fleet(), open_device=demo.device)
+            loop = asyncio.get_running_loop()
+            for name in ("SIGTERM", "SIGHUP"):  # a closed terminal quits in order: the agent is stopped
+                with suppress(AttributeError, NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(getattr(signal, name), app.exit)
+            await app.run_async()
+        err.write("demo agent stopped\n")
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,434 @@
+"""One device, live: identity, charts, camera view, camera health and what it all means.
+
+Three workers feed it, each ending its work in a past-tense message:
+
+- ``follow`` (group "link") reads the agent's identity and status, then its SSE stream. Every sample is
+  recorded in :class:`~screens.telemetry.Telemetry` as it arrives; ``SampleArrived`` coalesces (a
+  newer one replaces one still queued), and rendering happens at most ``RENDER_EVERY_S``, so a slow
+  terminal shows the newest sample, never a backlog. When the link drops, a banner says since when
+  and when the next try is; retries back off up to ``RETRY_MAX_S``, and the view recovers by itself.
+- ``camera_loop`` (group "camera") fetches ``/v1/snapshot.jpg`` about once a second while the screen is
+  visible and decodes it in a thread.
+- ``restart`` / ``change_source`` (group "control") run a pipeline job and wait for its end.
+
+Workers belong to the screen: Textual cancels them when it is popped, and nothing here touches a
+widget from a worker; only message handlers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from pydantic import BaseModel
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Static
+
+from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
+from fieldtui.errors import AgentClientError, AgentUnreachable
+from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
+from screens.dialogs import ConfirmDialog, PromptDialog
+from screens.panels import camera_text, identity_text, link_badge, source_text
+from screens.telemetry import Telemetry
+from screens.timefmt import clock_time
+from screens.widgets.bars import CountBars
+from screens.widgets.chart import TimeChart
+from screens.widgets.halfblock import HalfBlockImage, Picture, decode_picture, fit
+
+
+def retryable(err: AgentClientError) -> bool:
+    """Down, restarting or overloaded: try again. A refused token or a changed pin needs a person."""
+    return isinstance(err, AgentUnreachable) or (err.status is not None and err.status >= 500)
+
+
+class DashboardScreen(Screen[None]):
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Devices"),
+        Binding("l", "logs", "Logs"),
+        Binding("r", "restart", "Restart pipeline"),
+        Binding("s", "source", "Source"),
+        Binding("c", "toggle_camera", "Camera"),
+    ]
+    RENDER_EVERY_S = 0.25
+    RETRY_INITIAL_S = 1.0
+    RETRY_MAX_S = 15.0
+    SNAPSHOT_EVERY_S = 1.0
+
+    # --- messages (posted by the workers, handled here) --------------------------------------------
+
+    class Connected(Message):
+        def __init__(self, device: DeviceInfo, status: PipelineStatus) -> None:
+            super().__init__()
+            self.device, self.status = device, status
+
+    class SampleArrived(Message):
+        def __init__(self, sample: Sample) -> None:
+            super().__init__()
+            self.sample = sample
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, DashboardScreen.SampleArrived)
+
+    class EventArrived(Message):
+        """A ``health``, ``model`` or ``job`` event."""
+
+        def __init__(self, event: str, model: BaseModel) -> None:
+            super().__init__()
+            self.event, self.model = event, model
+
+    class LinkLost(Message):
+        def __init__(self, reason: str, retry_in: float | None) -> None:
+            super().__init__()
+            self.reason, self.retry_in = reason, retry_in
+
+    class LinkRefused(Message):
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    class SnapshotFetched(Message):
+        def __init__(self, picture: Picture | None, note: str = "") -> None:
+            super().__init__()
+            self.picture, self.note = picture, note
+
+    class ControlFinished(Message):
+        def __init__(
+            self, what: str, job: Job | None, status: PipelineStatus | None, error: str | None
+        ) -> None:
+            super().__init__()
+            self.what, self.job, self.status, self.error = what, job, status, error
+
+    # --- set-up -------------------------------------------------------------------------------------
+
+    def __init__(self, api: Any, record: DeviceRecord) -> None:
+        super().__init__()
+        self.api = api
+        self.record = record
+        self.telemetry = Telemetry()
+        self.device: DeviceInfo | None = None
+        self.status: PipelineStatus | None = None
+        self.health: HealthReport | None = None
+        self.link_up = False
+        self.down_since: float | None = None
+        self.retry_at: float | None = None
+        self.link_problem = ""
+        self.rendered_ts: float | None = None  # ts of the sample on screen (bench/tui.py reads it)
+        self.renders = 0
+        self._last_render = 0.0
+        self._render_timer: Timer | None = None
+        self._camera_cells = (0, 0)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            yield Static(id="identity")
+            yield Static(id="link")
+        yield Static(id="banner")
+        with Horizontal(id="main"):
+            with Vertical(id="charts"):
+                yield TimeChart("latency", unit=" ms", id="latency")
+                yield TimeChart("throughput", unit=" fps", id="fps")
+                yield TimeChart("confidence", top=1.0, alert=CONFIDENCE_ALERT, id="confidence")
+                yield TimeChart("drops", unit="%", alert=DROP_ALERT * 100, alert_below=False, id="drops")
+            with Vertical(id="side"):
+                yield HalfBlockImage(id="camera")
+                yield Static(id="camera-health")
+                yield CountBars(id="classes")
+        yield Static(id="findings")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.record.name
+        self.query_one("#charts").border_title = "telemetry"
+        self.query_one("#camera").border_title = "camera"
+        self.query_one("#camera-health").border_title = "camera health"
+        self.query_one("#classes").border_title = "detections per class"
+        self.query_one("#findings").border_title = "health"
+        self.query_one("#banner").display = False
+        self.query_one("#camera", HalfBlockImage).show_message("waiting for the first frame…")
+        self._show_identity()
+        self.query_one("#link", Static).update(link_badge(self.record))
+        self.set_interval(1.0, self._tick_banner)
+        self.follow()
+
+    def on_screen_resume(self) -> None:
+        self._schedule_render()
+        if self.query_one("#camera").display:
+            self.camera_loop()
+
+    def on_screen_suspend(self) -> None:
+        self.workers.cancel_group(self, "camera")  # no snapshots while nobody looks
+
+    def clock(self) -> float:
+        return getattr(self.app, "clock", time.time)()
+
+    # --- the link -----------------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="link")
+    async def follow(self) -> None:
+        """Identity and status, then the event stream; on a drop, back off and start again."""
+        delay = self.RETRY_INITIAL_S
+        last_event_id: str | None = None
+
+        def on_state(state: str, reason: str | None) -> None:
+            if state == "reconnecting":  # the stream's own quick retry: say so at once
+                self.post_message(self.LinkLost(reason or "connection lost", None))
+
+        while True:
+            try:
+                device, status = await asyncio.gather(self.api.device(), self.api.status())
+                self.post_message(self.Connected(device, status))
+                stream = self.api.events(last_event_id=last_event_id, max_retries=0, on_state=on_state)
+                async with stream:
+                    async for event, model in stream:
+                        delay = self.RETRY_INITIAL_S
+                        if event == "sample" and isinstance(model, Sample):
+                            self.telemetry.add(model)
+                            self.post_message(self.SampleArrived(model))
+                        elif event in ("health", "model", "job") and isinstance(model, BaseModel):
+                            self.post_message(self.EventArrived(event, model))
+                last_event_id = stream.last_event_id
+                reason = "the agent closed the event stream"
+            except AgentClientError as err:
+                if not retryable(err):
+                    self.post_message(self.LinkRefused(str(err)))
+                    return
+                reason = str(err)
+            self.post_message(self.LinkLost(reason, delay))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.RETRY_MAX_S)
+
+    @on(Connected)
+    def _connected(self, message: Connected) -> None:
+        self.device, self.status, self.link_up = message.device, message.status, True
+        self.down_since = self.retry_at = None
+        self.query_one("#banner").display = False
+        if message.status.sample is not None and self.telemetry.latest is None:
+            self.telemetry.add(message.status.sample)
+        self._show_identity()
+        self._schedule_render()
+        if self.is_current and self.query_one("#camera").display:
+            self.camera_loop()
+
+    @on(SampleArrived)
+    def _sample(self) -> None:
+        self._schedule_render()
+
+    @on(EventArrived)
+    def _event(self, message: EventArrived) -> None:
+        if isinstance(message.model, HealthReport):
+            self.health = message.model
+            self._schedule_render()
+        elif isinstance(message.model, ModelInfo) and self.status is not None:
+            self.status = self.status.model_copy(update={"model": message.model})
+            self._show_identity()
+            self.notify(f"now running {message.model.version or message.model.path}", title="Model changed")
+
+    @on(LinkLost)
+    def _link_lost(self, message: LinkLost) -> None:
+        self.link_up = False
+        if self.down_since is None:
+            self.down_since = self.clock()
+        self.link_problem = message.reason
+        self.retry_at = None if message.retry_in is None else self.clock() + message.retry_in
+        self._tick_banner()
+
+    @on(LinkRefused)
+    def _link_refused(self, message: LinkRefused) -> None:
+        self.link_up = False
+        banner = self.query_one("#banner", Static)
+        banner.set_class(True, "-refused")
+        banner.update(Text(f"{message.reason} — not retrying: fix this and press escape, then enter"))
+        banner.display = True
+
+    def _tick_banner(self) -> None:
+        if self.link_up or self.down_since is None:
+            return
+        if self.retry_at is None:
+            when = "reconnecting…"
+        else:
+            when = f"retrying in {max(0, math.ceil(self.retry_at - self.clock()))} s"
+        banner = self.query_one("#banner", Static)
+        banner.update(
+            Text.assemble(
+                (f"agent unreachable since {clock_time(self.down_since)} — {when}", "bold"),
+                f"   ({self.link_problem})",
+            )
+        )
+        banner.display = True
+
+    # --- rendering ----------------------------------------------------------------------------------
+
+    def _schedule_render(self) -> None:
+        if self._render_timer is not None or not self.is_current:
+            return  # one is coming already, or nobody sees this screen: render on resume
+        wait = self._last_render + self.RENDER_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self.render_telemetry()
+        else:
+            self._render_timer = self.set_timer(wait, self._timed_render)
+
+    def _timed_render(self) -> None:
+        self._render_timer = None
+        self.render_telemetry()
+
+    def render_telemetry(self) -> None:
+        self._last_render = time.monotonic()
+        t, s = self.telemetry, self.telemetry.latest
+        findings = self.query_one("#findings", Static)
+        if s is None:
+            findings.update(Text("waiting for the first sample…", style="dim"))
+            return
+        width = max(1, self.query_one("#latency", TimeChart).content_size.width)
+        self.query_one("#latency", TimeChart).plot(
+            t.tail(t.p50, width),
+            t.tail(t.p95, width),
+            caption=f"p50 {s.latency_p50_ms:.1f} ms · p95 {s.latency_p95_ms:.1f} ms",
+        )
+        self.query_one("#fps", TimeChart).plot(t.tail(t.fps, width), caption=f"{s.fps:.1f} fps")
+        conf = "-" if s.confidence_avg is None else f"{s.confidence_avg:.2f}"
+        self.query_one("#confidence", TimeChart).plot(
+            t.tail(t.confidence, width), caption=f"avg {conf} · alert under {CONFIDENCE_ALERT:.2f}"
+        )
+        drops = [d * 100 for d in t.tail(t.drop_rate, width)]
+        self.query_one("#drops", TimeChart).plot(drops, caption=f"{s.drop_rate * 100:.1f}% of frames")
+        self.query_one("#camera-health", Static).update(camera_text(s.camera))
+        names = self.status.model.names if self.status is not None and self.status.model else None
+        self.query_one("#classes", CountBars).counts(s.detections, names)
+        problems = diagnose(s, self.health)
+        level = self.health.status if self.health is not None else ("degraded" if problems else "ok")
+        findings.set_classes(f"-{level}")
+        if problems:
+            findings.update(Text("\n".join(f"• {p}" for p in problems)))
+        else:
+            findings.update(Text("✓ all well: confidence, camera and frame rate look normal", style="green"))
+        self.rendered_ts = s.ts
+        self.renders += 1
+
+    def _show_identity(self) -> None:
+        self.query_one("#identity", Static).update(identity_text(self.record, self.device, self.status))
+
+    # --- camera -------------------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._measure_camera)
+
+    def _measure_camera(self) -> None:
+        size = self.query_one("#camera").content_size
+        self._camera_cells = (size.width, size.height)
+
+    @work(exclusive=True, exit_on_error=False, group="camera")
+    async def camera_loop(self) -> None:
+        """The annotated frame about once a second, sized for the view, decoded off the UI thread."""
+        while True:
+            cols, rows = self._camera_cells
+            source = self.status.source if self.status is not None else None
+            if cols and rows and self.link_up:
+                want = cols
+                if source is not None and source.width and source.height:
+                    want = fit(source.width, source.height, cols, rows)[0]
+                try:
+                    jpeg = await self.api.snapshot_jpeg(width=max(16, want))
+                    picture = await asyncio.to_thread(decode_picture, jpeg, cols, rows)
+                    self.post_message(self.SnapshotFetched(picture))
+                except AgentClientError as err:
+                    self.post_message(self.SnapshotFetched(None, err.detail))
+                except ValueError as err:
+                    self.post_message(self.SnapshotFetched(None, str(err)))
+            await asyncio.sleep(self.SNAPSHOT_EVERY_S)
+
+    @on(SnapshotFetched)
+    def _snapshot(self, message: SnapshotFetched) -> None:
+        view = self.query_one("#camera", HalfBlockImage)
+        if message.picture is not None:
+            view.show(message.picture)
+        else:
+            view.show_message(message.note)
+
+    def action_toggle_camera(self) -> None:
+        view = self.query_one("#camera", HalfBlockImage)
+        view.display = not view.display
+        if view.display:
+            self.call_after_refresh(self._measure_camera)
+            self.camera_loop()
+        else:
+            self.workers.cancel_group(self, "camera")
+
+    # --- pipeline controls --------------------------------------------------------------------------
+
+    def action_restart(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify("Restarting the pipeline…", timeout=3)
+                self.control("restart", None)
+
+        question = f"Restart the pipeline on {self.record.name}?"
+        detail = "Frames stop for a few seconds while the camera and the model are reopened."
+        self.app.push_screen(ConfirmDialog(question, "Restart", detail), answered)
+
+    def action_source(self) -> None:
+        current = self.status.source.uri if self.status is not None and self.status.source else ""
+
+        def answered(uri: str | None) -> None:
+            if uri and uri != current:
+                self.notify(f"Switching the camera to {uri}…", timeout=3)
+                self.control("source", uri)
+
+        hint = "demo:, rtsp://host/stream, http(s)://host/mjpeg, usb:0, a video file or an image folder"
+        self.app.push_screen(PromptDialog("Camera source", current, hint=hint), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="control")
+    async def control(self, what: str, uri: str | None) -> None:
+        """Run a pipeline job (restart or source change) to its end, then read the status again."""
+        try:
+            job = await (self.api.pipeline_restart() if what == "restart" else self.api.set_source(uri))
+            job = await self.api.wait_job(job.id, timeout=60.0)
+            status = await self.api.status()
+        except AgentClientError as err:
+            self.post_message(self.ControlFinished(what, None, None, str(err)))
+            return
+        self.post_message(self.ControlFinished(what, job, status, job.error))
+
+    @on(ControlFinished)
+    def _control_finished(self, message: ControlFinished) -> None:
+        if message.status is not None:
+            self.status = message.status
+            self._show_identity()
+        title = "Pipeline restart" if message.what == "restart" else "Source change"
+        if message.job is not None and message.job.state == "succeeded":
+            text = source_text(self.status) if message.what == "source" else "the pipeline is running again"
+            self.notify(text, title=f"{title} done")
+        else:
+            self.notify(
+                message.error or "it did not finish", title=f"{title} failed", severity="error", timeout=10
+            )
+
+    def action_logs(self) -> None:
+        from screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(self.api, self.record))
+
+    def commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand(
+                "Restart pipeline", f"restart {self.record.name}'s pipeline (asks first)", self.action_restart
+            ),
+            SystemCommand(
+                "Change camera source", "switch the pipeline to another source URI", self.action_source
+            ),
+            SystemCommand("Show logs", f"live log of {self.record.name}", self.action_logs),
+            SystemCommand(
+                "Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera
+            ),
+            SystemCommand("Back to devices", "leave this dashboard", self.app.pop_screen),
+        ]

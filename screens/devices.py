@@ -1,0 +1,330 @@
+"""The device list: every agent found over mDNS, saved, or added by hand, with how each one is doing.
+
+Each reachable device is probed in a worker (health, then status): a few at a time, every
+``POLL_EVERY_S`` while it answers, backing off to ``POLL_MAX_S`` while it does not. A device that goes
+away stays listed, dimmed, as "lost 2m ago": the technician must see that the camera at gate 3 vanished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from fieldtui.config import device_key
+from fieldtui.errors import AgentClientError
+from fieldtui.fleet import Added, Probe
+from fieldtui.protocol import DeviceRecord
+from screens.timefmt import ago
+
+POLL_EVERY_S = 2.0
+POLL_MAX_S = 30.0
+POLL_CONCURRENCY = 4
+COLUMNS = ("NAME", "ADDRESS", "LINK", "BACKEND", "MODEL", "HEALTH", "FPS", "P95 MS", "SEEN")
+HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failing": "bold red"}
+PAIR_LATER = (
+    "Pairing over SSH arrives with `fieldtui pair HOST`; until then press a and paste the token "
+    "that `fieldtui-agent token` prints on the device."
+)
+
+
+def link_label(record: DeviceRecord) -> str:
+    if "ssh" in record.origin and not record.addresses:
+        return "SSH"
+    if record.tls:
+        return "HTTPS" if record.tls_fingerprint else "HTTPS ?"
+    return "HTTP"
+
+
+@dataclass
+class DeviceRow:
+    """What the list knows of one device: its record and the last probe."""
+
+    record: DeviceRecord
+    probe: Probe | None = None
+    error: str | None = None
+    last_ok: float | None = None  # wall-clock time of the last answer
+
+    def lost_since(self) -> float | None:
+        """When it was last seen, if it is gone (mDNS says so, or it stopped answering)."""
+        seen = max(filter(None, (self.last_ok, self.record.last_seen)), default=None)
+        gone = self.record.lost or (self.error is not None and self.last_ok is not None)
+        return seen if gone else None
+
+    def cells(self, now: float) -> list[Text]:
+        r, p = self.record, self.probe
+        status = p.status if p is not None else None
+        sample = status.sample if status is not None else None
+        model = status.model if status is not None else None
+        lost = self.lost_since()
+        if lost is not None:
+            health = Text(f"lost {ago(now - lost)} ago", style="italic")
+        elif self.error is not None:
+            health = Text("unreachable", style="red")
+        elif p is None:
+            health = Text("checking…", style="dim")
+        elif status is None:
+            health = Text(f"{p.health.status}, not paired", style="yellow")
+        else:
+            health = Text(p.health.status, style=HEALTH_STYLE.get(p.health.status, ""))
+        model_name = (model.version or model.path.rsplit("/", 1)[-1]) if model else r.model
+        values = [
+            Text(r.name, style="bold"),
+            Text(f"{r.host}:{r.port}"),
+            Text(link_label(r), style="green" if r.tls and r.tls_fingerprint else ""),
+            Text((model.backend if model else r.backend) or "-"),
+            Text(model_name or "-"),
+            health,
+            Text(f"{sample.fps:.1f}" if sample else "-", justify="right"),
+            Text(f"{sample.latency_p95_ms:.1f}" if sample else "-", justify="right"),
+            Text(ago(now - self.last_ok) + " ago" if self.last_ok else "-", style="dim"),
+        ]
+        if lost is not None:
+            for cell in values:
+                cell.stylize("dim")
+        return values
+
+    def matches(self, needle: str) -> bool:
+        r = self.record
+        hay = " ".join(filter(None, (r.name, r.host, r.id, r.model, r.backend, *r.addresses)))
+        return needle.casefold() in hay.casefold()
+
+
+class DevicesScreen(Screen[None]):
+    """See the module docstring. Takes the :class:`~fieldtui.fleet.Fleet` (or a fake one) to ask."""
+
+    CSS_PATH = "devices.tcss"
+    AUTO_FOCUS = "#devices"
+    TITLE = "fieldtui"
+    SUB_TITLE = "devices"
+    BINDINGS = [
+        Binding("enter", "open", "Open", priority=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("a", "add", "Add"),
+        Binding("p", "pair", "Pair"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    class Polled(Message):
+        """A probe finished: ``probe`` or ``error`` for the device ``key``."""
+
+        def __init__(self, key: str, probe: Probe | None, error: str | None) -> None:
+            super().__init__()
+            self.key, self.probe, self.error = key, probe, error
+
+    class FleetChanged(Message):
+        """mDNS saw a device appear, change or go; only the newest matters."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, DevicesScreen.FleetChanged)
+
+    def __init__(self, fleet: Any) -> None:
+        super().__init__()
+        self.fleet = fleet
+        self.rows: dict[str, DeviceRow] = {}
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: name, address, model, backend", id="filter")
+        yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
+        yield Static(id="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label in COLUMNS:
+            table.add_column(label, key=label)
+        self.reload()
+        self.set_interval(5.0, self.render_rows)  # "lost 2m ago" keeps ageing between probes
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+        self.poll_devices()
+
+    def on_screen_suspend(self) -> None:
+        # Nobody looks at the list under a dashboard or a form: don't keep probing the fleet.
+        self.workers.cancel_group(self, "poll")
+
+    def clock(self) -> float:
+        return getattr(self.app, "clock", time.time)()
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the fleet's devices (keeping what the probes said)."""
+        records = self.fleet.devices()
+        fresh: dict[str, DeviceRow] = {}
+        for record in records:
+            key = device_key(record)
+            row = self.rows.get(key) or DeviceRow(record)
+            row.record = record
+            fresh[key] = row
+        self.rows = fresh
+        self.render_rows()
+
+    def on_devices_screen_fleet_changed(self) -> None:
+        self.reload()
+
+    @on(Polled)
+    def _polled(self, message: Polled) -> None:
+        row = self.rows.get(message.key)
+        if row is None:
+            return
+        if message.probe is not None:
+            row.probe, row.error, row.last_ok = message.probe, None, self.clock()
+        else:
+            row.error = message.error
+        self.render_rows()
+
+    @work(exclusive=True, exit_on_error=False, group="poll")
+    async def poll_devices(self) -> None:
+        """Probe every device, a few at a time; back off from the ones that do not answer."""
+        due: dict[str, float] = {}
+        failures: dict[str, int] = {}
+        inflight: dict[str, asyncio.Task[None]] = {}
+        limit = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def probe(key: str, record: DeviceRecord) -> None:
+            async with limit:
+                try:
+                    result = await self.fleet.probe(record)
+                except AgentClientError as err:
+                    failures[key] = failures.get(key, 0) + 1
+                    due[key] = time.monotonic() + min(POLL_MAX_S, POLL_EVERY_S * 2 ** failures[key])
+                    self.post_message(self.Polled(key, None, str(err)))
+                    return
+                failures[key] = 0
+                due[key] = time.monotonic() + POLL_EVERY_S
+                self.post_message(self.Polled(key, result, None))
+
+        try:
+            while True:
+                now = time.monotonic()
+                for key, row in list(self.rows.items()):
+                    if key not in inflight and due.get(key, 0.0) <= now:
+                        task = asyncio.create_task(probe(key, row.record))
+                        inflight[key] = task
+                        task.add_done_callback(lambda _t, k=key: inflight.pop(k, None))
+                await asyncio.sleep(0.25)
+        finally:
+            for task in list(inflight.values()):
+                task.cancel()
+
+    # --- rendering ----------------------------------------------------------------------------------
+
+    def visible_rows(self) -> list[tuple[str, DeviceRow]]:
+        return [(k, r) for k, r in self.rows.items() if not self.filter_text or r.matches(self.filter_text)]
+
+    def render_rows(self) -> None:
+        table = self.query_one(DataTable)
+        now = self.clock()
+        shown = self.visible_rows()
+        keys = [k for k, _ in shown]
+        if [k.value for k in table.rows] == keys:
+            for key, row in shown:
+                for label, cell in zip(COLUMNS, row.cells(now), strict=True):
+                    table.update_cell(key, label, cell, update_width=True)
+        else:
+            selected = self.selected_key()
+            table.clear()
+            for key, row in shown:
+                table.add_row(*row.cells(now), key=key)
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected))
+        empty = self.query_one("#empty", Static)
+        if shown:
+            empty.display = False
+            return
+        empty.display = True
+        if self.rows:
+            empty.update(f"no device matches {self.filter_text!r}: esc clears the filter")
+        else:
+            lines = ["No devices yet. Press a to add one by address and token, or run `fieldtui demo`."]
+            empty.update("\n".join(lines + self.fleet.hints()))
+
+    def selected_key(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return key.value
+
+    # --- actions ------------------------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        key = self.selected_key()
+        if key is None:
+            self.notify("No device selected: add one with a.", severity="warning")
+            return
+        self.app.open_device(self.rows[key].record)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+        if not self.filter_text:
+            self.query_one("#filter").remove_class("-shown")
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("-shown")
+        self.filter_text = ""
+        self.query_one(DataTable).focus()
+        self.render_rows()
+
+    def action_add(self) -> None:
+        from screens.add_device import AddDeviceScreen
+
+        def added(result: Added | None) -> None:
+            if result is None:
+                return
+            self.reload()
+            if result.warning:
+                self.notify(result.warning, title=f"{result.device.name} added", severity="warning")
+            else:
+                self.notify(f"{result.device.name} at {result.device.api_url}", title="Device added")
+
+        self.app.push_screen(AddDeviceScreen(self.fleet), added)
+
+    def action_pair(self) -> None:
+        self.notify(PAIR_LATER, title="Pairing", timeout=8)
+
+    def action_refresh(self) -> None:
+        self.reload()
+        self.poll_devices()  # exclusive: restarts with every device due now
+        self.notify("Probing every device again.", timeout=2)
+
+    def commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand("Add a device", "save a device by address and token", self.action_add),
+            SystemCommand("Refresh devices", "probe every device again now", self.action_refresh),
+            SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
+            SystemCommand("Pair a device over SSH", "how pairing works for now", self.action_pair),
+        ]

@@ -1,0 +1,299 @@
+"""Canned services for the console's screens: a fleet and agents that answer from fixed data.
+
+Screens take their services by injection, so snapshot tests (fixed size, clock and data) and the TUI
+bench swap the service, not a socket: :class:`FakeFleet` has the methods of ``fieldtui.fleet.Fleet``
+that the screens call, :class:`FakeAgent` those of ``fieldtui.client.AgentClient`` (and ``events()``
+returns a stream with the interface of ``fieldtui.sse.EventStream``). Named fakes, used only where a
+live agent would make the picture unstable; behaviour tests run against a real agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from fieldtui.errors import AgentUnreachable, ConsoleError
+from fieldtui.fleet import Added, Probe
+from fieldtui.palette import class_rgb
+from fieldtui.protocol import (
+    CameraHealth,
+    DeviceInfo,
+    DeviceRecord,
+    HealthReport,
+    Job,
+    LogLine,
+    LogPage,
+    ModelInfo,
+    PipelineStatus,
+    Sample,
+    SourceStatus,
+    StageTimes,
+)
+
+T0 = 1_790_000_000.0  # the fixed "now" of the snapshots (their clock never moves)
+NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
+
+Feed = Callable[[], AsyncIterator[tuple[str, BaseModel]]]
+
+
+def sample(
+    i: int, ts: float, *, confidence: float | None = None, camera: CameraHealth | None = None
+) -> Sample:
+    """A deterministic, gently varying sample number ``i``."""
+    wave = math.sin(i / 6.0)
+    return Sample(
+        ts=ts,
+        fps=round(24 + 4 * wave, 2),
+        latency_p50_ms=round(18 + 3 * wave, 2),
+        latency_p95_ms=round(27 + 6 * math.sin(i / 4.0) ** 2, 2),
+        stages_ms=StageTimes(capture=1.0, preprocess=2.0, infer=14.0, postprocess=1.0),
+        confidence_avg=round(0.82 + 0.08 * wave, 4) if confidence is None else confidence,
+        detections={"circle": 12 + i % 5, "square": 8, "triangle": 3 + i % 3, "cross": 0},
+        drop_rate=round(0.02 + 0.02 * max(0.0, wave), 4),
+        frames_total=100 * i,
+        dropped_total=2 * i,
+        camera=camera or CameraHealth(brightness=128.0, sharpness=410.0, sharpness_ratio=0.97),
+    )
+
+
+def samples(n: int = 90, end: float = T0, *, degrade_last: int = 0) -> list[Sample]:
+    """``n`` samples ending at ``end``; the last ``degrade_last`` show a dirty lens and low confidence."""
+    out = []
+    for i in range(n):
+        bad = i >= n - degrade_last
+        camera = (
+            CameraHealth(
+                brightness=121.0,
+                sharpness=120.0,
+                sharpness_ratio=0.3,
+                ok=False,
+                reasons=["sharpness down 70%: lens dirty or out of focus?"],
+            )
+            if bad
+            else None
+        )
+        out.append(sample(i, end - (n - 1 - i) * 0.4, confidence=0.41 if bad else None, camera=camera))
+    return out
+
+
+def picture_png(width: int = 640, height: int = 480) -> bytes:
+    """A stand-in for the annotated frame: a gradient with class-coloured boxes (PNG: lossless, stable)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        draw.line([(0, y), (width, y)], fill=(40 + y * 60 // height, 70 + y * 90 // height, 110))
+    draw.ellipse([60, 80, 220, 240], fill=(60, 200, 220))
+    draw.rectangle([56, 76, 224, 244], outline=class_rgb(0), width=6)
+    draw.rectangle([380, 260, 560, 420], fill=(230, 120, 40))
+    draw.rectangle([376, 256, 564, 424], outline=class_rgb(1), width=6)
+    draw.polygon([(300, 60), (360, 180), (240, 180)], fill=(20, 20, 20))
+    draw.rectangle([236, 56, 364, 184], outline=class_rgb(2), width=6)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def device_info(name: str = "gate-3") -> DeviceInfo:
+    return DeviceInfo(
+        id="3f2a9c1b7d5e4a60",
+        name=name,
+        version="0.1.0",
+        hostname=name,
+        platform="Linux-6.6-aarch64",
+        machine="aarch64",
+        python="3.11.9",
+        accelerators=["Hailo-8L"],
+    )
+
+
+def pipeline_status(last: Sample | None = None) -> PipelineStatus:
+    return PipelineStatus(
+        state="running",
+        source=SourceStatus(uri="rtsp://***@10.0.4.21/stream1", kind="rtsp", up=True, width=640, height=480),
+        model=ModelInfo(
+            version="v7",
+            path="/var/lib/fieldtui-agent/models/v7/model.onnx",
+            sha256="ab" * 32,
+            backend="onnxruntime",
+            input_shape=[1, 3, 640, 640],
+            input_dtype="float32",
+            layout="yolov8",
+            names=NAMES,
+        ),
+        sample=last,
+        started_at=T0 - 3600,
+    )
+
+
+def log_lines(n: int = 30, end: float = T0) -> list[LogLine]:
+    levels = ["INFO", "INFO", "DEBUG", "WARNING", "INFO", "ERROR"]
+    out = []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        message = {
+            "INFO": f"sample window: {24 + i % 4} fps, p95 {27 + i % 7} ms",
+            "DEBUG": f"preprocess took {2 + i % 3}.{i % 10} ms",
+            "WARNING": "camera: sharpness down 70%: lens dirty or out of focus?",
+            "ERROR": "source lost (rtsp://***@10.0.4.21/stream1): connection reset; reconnecting in 2 s",
+        }[level]
+        out.append(
+            LogLine(ts=end - (n - i) * 1.5, level=level, logger="fieldtui.agent.pipeline", message=message)
+        )
+    return out
+
+
+class FakeStream:
+    """The interface of ``fieldtui.sse.EventStream``: ``async with``, ``async for``, ``last_event_id``."""
+
+    def __init__(
+        self, feed: Feed, on_state: Callable[[str, str | None], None] | None = None, **_: Any
+    ) -> None:
+        self._feed = feed
+        self._on_state = on_state
+        self.last_event_id: str | None = None
+        self.reconnects = 0
+        self._iterator: AsyncIterator[tuple[str, BaseModel]] | None = None
+
+    async def __aenter__(self) -> FakeStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._iterator is not None and hasattr(self._iterator, "aclose"):
+            await self._iterator.aclose()
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, BaseModel]]:
+        if self._on_state is not None:
+            self._on_state("connected", None)
+        self._iterator = self._feed()
+        return self._iterator
+
+
+class FakeAgent:
+    """Answers like an agent from fixed data; ``down=True`` answers like one that is not running."""
+
+    def __init__(
+        self,
+        info: DeviceInfo | None = None,
+        status: PipelineStatus | None = None,
+        events: list[tuple[str, BaseModel]] | None = None,
+        *,
+        feed: Feed | None = None,
+        logs: list[LogLine] | None = None,
+        picture: bytes | None = None,
+        health: HealthReport | None = None,
+        down: bool = False,
+    ) -> None:
+        self.info = info or device_info()
+        self.status_doc = status or pipeline_status()
+        self.health_doc = health or HealthReport(status="ok", version="0.1.0", uptime_s=3600.0)
+        self.event_list = events or []
+        self.feed = feed or self._canned
+        self.log_lines = logs or []
+        self.picture = picture
+        self.down = down
+        self.jobs: list[Job] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise AgentUnreachable("connection refused at http://10.0.4.17:8470: is the agent running?")
+
+    async def _canned(self) -> AsyncIterator[tuple[str, BaseModel]]:
+        for item in self.event_list:
+            yield item
+        await asyncio.Event().wait()  # then a quiet, open stream
+
+    async def device(self) -> DeviceInfo:
+        self._check()
+        return self.info
+
+    async def status(self) -> PipelineStatus:
+        self._check()
+        return self.status_doc
+
+    async def health(self) -> HealthReport:
+        self._check()
+        return self.health_doc
+
+    async def logs(
+        self, limit: int | None = None, level: str | None = None, since: float | None = None
+    ) -> LogPage:
+        self._check()
+        lines = [x for x in self.log_lines if since is None or x.ts > since]
+        return LogPage(lines=lines[-(limit or 200) :])
+
+    def events(self, **options: Any) -> FakeStream:
+        self._check()
+        return FakeStream(self.feed, **options)
+
+    async def snapshot_jpeg(self, width: int | None = None) -> bytes:
+        self._check()
+        if self.picture is None:
+            raise AgentUnreachable("no frame yet", status=503)
+        return self.picture
+
+    async def pipeline_restart(self) -> Job:
+        self._check()
+        job = Job(id=f"job-{len(self.jobs) + 1}", kind="pipeline.restart", state="succeeded", created=T0)
+        self.jobs.append(job)
+        return job
+
+    async def set_source(self, uri: str) -> Job:
+        self._check()
+        job = Job(id=f"job-{len(self.jobs) + 1}", kind="pipeline.source", state="succeeded", created=T0)
+        self.jobs.append(job)
+        return job
+
+    async def wait_job(self, job_id: str, timeout: float = 60.0, interval: float = 0.2) -> Job:
+        return next(j for j in self.jobs if j.id == job_id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeFleet:
+    """The fleet's methods over fixed records, each with its :class:`FakeAgent` (None: never answers)."""
+
+    def __init__(
+        self, devices: list[tuple[DeviceRecord, FakeAgent | None]], hints: list[str] | None = None
+    ) -> None:
+        self.records = [r for r, _ in devices]
+        self.agents = {r.name: a for r, a in devices}
+        self._hints = hints or []
+        self.added: list[tuple[str, int | None, str, str | None]] = []
+        self.closed = False
+
+    async def start(self, on_change: Callable[[], None] | None = None) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def devices(self) -> list[DeviceRecord]:
+        return list(self.records)
+
+    def hints(self) -> list[str]:
+        return self._hints if not self.records else []
+
+    def client(self, device: DeviceRecord) -> FakeAgent:
+        return self.agents.get(device.name) or FakeAgent(down=True)
+
+    async def probe(self, device: DeviceRecord) -> Probe:
+        agent = self.client(device)
+        return Probe(health=await agent.health(), status=await agent.status())
+
+    async def add(
+        self, host: str, port: int | None, token: str, fingerprint: str | None = None, name: str | None = None
+    ) -> Added:
+        if token != "good-token":
+            raise ConsoleError(f"http://{host}:{port} refused this token (wrong token); nothing was saved")
+        self.added.append((host, port, token, fingerprint))
+        record = DeviceRecord(name=name or host, host=host, port=port or 8470, origin=["manual"])
+        self.records.append(record)
+        return Added(device=record)
