@@ -119,7 +119,7 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if required:
             raise ConfigError(f"config file {path} does not exist; create it or drop --config") from None
         return {}

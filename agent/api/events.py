@@ -37,6 +37,9 @@ async def _stream(bus: EventBus, last_id: int | None, names: frozenset[str]) -> 
                 return  # the agent is shutting down
             if event is not None and event.name in names:
                 yield event.encode()
+            # Let the loop run between events: with a backlog queued, nothing else here awaits, and
+            # the loop must get to see a client that went away (and to serve everyone else).
+            await asyncio.sleep(0)
             if loop.time() >= next_ping:
                 next_ping = loop.time() + PING_EVERY_S
                 yield b": ping\n\n"
