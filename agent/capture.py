@@ -88,6 +88,8 @@ class Capture:
                 if not retry:
                     raise
                 source = make_source(self._uri)  # still raises for a form that can never open
+                if not source.live:  # a file that will not open now will not open later either
+                    raise
                 self._install(source, opened=False)
                 self.lost, self.reason = True, str(err)
                 return source
