@@ -268,6 +268,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.plain and args.lines is None and sys.stdin.isatty() and sys.stdout.isatty():
+        from screens.app import run_demo as run_demo_tui  # the TUI needs a terminal; pipes get lines
+
+        return run_demo_tui(args.faults)
     from fieldtui.demo import run_demo
 
     async def main() -> None:
@@ -288,6 +292,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- main -----------------------------------------------------------------------------------------
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from screens.app import run  # `fieldtui` alone: the device list
+
+    return run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a local demo agent, pair it and show its live status")
     p.add_argument("--faults", action="store_true", help="inject camera faults (blur, dark, freeze, cover)")
+    p.add_argument("--plain", "--no-tui", action="store_true", help="one status line a second, no TUI")
     p.add_argument("--lines", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
     return parser
@@ -337,8 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
-        parser.print_help()  # the TUI will open here once it exists
-        return 0
+        func = cmd_tui
     try:
         return func(args)
     except ConsoleError as err:

@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
 from screens.commands import DeviceCommands
 from screens.dashboard import DashboardScreen
@@ -34,7 +35,9 @@ class FieldtuiApp(App[None]):
     COMMANDS = App.COMMANDS | {DeviceCommands}
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Command palette", key_display=":", show=False),
+        # Our own palette bindings replace Textual's default one, so ctrl+p is listed here too.
+        Binding("ctrl+p", "command_palette", "Command palette", show=False, priority=True),
+        Binding("colon", "command_palette", "Command palette (as in k9s)", key_display=":", show=False),
         Binding("ctrl+q", "quit", "Quit (stops the demo agent too)", show=False, priority=True),
     ]
 
@@ -50,11 +53,13 @@ class FieldtuiApp(App[None]):
         self.clock = clock
         self._open_first = open_device
 
-    def get_default_screen(self) -> Screen:
-        return DevicesScreen(self.fleet)
-
     async def on_mount(self) -> None:
-        await self.fleet.start(on_change=self._fleet_changed)
+        # Pushed, not returned from get_default_screen(): Textual loads a screen's CSS_PATH on push only.
+        await self.push_screen(DevicesScreen(self.fleet))
+        try:
+            await self.fleet.start(on_change=self._fleet_changed)
+        except ConsoleError as err:  # a damaged config file: say so, keep the app up
+            self.notify(str(err), title="Devices", severity="error", timeout=30)
         self._fleet_changed()  # saved devices were read: show them now, mDNS adds the rest later
         if self._open_first is not None:
             self.open_device(self._open_first)
@@ -70,15 +75,14 @@ class FieldtuiApp(App[None]):
 
     def open_device(self, record: DeviceRecord) -> None:
         """The dashboard of ``record``, on top of the device list (from anywhere: the palette)."""
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, DevicesScreen):
-            self.pop_screen()
+        self._to_devices()
         self.push_screen(DashboardScreen(self.fleet.client(record), record))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
         everywhere = [
-            ("ctrl+p", "command palette too: every action and every device, by name"),
+            ("", "the palette reaches every action and every device, by name"),
             ("tab, shift+tab", "move between fields and buttons"),
         ]
         sections = [
@@ -100,7 +104,7 @@ class FieldtuiApp(App[None]):
             yield from commands()
 
     def _to_devices(self) -> None:
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, DevicesScreen):
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, DevicesScreen):
             self.pop_screen()
 
 

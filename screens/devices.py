@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from fieldtui.config import device_key
-from fieldtui.errors import AgentClientError
+from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.fleet import Added, Probe
 from fieldtui.protocol import DeviceRecord
 from screens.timefmt import ago
@@ -134,12 +134,14 @@ class DevicesScreen(Screen[None]):
         self.fleet = fleet
         self.rows: dict[str, DeviceRow] = {}
         self.filter_text = ""
+        self.load_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: name, address, model, backend", id="filter")
         yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
         yield Static(id="empty")
+        yield Static(id="detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -164,7 +166,10 @@ class DevicesScreen(Screen[None]):
 
     def reload(self) -> None:
         """Re-read the fleet's devices (keeping what the probes said)."""
-        records = self.fleet.devices()
+        try:
+            records, self.load_error = self.fleet.devices(), None
+        except ConsoleError as err:  # a damaged config: the list says why it is empty
+            records, self.load_error = [], str(err)
         fresh: dict[str, DeviceRow] = {}
         for record in records:
             key = device_key(record)
@@ -243,16 +248,40 @@ class DevicesScreen(Screen[None]):
                 table.add_row(*row.cells(now), key=key)
             if selected in keys:
                 table.move_cursor(row=keys.index(selected))
+        self.show_detail()
         empty = self.query_one("#empty", Static)
+        table.display = bool(shown)  # an empty table is a header row that says nothing
+        empty.display = not shown
         if shown:
-            empty.display = False
             return
-        empty.display = True
-        if self.rows:
-            empty.update(f"no device matches {self.filter_text!r}: esc clears the filter")
+        if self.load_error:
+            empty.update(Text(self.load_error, style="red"))
+        elif self.rows:
+            empty.update(Text(f"no device matches {self.filter_text!r}: esc clears the filter"))
         else:
             lines = ["No devices yet. Press a to add one by address and token, or run `fieldtui demo`."]
-            empty.update("\n".join(lines + self.fleet.hints()))
+            empty.update(Text("\n".join(lines + self.fleet.hints())))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """The highlighted device in full: where, from where, and why it is not well."""
+        key = self.selected_key()
+        row = self.rows.get(key) if key else None
+        detail = self.query_one("#detail", Static)
+        if row is None:
+            detail.update("")
+            return
+        r = row.record
+        text = Text.assemble((r.name, "bold"), f"  {r.api_url}", (f"  id {r.id or '?'}", "dim"))
+        text.append(f"  from {', '.join(r.origin) or '?'}", style="dim")
+        if row.error:
+            text.append(f"\n{row.error}", style="red")
+        elif row.probe is not None and row.probe.health.reasons:
+            text.append("\n" + "; ".join(row.probe.health.reasons), style="yellow")
+        detail.update(text)
 
     def selected_key(self) -> str | None:
         table = self.query_one(DataTable)
