@@ -29,7 +29,8 @@ class TensorSpec:
 
 
 class Backend(ABC):
-    """A model loaded by one runtime. ``infer`` is safe to call from one thread at a time per caller."""
+    """A model loaded by one runtime. ``infer`` may be called from any thread (the pipeline runs it on
+    its own inference thread while the next frame is preprocessed)."""
 
     key: ClassVar[str]
     model_format: ClassVar[str]  # file format this backend loads: "onnx", "engine", "hef"
