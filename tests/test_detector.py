@@ -271,6 +271,8 @@ def test_backend_session_settings(models):
         assert backend._session.get_session_options().intra_op_num_threads == 1
     finally:
         backend.close()
+    with pytest.raises(ModelError, match="was closed"):
+        backend.infer(np.zeros((1, 3, 640, 640), np.float32))
 
 
 def test_doctor_without_vendor_sdks():

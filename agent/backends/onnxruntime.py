@@ -98,7 +98,7 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # errors only: ORT's warnings are not the technician's business
         chosen = providers or self.providers()
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
+            self._session: Any = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
         except Exception as err:  # ORT raises its own pybind exception types; translate them all
             raise ModelError(
                 f"{self.path.name} is not a loadable ONNX model ({_ort_reason(err)}): re-export it "
@@ -112,7 +112,10 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [o.name for o in self.outputs]
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
-        return self._session.run(self._output_names, {self._input_name: tensor})
+        session = self._session
+        if session is None:
+            raise ModelError(f"{self.path.name} was closed (the model was swapped or unloaded)")
+        return session.run(self._output_names, {self._input_name: tensor})
 
     def close(self) -> None:
         # ORT frees the session with its last reference; drop ours so the memory goes now.
