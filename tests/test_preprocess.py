@@ -83,7 +83,7 @@ def test_letterbox_pads_a_wide_frame_top_and_bottom_evenly():
     assert not (padded[140:500] == 114).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(
     h=st.integers(1, 900), w=st.integers(1, 900), target=st.sampled_from([(640, 640), (320, 320), (256, 416)])
 )
