@@ -189,6 +189,7 @@ class FakeAgent:
         picture: bytes | None = None,
         health: HealthReport | None = None,
         down: bool = False,
+        url: str = "http://10.0.4.17:8470",
     ) -> None:
         self.info = info or device_info()
         self.status_doc = status or pipeline_status()
@@ -198,11 +199,12 @@ class FakeAgent:
         self.log_lines = logs or []
         self.picture = picture
         self.down = down
+        self.url = url
         self.jobs: list[Job] = []
 
     def _check(self) -> None:
         if self.down:
-            raise AgentUnreachable("connection refused at http://10.0.4.17:8470: is the agent running?")
+            raise AgentUnreachable(f"connection refused at {self.url}: is the agent running?", url=self.url)
 
     async def _canned(self) -> AsyncIterator[tuple[str, BaseModel]]:
         for item in self.event_list:

@@ -1,0 +1,166 @@
+"""Layout of every screen, as SVG snapshots: fixed terminal size, clock, time zone and data.
+
+The screens get canned protocol models through the fake services of tests/tui_fakes.py (the service
+is swapped, not a socket). Update after a deliberate change with ``pytest --snapshot-update`` and look
+at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from textual.pilot import Pilot
+
+from fieldtui.protocol import DeviceRecord, HealthReport
+from screens.app import FieldtuiApp
+from screens.dashboard import DashboardScreen
+from screens.devices import DevicesScreen
+from tests.tui_fakes import (
+    T0,
+    FakeAgent,
+    FakeFleet,
+    log_lines,
+    picture_png,
+    pipeline_status,
+    samples,
+)
+
+SIZE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def until(pilot: Pilot, check, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check() and loop.time() < deadline:
+        await pilot.pause(0.05)
+    assert check(), "the screen never reached the state to photograph"
+
+
+def _record(name: str, host: str, **kw) -> DeviceRecord:
+    return DeviceRecord(name=name, host=host, port=8470, **kw)
+
+
+def _live_agent(degrade_last: int = 12) -> FakeAgent:
+    feed = samples(90, degrade_last=degrade_last)
+    health = HealthReport(
+        status="degraded", reasons=["camera: sharpness down 70%: lens dirty?"], version="0.1.0", uptime_s=3600
+    )
+    return FakeAgent(
+        status=pipeline_status(feed[-1]),
+        events=[("health", health)] + [("sample", s) for s in feed],
+        logs=log_lines(40),
+        picture=picture_png(),
+    )
+
+
+def _fleet() -> FakeFleet:
+    gate = _record(
+        "gate-3", "10.0.4.17", id="3f2a9c1b", origin=["mdns", "saved"], tls=True, tls_fingerprint="ab" * 32
+    )
+    dock = _record("dock-1", "10.0.4.30", id="77e1", origin=["mdns", "saved"], lost=True, last_seen=T0 - 150)
+    yard = _record("yard-2", "10.0.4.41", origin=["manual"])
+    return FakeFleet([(gate, _live_agent()), (dock, None), (yard, FakeAgent(down=True, url=yard.api_url))])
+
+
+def _app(fleet: FakeFleet | None = None, **kw) -> FieldtuiApp:
+    return FieldtuiApp(fleet or _fleet(), clock=lambda: T0, **kw)
+
+
+def _probed(pilot: Pilot) -> bool:
+    screen = pilot.app.screen
+    return isinstance(screen, DevicesScreen) and all(
+        r.probe is not None or r.error is not None for r in screen.rows.values()
+    )
+
+
+def _dashboard_settled(pilot: Pilot) -> bool:
+    screen = pilot.app.screen
+    return (
+        isinstance(screen, DashboardScreen)
+        and screen.telemetry.count == 90
+        and screen.rendered_ts == screen.telemetry.latest.ts
+        and screen.query_one("#camera").picture is not None
+    )
+
+
+def test_devices(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _probed(pilot))
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_devices_empty_with_hints(snap_compare):
+    hints = [
+        "mDNS found no fieldtui agent on any interface in 3 s.",
+        "Multicast blocked? Guest Wi-Fi and client isolation drop mDNS: use the device's address directly.",
+    ]
+    assert snap_compare(_app(FakeFleet([], hints=hints)), terminal_size=SIZE)
+
+
+def test_add_device_refused_token(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _probed(pilot))
+        await pilot.press("a")
+        await pilot.press(*"10.0.4.50", "tab", "tab", *"wrong", "enter", "enter")
+        await until(pilot, lambda: "refused" in str(pilot.app.screen.query_one("#error").render()))
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_link_lost(snap_compare, monkeypatch):
+    monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)  # one stable countdown to photograph
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
+        await until(pilot, lambda: pilot.app.screen.query_one("#banner").display)
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[2]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_restart_asks_first(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+        await pilot.press("r")
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_logs_warning_and_up(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+        await pilot.press("l")
+        await until(pilot, lambda: len(getattr(pilot.app.screen, "lines", ())) == 40)
+        await pilot.press("v", "v")
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _probed(pilot))
+        await pilot.press("question_mark")
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
