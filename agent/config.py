@@ -77,6 +77,7 @@ _KEYS: dict[str, type] = {
     "mdns_interfaces": list,
     "log_level": str,
 }
+_KINDS = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -99,9 +100,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if want is list:
             return [part.strip() for part in text.split(",") if part.strip()]
     if (want is int and isinstance(value, bool)) or not isinstance(value, want):
-        raise ConfigError(
-            f"{key} in {origin} must be a {want.__name__}, not {type(value).__name__} {value!r}"
-        )
+        raise ConfigError(f"{key} in {origin} must be {_KINDS[want]}, not {value!r}")
     if key == "port" and not 0 <= value <= 65535:
         raise ConfigError(f"port {value} in {origin} is out of range; use 0-65535 (0 picks a free port)")
     if key == "mdns_interfaces" and not all(isinstance(v, str) for v in value):

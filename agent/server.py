@@ -1,8 +1,8 @@
 """``fieldtui-agent serve``: the pipeline, the HTTP control plane and mDNS in one process.
 
-Start-up order: home, token and TLS; logging (ring buffer + ``agent.log``); model and pipeline; the
-socket (bound here, so ``--port 0`` works and the real port is known); uvicorn; then, once it accepts
-connections, the runtime file ``agent.json`` and the mDNS advertisement. SIGTERM or SIGINT reverses it:
+Start-up order: the socket (bound here, first: so ``--port 0`` works, the real port is known, and a port
+conflict fails at once); home, token and TLS; model and pipeline; logging (ring buffer + ``agent.log``);
+uvicorn; then, once it accepts connections, the runtime file ``agent.json`` and the mDNS advertisement. SIGTERM or SIGINT reverses it:
 mDNS goodbyes, SSE streams ended, uvicorn drained, jobs and pipeline stopped and joined, state.db
 closed, runtime file removed, exit 0.
 """
@@ -45,6 +45,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        # listen now: with SO_REUSEADDR, Linux lets two sockets bind one port as long as neither listens
+        sock.listen(128)
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
@@ -140,7 +142,13 @@ class _Stop:
 def serve(config: AgentConfig) -> int:
     """Run the agent until SIGTERM/SIGINT; 0 after a clean shutdown."""
     with _Stop() as stop:
-        service = AgentService.create(config)
+        # the port first: a second agent on the same port fails in a blink, before loading a model
+        sock = bind_socket(config.host, config.port)
+        try:
+            service = AgentService.create(config)
+        except BaseException:
+            sock.close()
+            raise
         undo_logging = install_logging(service, config.log_level)
         try:
             log.info(
@@ -153,8 +161,9 @@ def serve(config: AgentConfig) -> int:
             if not stop.requested:
                 service.start()
             if not stop.requested:
-                asyncio.run(_serve(service, config, stop))
+                asyncio.run(_serve(service, config, sock, stop))
         finally:
+            sock.close()
             service.close()
             service.home.remove_runtime()
             log.info("fieldtui-agent stopped")
@@ -162,8 +171,7 @@ def serve(config: AgentConfig) -> int:
     return 0
 
 
-async def _serve(service: AgentService, config: AgentConfig, stop: _Stop) -> None:
-    sock = bind_socket(config.host, config.port)
+async def _serve(service: AgentService, config: AgentConfig, sock: socket.socket, stop: _Stop) -> None:
     host, port = sock.getsockname()[:2]
     service.api_url = public_url(config.host, port, service.tls is not None)
     server = make_server(service, sock)
