@@ -143,12 +143,16 @@ class TimeChart(Widget):
         top = self._scale_top(shown, behind)
         pad = width - len(shown)
 
-        header = Text(no_wrap=True, overflow="crop")
-        header.append(self.title, title_style)
-        if self.caption:
-            header.append("  " + self.caption, value_style)
+        # The scale always shows; a caption too long for a narrow terminal gives way with an ellipsis.
         scale = f"max {top:g}{self.unit}"
-        header.append(" " * max(1, width - header.cell_len - len(scale)))
+        header = Text(no_wrap=True, overflow="ellipsis")
+        room = width - len(scale) - 1
+        if room > 0:
+            header.append(self.title, title_style)
+            if self.caption:
+                header.append("  " + self.caption, value_style)
+            header.truncate(room, overflow="ellipsis")
+        header.append(" " * max(0, width - header.cell_len - len(scale)))
         header.append(scale, scale_style)
         header.truncate(width)
         strips = [

@@ -119,9 +119,11 @@ class HalfBlockImage(Widget):
         if self.message and height:
             text = Text(self.message, style=base, no_wrap=True, overflow="ellipsis", justify="center")
             lines = text.wrap(self.app.console, width)
-            strips[height - 1 if pic is not None else height // 2] = Strip(
-                list(lines[0].render(self.app.console))
-            ).adjust_cell_length(width, base)
+            strips[height - 1 if pic is not None else height // 2] = (
+                Strip(list(lines[0].render(self.app.console)))
+                .adjust_cell_length(width, base)
+                .apply_style(base)
+            )
         return strips
 
     def render_line(self, y: int) -> Strip:
