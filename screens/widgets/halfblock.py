@@ -117,12 +117,12 @@ class HalfBlockImage(Widget):
                     segments.append(Segment(UPPER_HALF, style))
                 strips[top + r] = Strip(Segment.simplify(segments)).adjust_cell_length(width, base)
         if self.message and height:
-            text = Text(self.message, style=base, no_wrap=True, overflow="ellipsis", justify="center")
-            lines = text.wrap(self.app.console, width)
-            strips[height - 1 if pic is not None else height // 2] = (
-                Strip(list(lines[0].render(self.app.console)))
-                .adjust_cell_length(width, base)
-                .apply_style(base)
+            text = Text(self.message, style=base, no_wrap=True, overflow="ellipsis")
+            text.truncate(width, overflow="ellipsis")
+            text.align("center", width)
+            row = height - 1 if pic is not None else height // 2
+            strips[row] = (
+                Strip(list(text.render(self.app.console))).adjust_cell_length(width, base).apply_style(base)
             )
         return strips
 
