@@ -54,8 +54,8 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_no_command_prints_help(console_dir):
-    result = fieldtui()
+def test_help_lists_the_commands(console_dir):
+    result = fieldtui("--help")  # `fieldtui` alone opens the TUI
     assert result.returncode == 0
     assert "discover" in result.stdout and "status" in result.stdout and "demo" in result.stdout
 
