@@ -15,12 +15,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, device_key
 from fieldtui.discovery import Browser, empty_hints, merge
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError
 from fieldtui.protocol import DEFAULT_PORT, SERVICE_TYPE, DeviceRecord, HealthReport, PipelineStatus
+
+if TYPE_CHECKING:  # httpx is imported on the first link, not before the device list is on screen
+    from fieldtui.client import AgentClient
 
 log = logging.getLogger("fieldtui.fleet")
 
@@ -122,6 +125,8 @@ class Fleet:
 
     def client(self, device: DeviceRecord) -> AgentClient:
         """The link to ``device`` (reused while its address, pin and token stay the same)."""
+        from fieldtui.client import AgentClient
+
         key = device_key(device)
         token = self.token(device)
         pin = device.tls_fingerprint if device.tls else None
@@ -137,7 +142,10 @@ class Fleet:
 
     async def probe(self, device: DeviceRecord) -> Probe:
         """Health (public), then status when a token is saved. Raises AgentClientError."""
-        client = self.client(device)
+        key = device_key(device)
+        # A new link loads httpx and a CA bundle: seconds for a large fleet on a busy laptop, so not
+        # on the event loop the UI runs on. Cached links are handed out at once.
+        client = self.client(device) if key in self._clients else await asyncio.to_thread(self.client, device)
         health = await client.health()
         status = await client.status() if self.token(device) else None
         return Probe(health=health, status=status)
@@ -157,6 +165,8 @@ class Fleet:
         A device that is off right now is saved with a warning (preparing a site visit is legitimate);
         a refused token or a changed certificate is an error and nothing is saved.
         """
+        from fieldtui.client import AgentClient, normalize_fingerprint
+
         host, token = host.strip(), token.strip()
         if not host:
             raise ConsoleError("host is empty: type the device's address, e.g. 192.168.1.40")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -23,11 +24,9 @@ from textual.screen import Screen
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
 from screens.commands import DeviceCommands
-from screens.dashboard import DashboardScreen
 from screens.devices import DevicesScreen
-from screens.dialogs import ConfirmDialog, PromptDialog
-from screens.help import HelpScreen
-from screens.logs import LogsScreen
+
+# The dashboard, logs, help and dialogs are imported when first opened: start-up pays for the list only.
 
 
 class FieldtuiApp(App[None]):
@@ -56,13 +55,17 @@ class FieldtuiApp(App[None]):
     async def on_mount(self) -> None:
         # Pushed, not returned from get_default_screen(): Textual loads a screen's CSS_PATH on push only.
         await self.push_screen(DevicesScreen(self.fleet))
+        if self._open_first is not None:
+            self.open_device(self._open_first)
+        self.call_after_refresh(self.start_fleet)  # saved devices first, mDNS once they are on screen
+
+    @work(exclusive=True, exit_on_error=False, group="fleet")
+    async def start_fleet(self) -> None:
         try:
             await self.fleet.start(on_change=self._fleet_changed)
         except ConsoleError as err:  # a damaged config file: say so, keep the app up
             self.notify(str(err), title="Devices", severity="error", timeout=30)
-        self._fleet_changed()  # saved devices were read: show them now, mDNS adds the rest later
-        if self._open_first is not None:
-            self.open_device(self._open_first)
+        self._fleet_changed()
 
     async def on_unmount(self) -> None:
         await self.fleet.close()
@@ -75,10 +78,17 @@ class FieldtuiApp(App[None]):
 
     def open_device(self, record: DeviceRecord) -> None:
         """The dashboard of ``record``, on top of the device list (from anywhere: the palette)."""
+        from screens.dashboard import DashboardScreen
+
         self._to_devices()
         self.push_screen(DashboardScreen(self.fleet.client(record), record))
 
     def action_help(self) -> None:
+        from screens.dashboard import DashboardScreen
+        from screens.dialogs import ConfirmDialog, PromptDialog
+        from screens.help import HelpScreen
+        from screens.logs import LogsScreen
+
         if isinstance(self.screen, HelpScreen):
             return
         everywhere = [

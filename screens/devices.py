@@ -153,7 +153,7 @@ class DevicesScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.reload()
-        self.poll_devices()
+        self.call_after_refresh(self.poll_devices)  # the list first, the probes right after
 
     def on_screen_suspend(self) -> None:
         # Nobody looks at the list under a dashboard or a form: don't keep probing the fleet.
