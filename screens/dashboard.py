@@ -18,7 +18,6 @@ widget from a worker; only message handlers do.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
@@ -39,7 +38,7 @@ from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, Model
 from screens.dialogs import ConfirmDialog, PromptDialog
 from screens.panels import camera_text, identity_text, link_badge, source_text
 from screens.telemetry import Telemetry
-from screens.timefmt import clock_time
+from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.chart import TimeChart
 from screens.widgets.halfblock import HalfBlockImage, Picture, decode_picture, fit
@@ -119,9 +118,6 @@ class DashboardScreen(Screen[None]):
         self.status: PipelineStatus | None = None
         self.health: HealthReport | None = None
         self.link_up = False
-        self.down_since: float | None = None
-        self.retry_at: float | None = None
-        self.link_problem = ""
         self.rendered_ts: float | None = None  # ts of the sample on screen (bench/tui.py reads it)
         self.renders = 0
         self._last_render = 0.0
@@ -133,7 +129,7 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="top"):
             yield Static(id="identity")
             yield Static(id="link")
-        yield Static(id="banner")
+        yield LinkBanner(id="banner")
         with Horizontal(id="main"):
             with Vertical(id="charts"):
                 yield TimeChart("latency", unit=" ms", id="latency")
@@ -154,11 +150,9 @@ class DashboardScreen(Screen[None]):
         self.query_one("#camera-health").border_title = "camera health"
         self.query_one("#classes").border_title = "detections per class"
         self.query_one("#findings").border_title = "health"
-        self.query_one("#banner").display = False
         self.query_one("#camera", HalfBlockImage).show_message("waiting for the first frame…")
         self._show_identity()
         self.query_one("#link", Static).update(link_badge(self.record))
-        self.set_interval(1.0, self._tick_banner)
         self.follow()
 
     def on_screen_resume(self) -> None:
@@ -211,8 +205,7 @@ class DashboardScreen(Screen[None]):
     @on(Connected)
     def _connected(self, message: Connected) -> None:
         self.device, self.status, self.link_up = message.device, message.status, True
-        self.down_since = self.retry_at = None
-        self.query_one("#banner").display = False
+        self.query_one(LinkBanner).clear()
         if message.status.sample is not None and self.telemetry.latest is None:
             self.telemetry.add(message.status.sample)
         self._show_identity()
@@ -237,35 +230,12 @@ class DashboardScreen(Screen[None]):
     @on(LinkLost)
     def _link_lost(self, message: LinkLost) -> None:
         self.link_up = False
-        if self.down_since is None:
-            self.down_since = self.clock()
-        self.link_problem = message.reason
-        self.retry_at = None if message.retry_in is None else self.clock() + message.retry_in
-        self._tick_banner()
+        self.query_one(LinkBanner).lost(message.reason, message.retry_in)
 
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
         self.link_up = False
-        banner = self.query_one("#banner", Static)
-        banner.set_class(True, "-refused")
-        banner.update(Text(f"{message.reason} — not retrying: fix this and press escape, then enter"))
-        banner.display = True
-
-    def _tick_banner(self) -> None:
-        if self.link_up or self.down_since is None:
-            return
-        if self.retry_at is None:
-            when = "reconnecting…"
-        else:
-            when = f"retrying in {max(0, math.ceil(self.retry_at - self.clock()))} s"
-        banner = self.query_one("#banner", Static)
-        banner.update(
-            Text.assemble(
-                (f"agent unreachable since {clock_time(self.down_since)} — {when}", "bold"),
-                f"   ({self.link_problem})",
-            )
-        )
-        banner.display = True
+        self.query_one(LinkBanner).refused(message.reason)
 
     # --- rendering ----------------------------------------------------------------------------------
 

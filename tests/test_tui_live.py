@@ -21,6 +21,7 @@ from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
 from screens.devices import DevicesScreen
 from screens.logs import LogsScreen
+from screens.widgets.banner import LinkBanner
 from screens.widgets.chart import TimeChart
 from screens.widgets.halfblock import HalfBlockImage
 
@@ -110,7 +111,7 @@ async def test_banner_when_the_agent_stops_and_recovery_when_it_returns(
     port = agent_proc.url.rsplit(":", 1)[1]
     async with app.run_test(size=SIZE) as pilot:
         dash = await _open_dashboard(app, pilot)
-        banner = dash.query_one("#banner", Static)
+        banner = dash.query_one(LinkBanner)
         await until(pilot, "samples", lambda: dash.telemetry.count >= 2)
         assert not banner.display
 
@@ -122,7 +123,7 @@ async def test_banner_when_the_agent_stops_and_recovery_when_it_returns(
         start_agent(agent_proc.home, "--port", port)  # same home (same token), same port
         before = dash.telemetry.count
         await until(pilot, "recovery", lambda: not banner.display and dash.telemetry.count > before + 1)
-        assert dash.link_up and dash.down_since is None
+        assert dash.link_up and banner.since is None
     assert app._exception is None
 
 
@@ -147,4 +148,18 @@ async def test_no_worker_outlives_a_popped_dashboard(agent_proc, tmp_path):
         await pilot.press("enter")  # and the device opens again, fresh
         await until(pilot, "a second dashboard", lambda: isinstance(app.screen, DashboardScreen))
         assert app.screen is not dash
+    assert app._exception is None
+
+
+async def test_a_refused_token_is_said_once_and_not_retried(agent_inproc, tmp_path):
+    agent_inproc.token = "not-the-token"  # saved wrong, as after the device was re-paired elsewhere
+    app = _app_for(agent_inproc, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        dash = await _open_dashboard(app, pilot)
+        banner = dash.query_one(LinkBanner)
+        await until(pilot, "the refusal", lambda: banner.has_class("-refused"))
+        assert "not retrying" in str(banner.render()) and "token" in str(banner.render())
+        link = [w for w in app.workers if w.node is dash and w.group == "link"]
+        await until(pilot, "the link worker to end", lambda: all(w.is_finished for w in link))
+        assert not dash.link_up and dash.telemetry.count == 0
     assert app._exception is None

@@ -132,7 +132,7 @@ def test_dashboard_link_lost(snap_compare, monkeypatch):
 
     async def run_before(pilot: Pilot) -> None:
         await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
-        await until(pilot, lambda: pilot.app.screen.query_one("#banner").display)
+        await until(pilot, lambda: pilot.app.screen.query_one("#banner").has_class("-shown"))
 
     fleet = _fleet()
     assert snap_compare(_app(fleet, open_device=fleet.records[2]), terminal_size=SIZE, run_before=run_before)
