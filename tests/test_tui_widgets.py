@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -186,3 +188,14 @@ async def test_a_burst_of_samples_is_rendered_as_its_newest():
         assert screen.telemetry.count == 300  # every sample is in the charts' history
         assert len(arrived) < 30 and screen.renders < 30  # but the screen handled a handful
     assert app._exception is None
+
+
+def test_the_screens_import_neither_the_agent_nor_vendor_sdks():
+    code = (
+        "import sys, screens.app, screens.dashboard, screens.logs, screens.help, screens.add_device; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'agent', 'cv2', 'onnxruntime', 'numpy', 'fastapi', 'uvicorn'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

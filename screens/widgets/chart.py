@@ -15,7 +15,8 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
-from textual.widget import Widget
+
+from screens.widgets.lines import CachedLines
 
 EIGHTHS = " ▁▂▃▄▅▆▇█"
 ALERT_MARK = "╌"
@@ -39,7 +40,7 @@ def _level(value: float | None, top: float, cells: int) -> int:
     return max(0, min(cells * 8, round(value / top * cells * 8)))
 
 
-class TimeChart(Widget):
+class TimeChart(CachedLines):
     """``chart.plot(values, behind=None, caption="...")``: redraw with new data.
 
     ``top`` fixes the scale (e.g. 1.0 for a ratio); without it the scale follows the data.
@@ -90,7 +91,6 @@ class TimeChart(Widget):
         self.caption = ""
         self._front: list[float | None] = []
         self._behind: list[float | None] | None = None
-        self._strips: list[Strip] | None = None
         self._styles_key: object = None
 
     @property
@@ -104,15 +104,7 @@ class TimeChart(Widget):
         self._front = list(values)
         self._behind = list(behind) if behind is not None else None
         self.caption = caption
-        self._strips = None
-        self.refresh()
-
-    def on_resize(self) -> None:
-        self._strips = None
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips = None
+        self.redraw()
 
     def _scale_top(self, shown: list[float | None], behind: list[float | None] | None) -> float:
         if self.top is not None:
@@ -127,7 +119,7 @@ class TimeChart(Widget):
             return False
         return value < self.alert if self.alert_below else value > self.alert
 
-    def _build(self, width: int, height: int) -> list[Strip]:
+    def build(self, width: int, height: int) -> list[Strip]:
         rich = self.get_component_rich_style
         base = self.rich_style
         title_style, value_style, scale_style = (
@@ -186,9 +178,3 @@ class TimeChart(Widget):
                 segments[0] = Segment(ALERT_MARK * pad, base + Style(color=alert_c))
             strips.append(Strip(Segment.simplify(segments)).adjust_cell_length(width, base))
         return strips
-
-    def render_line(self, y: int) -> Strip:
-        width, height = self.content_size
-        if self._strips is None or len(self._strips) != height:
-            self._strips = self._build(width, height)
-        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(width, self.rich_style)

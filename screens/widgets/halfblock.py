@@ -16,7 +16,8 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
-from textual.widget import Widget
+
+from screens.widgets.lines import CachedLines
 
 UPPER_HALF = "▀"
 
@@ -65,7 +66,7 @@ def _cell_style(top: tuple[int, int, int], bottom: tuple[int, int, int]) -> Styl
     return Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom))
 
 
-class HalfBlockImage(Widget):
+class HalfBlockImage(CachedLines):
     """Shows a :class:`Picture` centred, or a one-line message (``show_message``) when there is none."""
 
     DEFAULT_CSS = """
@@ -81,14 +82,12 @@ class HalfBlockImage(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self.picture: Picture | None = None
         self.message = ""
-        self._strips: list[Strip] | None = None
 
     def show(self, picture: Picture) -> None:
         self.picture = picture
         self.message = ""
         self.remove_class("-stale")
-        self._strips = None
-        self.refresh()
+        self.redraw()
 
     def show_message(self, message: str, *, keep_picture: bool = True) -> None:
         """A note under a kept (dimmed) picture, or instead of it."""
@@ -96,13 +95,9 @@ class HalfBlockImage(Widget):
         if not keep_picture:
             self.picture = None
         self.set_class(self.picture is not None, "-stale")
-        self._strips = None
-        self.refresh()
+        self.redraw()
 
-    def on_resize(self) -> None:
-        self._strips = None
-
-    def _build(self, width: int, height: int) -> list[Strip]:
+    def build(self, width: int, height: int) -> list[Strip]:
         base = self.rich_style
         strips = [Strip.blank(width, base) for _ in range(height)]
         pic = self.picture
@@ -125,9 +120,3 @@ class HalfBlockImage(Widget):
                 Strip(list(text.render(self.app.console))).adjust_cell_length(width, base).apply_style(base)
             )
         return strips
-
-    def render_line(self, y: int) -> Strip:
-        width, height = self.content_size
-        if self._strips is None or len(self._strips) != height:
-            self._strips = self._build(width, height)
-        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(width, self.rich_style)
