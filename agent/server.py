@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import sdnotify
 from agent.config import AgentConfig
 from agent.device import public_url
 from agent.errors import AgentError
@@ -197,9 +198,11 @@ async def _serve(service: AgentService, config: AgentConfig, sock: socket.socket
     wildcard = config.host in ("0.0.0.0", "", "::")
     log.info("listening on %s%s", service.api_url, f" (bound to {host}:{port})" if wildcard else "")
     advertiser = await _advertise(service, config, port) if config.mdns else None
+    systemd = sdnotify.announce_ready(service.pipeline, f"serving on {service.api_url}")
     try:
         await serving
     finally:
+        systemd.stopping()
         if advertiser is not None:
             await advertiser.stop()
         service.home.remove_runtime()
