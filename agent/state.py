@@ -39,6 +39,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_created ON jobs (created);
     """,
+    # 2: the model store's history: uploads, activations, rollbacks (agent/model_history.py)
+    """
+    CREATE TABLE model_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        action TEXT NOT NULL,
+        version TEXT,
+        previous TEXT,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        job_id TEXT,
+        details TEXT NOT NULL DEFAULT '{}',
+        updated REAL
+    );
+    CREATE INDEX model_history_version ON model_history (version, id);
+    """,
 ]
 
 INTERRUPTED = "agent restarted while the job was running"

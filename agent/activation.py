@@ -1,0 +1,570 @@
+"""The model store as the serving agent uses it: uploads in, activation, probation, rollback, removal.
+
+:class:`ModelManager` is the one service object behind ``/v1/models``, the ``fieldtui-agent models``
+CLI and pull mode. Activation is a mutating job: load the new model beside the running one, health-check
+it on live frames (agent/probation.py), swap it into the pipeline between two frames, repoint ``current``,
+record it. The previous model stays loaded during the probation window, so a failed probation swaps it
+back at once; the reason goes into the history, the job and an SSE ``model`` event.
+
+Every step that changes something is preceded by a history row (``started``) and followed by its
+outcome, so a crash anywhere leaves a trail that agent/reconcile.py reads at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError, Conflict, NotFound
+from agent.faults import fault_point
+from agent.model_history import ModelHistory
+from agent.model_settings import ModelSettings
+from agent.models import ModelStore, StoreLock, Upload, check_version
+from agent.probation import SETTLE_S, Figures, FrameWatch, health_check, judge
+from fieldtui.protocol import Job, ModelEvent, ModelList, ModelManifest, ModelVersion, ProbationStatus
+
+log = logging.getLogger("fieldtui.agent.activation")
+
+STORE_LOCK_WAIT_S = 30.0
+CONFIGURED = "the configured model"
+
+
+@dataclass
+class _Probation:
+    version: str
+    previous: str | None
+    standby: Any  # the previous detector, kept loaded for an instant rollback
+    row: int
+    baseline: Figures
+    swapped: float  # monotonic time of the swap
+    started: float
+    ends: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class ModelManager:
+    """See the module docstring. ``attach`` it to an AgentService before submitting jobs."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        history: ModelHistory,
+        *,
+        config_model: str | None = None,
+        backend: str = "onnxruntime",
+        lock: StoreLock | None = None,
+    ) -> None:
+        self.store = store
+        self.history = history
+        self.settings: ModelSettings = store.settings
+        self.config_model = config_model
+        self.backend = backend
+        self.serving: str | None = None  # the version the pipeline runs; None: the configured model
+        self.watch = FrameWatch()
+        self._lock = threading.RLock()
+        self._probation: _Probation | None = None
+        self._store_lock = lock
+        self._service: Any = None
+        self.poller: Any = None
+
+    @classmethod
+    def open(cls, config: Any, db: Any, *, lock_timeout: float = STORE_LOCK_WAIT_S) -> ModelManager:
+        """The manager of ``config``'s home, holding the store lock (waits for an offline CLI command)."""
+        settings = ModelSettings.from_section(config.sections.get("models"))
+        store = ModelStore(config.agent_home.models_dir, settings)
+        lock = StoreLock(store.lock_file)
+        if not lock.acquire(lock_timeout):
+            raise AgentError(
+                f"the model store in {store.root} stays locked (another fieldtui-agent serving from this "
+                "home, or a `fieldtui-agent models` command still running); stop it and start again",
+                status=409,
+            )
+        return cls(store, ModelHistory(db), config_model=config.model, backend=config.backend, lock=lock)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def startup_detector(self) -> Any:
+        """Reconcile the store and load what the agent starts with (agent/reconcile.py)."""
+        from agent.reconcile import reconcile
+
+        return reconcile(self)
+
+    def attach(self, service: Any) -> None:
+        self._service = service
+        service.pipeline.add_listener(self.watch.on_frame)
+
+    def start(self) -> None:
+        """Start pull mode when ``[models] registry`` is set."""
+        if self.settings.registry and self._service is not None:
+            from agent.registry_pull import RegistryPoller
+
+            self.poller = RegistryPoller(self, self.settings.registry, self._service.device_id)
+            self.poller.start()
+
+    def close(self) -> None:
+        """Stop pull mode and probation (an unfinished probation is recorded as such: the next start
+        goes back to the previous model), close the standby model, release the store lock."""
+        if self.poller is not None:
+            self.poller.stop()
+        p = self._take_probation()
+        if p is not None:
+            self.history.update(
+                p.row,
+                "interrupted",
+                reason=f"the agent stopped during {p.version}'s probation; the next start serves "
+                f"{self.label(p.previous)} again",
+            )
+            p.standby.close()
+        if self._store_lock is not None:
+            self._store_lock.release()
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @staticmethod
+    def label(version: str | None) -> str:
+        return version if version is not None else CONFIGURED
+
+    def load(self, version: str | None, manifest: ModelManifest | None = None) -> Any:
+        """A Detector for ``version`` (None: the configured or demo model), loaded and warmed up."""
+        from agent.detector import Detector
+
+        if version is None:
+            return Detector.load(self.config_model, backend=self.backend)
+        manifest = manifest or self.store.manifest(version)
+        detector = Detector.load(self.store.dir(version) / manifest.file, backend=manifest.backend)
+        detector.info = detector.info.model_copy(update={"version": version})
+        return detector
+
+    def rollback_target(self, serving: str | None) -> str | None:
+        """Where a rollback goes: the most recently proven version other than ``serving``, else the
+        configured model; Conflict when ``serving`` already is the configured model and nothing else is."""
+        for version in self.history.good_versions():
+            if version != serving and self.store.has(version):
+                return version
+        if serving is None:
+            raise Conflict(f"nothing to roll back to: {CONFIGURED} serves and no earlier version proved good")
+        return None
+
+    def list(self, history: int = 50) -> ModelList:
+        with self._lock:
+            serving, p = self.serving, self._probation
+        try:
+            target: str | None = self.rollback_target(serving)
+        except Conflict:
+            target = None
+        current = self.store.current()
+        versions = []
+        for manifest in self.store.versions():
+            v = manifest.version
+            state = "inactive"
+            if v == serving:
+                state = "probation" if p is not None and p.version == v else "serving"
+            elif p is not None and v == p.previous:
+                state = "standby"
+            versions.append(
+                ModelVersion(
+                    version=v,
+                    manifest=manifest,
+                    current=v == current,
+                    serving=v == serving,
+                    state=state,
+                    last_good=v == target,
+                )
+            )
+        detector = getattr(self._service.pipeline, "detector", None) if self._service else None
+        probation = None
+        if p is not None:
+            now = time.monotonic()
+            probation = ProbationStatus(
+                version=p.version,
+                previous=p.previous,
+                started=p.started,
+                ends=p.ends,
+                frames=self.watch.figures(p.swapped, now).frames,
+            )
+        return ModelList(
+            serving=getattr(detector, "info", None),
+            current=current,
+            last_good=target,
+            versions=versions,
+            history=self.history.recent(history),
+            probation=probation,
+            keep=self.settings.keep,
+            max_upload_bytes=self.settings.max_upload_bytes,
+        )
+
+    def describe(self, version: str) -> ModelVersion:
+        for item in self.list(history=0).versions:
+            if item.version == version:
+                return item
+        raise NotFound(f"no model version {version!r} on this device; GET /v1/models lists them")
+
+    # --- uploads --------------------------------------------------------------------------------
+
+    def begin_upload(
+        self, version: str, sha256: str, *, size: int | None, fmt: str, source: str
+    ) -> Upload | ModelManifest:
+        """An Upload to write into, or the stored manifest when the same bytes are there already."""
+        existing = self.store.check_new(version, sha256, size)
+        if existing is not None:
+            return existing
+        row = self.history.add(
+            "upload", version, "started", details={"sha256": sha256, "size": size, "source": source}
+        )
+        return self.store.begin_upload(
+            version,
+            sha256,
+            size=size,
+            fmt=fmt,
+            source=source,
+            on_end=lambda outcome, reason: self.history.update(row, outcome, reason),
+        )
+
+    def stored(self, manifest: ModelManifest) -> ModelVersion:
+        """After an upload committed: prune old versions, describe the new one."""
+        self.prune()
+        return self.describe(manifest.version)
+
+    def add_file(
+        self, path: Path, version: str, sha256: str | None, *, source: str
+    ) -> tuple[ModelVersion, bool]:
+        """Store a model file from this machine (the CLI's ``add``): the same path as an upload."""
+        from agent.detector import file_sha256
+        from agent.models import format_for
+
+        check_version(version)
+        if not path.is_file():
+            raise NotFound(f"model file not found: {path}")
+        actual = file_sha256(path)
+        if sha256 is not None and sha256.lower() != actual:
+            raise AgentError(
+                f"sha256 mismatch for {path.name}: expected {sha256.lower()}, got {actual}; nothing was stored",
+                status=422,
+            )
+        size = path.stat().st_size
+        upload = self.begin_upload(version, actual, size=size, fmt=format_for(path.name), source=source)
+        if isinstance(upload, ModelManifest):
+            return self.describe(version), False
+        try:
+            with path.open("rb") as f:
+                while block := f.read(1 << 20):
+                    upload.write(block)
+        except BaseException as err:
+            upload.abort(f"reading {path} failed: {err}")
+            raise
+        manifest, created = upload.finish()
+        return self.stored(manifest), created
+
+    def prune(self) -> list[str]:
+        with self._lock:
+            p = self._probation
+            protect = {self.serving, self.store.current(), p.previous if p else None}
+        with contextlib.suppress(Conflict):
+            protect.add(self.rollback_target(self.serving))
+        removed = self.store.prune(protect)
+        for version in removed:
+            self.history.add(
+                "remove", version, "removed", reason=f"pruned: more than {self.settings.keep} versions kept"
+            )
+        return removed
+
+    def remove(self, version: str) -> ModelList:
+        """Delete a version that is neither serving, current, nor kept for a rollback in probation."""
+        check_version(version)
+        if not self.store.has(version):
+            raise NotFound(f"no model version {version!r} on this device; GET /v1/models lists them")
+        with self._lock:
+            p = self._probation
+            if version == self.serving:
+                raise Conflict(f"{version} is the model serving now; activate another one before removing it")
+            if p is not None and version == p.previous:
+                raise Conflict(
+                    f"{version} is kept for an instant rollback during {p.version}'s probation; try after it"
+                )
+            if version == self.store.current():
+                raise Conflict(
+                    f"{version} is the model the agent starts with (models/current); activate another first"
+                )
+            self.store.remove(version)
+        self.history.add("remove", version, "removed", reason="removed on request")
+        return self.list()
+
+    # --- activation -----------------------------------------------------------------------------
+
+    def _jobs(self) -> Any:
+        if self._service is None:
+            raise AgentError("no agent is serving: activation needs the running pipeline", status=409)
+        return self._service.jobs
+
+    def activation_pending(self, version: str) -> bool:
+        """A ``model.activate`` job for ``version`` is queued or running."""
+        jobs = self._jobs().list(20, "model.activate")
+        return any(j.state in ("queued", "running") and j.params.get("version") == version for j in jobs)
+
+    def submit_activate(self, version: str, *, reason: str | None = None) -> Job:
+        check_version(version)
+        if not self.store.has(version):
+            raise NotFound(
+                f"no model version {version!r} on this device; push it first (PUT /v1/models/{version})"
+            )
+        params = {"version": version} | ({"reason": reason} if reason else {})
+        return self._jobs().submit("model.activate", self._activate_job, params, mutating=True)
+
+    def _activate_job(self, ctx: Any) -> dict[str, Any]:
+        version: str = ctx.params["version"]
+        svc = self._service
+        with self._lock:
+            serving, p = self.serving, self._probation
+        if version == serving:
+            if self.store.current() != version:
+                self.store.set_current(version)
+            state = "on probation" if p is not None else "proven"
+            return {
+                "version": version,
+                "outcome": "unchanged",
+                "message": f"{version} already serves ({state})",
+            }
+        ctx.progress(0.05, f"verifying {version}")
+        try:
+            manifest = self.store.verify(version)
+        except AgentError as err:
+            self.history.add(
+                "activate", version, "refused", previous=serving, reason=str(err), job_id=ctx.job_id
+            )
+            raise
+        row = self.history.add("activate", version, "started", previous=serving, job_id=ctx.job_id)
+        new = None
+        try:
+            ctx.progress(0.15, f"loading {version} beside {self.label(serving)}")
+            new = self.load(version, manifest)
+            fault_point("after_load", version)
+            ctx.check_cancelled()
+            ctx.progress(0.4, "health check on live frames")
+            figures = health_check(
+                new,
+                svc.pipeline.detector,
+                self.watch.images(),
+                self.settings,
+                label=version,
+                current_label=self.label(serving),
+            )
+            fault_point("after_health", version)
+            ctx.check_cancelled()
+        except BaseException as err:
+            if new is not None:
+                new.close()
+            why = str(err) if isinstance(err, AgentError) else f"cancelled or crashed ({type(err).__name__})"
+            self.history.update(row, "failed", reason=why)
+            raise
+        # The swap is the point of no return: no cancellation from here on.
+        ctx.progress(0.7, f"switching to {version}")
+        baseline_infer = svc.pipeline.sample().stages_ms.infer
+        swap_start = time.monotonic()
+        self._end_probation(f"probation cut short: {version} was activated", keep_standby=False)
+        event = ModelEvent(
+            **new.info.model_dump(), change="activated", previous=serving, reason=ctx.params.get("reason")
+        )
+        old = svc.swap_detector(new, event=event)
+        swapped = time.monotonic()
+        with self._lock:
+            self.serving = version
+        fault_point("after_swap", version)
+        self.store.set_current(version)
+        fault_point("after_symlink", version)
+        details = {"health": figures, "swap_s": round(swapped - swap_start, 4)}
+        if self.settings.probation_s > 0:
+            before = self.watch.figures(swap_start - max(self.settings.probation_s, 10.0), swap_start)
+            baseline = Figures(before.frames, before.confidence, baseline_infer or None)
+            self.history.update(row, "probation", details={**details, "baseline": baseline.as_dict()})
+            self._start_probation(version, serving, old, row, baseline, swapped)
+            fault_point("in_probation", version)
+        else:
+            old.close()
+            self.history.update(
+                row, "good", reason="probation off ([models] probation_s = 0)", details=details
+            )
+        self.prune()
+        log.info("model %s activated (previous: %s)", version, self.label(serving))
+        entry = self.history.get(row)
+        return entry.model_dump(mode="json") if entry else {"version": version}
+
+    # --- probation ------------------------------------------------------------------------------
+
+    def _start_probation(
+        self, version: str, previous: str | None, standby: Any, row: int, baseline: Figures, swapped: float
+    ) -> None:
+        now = time.time()
+        p = _Probation(
+            version, previous, standby, row, baseline, swapped, now, now + self.settings.probation_s
+        )
+        p.thread = threading.Thread(
+            target=self._watch_probation, args=(p,), name="model-probation", daemon=True
+        )
+        with self._lock:
+            self._probation = p
+        p.thread.start()
+
+    def _take_probation(self) -> _Probation | None:
+        with self._lock:
+            p, self._probation = self._probation, None
+        if p is not None:
+            p.stop.set()
+            if p.thread is not None and p.thread is not threading.current_thread():
+                p.thread.join(5.0)
+        return p
+
+    def _end_probation(self, reason: str, *, keep_standby: bool) -> Any:
+        """Stop a running probation early; its row says why. Returns the standby detector when
+        ``keep_standby``, else closes it."""
+        p = self._take_probation()
+        if p is None:
+            return None
+        self.history.update(p.row, "interrupted", reason=reason)
+        if keep_standby:
+            return p.standby
+        p.standby.close()
+        return None
+
+    def _watch_probation(self, p: _Probation) -> None:
+        pipeline = self._service.pipeline
+        s = self.settings
+        deadline = p.swapped + s.probation_s
+        extended = False
+        while True:
+            if p.stop.wait(0.2):
+                return
+            if pipeline.state == "failed":
+                error = pipeline.status().error or "the pipeline failed"
+                return self._fail_probation(
+                    p, f"the pipeline fails with {p.version}: {error}", Figures(0, None)
+                )
+            if time.monotonic() < deadline:
+                continue
+            new = self.watch.figures(p.swapped + SETTLE_S)
+            if new.frames < s.probation_min_frames and not extended:
+                extended, deadline = True, deadline + s.probation_s  # a quiet source: wait once more
+                continue
+            break
+        new = Figures(new.frames, new.confidence, pipeline.sample().stages_ms.infer or None)
+        reason = judge(new, p.baseline, s, label=p.version, old_label=self.label(p.previous))
+        if reason is not None:
+            return self._fail_probation(p, reason, new)
+        with self._lock:
+            if self._probation is not p:
+                return
+            self._probation = None
+        note = (
+            None
+            if new.frames >= s.probation_min_frames
+            else f"only {new.frames} frames to judge (source down?)"
+        )
+        self.history.update(p.row, "good", reason=note, details={"probation": new.as_dict()})
+        p.standby.close()
+        log.info("model %s passed probation (%s)", p.version, new.as_dict())
+        self.prune()
+
+    def _fail_probation(self, p: _Probation, reason: str, figures: Figures) -> None:
+        log.warning(
+            "model %s failed probation: %s; rolling back to %s", p.version, reason, self.label(p.previous)
+        )
+        self.history.update(p.row, "probation", reason=reason, details={"probation": figures.as_dict()})
+        try:
+            self.submit_rollback(reason=reason, automatic_from=p.version)
+        except AgentError as err:  # shutting down: the next start rolls back (the row is still open)
+            log.error("automatic rollback not started: %s", err)
+
+    # --- rollback -------------------------------------------------------------------------------
+
+    def submit_rollback(self, *, reason: str | None = None, automatic_from: str | None = None) -> Job:
+        with self._lock:
+            serving, p = self.serving, self._probation
+        if p is None and automatic_from is None:
+            self.rollback_target(serving)  # Conflict now, not a failed job, when there is nowhere to go
+        params: dict[str, Any] = {"reason": reason or "rollback requested"}
+        if automatic_from is not None:
+            params["from"] = automatic_from
+        return self._jobs().submit("model.rollback", self._rollback_job, params, mutating=True)
+
+    def _rollback_job(self, ctx: Any) -> dict[str, Any]:
+        svc = self._service
+        reason: str = ctx.params["reason"]
+        automatic = ctx.params.get("from")
+        with self._lock:
+            serving, p = self.serving, self._probation
+        if automatic is not None and (serving != automatic or p is None or p.version != automatic):
+            return {
+                "outcome": "unchanged",
+                "message": f"{automatic} no longer on probation; nothing rolled back",
+            }
+        action = "auto_rollback" if automatic is not None else "rollback"
+        if p is not None:
+            target, detector = p.previous, None
+        else:
+            target = self.rollback_target(serving)
+            ctx.progress(0.1, f"verifying {self.label(target)}")
+            manifest = self.store.verify(target) if target is not None else None
+            ctx.progress(0.3, f"loading {self.label(target)}")
+            detector = self.load(target, manifest)
+        row = self.history.add(action, target, "started", previous=serving, reason=reason, job_id=ctx.job_id)
+        if p is not None:
+            replaced_row: int | None = p.row
+            detector = self._take_probation().standby  # type: ignore[union-attr]
+        else:
+            replaced = self.history.serving_row(serving) if serving is not None else None
+            replaced_row = replaced.id if replaced is not None else None
+        ctx.progress(0.7, f"switching back to {self.label(target)}")
+        change = "auto_rolled_back" if automatic is not None else "rolled_back"
+        event = ModelEvent(**detector.info.model_dump(), change=change, previous=serving, reason=reason)
+        old = svc.swap_detector(detector, event=event)
+        with self._lock:
+            self.serving = target
+        self.store.set_current(target)
+        old.close()
+        if replaced_row is not None:
+            self.history.update(replaced_row, "rolled_back", reason=reason)
+        self.history.update(row, "good")
+        log.warning("rolled back from %s to %s: %s", self.label(serving), self.label(target), reason)
+        entry = self.history.get(row)
+        return entry.model_dump(mode="json") if entry else {"version": target}
+
+    # --- no agent serving (the CLI on a stopped device) -----------------------------------------
+
+    def activate_offline(self, version: str) -> dict[str, Any]:
+        """Make ``version`` current while no agent runs: verified and test-loaded now, health-checked
+        on live frames never (there are none); the next start loads it and records the outcome."""
+        manifest = self.store.verify(check_version(version))
+        previous = self.store.current()
+        with contextlib.closing(self.load(version, manifest)) as detector:
+            figures = health_check(
+                detector, None, [], self.settings, label=version, current_label=self.label(previous)
+            )
+        self.store.set_current(version)
+        row = self.history.add(
+            "activate",
+            version,
+            "pending",
+            previous=previous,
+            reason="made current with the agent stopped: loaded at the next start",
+            details={"health": figures},
+        )
+        return self.history.get(row).model_dump(mode="json")  # type: ignore[union-attr]
+
+    def rollback_offline(self) -> dict[str, Any]:
+        current = self.store.current()
+        target = self.rollback_target(current)
+        if target is not None:
+            self.store.verify(target)
+        replaced = self.history.serving_row(current) if current is not None else None
+        self.store.set_current(target)
+        if replaced is not None:
+            self.history.update(replaced.id, "rolled_back", reason="rolled back with the agent stopped")
+        row = self.history.add(
+            "rollback", target, "pending", previous=current, reason="rolled back with the agent stopped"
+        )
+        return self.history.get(row).model_dump(mode="json")  # type: ignore[union-attr]
