@@ -180,13 +180,11 @@ class JobRunner:
         """Remove a queued job, or ask a running one to stop; returns the job as it is now."""
         with self._lock:
             entry = self._active.get(job_id)
-            if entry is not None and entry.job.state == "queued" and entry in self._queue:
+            finished = entry is None or entry.job.state in FINISHED
+            queued = not finished and entry in self._queue
+            if queued:
                 self._queue.remove(entry)
-                del self._active[job_id]
-                queued = True
-            else:
-                queued = False
-        if entry is None:
+        if finished:
             job = self.get(job_id)  # NotFound if unknown
             raise Conflict(f"job {job_id} already {job.state}; there is nothing to cancel")
         if queued:
@@ -308,11 +306,6 @@ class JobRunner:
             update["progress"] = 1.0
         with self._lock:
             entry.job = job = entry.job.model_copy(update=update)
-            self._active.pop(job.id, None)
-            self._recent[job.id] = job
-            while len(self._recent) > self._memory:
-                self._recent.popitem(last=False)
-            self._lock.notify_all()
         log.log(
             logging.WARNING if state == "failed" else logging.INFO,
             "job %s (%s) %s%s",
@@ -321,7 +314,14 @@ class JobRunner:
             state,
             f": {error}" if error else "",
         )
+        # saved and announced before wait() returns: whoever waited finds the final state everywhere
         self._changed(job)
+        with self._lock:
+            self._active.pop(job.id, None)
+            self._recent[job.id] = job
+            while len(self._recent) > self._memory:
+                self._recent.popitem(last=False)
+            self._lock.notify_all()
         return job
 
     def _changed(self, job: Job) -> None:

@@ -17,9 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from agent.sources import redact as redact_uri
 from fieldtui.protocol import LogLine, LogPage
 
-_URI_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _SECRET_PARAM = re.compile(
     r"(?i)\b(token|access_token|api_key|apikey|password|passwd|secret)(=|:\s*)([^\s&\"',;]+)"
@@ -33,7 +33,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    text = _URI_USERINFO.sub(r"\g<scheme>***@", text)
+    text = redact_uri(text)  # user:password@ and secret query parameters, as sources report them
     text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
     return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import sdnotify
+from agent.auth import load_or_create_token
 from agent.config import AgentConfig
 from agent.device import public_url
 from agent.errors import AgentError
+from agent.logbuf import LogBuffer, rotating_file_handler
 from agent.service import AgentService
 from agent.sources import redact
 from fieldtui import __version__
@@ -90,17 +92,19 @@ def make_server(service: AgentService, sock: socket.socket) -> Any:
     return AgentServer(config)
 
 
-def install_logging(service: AgentService, level: str) -> Callable[[], None]:
-    """Send every log record to the ring buffer (/v1/logs, SSE) and ``agent.log``; returns the undo."""
-    from agent.logbuf import rotating_file_handler
-
+def install_logging(config: AgentConfig) -> tuple[LogBuffer, Callable[[], None]]:
+    """Send every log record to a ring buffer (/v1/logs, SSE ``log``) and ``agent.log``, both redacted
+    of the home's token; returns the buffer and the undo."""
+    home = config.agent_home.ensure()
+    token = load_or_create_token(home)
+    ring = LogBuffer(secrets=lambda: (token,))
     root = logging.getLogger()
-    handlers = [service.logs, rotating_file_handler(service.home.log_file, lambda: (service.token,))]
+    handlers = [ring, rotating_file_handler(home.log_file, lambda: (token,))]
     for handler in handlers:
-        handler.setLevel(level)
+        handler.setLevel(config.log_level)
         root.addHandler(handler)
     old_level = root.level
-    root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(level)))
+    root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(config.log_level)))
 
     def undo() -> None:
         for handler in handlers:
@@ -108,7 +112,7 @@ def install_logging(service: AgentService, level: str) -> Callable[[], None]:
             handler.close()
         root.setLevel(old_level)
 
-    return undo
+    return ring, undo
 
 
 class _Stop:
@@ -146,19 +150,24 @@ def serve(config: AgentConfig) -> int:
         # the port first: a second agent on the same port fails in a blink, before loading a model
         sock = bind_socket(config.host, config.port)
         try:
-            service = AgentService.create(config)
+            ring, undo_logging = install_logging(config)
         except BaseException:
             sock.close()
             raise
-        undo_logging = install_logging(service, config.log_level)
         try:
             log.info(
-                "fieldtui-agent %s starting: device %s (%s), source %s",
+                "fieldtui-agent %s starting as %s, source %s, model %s",
                 __version__,
                 config.name,
-                service.device_id,
                 redact(config.source),
+                config.model or "(embedded demo model)",
             )
+            service = AgentService.create(config, logs=ring)
+        except BaseException:
+            sock.close()
+            undo_logging()
+            raise
+        try:
             if not stop.requested:
                 service.start()
             if not stop.requested:

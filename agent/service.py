@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,7 +29,11 @@ from agent.home import AgentHome
 from agent.jobs import JobContext, JobRunner
 from agent.logbuf import LEVELS, LogBuffer
 from agent.state import StateDB
+from agent.stats import WINDOW_S
 from agent.tls import TlsMaterial, ensure_tls
+
+if TYPE_CHECKING:
+    from agent.activation import ModelManager
 from fieldtui import __version__
 from fieldtui.protocol import (
     BackendInfo,
@@ -61,6 +65,8 @@ class AgentService:
         token: str,
         tls: TlsMaterial | None,
         auth_policy: AuthPolicy | None = None,
+        logs: LogBuffer | None = None,
+        models: ModelManager | None = None,
     ) -> None:
         self.config = config
         self.home = config.agent_home
@@ -75,35 +81,61 @@ class AgentService:
         self.bus = EventBus()
         self.jobs = JobRunner(db, on_change=lambda job: self.bus.publish("job", job))
         self.throttle = FailureThrottle(auth_policy)
-        self.logs = LogBuffer(
-            secrets=lambda: (self.token,), on_line=lambda line: self.bus.publish("log", line)
-        )
+        self.logs = logs if logs is not None else LogBuffer(secrets=lambda: (self.token,))
+        self.logs.on_line = lambda line: self.bus.publish("log", line)
         self.model_listeners: list[Callable[[ModelInfo], None]] = []
         self._control = threading.Lock()  # one pipeline start/stop/restart/source change at a time
         self._last_health: tuple[str, tuple[str, ...]] | None = None
         self._backends: tuple[float, list[BackendInfo]] | None = None
         self._closed = False
         self.metrics.registry.register(_ControlPlaneCollector(self))
+        # the model store (agent/activation.py): uploads, activation jobs, probation, pull mode
+        self.models = models
+        if models is not None:
+            models.attach(self)
+        # Trio forwarding (agent/forwarding.py): a listener on the pipeline and its own worker thread
+        from agent.forwarding import attach_forwarding
+
+        self.forwarding = attach_forwarding(self)
 
     @classmethod
-    def create(cls, config: AgentConfig, *, auth_policy: AuthPolicy | None = None) -> AgentService:
+    def create(
+        cls, config: AgentConfig, *, auth_policy: AuthPolicy | None = None, logs: LogBuffer | None = None
+    ) -> AgentService:
         """Make the home, token, TLS material and state.db; load the model; build the pipeline
-        (not started: see :meth:`start`). Raises AgentError with what to do when something is wrong."""
-        from agent.detector import Detector
+        (not started: see :meth:`start`). Raises AgentError with what to do when something is wrong.
+
+        ``logs``: a ring buffer already collecting (``serve`` installs one first, so the lines of
+        the start-up itself reach /v1/logs)."""
+        from agent.activation import ModelManager
         from agent.metrics import AgentMetrics
         from agent.pipeline import Pipeline
 
         home = AgentHome(config.home).ensure()
         token = load_or_create_token(home)
         tls = ensure_tls(home) if config.tls else None
-        detector = Detector.load(config.model, backend=config.backend)
-        db = None
+        db = models = detector = None
         try:
             db = StateDB(home.state_db)
+            # the store's current version (reconciled after a crash), else the configured/demo model
+            models = ModelManager.open(config, db)
+            detector = models.startup_detector()
             pipeline = Pipeline(detector, config.source, metrics=AgentMetrics())
-            return cls(config, pipeline=pipeline, db=db, token=token, tls=tls, auth_policy=auth_policy)
+            return cls(
+                config,
+                pipeline=pipeline,
+                db=db,
+                token=token,
+                tls=tls,
+                auth_policy=auth_policy,
+                logs=logs,
+                models=models,
+            )
         except BaseException:
-            detector.close()
+            if detector is not None:
+                detector.close()
+            if models is not None:
+                models.close()
             if db is not None:
                 db.close()
             raise
@@ -119,6 +151,8 @@ class AgentService:
                 self.pipeline.start(retry=True)
         except SourceError as err:
             log.error("pipeline not started: %s; set another source with PUT /v1/pipeline/source", err)
+        if self.models is not None:
+            self.models.start()  # pull mode, when a registry is configured
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.bus.attach(loop)
@@ -166,7 +200,10 @@ class AgentService:
             return
         self._closed = True
         self.bus.close()
+        self.forwarding.close()
         self.jobs.shutdown(timeout)
+        if self.models is not None:
+            self.models.close()  # before the pipeline stops: ends probation, closes the standby model
         with self._control:
             self.pipeline.stop()
         detector = getattr(self.pipeline, "detector", None)
@@ -192,7 +229,7 @@ class AgentService:
             running_for = time.time() - (st.started_at or time.time())
             sample = st.sample
             if running_for > START_GRACE_S and (sample is None or sample.fps <= 0):
-                failing.append(f"no frames processed in the last {int(START_GRACE_S)} s")
+                failing.append(f"no frames processed in the last {WINDOW_S:.0f} s")
         camera = st.sample.camera if st.sample is not None else None
         if camera is not None and not camera.ok:
             degraded.append("camera: " + ("; ".join(camera.reasons) or "unhealthy"))
@@ -296,13 +333,14 @@ class AgentService:
         status = self.pipeline.status()
         return {"source": status.source.uri if status.source else redact(uri), "state": status.state}
 
-    def swap_detector(self, new: Any) -> Any:
-        """Put ``new`` into the running pipeline (no restart); announce it over SSE ``model`` and to
-        the model listeners (the mDNS TXT update). Returns the old detector for the caller to close."""
+    def swap_detector(self, new: Any, event: ModelInfo | None = None) -> Any:
+        """Put ``new`` into the running pipeline (no restart); announce it over SSE ``model`` (``event``
+        when given: a ModelInfo with why it changed) and to the model listeners (the mDNS TXT update).
+        Returns the old detector for the caller to close."""
         old = self.pipeline.swap_detector(new)
         info: ModelInfo | None = getattr(new, "info", None)
         if info is not None:
-            self.bus.publish("model", info)
+            self.bus.publish("model", event if event is not None else info)
             for listener in list(self.model_listeners):
                 try:
                     listener(info)

@@ -55,6 +55,10 @@ def test_the_schema_declares_exactly_the_public_routes(agent):
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     public = {(m, p) for m, p, op in operations(schema) if op.get("security") == []}
     assert public == PUBLIC
+    for method, path, op in operations(schema):
+        for code, response in op["responses"].items():
+            if code[0] in "45":
+                assert list(response["content"]) == ["application/problem+json"], (method, path, code)
     # and the document the agent serves is that one (it needs the token too)
     with agent.client() as c:
         served = c.get("/openapi.json").json()

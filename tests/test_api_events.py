@@ -111,6 +111,29 @@ def test_a_source_change_shows_in_samples_and_job_events(agent_proc):
     assert any(r.startswith("camera:") for r in health[-1][2]["reasons"])
 
 
+def test_a_model_swap_is_announced(agent_inproc, tmp_path):
+    from agent.detector import Detector
+
+    second = tmp_path / "second.onnx"
+    second.write_bytes(agent_inproc.service.pipeline.detector.path.read_bytes())
+    new = Detector.load(second)
+
+    def swap_soon() -> None:
+        time.sleep(0.5)
+        agent_inproc.service.swap_detector(new).close()
+
+    thread = threading.Thread(target=swap_soon)
+    thread.start()
+    try:
+        events = collect(agent_inproc, 20, params={"events": "model"}, until=lambda n, d: n == "model")
+    finally:
+        thread.join()
+    model = events[-1][2]
+    assert model["path"] == str(second) and model["backend"] == "onnxruntime"
+    with agent_inproc.client() as c:
+        assert c.get("/v1/status").json()["model"]["path"] == str(second)
+
+
 def test_a_client_resumes_after_last_event_id(agent_inproc):
     with agent_inproc.client() as client, client.stream("GET", "/v1/events") as response:
         ids = []

@@ -108,6 +108,19 @@ def test_a_covered_camera_makes_health_degraded_with_the_reason(inproc_agent):
     assert any(r.startswith("camera:") for r in health["reasons"])
 
 
+def test_a_source_that_never_delivers_is_failing(inproc_agent, monkeypatch):
+    import agent.service
+
+    monkeypatch.setattr(agent.service, "START_GRACE_S", 0.5)  # instead of waiting 10 s
+    agent = inproc_agent(source="rtsp://127.0.0.1:1/cam")  # nothing listens there: retried forever
+    with agent.client() as c:
+        health = wait_until(lambda: (h := c.get("/v1/health").json())["status"] == "failing" and h)
+        status = c.get("/v1/status").json()
+    assert status["state"] == "reconnecting"
+    assert health["reasons"][0] == "no frames processed in the last 2 s"
+    assert any(r.startswith("source down: could not open rtsp://127.0.0.1:1/cam") for r in health["reasons"])
+
+
 def test_device_identity_is_stable_and_lists_backends(inproc_agent, agent_home):
     first = inproc_agent(agent_home)
     with first.client() as c:

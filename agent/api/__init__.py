@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agent.api import events, jobs, logs, pipeline, problems, snapshot, system
+from agent.api import events, forwarding, jobs, logs, models, pipeline, problems, snapshot, system
 from agent.api.security import BearerAuth, is_public
 from agent.service import AgentService
 from fieldtui import __version__
@@ -43,7 +43,7 @@ def create_app(service: AgentService) -> FastAPI:
         responses=dict(problems.PROBLEM_RESPONSES),
     )
     app.state.service = service
-    for module in (system, events, jobs, pipeline, logs, snapshot):
+    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
@@ -53,7 +53,8 @@ def create_app(service: AgentService) -> FastAPI:
 
 
 def _declare_security(app: FastAPI) -> None:
-    """State in the OpenAPI document what the middleware enforces: bearer everywhere, but public routes."""
+    """State in the OpenAPI document what the middleware and the handlers do: bearer everywhere but the
+    public routes, and problem+json for every error."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -65,12 +66,20 @@ def _declare_security(app: FastAPI) -> None:
             "bearer": {"type": "http", "scheme": "bearer", "description": "`fieldtui-agent token`"}
         }
         schema["security"] = [{"bearer": []}]
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
+                responses = operation.setdefault("responses", {})
                 if is_public(method.upper(), path):
                     operation["security"] = []
                     for code in ("401", "429"):
-                        operation.get("responses", {}).pop(code, None)
+                        responses.pop(code, None)
+                # every error is problem+json (FastAPI would document its own 422 shape)
+                for code, response in responses.items():
+                    if code[0] in "45":
+                        response["content"] = problem
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema["components"].get("schemas", {}).pop(unused, None)
         app.openapi_schema = schema
         return schema
 
