@@ -142,7 +142,8 @@ class Forwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: tuple[tuple[str, str | None, float], TrioClient] | None = None
-        self.metrics = ForwardingMetrics(registry or CollectorRegistry(), lambda: self._queue.qsize())
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = ForwardingMetrics(self.registry, lambda: self._queue.qsize())
         self._apply(self.settings)
 
     # --- life -------------------------------------------------------------------------------------
@@ -359,6 +360,9 @@ class Forwarder:
                 retry_after_s=round(wait, 1),
                 mode=settings.mode,
             )
+        key = self.store.key()
+        if not key:
+            return failure("no_key", "no Trio API key is set; nothing was sent", mode=settings.mode)
         item = _Item(classes=[], image=None, boxes=None, class_ids=None, names={})
         if settings.mode == "frame":
             latest = self._latest()
@@ -376,7 +380,7 @@ class Forwarder:
                 item.classes = sorted(
                     {names.get(int(i), f"class_{int(i)}") for i in np.unique(dets.class_ids)}
                 )
-        client = TrioClient(settings.base_url, self.store.key(), timeout=timeout)
+        client = TrioClient(settings.base_url, key, timeout=timeout)
         try:
             result = self._forward(item, settings, client, timeout)
         finally:
