@@ -36,7 +36,13 @@ class FieldtuiApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?"),
         # Our own palette bindings replace Textual's default one, so ctrl+p is listed here too.
         Binding("ctrl+p", "command_palette", "Command palette", show=False, priority=True),
-        Binding("colon", "command_palette", "Command palette (as in k9s)", key_display=":", show=False),
+        Binding(
+            "colon",
+            "command_palette",
+            "The palette, k9s style: every action, every device",
+            key_display=":",
+            show=False,
+        ),
         Binding("ctrl+q", "quit", "Quit (stops the demo agent too)", show=False, priority=True),
     ]
 
@@ -84,6 +90,7 @@ class FieldtuiApp(App[None]):
         self.push_screen(DashboardScreen(self.fleet.client(record), record))
 
     def action_help(self) -> None:
+        from screens.add_device import AddDeviceScreen
         from screens.dashboard import DashboardScreen
         from screens.dialogs import ConfirmDialog, PromptDialog
         from screens.help import HelpScreen
@@ -92,7 +99,6 @@ class FieldtuiApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         everywhere = [
-            ("", "the palette reaches every action and every device, by name"),
             ("tab, shift+tab", "move between fields and buttons"),
         ]
         sections = [
@@ -100,7 +106,11 @@ class FieldtuiApp(App[None]):
             ("Devices", DevicesScreen.BINDINGS, [("↑ ↓", "choose a device")]),
             ("Dashboard", DashboardScreen.BINDINGS, []),
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),
-            ("Dialogs", [*ConfirmDialog.BINDINGS, *PromptDialog.BINDINGS], [("enter", "the focused button")]),
+            (
+                "Dialogs and forms",
+                [*ConfirmDialog.BINDINGS, *PromptDialog.BINDINGS, *AddDeviceScreen.BINDINGS],
+                [("enter", "the focused button, or the next field of a form")],
+            ),
         ]
         self.push_screen(HelpScreen(sections))
 

@@ -79,7 +79,7 @@ class DashboardScreen(Screen[None]):
             return isinstance(message, DashboardScreen.SampleArrived)
 
     class EventArrived(Message):
-        """A ``health``, ``model`` or ``job`` event."""
+        """A ``health`` or ``model`` event (jobs are followed by the control worker that started them)."""
 
         def __init__(self, event: str, model: BaseModel) -> None:
             super().__init__()
@@ -180,8 +180,8 @@ class DashboardScreen(Screen[None]):
 
         while True:
             try:
-                device, status = await asyncio.gather(self.api.device(), self.api.status())
-                self.post_message(self.Connected(device, status))
+                device = await self.api.device()
+                self.post_message(self.Connected(device, await self.api.status()))
                 stream = self.api.events(last_event_id=last_event_id, max_retries=0, on_state=on_state)
                 async with stream:
                     async for event, model in stream:
@@ -189,7 +189,7 @@ class DashboardScreen(Screen[None]):
                         if event == "sample" and isinstance(model, Sample):
                             self.telemetry.add(model)
                             self.post_message(self.SampleArrived(model))
-                        elif event in ("health", "model", "job") and isinstance(model, BaseModel):
+                        elif event in ("health", "model") and isinstance(model, BaseModel):
                             self.post_message(self.EventArrived(event, model))
                 last_event_id = stream.last_event_id
                 reason = "the agent closed the event stream"
