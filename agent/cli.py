@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print the token alone (for scripts)")
     p.set_defaults(func=cmd_token)
 
+    from agent.cli_models import add_parser as add_models_parser  # models list|add|activate|...
+
+    add_models_parser(sub)
     return parser
 
 

@@ -107,7 +107,7 @@ def reconcile(manager: ModelManager) -> Any:
             history.update(
                 row.id,
                 "interrupted",
-                reason=f"the agent stopped before {row.version} was switched in; {label(current)} kept serving",
+                reason=f"the agent stopped before {row.version} became current; {label(current)} kept serving",
             )
     if current is not None and not plan:
         row = history.serving_row(current)

@@ -293,7 +293,7 @@ def test_start_after_a_crash_before_the_switch_keeps_the_current_model(manager, 
     upload = manager.history.add("upload", "v3", "started", details={"sha256": "0" * 64})
     assert serving_after_start(manager) == ("v1", "v1")
     assert manager.history.get(row).outcome == "interrupted"
-    assert "v1 kept serving" in manager.history.get(row).reason
+    assert manager.history.get(row).reason == "the agent stopped before v2 became current; v1 kept serving"
     assert manager.history.get(upload).outcome == "interrupted"
 
 

@@ -1,0 +1,145 @@
+"""The model store over HTTP: list, upload (streamed), activate, roll back, remove.
+
+``PUT /v1/models/{version}`` is the one route that reads a large body. It refuses before reading a byte
+what it can judge from the headers (a bad name 422, no ``Content-Length`` 411, no ``X-Model-Sha256``
+400, over the limit 413, the version taken by other bytes 409, the same bytes already there 200), then
+streams the body to a staging file in ~1 MB batches written off the event loop, so memory stays flat
+whatever the model size. Routes use ``{version:path}`` so that a name with an encoded ``/`` reaches the
+name check (422) instead of falling through to "no such route".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from agent.api.deps import Service
+from agent.api.problems import problem
+from agent.errors import AgentError
+from agent.models import check_sha256, check_version, format_for
+from fieldtui.protocol import Job, ModelList, ModelManifest, ModelVersion, Problem
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+BATCH = 1 << 20  # bytes handed to the writer thread at a time
+IDLE_TIMEOUT_S = 60.0  # an upload that sends nothing for this long is abandoned
+
+Version = Annotated[str, Path(description="version name: 1-64 of A-Z a-z 0-9 . _ - +, no '..'")]
+
+
+def _manager(service: Service):
+    if service.models is None:
+        raise AgentError("this agent runs without a model store", status=503)
+    return service.models
+
+
+@router.get("", response_model=ModelList)
+def list_models(service: Service, history: Annotated[int, Query(ge=0, le=500)] = 50) -> ModelList:
+    """Versions with their manifests, which is current and serving, and the history with reasons."""
+    return _manager(service).list(history)
+
+
+@router.post("/rollback", response_model=Job, status_code=202, responses={409: {"model": Problem}})
+def rollback(service: Service) -> Job:
+    """A ``model.rollback`` job back to the last good version (the previous one during a probation)."""
+    return _manager(service).submit_rollback(reason="rollback requested")
+
+
+@router.post(
+    "/{version:path}/activate", response_model=Job, status_code=202, responses={404: {"model": Problem}}
+)
+def activate(service: Service, version: Version) -> Job:
+    """A ``model.activate`` job: load, health-check on live frames, swap, then a probation window."""
+    return _manager(service).submit_activate(check_version(version))
+
+
+@router.get("/{version:path}", response_model=ModelVersion, responses={404: {"model": Problem}})
+def get_model(service: Service, version: Version) -> ModelVersion:
+    return _manager(service).describe(check_version(version))
+
+
+@router.delete("/{version:path}", response_model=ModelList, responses={409: {"model": Problem}})
+def remove(service: Service, version: Version) -> ModelList:
+    """Remove a version; never the serving one, the current one, or the one a probation may return to."""
+    return _manager(service).remove(check_version(version))
+
+
+def _content_length(request: Request) -> int:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        raise AgentError(
+            "Content-Length is required: the agent checks the size before reading (no chunked uploads)",
+            status=411,
+        )
+    if not raw.isdecimal():
+        raise AgentError(f"Content-Length {raw!r} is not a byte count", status=400)
+    return int(raw)
+
+
+@router.put(
+    "/{version:path}",
+    response_model=ModelVersion,
+    status_code=201,
+    responses={
+        200: {"model": ModelVersion, "description": "the same bytes were already stored"},
+        400: {"model": Problem},
+        409: {"model": Problem},
+        411: {"model": Problem},
+        413: {"model": Problem},
+        422: {"model": Problem},
+    },
+)
+async def put_model(request: Request, response: Response, service: Service, version: Version):
+    """Upload a model: the body is the file; ``X-Model-Sha256`` its sha256, ``X-Model-Format`` onnx
+    (default), engine or hef. 201 when stored, 200 when the same bytes were there."""
+    manager = _manager(service)
+    check_version(version)
+    size = _content_length(request)
+    sha256 = check_sha256(request.headers.get("x-model-sha256"))
+    fmt = format_for(request.headers.get("x-model-format") or "onnx")
+    peer = request.client.host if request.client else "unknown"
+    begun = await run_in_threadpool(
+        manager.begin_upload, version, sha256, size=size, fmt=fmt, source=f"upload from {peer}"
+    )
+    if isinstance(begun, ModelManifest):
+        response.status_code = 200
+        return await run_in_threadpool(manager.describe, version)
+    upload = begun
+    batch: list[bytes] = []
+    pending = 0
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), IDLE_TIMEOUT_S)
+            except StopAsyncIteration:
+                break
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= BATCH:
+                await run_in_threadpool(upload.write, b"".join(batch))
+                batch.clear()
+                pending = 0
+        if batch:
+            await run_in_threadpool(upload.write, b"".join(batch))
+    except (ClientDisconnect, asyncio.TimeoutError) as err:
+        why = (
+            "the client disconnected"
+            if isinstance(err, ClientDisconnect)
+            else f"no data for {IDLE_TIMEOUT_S:.0f} s"
+        )
+        received = upload.received + pending
+        await run_in_threadpool(upload.abort, f"{why} after {received} of {size} bytes")
+        return problem(
+            400, f"upload of {version} cut off: {why} after {received} of {size} bytes; nothing was stored"
+        )
+    except BaseException:
+        await run_in_threadpool(upload.abort, "the upload failed")
+        raise
+    manifest, created = await run_in_threadpool(upload.finish)
+    response.status_code = 201 if created else 200
+    return await run_in_threadpool(manager.stored, manifest)
