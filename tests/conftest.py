@@ -86,8 +86,7 @@ class RunningAgent:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import modelgen as mg
+    from tests import modelgen as mg
 
     out = mg.yolov8_output([(64, 64, 24, 24, 1, 0.9), (30, 30, 12, 12, 0, 0.6)], nc=4, anchors=336)
     path = tmp_path_factory.mktemp("models") / "tiny.onnx"

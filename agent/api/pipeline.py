@@ -35,5 +35,6 @@ def restart(service: Service) -> Job:
 )
 def set_source(service: Service, body: SourceChange) -> Job:
     """Check the URI now (422 if it can never work), then switch in a ``pipeline.source`` job. If the
-    new source cannot be opened the job fails with the reason and the old source keeps running."""
+    new source cannot be opened the job fails with the reason and the old source keeps running.
+    The change lasts until the agent restarts; ``source`` in config.toml is what it starts with."""
     return service.change_source(body.uri)
