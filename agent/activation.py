@@ -154,11 +154,11 @@ class ModelManager:
     def list(self, history: int = 50) -> ModelList:
         with self._lock:
             serving, p = self.serving, self._probation
-        try:
-            target: str | None = self.rollback_target(serving)
+        current = self.store.current()
+        try:  # with no agent serving (the offline CLI), a rollback would start from current
+            target: str | None = self.rollback_target(serving if self._service is not None else current)
         except Conflict:
             target = None
-        current = self.store.current()
         versions = []
         for manifest in self.store.versions():
             v = manifest.version

@@ -169,7 +169,6 @@ def _offline(args: argparse.Namespace, config: Any, lock: Any) -> Any:
     manager = ModelManager(
         store, ModelHistory(db), config_model=config.model, backend=config.backend, lock=lock
     )
-    manager.serving = store.current()
     try:
         if args.action == "list":
             return manager.list()

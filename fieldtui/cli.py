@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", "--no-tui", action="store_true", help="one status line a second, no TUI")
     p.add_argument("--lines", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
+
+    from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
+
+    add_model_parsers(sub)
     return parser
 
 

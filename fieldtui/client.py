@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -38,6 +38,8 @@ from fieldtui.protocol import (
     Job,
     JobList,
     LogPage,
+    ModelList,
+    ModelVersion,
     PipelineStatus,
     Problem,
     SourceChange,
@@ -314,6 +316,49 @@ class AgentClient:
 
     async def metrics_text(self) -> str:
         return (await self.request("GET", "/metrics", headers={"Accept": "text/plain"})).text
+
+    # --- the model store (the streamed upload itself: fieldtui/push.py) ----------------------------
+
+    async def models(self) -> ModelList:
+        """Versions, which is current and serving, and the store's history with reasons."""
+        return await self._get("/v1/models", ModelList)
+
+    async def upload_model(
+        self,
+        version: str,
+        body: AsyncIterable[bytes],
+        *,
+        size: int,
+        sha256: str,
+        fmt: str = "onnx",
+        timeout: float = 300.0,
+    ) -> ModelVersion:
+        """PUT a model, the body streamed from ``body`` (exactly ``size`` bytes). The agent answers
+        once it has verified and validated the model, hence the long read timeout."""
+        headers = {
+            "Content-Length": str(size),  # set explicitly: httpx would send an iterator chunked
+            "Content-Type": "application/octet-stream",
+            "X-Model-Sha256": sha256,
+            "X-Model-Format": fmt,
+        }
+        response = await self.request(
+            "PUT",
+            f"/v1/models/{quote(version, safe='')}",
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(self.timeout, 5.0)),
+        )
+        return _parse(response, ModelVersion)
+
+    async def activate_model(self, version: str) -> Job:
+        """Activation is a job (health check, swap, then probation): follow it with :meth:`wait_job`."""
+        return await self._post(f"/v1/models/{quote(version, safe='')}/activate", Job)
+
+    async def rollback_model(self) -> Job:
+        return await self._post("/v1/models/rollback", Job)
+
+    async def remove_model(self, version: str) -> ModelList:
+        return _parse(await self.request("DELETE", f"/v1/models/{quote(version, safe='')}"), ModelList)
 
     def events(self, **options: Any):  # -> fieldtui.sse.EventStream
         """Live events (``sample``, ``job``, ``model``, ``health``, ``log``) that survive drops."""

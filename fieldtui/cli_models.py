@@ -1,0 +1,219 @@
+"""``fieldtui push | rollback | models | registry serve``: the model store from the console's command line.
+
+Registered by fieldtui/cli.py (:func:`add_parsers`); each command calls a console service
+(fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import TextIO
+
+from fieldtui.client import AgentClient
+from fieldtui.errors import ConsoleError, UnknownDevice
+from fieldtui.protocol import Job, PushResult
+from fieldtui.push import PushProgress, follow_job, push_model
+
+
+def _print_json(model) -> None:
+    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _client(host: str, timeout: float) -> AgentClient:
+    from fieldtui.cli import resolve_device
+
+    entry = resolve_device(host)
+    if not entry.token:
+        raise UnknownDevice(
+            f"no token is saved for {entry.device.api_url}: pair it with `fieldtui pair {entry.device.host}` "
+            f"(over SSH) or `fieldtui add {entry.device.host} --token T`"
+        )
+    return AgentClient.for_device(entry.device, entry.token, timeout=timeout)
+
+
+class ProgressLine:
+    """Push progress on stderr: one line rewritten in place on a terminal, a line per quarter otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._shown: set[tuple[str, int]] = set()
+        self._started: dict[str, float] = {}
+        self._open = False
+
+    def __call__(self, p: PushProgress) -> None:
+        if p.phase in ("hashing", "uploading"):
+            start = self._started.setdefault(p.phase, time.monotonic())
+            pct = p.done * 100 // max(p.total, 1)
+            rate = p.done / 1e6 / max(time.monotonic() - start, 1e-6)
+            text = f"{p.phase:<9} {pct:3d}%  {p.done / 1e6:8.1f} / {p.total / 1e6:.1f} MB  {rate:6.1f} MB/s"
+            if self.tty:
+                self.stream.write("\r" + text)
+                self._open = True
+            elif (p.phase, pct // 25) not in self._shown:
+                self._shown.add((p.phase, pct // 25))
+                self.stream.write(text + "\n")
+        else:
+            self.end()
+            line = (
+                "uploaded; the device is checking the model"
+                if p.phase == "verifying"
+                else f"{p.phase}: {p.stage or 'queued'}"
+            )
+            if (p.phase, hash(line)) not in self._shown:
+                self._shown.add((p.phase, hash(line)))
+                self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+
+
+def _activation_line(job: Job, version: str) -> str:
+    result = job.result or {}
+    if result.get("outcome") == "unchanged":
+        return result.get("message", f"{version} already serves")
+    if result.get("outcome") == "probation":
+        return f"{version} serves now, on probation (`fieldtui models HOST` shows the verdict)"
+    return f"{version} serves now"
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    progress = ProgressLine()
+
+    async def run() -> PushResult:
+        async with _client(args.host, args.timeout) as client:
+            return await push_model(
+                client,
+                Path(args.file),
+                args.version,
+                activate=args.activate,
+                on_progress=None if args.quiet else progress,
+            )
+
+    try:
+        result = asyncio.run(run())
+    finally:
+        progress.end()
+    if args.json:
+        _print_json(result)
+    else:
+        m = result.version.manifest
+        verb = "stored" if result.uploaded else "already on the device (same sha256), not sent again:"
+        print(
+            f"{verb} {m.version}  {m.size / 1e6:.1f} MB  sha256 {m.sha256[:12]}…  {m.layout} {m.input_shape}"
+        )
+    job = result.activation
+    if job is not None:
+        if job.state != "succeeded":
+            raise ConsoleError(
+                f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
+            )
+        if not args.json:
+            print(_activation_line(job, args.version))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    async def run() -> Job:
+        async with _client(args.host, args.timeout) as client:
+            return await follow_job(client, await client.rollback_model(), timeout=args.job_timeout)
+
+    job = asyncio.run(run())
+    if args.json:
+        _print_json(job)
+    if job.state != "succeeded":
+        raise ConsoleError(f"rollback {job.state}: {job.error or 'see `fieldtui models`'}")
+    if not args.json:
+        result = job.result or {}
+        print(
+            f"rolled back to {result.get('version') or 'the configured model'} (was {result.get('previous') or '?'})"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    async def run():
+        async with _client(args.host, args.timeout) as client:
+            return await client.models()
+
+    listing = asyncio.run(run())
+    if args.json:
+        _print_json(listing)
+    else:
+        print("\n".join(listing.summary_lines(history=args.history)))
+    return 0
+
+
+def cmd_registry_serve(args: argparse.Namespace) -> int:
+    from fieldtui.registry import serve
+
+    def ready(port: int) -> None:
+        host = args.host if args.host not in ("0.0.0.0", "") else "THIS-LAPTOP-IP"
+        print(f"serving models from {args.dir} on port {port}", file=sys.stderr)
+        print(
+            f'devices: [models] registry = "http://{host}:{port}" in the agent\'s config.toml',
+            file=sys.stderr,
+        )
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            with suppress(AttributeError, NotImplementedError, RuntimeError):
+                loop.add_signal_handler(getattr(signal, name), task.cancel)  # type: ignore[union-attr]
+        await serve(Path(args.dir), args.host, args.port, on_ready=ready)
+
+    with suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(main())
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """The model store's subcommands, on the ``fieldtui`` parser."""
+    p = sub.add_parser(
+        "push", help="send a model to a device (hashed first, streamed), optionally activate it"
+    )
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.add_argument("file", metavar="FILE", help="model file: .onnx (.engine, .hef for their backends)")
+    p.add_argument("--version", required=True, help="version name on the device, like v7 or 2024.06.1")
+    p.add_argument(
+        "--activate", action="store_true", help="activate it once stored (health check, probation)"
+    )
+    p.add_argument("--json", action="store_true", help="print one PushResult JSON document")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device to answer")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("rollback", help="go back to the device's last good model version")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="print the finished Job")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--job-timeout", type=float, default=120.0, help="seconds to wait for the rollback")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser(
+        "models", help="model versions on a device, which serves, and the history with reasons"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="print one ModelList JSON document")
+    p.add_argument("--history", type=int, default=8, help="history rows to show (default 8)")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("registry", help="serve a folder of models to devices in pull mode")
+    reg = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    s = reg.add_parser("serve", help="serve DIR: GET /latest?device_id=ID and the model files")
+    s.add_argument("dir", metavar="DIR", help="folder of model files named by version (v7.onnx, ...)")
+    s.add_argument("--port", type=int, default=8471, help="port to listen on (default 8471; 0 picks one)")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    s.set_defaults(func=cmd_registry_serve)
