@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli_models import add_parser as add_models_parser  # models list|add|activate|...
 
     add_models_parser(sub)
+    from agent.cli_status import add_parsers as add_status_parsers  # status, logs, home (the SSH path)
+
+    add_status_parsers(sub)
     return parser
 
 

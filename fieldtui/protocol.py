@@ -214,6 +214,25 @@ class Ack(Model):
 # --- discovery ------------------------------------------------------------------------------------
 
 
+class SSHEndpoint(Model):
+    """How the console reaches a device over SSH (saved at pairing). ``host`` may be a ~/.ssh/config alias;
+    ``None`` fields come from ~/.ssh/config or the defaults. ``agent_home`` is passed as ``--home``."""
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+    agent_home: str | None = None
+
+
+class AgentPaths(Model):
+    """What ``fieldtui-agent home --json`` prints: where things live in the agent home on the device."""
+
+    home: str
+    staging: str = Field(description="models/.staging: where an SFTP upload lands before `models add`")
+    log_file: str
+    running: bool = Field(description="an agent is serving from this home right now")
+
+
 class DeviceRecord(Model):
     """A device as the console knows it: from mDNS, saved, or added by hand."""
 
@@ -230,6 +249,7 @@ class DeviceRecord(Model):
     origin: list[Literal["mdns", "saved", "manual", "ssh"]] = []
     lost: bool = False
     last_seen: float | None = None
+    ssh: SSHEndpoint | None = None
 
     @property
     def api_url(self) -> str:
