@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_prometheus_rules import PROMTOOL, needs_promtool, promql_metric_names, promtool
+from tests.test_prometheus_rules import (
+    PROMTOOL,
+    needs_promtool,
+    promql_metric_names,
+    promtool,
+    scrape_when_ready,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "packaging" / "grafana" / "fieldtui-agent.json"
@@ -69,13 +72,7 @@ def test_the_panels_a_technician_expects(dashboard: dict[str, Any]) -> None:
 
 
 def test_queries_name_only_metrics_a_live_agent_exports(agent_proc, dashboard: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 60
-    while True:  # the state gauges appear once frames flow
-        body = httpx.get(f"{agent_proc.url}/metrics", timeout=10.0).text
-        exported = {s.name for fam in text_string_to_metric_families(body) for s in fam.samples}
-        if "fieldtui_agent_camera_ok" in exported or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    _, exported = scrape_when_ready(agent_proc.url)
     for title, queries in exprs(dashboard).items():
         for q in queries:
             unknown = promql_metric_names(q) - exported - {"up"}  # up: Prometheus's own, per target

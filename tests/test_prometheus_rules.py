@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -56,10 +57,16 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
-def live_metric_names(agent_url: str) -> set[str]:
-    """Every sample name (``_bucket``, ``_total``, ... included) a running agent exposes."""
-    body = httpx.get(f"{agent_url}/metrics", timeout=10.0).text
-    return {s.name for fam in text_string_to_metric_families(body) for s in fam.samples}
+def scrape_when_ready(agent_url: str) -> tuple[str, set[str]]:
+    """A live agent's exposition and every sample name in it (``_bucket``, ``_total``, ...), once frames
+    flow: the scrape-time state gauges exist only then."""
+    deadline = time.monotonic() + 60
+    while True:
+        body = httpx.get(f"{agent_url}/metrics", timeout=10.0).text
+        names = {s.name for fam in text_string_to_metric_families(body) for s in fam.samples}
+        if "fieldtui_agent_camera_ok" in names or time.monotonic() > deadline:
+            return body, names
+        time.sleep(0.2)
 
 
 def test_promql_metric_names() -> None:
@@ -158,16 +165,7 @@ def test_rule_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
 
 @pytest.fixture
 def live_metrics(agent_proc) -> tuple[str, set[str]]:  # type: ignore[no-untyped-def]
-    """A live agent's exposition once it has processed frames (the state gauges exist then)."""
-    import time
-
-    deadline = time.monotonic() + 60
-    while True:
-        body = httpx.get(f"{agent_proc.url}/metrics", timeout=10.0).text
-        names = {s.name for fam in text_string_to_metric_families(body) for s in fam.samples}
-        if "fieldtui_agent_camera_ok" in names or time.monotonic() > deadline:
-            return body, names
-        time.sleep(0.2)
+    return scrape_when_ready(agent_proc.url)
 
 
 @needs_promtool
