@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
 
     add_model_parsers(sub)
+    from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, --ssh
+
+    add_link_parsers(sub)
     return parser
 
 

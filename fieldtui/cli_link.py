@@ -1,0 +1,197 @@
+"""``fieldtui pair | logs | restart``, and ``--ssh`` on ``status``, ``push`` and ``rollback``.
+
+Registered by fieldtui/cli.py (:func:`add_parsers`) after the HTTP-only commands. ``status``, ``push``
+and ``rollback`` are re-pointed here at the same output code run through a :class:`~fieldtui.link.DeviceLink`:
+HTTP first, SSH when HTTP cannot get through (the reason is printed on stderr), SSH only with ``--ssh``.
+``bench`` over SSH is not here yet: benchmarks are a later issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from fieldtui.config import ConsoleConfig, SavedDevice
+from fieldtui.errors import ConsoleError
+from fieldtui.link import DeviceLink, open_link
+from fieldtui.protocol import SSHEndpoint
+
+T = TypeVar("T")
+
+
+def _print_json(model) -> None:
+    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def resolve(text: str) -> SavedDevice:
+    """A saved device by name, id or address, or by the SSH host or alias it was paired through."""
+    from fieldtui.cli import resolve_device
+
+    config = ConsoleConfig()
+    if config.find(text) is None:
+        by_alias = [e for e in config.load() if e.device.ssh is not None and e.device.ssh.host == text]
+        if len(by_alias) == 1:
+            return by_alias[0]
+    return resolve_device(text, config)
+
+
+def _with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]) -> T:
+    entry = resolve(args.host)
+
+    async def run() -> T:
+        async with open_link(
+            entry, ssh=args.ssh, accept_new=args.accept_new, timeout=getattr(args, "timeout", 10.0)
+        ) as link:
+            return await op(link)
+
+    return asyncio.run(run())
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    from fieldtui.pair import pair_over_ssh
+
+    endpoint = SSHEndpoint(host=args.host, port=args.ssh_port, user=args.ssh_user, agent_home=args.agent_home)
+    record, token = asyncio.run(pair_over_ssh(endpoint, accept_new=args.accept_new, name=args.name))
+    config = ConsoleConfig()
+    saved = config.save_device(record, token)
+    if args.json:
+        _print_json(saved.device)
+    else:
+        pin = f", TLS pinned to {record.tls_fingerprint[:16]}…" if record.tls_fingerprint else ""
+        print(f"paired {record.name} ({record.id}) at {record.api_url}{pin}; token saved in {config.path}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from fieldtui.cli import format_status
+
+    ds = _with_link(args, lambda link: link.status())
+    if args.json:
+        _print_json(ds)
+    else:
+        print("\n".join(format_status(resolve(args.host), ds)))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    if args.lines < 1:
+        raise ConsoleError("--lines must be 1 or more")
+    page = _with_link(args, lambda link: link.logs(args.lines))
+    if args.json:
+        _print_json(page)
+    else:
+        for line in page.lines:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(line.ts))
+            print(f"{stamp} {line.level:<7} {line.logger}: {line.message}")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    ack = _with_link(args, lambda link: link.restart())
+    if args.json:
+        _print_json(ack)
+    else:
+        print(ack.message)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from fieldtui.cli_models import ProgressLine, _activation_line
+
+    progress = ProgressLine()
+    try:
+        result = _with_link(
+            args,
+            lambda link: link.push(
+                Path(args.file),
+                args.version,
+                activate=args.activate,
+                on_progress=None if args.quiet else progress,
+            ),
+        )
+    finally:
+        progress.end()
+    if args.json:
+        _print_json(result)
+    else:
+        m = result.version.manifest
+        verb = "stored" if result.uploaded else "already on the device (same sha256), not sent again:"
+        print(
+            f"{verb} {m.version}  {m.size / 1e6:.1f} MB  sha256 {m.sha256[:12]}…  {m.layout} {m.input_shape}"
+        )
+    job = result.activation
+    if job is not None:
+        if job.state != "succeeded":
+            raise ConsoleError(
+                f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
+            )
+        if not args.json:
+            print(_activation_line(job, args.version))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    job = _with_link(args, lambda link: link.rollback())
+    if args.json:
+        _print_json(job)
+    if job.state != "succeeded":
+        raise ConsoleError(f"rollback {job.state}: {job.error or 'see `fieldtui models`'}")
+    if not args.json:
+        result = job.result or {}
+        print(
+            f"rolled back to {result.get('version') or 'the configured model'} (was {result.get('previous') or '?'})"
+        )
+    return 0
+
+
+def _link_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ssh", action="store_true", help="use SSH only (the agent's CLI on the device), not HTTP"
+    )
+    p.add_argument(
+        "--accept-new",
+        action="store_true",
+        help="trust an SSH host key not yet in known_hosts (check its fingerprint)",
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """``pair``, ``logs``, ``restart``; ``--ssh`` and the SSH fallback on ``status``, ``push``, ``rollback``."""
+    p = sub.add_parser("pair", help="pair a device over SSH: read its token and TLS pin, save it")
+    p.add_argument("host", metavar="HOST", help="SSH host or ~/.ssh/config alias of the device")
+    p.add_argument("--accept-new", action="store_true", help="trust a host key not yet in known_hosts")
+    p.add_argument("--ssh-user", metavar="USER", help="SSH user (default: ~/.ssh/config, else yours)")
+    p.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default: ~/.ssh/config, else 22)")
+    p.add_argument("--agent-home", metavar="DIR", help="the agent home on the device, if not its default")
+    p.add_argument("--name", help="a name to call it by (default: the device's own name)")
+    p.add_argument("--json", action="store_true", help="print the saved DeviceRecord (never the token)")
+    p.set_defaults(func=cmd_pair)
+
+    p = sub.add_parser("logs", help="recent agent log lines of a device (its journal or agent.log over SSH)")
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.add_argument("--lines", type=int, default=100, help="how many (default 100)")
+    p.add_argument("--json", action="store_true", help="print one LogPage JSON document")
+    p.add_argument("--timeout", type=float, default=10.0)
+    _link_flags(p)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser(
+        "restart", help="restart a device's agent: its pipeline over HTTP, the service over SSH (systemctl)"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="print one Ack JSON document")
+    p.add_argument("--timeout", type=float, default=10.0)
+    _link_flags(p)
+    p.set_defaults(func=cmd_restart)
+
+    for name, func in (("status", cmd_status), ("push", cmd_push), ("rollback", cmd_rollback)):
+        existing = sub.choices.get(name)
+        if existing is not None:
+            _link_flags(existing)
+            existing.set_defaults(func=func)

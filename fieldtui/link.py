@@ -1,0 +1,404 @@
+"""One interface for both links to a device: the HTTP API, or SSH running the agent's own CLI.
+
+Every console operation (status, logs, restart, push, rollback, models, doctor) returns the same
+:mod:`fieldtui.protocol` models whichever link ran it: over SSH the device prints them with
+``fieldtui-agent ... --json``. :func:`open_link` gives the link a command should use:
+
+- ``ssh=True`` (``--ssh``): SSH only;
+- otherwise HTTP first; when it fails in a way SSH can get around (refused, timed out, the TLS pin does
+  not match, no token saved yet) the link says why through ``notice`` and runs that operation, and the
+  rest, over SSH. Errors the agent itself answered (a refused model, a bad version name) are not retried:
+  SSH would reach the same agent and get the same answer.
+
+``restart`` differs by link on purpose: an agent that answers HTTP restarts its pipeline in place; over
+SSH the service itself is restarted (``systemctl restart fieldtui-agent``), which is what a wedged or
+crashed agent needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from fieldtui.client import AgentClient
+from fieldtui.config import SavedDevice
+from fieldtui.errors import AgentUnreachable, ConsoleError, TLSPinMismatch, UnknownDevice
+from fieldtui.protocol import (
+    Ack,
+    AgentPaths,
+    BackendInfo,
+    DeviceStatus,
+    Job,
+    LinkKind,
+    LogPage,
+    ModelList,
+    ModelVersion,
+    PushResult,
+    SSHEndpoint,
+)
+from fieldtui.push import (
+    ProgressFn,
+    PushProgress,
+    check_file,
+    follow_job,
+    hash_file,
+    model_format,
+    push_model,
+    valid_version,
+)
+from fieldtui.ssh import RemoteCommandFailed, SSHError, SSHSession, remote_failure
+
+NoticeFn = Callable[[str], None]
+T = TypeVar("T")
+# HTTP failures SSH can get around; anything else the agent answered would be answered the same again.
+FALLBACK_ERRORS = (AgentUnreachable, TLSPinMismatch, UnknownDevice)
+SERVICE = "fieldtui-agent"
+
+
+def stderr_notice(line: str) -> None:
+    print(f"fieldtui: {line}", file=sys.stderr, flush=True)
+
+
+def ssh_endpoint(entry: SavedDevice) -> SSHEndpoint:
+    """Where SSH goes for a device: what pairing saved, else its address with ~/.ssh/config's defaults."""
+    return entry.device.ssh or SSHEndpoint(host=entry.device.host)
+
+
+class DeviceLink:
+    """The console operations on one device. ``async with`` closes the connection."""
+
+    kind: LinkKind
+
+    async def status(self) -> DeviceStatus:
+        raise NotImplementedError
+
+    async def logs(self, lines: int = 100) -> LogPage:
+        raise NotImplementedError
+
+    async def restart(self) -> Ack:
+        raise NotImplementedError
+
+    async def push(
+        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+    ) -> PushResult:
+        raise NotImplementedError
+
+    async def rollback(self) -> Job:
+        raise NotImplementedError
+
+    async def models(self) -> ModelList:
+        raise NotImplementedError
+
+    async def doctor(self) -> list[BackendInfo]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> DeviceLink:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class HttpLink(DeviceLink):
+    def __init__(self, entry: SavedDevice, timeout: float = 10.0, job_timeout: float = 120.0) -> None:
+        self.kind = "https" if entry.device.tls else "http"
+        self.entry = entry
+        self.job_timeout = job_timeout
+        self.client = AgentClient.for_device(entry.device, entry.token, timeout=timeout)
+
+    def _need_token(self) -> None:
+        if not self.entry.token:
+            host = self.entry.device.host
+            raise UnknownDevice(
+                f"no token is saved for {self.entry.device.api_url}: pair it with `fieldtui pair {host}`"
+            )
+
+    async def status(self) -> DeviceStatus:
+        health = await self.client.health()  # public: "down" is told apart from "not paired" first
+        self._need_token()
+        device, status = await asyncio.gather(self.client.device(), self.client.status())
+        return DeviceStatus(device=device, health=health, status=status)
+
+    async def logs(self, lines: int = 100) -> LogPage:
+        self._need_token()
+        return await self.client.logs(limit=lines)
+
+    async def restart(self) -> Ack:
+        self._need_token()
+        job = await self.client.wait_job((await self.client.pipeline_restart()).id, timeout=self.job_timeout)
+        if job.state != "succeeded":
+            raise ConsoleError(f"pipeline restart {job.state}: {job.error or 'see `fieldtui logs`'}")
+        return Ack(message="the agent restarted its pipeline")
+
+    async def push(
+        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+    ) -> PushResult:
+        self._need_token()
+        return await push_model(
+            self.client,
+            path,
+            version,
+            activate=activate,
+            on_progress=on_progress,
+            job_timeout=self.job_timeout,
+        )
+
+    async def rollback(self) -> Job:
+        self._need_token()
+        return await follow_job(self.client, await self.client.rollback_model(), timeout=self.job_timeout)
+
+    async def models(self) -> ModelList:
+        self._need_token()
+        return await self.client.models()
+
+    async def doctor(self) -> list[BackendInfo]:
+        self._need_token()
+        return (await self.client.device()).backends
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class SSHLink(DeviceLink):
+    """The operations through ``fieldtui-agent ... --json`` over one SSH connection (opened on first use)."""
+
+    kind: LinkKind = "ssh"
+
+    def __init__(self, endpoint: SSHEndpoint, *, accept_new: bool = False) -> None:
+        self.endpoint = endpoint
+        self.accept_new = accept_new
+        self._session: SSHSession | None = None
+
+    async def session(self) -> SSHSession:
+        if self._session is None:
+            self._session = await SSHSession.connect(self.endpoint, accept_new=self.accept_new)
+        return self._session
+
+    async def _json(self, model: Any, *args: str, home: bool = True) -> Any:
+        ssh = await self.session()
+        out = await ssh.agent_json(*args, home=home)
+        return _parse(model, out, args)
+
+    async def status(self) -> DeviceStatus:
+        return await self._json(DeviceStatus, "status")
+
+    async def logs(self, lines: int = 100) -> LogPage:
+        return await self._json(LogPage, "logs", "--lines", str(lines))
+
+    async def restart(self) -> Ack:
+        ssh = await self.session()
+        root = (await ssh.run(["id", "-u"])).stdout.strip() == "0"
+        argv = ["systemctl", "restart", SERVICE] if root else ["sudo", "-n", "systemctl", "restart", SERVICE]
+        result = await ssh.run(argv, check=False)
+        if result.exit_status != 0:
+            err = result.stderr or ""
+            if "password is required" in err or "terminal is required" in err:
+                raise SSHError(
+                    f"sudo on {self.endpoint.host} needs a password: allow `systemctl restart {SERVICE}` "
+                    f"for {ssh.user} in sudoers, or restart by hand"
+                )
+            raise remote_failure(
+                argv, result.exit_status, err, self.endpoint.host, f"systemctl restart {SERVICE}"
+            )
+        return Ack(message=f"{SERVICE} restarted on {self.endpoint.host} (systemd)")
+
+    async def push(
+        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+    ) -> PushResult:
+        """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
+        verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
+        removed afterwards; if the link dies first, the agent empties its staging area at its next start."""
+        if not valid_version(version):
+            raise ConsoleError(
+                f"version name {version!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '+', "
+                "starting with a letter or digit (like v7 or 2024.06.1)"
+            )
+        size = check_file(path)
+        fmt = model_format(path)
+        sha256 = await hash_file(path, on_progress)
+        listing = await self.models()
+        if size > listing.max_upload_bytes:
+            raise ConsoleError(
+                f"{path.name} is {size / 1e6:.0f} MB, over the device's limit of "
+                f"{listing.max_upload_bytes / 1e6:.0f} MB; nothing was sent"
+            )
+        existing = next((v for v in listing.versions if v.version == version), None)
+        if existing is not None and existing.manifest.sha256 != sha256:
+            raise ConsoleError(
+                f"version {version} is already on the device with other bytes (sha256 "
+                f"{existing.manifest.sha256[:12]}…, this file {sha256[:12]}…); push it under a new version name"
+            )
+        uploaded = existing is None
+        stored = (
+            existing
+            if existing is not None
+            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress)
+        )
+        job = None
+        if activate:
+            if on_progress:
+                on_progress(PushProgress("activating", 0, 100, "over SSH: health check on live frames"))
+            job = await self._job("models", "activate", version)
+        return PushResult(version=stored, uploaded=uploaded, activation=job)
+
+    async def _upload_and_add(
+        self, path: Path, version: str, fmt: str, size: int, sha256: str, on_progress: ProgressFn | None
+    ) -> ModelVersion:
+        ssh = await self.session()
+        paths = await ssh.agent_json("home")
+        staging = _parse_paths(paths)
+        remote = f"{staging}/ssh-{uuid.uuid4().hex[:12]}.{fmt}"
+
+        def progress(done: int, total: int) -> None:
+            if on_progress:
+                on_progress(PushProgress("uploading", done, total or size))
+
+        progress(0, size)
+        try:
+            await ssh.upload(path, remote, progress)
+            if on_progress:
+                on_progress(PushProgress("verifying", size, size))
+            got = await ssh.sha256(remote)
+            if got != sha256:
+                raise ConsoleError(
+                    f"sha256 mismatch after the SFTP upload: expected {sha256[:12]}…, the device has {got[:12] or '?'}…; "
+                    "the upload was discarded, push again"
+                )
+            return _parse(
+                ModelVersion,
+                (
+                    await ssh.run(
+                        ssh.agent_argv(
+                            "models", "add", remote, "--version", version, "--sha256", sha256, "--json"
+                        )
+                    )
+                ).stdout,
+                ("models", "add"),
+            )
+        finally:
+            await ssh.remove(remote)
+
+    async def _job(self, *args: str) -> Job:
+        """A ``models activate|rollback`` job; a failed one is the result (its Job JSON), not an exception."""
+        ssh = await self.session()
+        argv = ssh.agent_argv(*args, "--json")
+        result = await ssh.run(argv, check=False)
+        try:
+            return Job.model_validate_json(result.stdout or "")
+        except ValidationError:
+            if result.exit_status == 0:
+                raise
+            raise remote_failure(
+                argv, result.exit_status, result.stderr or "", self.endpoint.host, None
+            ) from None
+
+    async def rollback(self) -> Job:
+        return await self._job("models", "rollback")
+
+    async def models(self) -> ModelList:
+        return await self._json(ModelList, "models", "list")
+
+    async def doctor(self) -> list[BackendInfo]:
+        return await self._json(TypeAdapter(list[BackendInfo]), "doctor", home=False)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _parse(model: Any, text: str, args: tuple[str, ...]) -> Any:
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_json(text)
+        return model.model_validate_json(text)
+    except ValidationError as err:
+        raise RemoteCommandFailed(
+            f"remote `fieldtui-agent {' '.join(args[:2])} --json` printed something other than its JSON "
+            f"({str(err).splitlines()[0]}): is the device's fieldtui-agent too old for this console?",
+            command=" ".join(args),
+            exit_status=0,
+            stderr="",
+        ) from None
+
+
+def _parse_paths(text: str) -> str:
+    return _parse(AgentPaths, text, ("home",)).staging
+
+
+class FallbackLink(DeviceLink):
+    """HTTP first; on a failure SSH can get around, say why and continue over SSH."""
+
+    def __init__(self, http: HttpLink | None, ssh: SSHLink, notice: NoticeFn) -> None:
+        self.http = http
+        self.ssh = ssh
+        self.notice = notice
+        self.kind = http.kind if http is not None else "ssh"
+
+    async def _either(self, call: Callable[[DeviceLink], Awaitable[T]]) -> T:
+        if self.http is not None:
+            try:
+                return await call(self.http)
+            except FALLBACK_ERRORS as err:
+                self.notice(f"{err}; falling back to SSH ({self.ssh.endpoint.host})")
+                await self.http.aclose()
+                self.http = None
+                self.kind = "ssh"
+        return await call(self.ssh)
+
+    async def status(self) -> DeviceStatus:
+        return await self._either(lambda link: link.status())
+
+    async def logs(self, lines: int = 100) -> LogPage:
+        return await self._either(lambda link: link.logs(lines))
+
+    async def restart(self) -> Ack:
+        return await self._either(lambda link: link.restart())
+
+    async def push(
+        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+    ) -> PushResult:
+        return await self._either(
+            lambda link: link.push(path, version, activate=activate, on_progress=on_progress)
+        )
+
+    async def rollback(self) -> Job:
+        return await self._either(lambda link: link.rollback())
+
+    async def models(self) -> ModelList:
+        return await self._either(lambda link: link.models())
+
+    async def doctor(self) -> list[BackendInfo]:
+        return await self._either(lambda link: link.doctor())
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        await self.ssh.aclose()
+
+
+def open_link(
+    entry: SavedDevice,
+    *,
+    ssh: bool = False,
+    accept_new: bool = False,
+    notice: NoticeFn = stderr_notice,
+    timeout: float = 10.0,
+) -> DeviceLink:
+    """The link for ``entry``: SSH only when ``ssh``, else HTTP falling back to SSH (see the module doc)."""
+    ssh_link = SSHLink(ssh_endpoint(entry), accept_new=accept_new)
+    if ssh:
+        return ssh_link
+    if not entry.token:
+        notice(f"no token is saved for {entry.device.api_url}; using SSH ({ssh_link.endpoint.host})")
+        return ssh_link
+    return FallbackLink(HttpLink(entry, timeout=timeout), ssh_link, notice)
