@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def test_notifier_sends_each_message_as_one_datagram(listener: tuple[str, socket
     assert recv(sock) == ["STOPPING=1"]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the abstract socket namespace is Linux-only")
 def test_abstract_namespace_socket() -> None:
     name = f"fieldtui-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
