@@ -4,9 +4,10 @@ The pipeline calls :meth:`Forwarder.on_frame` on its postprocess thread for ever
 only evaluates the rules and does a non-blocking put: a frame is copied only once every rule let it
 through, JPEG encoding and redaction happen on the worker, and a full queue drops the frame (counted)
 rather than wait. A slow, failing or absent cloud therefore costs the pipeline nothing but the rule
-check. The order of the checks is the cheapest first: confidence and classes (NumPy), the per-class
-cooldown, Trio's back-off after a 429, queue space, then the global token bucket, so no token is
-spent on a frame that could not be queued.
+check (a few microseconds: no lock, no Prometheus call; drops are plain counts read at scrape time).
+The checks run cheapest first: confidence and classes, the per-class cooldown, Trio's back-off after
+a 429, queue space, then the global token bucket, so no token is spent on a frame that could not be
+queued. The listener's state (cooldowns, bucket, drop counts) is written by that one thread only.
 
 What happens to frames is counted: ``fieldtui_agent_forwards_total{outcome}`` for forwards sent (ok,
 triggered, unauthorized, rate_limited, timeout, ...), ``fieldtui_agent_forwards_dropped_total{reason}``
@@ -21,12 +22,14 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agent.forwarding_store import ForwardingStore
 from agent.home import AgentHome
@@ -89,18 +92,32 @@ class _Rules:
     redact: frozenset[str]
 
 
+class _DropCollector(Collector):
+    """``fieldtui_agent_forwards_dropped_total{reason}`` from the listener's plain counts, at scrape time."""
+
+    def __init__(self, drops: dict[str, int]) -> None:
+        self._drops = drops
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "fieldtui_agent_forwards_dropped",
+            "frames the rules picked but that were not sent (or held back by the cooldown), by reason",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            family.add_metric([reason], self._drops[reason])
+        yield family
+
+
 class ForwardingMetrics:
-    def __init__(self, registry: CollectorRegistry, depth: Callable[[], int]) -> None:
+    def __init__(self, registry: CollectorRegistry, depth: Callable[[], int], drops: dict[str, int]) -> None:
         self.forwards = Counter(
             "fieldtui_agent_forwards", "forwards to Trio by outcome", ["outcome"], registry=registry
         )
-        self.dropped = Counter(
-            "fieldtui_agent_forwards_dropped",
-            "frames the rules picked but that were not sent, by reason",
-            ["reason"],
-            registry=registry,
-        )
-        self._dropped = {r: self.dropped.labels(reason=r) for r in DROP_REASONS}  # resolved once: hot path
+        registry.register(_DropCollector(drops))
         self.queue_depth = Gauge(
             "fieldtui_agent_forward_queue_depth", "frames waiting to be forwarded", registry=registry
         )
@@ -111,9 +128,6 @@ class ForwardingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-
-    def drop(self, reason: str) -> None:
-        self._dropped[reason].inc()
 
 
 class Forwarder:
@@ -131,19 +145,19 @@ class Forwarder:
         self.store = ForwardingStore(home, env)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
-        self._lock = threading.Lock()  # cooldowns, bucket, backoff, counters
+        self._lock = threading.Lock()  # the worker's client, forward counts, the last result
         self._queue: queue.Queue[_Item] = queue.Queue(self.settings.queue_size)
         self._cooldown: dict[str, float] = {}
         self._backoff_until = 0.0
         self._forwards: Tally[str] = Tally()
-        self._drops: Tally[str] = Tally()
+        self._drops = dict.fromkeys(DROP_REASONS, 0)  # every key present: read while being counted
         self._last: ForwardResult | None = None
         self._last_outcome: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: tuple[tuple[str, str | None, float], TrioClient] | None = None
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = ForwardingMetrics(self.registry, lambda: self._queue.qsize())
+        self.metrics = ForwardingMetrics(self.registry, lambda: self._queue.qsize(), self._drops)
         self._apply(self.settings)
 
     # --- life -------------------------------------------------------------------------------------
@@ -207,7 +221,7 @@ class Forwarder:
                 queue_depth=self._queue.qsize(),
                 queue_capacity=self._queue.maxsize,
                 forwards=dict(self._forwards),
-                dropped=dict(self._drops),
+                dropped={k: v for k, v in self._drops.items() if v},
                 backoff_remaining_s=round(max(0.0, self._backoff_until - time.monotonic()), 1),
                 last=self._last,
             )
@@ -219,34 +233,34 @@ class Forwarder:
         rules = self._rules
         if rules is None or not len(detections):
             return
-        mask = detections.scores >= rules.min_confidence
-        if not mask.any():
+        ids = detections.class_ids[detections.scores >= rules.min_confidence]
+        if not ids.size:
             return
-        hit = {names.get(int(i), f"class_{int(i)}") for i in np.unique(detections.class_ids[mask])}
+        # tolist + set beats np.unique for the handful of detections a frame has
+        hit = {names.get(i) or f"class_{i}" for i in set(ids.tolist())}
         if rules.classes:
             hit &= rules.classes
-        if not hit:
-            return
+            if not hit:
+                return
         now = time.monotonic()
-        with self._lock:
-            ready = sorted(c for c in hit if self._cooldown.get(c, 0.0) <= now)
-            reason = (
-                "cooldown"
-                if not ready
-                else "backoff"
-                if now < self._backoff_until
-                else "queue_full"
-                if self._queue.full()
-                else "rate_limited"
-                if not self._bucket.take(now)
-                else None
-            )
-            if reason is None:
-                for c in ready:
-                    self._cooldown[c] = now + rules.cooldown_s
+        cooldown = self._cooldown
+        ready = sorted(c for c in hit if cooldown.get(c, 0.0) <= now)
+        q = self._queue
+        if not ready:
+            reason = "cooldown"
+        elif now < self._backoff_until:
+            reason = "backoff"
+        elif len(q.queue) >= q.maxsize:  # a hint without the queue's lock; put_nowait decides
+            reason = "queue_full"
+        elif not self._bucket.take(now):
+            reason = "rate_limited"
+        else:
+            reason = None
         if reason is not None:
-            self._drop(reason)
+            self._drops[reason] += 1
             return
+        for c in ready:
+            cooldown[c] = now + rules.cooldown_s
         redact = rules.copy_frame and bool(rules.redact)
         item = _Item(
             classes=ready,
@@ -256,14 +270,9 @@ class Forwarder:
             names=names,
         )
         try:
-            self._queue.put_nowait(item)
-        except queue.Full:  # the worker did not take one since the check above
-            self._drop("queue_full")
-
-    def _drop(self, reason: str) -> None:
-        self.metrics.drop(reason)
-        with self._lock:
-            self._drops[reason] += 1
+            q.put_nowait(item)
+        except queue.Full:  # the hint above raced with nothing: only this thread puts, but be safe
+            self._drops["queue_full"] += 1
 
     # --- the worker -------------------------------------------------------------------------------
 

@@ -165,7 +165,7 @@ class TrioClient:
             return failure(
                 "timeout", f"timed out after {limit:g}s {what} {url}", latency_ms=_ms(t0), **common
             )
-        except httpx.RemoteProtocolError:
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             return failure(
                 "connection_closed",
                 f"{url} closed the connection without an answer",
