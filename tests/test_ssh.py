@@ -128,6 +128,22 @@ def test_http_down_falls_back_to_ssh_with_the_reason(capsys, console, ssh_dir, s
     assert ds.status.state == "stopped" and "agent not running" in ds.health.reasons[0]
 
 
+def test_tls_pin_mismatch_falls_back_to_ssh_and_sends_no_token(
+    capsys, console, ssh_dir, start_agent, device_home
+):
+    from fieldtui.config import ConsoleConfig
+
+    start_agent(device_home, "--tls")
+    record = DeviceRecord.model_validate(ok_json(capsys, "pair", "dock-1", "--accept-new", "--json"))
+    assert record.tls and record.tls_fingerprint and record.api_url.startswith("https://")
+    ConsoleConfig().save_device(record.model_copy(update={"tls_fingerprint": "ab" * 32}))  # a spoofed device
+
+    code, out, err = run(capsys, "status", "dock-1", "--json")
+    assert code == 0, err
+    assert "certificate fingerprint changed" in err and "falling back to SSH (dock-1)" in err
+    assert DeviceStatus.model_validate_json(out).device.id == record.id
+
+
 def test_changed_host_key_is_refused_with_a_warning(capsys, console, ssh_dir, ssh_server):
     ok_json(capsys, "pair", "dock-1", "--accept-new", "--json")
     known = (ssh_dir / "known_hosts").read_text()
