@@ -3,8 +3,8 @@
     .venv/bin/python bench/ssh.py [--mb 200] [--rounds 2]
 
 One real agent subprocess on 127.0.0.1 (a small generated detector on the demo source at 5 fps, so it
-idles) and the test SSH server
-(tests/ssh_server.py: asyncssh, its SFTP writing to the real disk) for the same agent home. Per round:
+idles) and the test SSH server in its own process (tests/ssh_server.py: asyncssh, its SFTP writing to
+the real disk) for the same agent home. Per round:
 
 1. SFTP: ``SSHSession.upload`` into the agent's staging area, as ``fieldtui push --ssh`` does, then the
    remote ``sha256sum`` that push runs before ``models add``; MB/s of the upload alone and of both.
@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from fieldtui.client import AgentClient  # noqa: E402
 from fieldtui.demo import serve_command, stop_process, wait_ready  # noqa: E402
@@ -36,7 +37,6 @@ from fieldtui.errors import AgentClientError  # noqa: E402
 from fieldtui.protocol import SSHEndpoint  # noqa: E402
 from fieldtui.push import file_chunks  # noqa: E402
 from fieldtui.ssh import SSHSession  # noqa: E402
-from tests.ssh_server import SSHTestServer  # noqa: E402
 from tests.storemodels import detector  # noqa: E402
 
 
@@ -85,8 +85,20 @@ async def main(args: argparse.Namespace) -> None:
         payload = tmp / "payload.onnx"
         sha256 = make_payload(payload, args.mb)
         mb = payload.stat().st_size / 1e6
-        server = SSHTestServer(tmp, home).start()
-        os.environ["FIELDTUI_SSH_DIR"] = str(server.write_client_dir(tmp / "dot-ssh", "bench"))
+        # The SSH server in its own process, as sshd is: sharing this interpreter would halve SFTP.
+        server = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.ssh_server",
+            str(tmp),
+            str(home),
+            "bench",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=REPO,
+        )
+        ssh_port = int((await server.stdout.readline()).decode() or 0)
+        os.environ["FIELDTUI_SSH_DIR"] = str(tmp / "dot-ssh")
         log_path = tmp / "serve.log"
         with open(log_path, "wb") as log_file:
             proc = await asyncio.create_subprocess_exec(
@@ -99,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
             )
         try:
             info, _ = await wait_ready(proc, home, log_path, 120.0)
-            print(f"payload {mb:.0f} MB; agent at {info.api_url}; SSH server on 127.0.0.1:{server.port}")
+            print(f"payload {mb:.0f} MB; agent at {info.api_url}; SSH server on 127.0.0.1:{ssh_port}")
             print(
                 f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}"
             )
@@ -125,7 +137,8 @@ async def main(args: argparse.Namespace) -> None:
             )
         finally:
             code = await stop_process(proc)
-            server.stop()
+            server.stdin.close()
+            await server.wait()
             print(f"agent stopped (exit {code})")
 
 

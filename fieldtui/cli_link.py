@@ -1,4 +1,4 @@
-"""``fieldtui pair | logs | restart``, and ``--ssh`` on ``status``, ``push`` and ``rollback``.
+"""``fieldtui pair | logs | restart | doctor``, and ``--ssh`` on ``status``, ``push`` and ``rollback``.
 
 Registered by fieldtui/cli.py (:func:`add_parsers`) after the HTTP-only commands. ``status``, ``push``
 and ``rollback`` are re-pointed here at the same output code run through a :class:`~fieldtui.link.DeviceLink`:
@@ -150,6 +150,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter
+
+    from fieldtui.protocol import BackendInfo
+
+    infos = _with_link(args, lambda link: link.doctor())
+    if args.json:
+        sys.stdout.write(TypeAdapter(list[BackendInfo]).dump_json(infos, indent=2).decode() + "\n")
+    else:
+        for info in infos:
+            print(
+                f"{'ok' if info.available else '--'}  {info.key:<12} {info.version or '-':<10} {info.reason}"
+            )
+    return 0
+
+
 def _link_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ssh", action="store_true", help="use SSH only (the agent's CLI on the device), not HTTP"
@@ -189,6 +205,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=10.0)
     _link_flags(p)
     p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("doctor", help="a device's backends and why each is or is not available")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="print the BackendInfo list as JSON")
+    p.add_argument("--timeout", type=float, default=10.0)
+    _link_flags(p)
+    p.set_defaults(func=cmd_doctor)
 
     for name, func in (("status", cmd_status), ("push", cmd_push), ("rollback", cmd_rollback)):
         existing = sub.choices.get(name)

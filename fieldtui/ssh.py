@@ -259,8 +259,8 @@ def remote_failure(
 def _remember(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
     """Append an accepted key to known_hosts (0600 in a 0700 folder, like OpenSSH keeps it)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    line = f"{_known_hosts_pattern(host, port)} {key.export_public_key('openssh').decode().split()[0]} "
-    line += key.export_public_key("openssh").decode().split()[1] + "\n"
+    algorithm, blob = key.export_public_key("openssh").decode().split()[:2]  # without the comment
+    line = f"{_known_hosts_pattern(host, port)} {algorithm} {blob}\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a") as f:
         f.write(line)

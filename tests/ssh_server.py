@@ -166,3 +166,19 @@ class _CuttingSFTP(asyncssh.SFTPServer):
             raise asyncssh.SFTPConnectionLost("cut off by the test")
         self.written += len(data)
         return super().write(file_obj, offset, data)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """``python -m tests.ssh_server DIR AGENT_HOME ALIAS``: serve from another process (for bench/ssh.py,
+    so client and server do not share one interpreter). Writes ``DIR/dot-ssh`` for the console, prints
+    the port on stdout and serves until stdin closes."""
+    folder, home, alias = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    server = SSHTestServer(folder, home).start()
+    server.write_client_dir(folder / "dot-ssh", alias)
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -230,6 +230,8 @@ def test_doctor_and_models_over_ssh_match_the_protocol(console, ssh_dir, capsys)
 
     backends, listing = asyncio.run(go())
     assert any(b.key == "onnxruntime" and b.available for b in backends)
+    code, out, err = run(capsys, "doctor", "dock-1", "--ssh", "--json")
+    assert code == 0 and [b["key"] for b in json.loads(out)] == [b.key for b in backends]
     assert isinstance(listing, ModelList) and listing.versions == []
     with pytest.raises(httpx.ConnectError):  # nothing serves HTTP here: those answers came over SSH
         httpx.get(entry.device.api_url + "/v1/health", timeout=2)
