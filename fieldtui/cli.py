@@ -21,7 +21,7 @@ from pathlib import Path
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
-from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, PipelineStatus
+from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
 
 log = logging.getLogger("fieldtui")
 
@@ -291,6 +291,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- trio-test ------------------------------------------------------------------------------------
+
+
+def format_forward(result: ForwardResult) -> list[str]:
+    """A test forward as a technician reads it: what went where, what came back, what to do."""
+    where = f"{result.mode} to {result.url}" if result.url else result.mode
+    took = f" in {result.latency_ms:.0f} ms" if result.latency_ms is not None else ""
+    status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
+    lines = [f"forward   {where}: {status}{took}, {result.payload_bytes} bytes sent"]
+    if result.ok:
+        verdict = "TRIGGERED" if result.triggered else "not triggered"
+        trio_ms = f" (Trio: {result.trio_latency_ms:.0f} ms)" if result.trio_latency_ms is not None else ""
+        lines.append(f"trio      {verdict}{trio_ms}: {result.explanation or 'no explanation'}")
+    elif result.error is not None:
+        lines.append(f"error     {result.error.code}: {result.error.message}")
+        lines.append(f"fix       {result.error.remediation}")
+        if result.retry_after_s is not None:
+            lines.append(f"retry     in {result.retry_after_s:.0f} s (Trio's Retry-After; forwarding waits)")
+    return lines
+
+
+async def run_trio_test(entry: SavedDevice, condition: str | None, timeout: float | None) -> ForwardResult:
+    if not entry.token:
+        raise UnknownDevice(
+            f"no token is saved for {entry.device.api_url}: pair it with `fieldtui pair {entry.device.host}`"
+        )
+    async with AgentClient.for_device(entry.device, entry.token) as client:
+        return await client.trio_test(condition, timeout)
+
+
+def cmd_trio_test(args: argparse.Namespace) -> int:
+    """One forward to Trio from the device now; exit 0 when Trio answered, 1 when it did not."""
+    entry = resolve_device(args.host)
+    try:
+        result = asyncio.run(run_trio_test(entry, args.condition, args.timeout))
+    except AgentClientError as err:
+        raise ConsoleError(str(err)) from None
+    if args.json:
+        _print_json(result)
+    else:
+        print("\n".join(format_forward(result)))
+    return 0 if result.ok else 1
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -339,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
 
     add_model_parsers(sub)
+    p = sub.add_parser(
+        "trio-test", help="one forward to Trio from the device now, with the answer or the fix"
+    )
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.add_argument("--condition", metavar="TEXT", help="what Trio should judge (default: the device's)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds the device waits for Trio (max 30)")
+    p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
+    p.set_defaults(func=cmd_trio_test)
     from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, --ssh
 
     add_link_parsers(sub)

@@ -34,6 +34,10 @@ from fieldtui.errors import (
 from fieldtui.protocol import (
     DeviceInfo,
     DeviceRecord,
+    ForwardingState,
+    ForwardingUpdate,
+    ForwardResult,
+    ForwardTestRequest,
     HealthReport,
     Job,
     JobList,
@@ -316,6 +320,23 @@ class AgentClient:
 
     async def metrics_text(self) -> str:
         return (await self.request("GET", "/metrics", headers={"Accept": "text/plain"})).text
+
+    # --- Trio forwarding -------------------------------------------------------------------------
+
+    async def forwarding(self) -> ForwardingState:
+        """Forwarding settings, the API key masked, queue depth and counters."""
+        return await self._get("/v1/forwarding", ForwardingState)
+
+    async def forwarding_update(self, update: ForwardingUpdate) -> ForwardingState:
+        """Change the fields set in ``update`` (its ``api_key`` is stored on the device, never returned)."""
+        body = update.model_dump(exclude_unset=True)
+        return _parse(await self.request("PUT", "/v1/forwarding", json=body), ForwardingState)
+
+    async def trio_test(self, condition: str | None = None, timeout_s: float | None = None) -> ForwardResult:
+        """One forward now. The agent answers within the forward's timeout (at most 30 s); we wait longer."""
+        body = ForwardTestRequest(condition=condition, timeout_s=timeout_s).model_dump(exclude_none=True)
+        wait = (timeout_s or 30.0) + 10.0
+        return await self._post("/v1/forwarding/test", ForwardResult, json=body, timeout=wait)
 
     # --- the model store (the streamed upload itself: fieldtui/push.py) ----------------------------
 
