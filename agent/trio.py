@@ -150,6 +150,10 @@ class TrioClient:
         return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
 
     def _send(self, request: httpx.Request, mode: ForwardMode, timeout: float | None) -> ForwardResult:
+        result = self._exchange(request, mode, timeout)
+        return _scrub(result, self._key) if self._key else result
+
+    def _exchange(self, request: httpx.Request, mode: ForwardMode, timeout: float | None) -> ForwardResult:
         limit = self.timeout if timeout is None else timeout
         request.extensions["timeout"] = httpx.Timeout(limit).as_dict()
         url = str(request.url.copy_with(query=None))
@@ -193,6 +197,14 @@ class TrioClient:
             retry_after_s=retry_after,
             **common,
         )
+
+
+def _scrub(result: ForwardResult, key: str) -> ForwardResult:
+    """The result with the key cut out of every text Trio sent back (a server may echo what it got)."""
+    text = result.model_dump_json()
+    if key not in text:
+        return result
+    return ForwardResult.model_validate_json(text.replace(key, "***"))
 
 
 def _answer(response: httpx.Response, common: dict[str, Any]) -> ForwardResult:

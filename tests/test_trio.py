@@ -169,3 +169,10 @@ def test_repr_hides_the_key() -> None:
         assert KEY not in repr(c)
     finally:
         c.close()
+
+
+def test_a_key_echoed_by_the_server_is_cut_out(trio: FakeTrio, client: TrioClient) -> None:
+    trio.reply(trio_error(401, "UNAUTHORIZED", f"key {KEY} is revoked", f"replace {KEY}"))
+    result = client.check_once("rtsp://cam/live", "q")
+    assert result.error.message.endswith("key *** is revoked") and result.error.remediation == "replace ***"
+    _no_key_in(result)
