@@ -213,3 +213,13 @@ def test_disabled_forwarder_does_nothing(make, trio: FakeTrio) -> None:
         fwd.on_frame(frame(), dets((1, 0.9, (0, 0, 9, 9))), NAMES)
     time.sleep(0.3)
     assert trio.requests == [] and fwd.state().stats.dropped == {} and fwd.state().stats.queue_depth == 0
+
+
+def test_config_toml_forwarding_table_gives_the_defaults(tmp_path: Path) -> None:
+    fwd = Forwarder(AgentHome(tmp_path / "a"), defaults={"mode": "frame", "rules": {"burst": 4}}, env={})
+    try:
+        assert fwd.settings.mode == "frame" and fwd.settings.rules.burst == 4 and not fwd.settings.enabled
+    finally:
+        fwd.close()
+    with pytest.raises(ForwardingError, match=r"\[forwarding\] in config.toml: rules.burst"):
+        Forwarder(AgentHome(tmp_path / "b"), defaults={"rules": {"burst": 0}}, env={})

@@ -27,6 +27,15 @@ def client(trio: FakeTrio) -> Iterator[TrioClient]:
     c.close()
 
 
+def check_once(base_url: str, key: str | None, timeout: float = 5.0):
+    """One check-once with a client of its own (for a timeout, a URL or a key the fixture has not)."""
+    c = TrioClient(base_url, key, timeout=timeout)
+    try:
+        return c.check_once("rtsp://cam/live", "q")
+    finally:
+        c.close()
+
+
 def _no_key_in(result) -> None:
     assert KEY not in result.model_dump_json()
 
@@ -123,11 +132,7 @@ def test_retry_after_forms() -> None:
 
 def test_hang_times_out_with_the_limit_in_words(trio: FakeTrio) -> None:
     trio.reply(hang())
-    c = TrioClient(trio.url, KEY, timeout=0.5)
-    try:
-        result = c.check_once("rtsp://cam/live", "q")
-    finally:
-        c.close()
+    result = check_once(trio.url, KEY, timeout=0.5)
     assert result.outcome == "timeout" and "timed out after 0.5s" in result.error.message
     assert result.error.remediation == REMEDIATION["timeout"]
     _no_key_in(result)
@@ -143,22 +148,14 @@ def test_refused_connection() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    c = TrioClient(f"http://127.0.0.1:{port}/api", KEY, timeout=2.0)
-    try:
-        result = c.check_once("rtsp://cam/live", "q")
-    finally:
-        c.close()
+    result = check_once(f"http://127.0.0.1:{port}/api", KEY, timeout=2.0)
     assert result.outcome == "unreachable" and "connection refused" in result.error.message
     assert result.error.remediation == REMEDIATION["unreachable"]
     _no_key_in(result)
 
 
 def test_no_key_sends_nothing(trio: FakeTrio) -> None:
-    c = TrioClient(trio.url, None)
-    try:
-        result = c.check_once("rtsp://cam/live", "q")
-    finally:
-        c.close()
+    result = check_once(trio.url, None)
     assert result.outcome == "no_key" and "FIELDTUI_AGENT_TRIO_API_KEY" in result.error.remediation
     assert trio.requests == []
 
