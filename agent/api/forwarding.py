@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from agent.api.deps import Service
 from agent.forwarding_store import ForwardingError
@@ -54,8 +55,6 @@ async def put_forwarding(service: Service, request: Request) -> ForwardingState:
         where = ".".join(str(p) for p in e["loc"]) or "body"
         # never e["input"]: it may be the key
         raise ForwardingError(f"{where}: {e['msg']}; nothing was changed") from None
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(service.forwarding.update, update)
 
 
