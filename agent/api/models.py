@@ -11,6 +11,8 @@ name check (422) instead of falling through to "no such route".
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -20,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from agent.api.deps import Service
 from agent.api.problems import problem
 from agent.errors import AgentError
-from agent.models import check_sha256, check_version, format_for
+from agent.models import Upload, check_sha256, check_version, format_for
 from fieldtui.protocol import Job, ModelList, ModelManifest, ModelVersion, Problem
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -68,6 +70,74 @@ def remove(service: Service, version: Version) -> ModelList:
     return _manager(service).remove(check_version(version))
 
 
+class _Writer:
+    """Hashing and writing on a thread of their own, fed through a short queue: the event loop only
+    receives, so the network, the hash and the disk overlap. At most ``DEPTH`` batches wait (memory
+    stays flat; a slow disk slows the sender down through TCP)."""
+
+    DEPTH = 4
+
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self._thread = threading.Thread(target=self._run, name="model-upload", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.upload.write(data)
+                except BaseException as err:  # noqa: BLE001 - handed to the event loop side
+                    self.error = err
+
+    async def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        try:
+            self._queue.put_nowait(data)
+        except queue.Full:
+            await asyncio.to_thread(self._queue.put, data)
+
+    async def close(self, abort: str | None = None) -> None:
+        """Wait for the queued batches; with ``abort``, discard the upload instead."""
+        await asyncio.to_thread(self._queue.put, None)
+        await asyncio.to_thread(self._thread.join)
+        if abort is not None:
+            await asyncio.to_thread(self.upload.abort, abort)
+        elif self.error is not None:
+            raise self.error
+
+
+class _IdleWatch:
+    """Cancels the current task when :meth:`touch` has not been called for ``seconds`` (one timer for
+    the whole upload, not one per chunk)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._handle = self._loop.call_later(seconds, self._check)
+
+    def touch(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        idle = self._loop.time() - self._last
+        if idle >= self.seconds:
+            self.expired = True
+            if self._task is not None:
+                self._task.cancel()
+        else:
+            self._handle = self._loop.call_later(self.seconds - idle, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
 def _content_length(request: Request) -> int:
     raw = request.headers.get("content-length")
     if raw is None:
@@ -109,37 +179,42 @@ async def put_model(request: Request, response: Response, service: Service, vers
         response.status_code = 200
         return await run_in_threadpool(manager.describe, version)
     upload = begun
-    batch: list[bytes] = []
-    pending = 0
-    stream = request.stream().__aiter__()
+    writer = _Writer(upload)
+    received = 0
+    idle = _IdleWatch(IDLE_TIMEOUT_S)
     try:
-        while True:
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), IDLE_TIMEOUT_S)
-            except StopAsyncIteration:
-                break
+        batch: list[bytes] = []
+        pending = 0
+        async for chunk in request.stream():
+            idle.touch()
             batch.append(chunk)
             pending += len(chunk)
+            received += len(chunk)
             if pending >= BATCH:
-                await run_in_threadpool(upload.write, b"".join(batch))
+                await writer.put(b"".join(batch))
                 batch.clear()
                 pending = 0
         if batch:
-            await run_in_threadpool(upload.write, b"".join(batch))
-    except (ClientDisconnect, asyncio.TimeoutError) as err:
+            await writer.put(b"".join(batch))
+        await writer.close()
+    except (ClientDisconnect, asyncio.CancelledError) as err:
+        if isinstance(err, asyncio.CancelledError) and not idle.expired:
+            await writer.close(abort="the request was cancelled")
+            raise
         why = (
             "the client disconnected"
             if isinstance(err, ClientDisconnect)
             else f"no data for {IDLE_TIMEOUT_S:.0f} s"
         )
-        received = upload.received + pending
-        await run_in_threadpool(upload.abort, f"{why} after {received} of {size} bytes")
+        await writer.close(abort=f"{why} after {received} of {size} bytes")
         return problem(
             400, f"upload of {version} cut off: {why} after {received} of {size} bytes; nothing was stored"
         )
     except BaseException:
-        await run_in_threadpool(upload.abort, "the upload failed")
+        await writer.close(abort="the upload failed")
         raise
+    finally:
+        idle.stop()
     manifest, created = await run_in_threadpool(upload.finish)
     response.status_code = 201 if created else 200
     return await run_in_threadpool(manager.stored, manifest)
