@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
+from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
+from fieldtui.cli_link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
@@ -131,18 +133,6 @@ def resolve_device(text: str, config: ConsoleConfig | None = None) -> SavedDevic
     return SavedDevice(device=default_record(text))
 
 
-async def fetch_status(entry: SavedDevice, timeout: float) -> DeviceStatus:
-    async with AgentClient.for_device(entry.device, entry.token, timeout=timeout) as client:
-        health = await client.health()  # public: tells "down" apart from "not paired" first
-        if not entry.token:
-            raise UnknownDevice(
-                f"{entry.device.api_url} answers, but no token is saved for it: pair it with "
-                f"`fieldtui pair {entry.device.host}` (over SSH) or `fieldtui add {entry.device.host} --token T`"
-            )
-        device, status = await asyncio.gather(client.device(), client.status())
-    return DeviceStatus(device=device, health=health, status=status)
-
-
 def _since(ts: float | None) -> str:
     """How long ago the epoch time ``ts`` was, as 4m05s or 2h13m."""
     if ts is None:
@@ -201,12 +191,11 @@ def _pipeline_lines(st: PipelineStatus) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    entry = resolve_device(args.host)
-    ds = asyncio.run(fetch_status(entry, args.timeout))
+    ds = with_link(args, lambda link: link.status())
     if args.json:
         _print_json(ds)
     else:
-        print("\n".join(format_status(entry, ds)))
+        print("\n".join(format_status(resolve(args.host), ds)))
     return 0
 
 
@@ -364,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--json", action="store_true", help="print one DeviceStatus JSON document")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the device (default 5)")
+    link_flags(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("add", help="save a device by hand (pairing over SSH is the usual way)")
@@ -391,8 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds the device waits for Trio (max 30)")
     p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
     p.set_defaults(func=cmd_trio_test)
-    from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, --ssh
-
     add_link_parsers(sub)
     return parser
 

@@ -1,9 +1,8 @@
-"""``fieldtui pair | logs | restart | doctor``, and ``--ssh`` on ``status``, ``push`` and ``rollback``.
-
-Registered by fieldtui/cli.py (:func:`add_parsers`) after the HTTP-only commands. ``status``, ``push``
-and ``rollback`` are re-pointed here at the same output code run through a :class:`~fieldtui.link.DeviceLink`:
-HTTP first, SSH when HTTP cannot get through (the reason is printed on stderr), SSH only with ``--ssh``.
-``bench`` over SSH is not here yet: benchmarks are a later issue.
+"""``fieldtui pair | logs | restart | doctor``, and what ``status``, ``push`` and ``rollback`` share with them:
+:func:`with_link` runs an operation through a :class:`~fieldtui.link.DeviceLink` (HTTP first, SSH when HTTP
+cannot get through, the reason on stderr; SSH only with ``--ssh``), :func:`link_flags` adds ``--ssh`` and
+``--accept-new``. Registered by fieldtui/cli.py (:func:`add_parsers`). ``bench`` over SSH is not here yet:
+benchmarks are a later issue.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 from fieldtui.config import ConsoleConfig, SavedDevice
@@ -41,12 +39,16 @@ def resolve(text: str) -> SavedDevice:
     return resolve_device(text, config)
 
 
-def _with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]) -> T:
+def with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]) -> T:
     entry = resolve(args.host)
 
     async def run() -> T:
         async with open_link(
-            entry, ssh=args.ssh, accept_new=args.accept_new, timeout=getattr(args, "timeout", 10.0)
+            entry,
+            ssh=args.ssh,
+            accept_new=args.accept_new,
+            timeout=getattr(args, "timeout", 10.0),
+            job_timeout=getattr(args, "job_timeout", 120.0),
         ) as link:
             return await op(link)
 
@@ -68,21 +70,10 @@ def cmd_pair(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from fieldtui.cli import format_status
-
-    ds = _with_link(args, lambda link: link.status())
-    if args.json:
-        _print_json(ds)
-    else:
-        print("\n".join(format_status(resolve(args.host), ds)))
-    return 0
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.lines < 1:
         raise ConsoleError("--lines must be 1 or more")
-    page = _with_link(args, lambda link: link.logs(args.lines))
+    page = with_link(args, lambda link: link.logs(args.lines))
     if args.json:
         _print_json(page)
     else:
@@ -93,60 +84,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    ack = _with_link(args, lambda link: link.restart())
+    ack = with_link(args, lambda link: link.restart())
     if args.json:
         _print_json(ack)
     else:
         print(ack.message)
-    return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    from fieldtui.cli_models import ProgressLine, _activation_line
-
-    progress = ProgressLine()
-    try:
-        result = _with_link(
-            args,
-            lambda link: link.push(
-                Path(args.file),
-                args.version,
-                activate=args.activate,
-                on_progress=None if args.quiet else progress,
-            ),
-        )
-    finally:
-        progress.end()
-    if args.json:
-        _print_json(result)
-    else:
-        m = result.version.manifest
-        verb = "stored" if result.uploaded else "already on the device (same sha256), not sent again:"
-        print(
-            f"{verb} {m.version}  {m.size / 1e6:.1f} MB  sha256 {m.sha256[:12]}…  {m.layout} {m.input_shape}"
-        )
-    job = result.activation
-    if job is not None:
-        if job.state != "succeeded":
-            raise ConsoleError(
-                f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
-            )
-        if not args.json:
-            print(_activation_line(job, args.version))
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    job = _with_link(args, lambda link: link.rollback())
-    if args.json:
-        _print_json(job)
-    if job.state != "succeeded":
-        raise ConsoleError(f"rollback {job.state}: {job.error or 'see `fieldtui models`'}")
-    if not args.json:
-        result = job.result or {}
-        print(
-            f"rolled back to {result.get('version') or 'the configured model'} (was {result.get('previous') or '?'})"
-        )
     return 0
 
 
@@ -155,7 +97,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from fieldtui.protocol import BackendInfo
 
-    infos = _with_link(args, lambda link: link.doctor())
+    infos = with_link(args, lambda link: link.doctor())
     if args.json:
         sys.stdout.write(TypeAdapter(list[BackendInfo]).dump_json(infos, indent=2).decode() + "\n")
     else:
@@ -166,7 +108,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _link_flags(p: argparse.ArgumentParser) -> None:
+def link_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ssh", action="store_true", help="use SSH only (the agent's CLI on the device), not HTTP"
     )
@@ -194,7 +136,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lines", type=int, default=100, help="how many (default 100)")
     p.add_argument("--json", action="store_true", help="print one LogPage JSON document")
     p.add_argument("--timeout", type=float, default=10.0)
-    _link_flags(p)
+    link_flags(p)
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser(
@@ -203,18 +145,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print one Ack JSON document")
     p.add_argument("--timeout", type=float, default=10.0)
-    _link_flags(p)
+    link_flags(p)
     p.set_defaults(func=cmd_restart)
 
     p = sub.add_parser("doctor", help="a device's backends and why each is or is not available")
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print the BackendInfo list as JSON")
     p.add_argument("--timeout", type=float, default=10.0)
-    _link_flags(p)
+    link_flags(p)
     p.set_defaults(func=cmd_doctor)
-
-    for name, func in (("status", cmd_status), ("push", cmd_push), ("rollback", cmd_rollback)):
-        existing = sub.choices.get(name)
-        if existing is not None:
-            _link_flags(existing)
-            existing.set_defaults(func=func)

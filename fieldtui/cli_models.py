@@ -1,7 +1,8 @@
 """``fieldtui push | rollback | models | registry serve``: the model store from the console's command line.
 
 Registered by fieldtui/cli.py (:func:`add_parsers`); each command calls a console service
-(fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does.
+(fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does. ``push`` and ``rollback``
+run through a DeviceLink (fieldtui/link.py): HTTP, falling back to SSH, or SSH only with ``--ssh``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
+from fieldtui.cli_link import link_flags, with_link
 from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
-from fieldtui.protocol import Job, PushResult
-from fieldtui.push import PushProgress, follow_job, push_model
+from fieldtui.protocol import Job
+from fieldtui.push import PushProgress
 
 
 def _print_json(model) -> None:
@@ -90,18 +92,16 @@ def _activation_line(job: Job, version: str) -> str:
 def cmd_push(args: argparse.Namespace) -> int:
     progress = ProgressLine()
 
-    async def run() -> PushResult:
-        async with _client(args.host, args.timeout) as client:
-            return await push_model(
-                client,
+    try:
+        result = with_link(
+            args,
+            lambda link: link.push(
                 Path(args.file),
                 args.version,
                 activate=args.activate,
                 on_progress=None if args.quiet else progress,
-            )
-
-    try:
-        result = asyncio.run(run())
+            ),
+        )
     finally:
         progress.end()
     if args.json:
@@ -124,11 +124,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    async def run() -> Job:
-        async with _client(args.host, args.timeout) as client:
-            return await follow_job(client, await client.rollback_model(), timeout=args.job_timeout)
-
-    job = asyncio.run(run())
+    job = with_link(args, lambda link: link.rollback())
     if args.json:
         _print_json(job)
     if job.state != "succeeded":
@@ -192,6 +188,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one PushResult JSON document")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device to answer")
+    link_flags(p)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("rollback", help="go back to the device's last good model version")
@@ -199,6 +196,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the finished Job")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--job-timeout", type=float, default=120.0, help="seconds to wait for the rollback")
+    link_flags(p)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(

@@ -5,6 +5,7 @@ Every console operation (status, logs, restart, push, rollback, models, doctor) 
 ``fieldtui-agent ... --json``. :func:`open_link` gives the link a command should use:
 
 - ``ssh=True`` (``--ssh``): SSH only;
+- a device never paired over SSH (no ``ssh`` in its record): HTTP only, as nothing says SSH reaches it;
 - otherwise HTTP first; when it fails in a way SSH can get around (refused, timed out, the TLS pin does
   not match, no token saved yet) the link says why through ``notice`` and runs that operation, and the
   rest, over SSH. Errors the agent itself answered (a refused model, a bad version name) are not retried:
@@ -42,17 +43,15 @@ from fieldtui.protocol import (
     PushResult,
     SSHEndpoint,
 )
-from fieldtui.push import (
-    ProgressFn,
-    PushProgress,
-    check_file,
-    follow_job,
-    hash_file,
-    model_format,
-    push_model,
-    valid_version,
+from fieldtui.push import ProgressFn, PushProgress, follow_job, plan_push, push_model
+from fieldtui.ssh import (
+    HostKeyChanged,
+    HostKeyUnknown,
+    RemoteCommandFailed,
+    SSHError,
+    SSHSession,
+    remote_failure,
 )
-from fieldtui.ssh import RemoteCommandFailed, SSHError, SSHSession, remote_failure
 
 NoticeFn = Callable[[str], None]
 T = TypeVar("T")
@@ -119,7 +118,8 @@ class HttpLink(DeviceLink):
         if not self.entry.token:
             host = self.entry.device.host
             raise UnknownDevice(
-                f"no token is saved for {self.entry.device.api_url}: pair it with `fieldtui pair {host}`"
+                f"{self.entry.device.api_url} answers, but no token is saved for it: pair it with "
+                f"`fieldtui pair {host}` (over SSH) or `fieldtui add {host} --token T`"
             )
 
     async def status(self) -> DeviceStatus:
@@ -217,26 +217,7 @@ class SSHLink(DeviceLink):
         """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
         verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
         removed afterwards; if the link dies first, the agent empties its staging area at its next start."""
-        if not valid_version(version):
-            raise ConsoleError(
-                f"version name {version!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '+', "
-                "starting with a letter or digit (like v7 or 2024.06.1)"
-            )
-        size = check_file(path)
-        fmt = model_format(path)
-        sha256 = await hash_file(path, on_progress)
-        listing = await self.models()
-        if size > listing.max_upload_bytes:
-            raise ConsoleError(
-                f"{path.name} is {size / 1e6:.0f} MB, over the device's limit of "
-                f"{listing.max_upload_bytes / 1e6:.0f} MB; nothing was sent"
-            )
-        existing = next((v for v in listing.versions if v.version == version), None)
-        if existing is not None and existing.manifest.sha256 != sha256:
-            raise ConsoleError(
-                f"version {version} is already on the device with other bytes (sha256 "
-                f"{existing.manifest.sha256[:12]}…, this file {sha256[:12]}…); push it under a new version name"
-            )
+        size, fmt, sha256, existing = await plan_push(path, version, self.models, on_progress)
         uploaded = existing is None
         stored = (
             existing
@@ -338,10 +319,11 @@ def _parse_paths(text: str) -> str:
 class FallbackLink(DeviceLink):
     """HTTP first; on a failure SSH can get around, say why and continue over SSH."""
 
-    def __init__(self, http: HttpLink | None, ssh: SSHLink, notice: NoticeFn) -> None:
+    def __init__(self, http: HttpLink | None, ssh: SSHLink, notice: NoticeFn, why_not_http: str = "") -> None:
         self.http = http
         self.ssh = ssh
         self.notice = notice
+        self.why_not_http = why_not_http
         self.kind = http.kind if http is not None else "ssh"
 
     async def _either(self, call: Callable[[DeviceLink], Awaitable[T]]) -> T:
@@ -352,8 +334,16 @@ class FallbackLink(DeviceLink):
                 self.notice(f"{err}; falling back to SSH ({self.ssh.endpoint.host})")
                 await self.http.aclose()
                 self.http = None
+                self.why_not_http = str(err)
                 self.kind = "ssh"
-        return await call(self.ssh)
+        try:
+            return await call(self.ssh)
+        except (HostKeyUnknown, HostKeyChanged):
+            raise  # their own words are the point; the TUI asks about an unknown key by its type
+        except SSHError as err:
+            if not self.why_not_http or isinstance(err, RemoteCommandFailed):
+                raise
+            raise SSHError(f"{self.why_not_http}; and over SSH: {err}") from None
 
     async def status(self) -> DeviceStatus:
         return await self._either(lambda link: link.status())
@@ -393,12 +383,19 @@ def open_link(
     accept_new: bool = False,
     notice: NoticeFn = stderr_notice,
     timeout: float = 10.0,
+    job_timeout: float = 120.0,
 ) -> DeviceLink:
     """The link for ``entry``: SSH only when ``ssh``, else HTTP falling back to SSH (see the module doc)."""
     ssh_link = SSHLink(ssh_endpoint(entry), accept_new=accept_new)
     if ssh:
         return ssh_link
+    if entry.device.ssh is None:  # never paired over SSH: nothing says SSH reaches it, so HTTP alone
+        return HttpLink(entry, timeout=timeout, job_timeout=job_timeout)
     if not entry.token:
-        notice(f"no token is saved for {entry.device.api_url}; using SSH ({ssh_link.endpoint.host})")
-        return ssh_link
-    return FallbackLink(HttpLink(entry, timeout=timeout), ssh_link, notice)
+        why = (
+            f"no token is saved for {entry.device.api_url}: pair it with `fieldtui pair {entry.device.host}` "
+            f"or `fieldtui add {entry.device.host} --token T`"
+        )
+        notice(f"{why}; using SSH ({ssh_link.endpoint.host})")
+        return FallbackLink(None, ssh_link, notice, why)
+    return FallbackLink(HttpLink(entry, timeout=timeout, job_timeout=job_timeout), ssh_link, notice)

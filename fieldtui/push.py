@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fieldtui.client import AgentClient
 from fieldtui.errors import AgentTimeout, ConsoleError
-from fieldtui.protocol import Job, PushResult
+from fieldtui.protocol import Job, ModelList, ModelVersion, PushResult
 
 CHUNK = 1 << 20
 FORMATS = {".onnx": "onnx", ".engine": "engine", ".hef": "hef"}
@@ -118,17 +118,15 @@ async def follow_job(
     return job
 
 
-async def push_model(
-    client: AgentClient,
+async def plan_push(
     path: Path,
     version: str,
-    *,
-    activate: bool = False,
+    models: Callable[[], Awaitable[ModelList]],
     on_progress: ProgressFn | None = None,
-    job_timeout: float = 120.0,
-) -> PushResult:
-    """Upload ``path`` as ``version`` (skipped when the device has the same bytes), then activate it if
-    asked. A failed activation is not an exception here: the result's ``activation`` job says why."""
+) -> tuple[int, str, str, ModelVersion | None]:
+    """The checks before a byte is sent, whichever link sends it: the version name, the file, its sha256
+    (hashed here), the device's size limit and what it already holds (from ``models()``). Returns
+    (size, format, sha256, the stored version with the same bytes or None); ConsoleError otherwise."""
     if not valid_version(version):
         raise ConsoleError(
             f"version name {version!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '+', "
@@ -137,7 +135,7 @@ async def push_model(
     size = check_file(path)
     fmt = model_format(path)
     sha256 = await hash_file(path, on_progress)
-    listing = await client.models()
+    listing = await models()
     if size > listing.max_upload_bytes:
         raise ConsoleError(
             f"{path.name} is {size / 1e6:.0f} MB, over the device's limit of "
@@ -149,6 +147,21 @@ async def push_model(
             f"version {version} is already on the device with other bytes (sha256 "
             f"{existing.manifest.sha256[:12]}…, this file {sha256[:12]}…); push it under a new version name"
         )
+    return size, fmt, sha256, existing
+
+
+async def push_model(
+    client: AgentClient,
+    path: Path,
+    version: str,
+    *,
+    activate: bool = False,
+    on_progress: ProgressFn | None = None,
+    job_timeout: float = 120.0,
+) -> PushResult:
+    """Upload ``path`` as ``version`` (skipped when the device has the same bytes), then activate it if
+    asked. A failed activation is not an exception here: the result's ``activation`` job says why."""
+    size, fmt, sha256, existing = await plan_push(path, version, client.models, on_progress)
     if existing is not None:
         stored, uploaded = existing, False
     else:
