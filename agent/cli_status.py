@@ -150,8 +150,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         _print(page)
     else:
         for line in page.lines:
-            stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
-            print(f"{stamp} {line.level:<7} {line.logger}: {line.message}")
+            print(line.text())
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -78,8 +77,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         _print_json(page)
     else:
         for line in page.lines:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(line.ts))
-            print(f"{stamp} {line.level:<7} {line.logger}: {line.message}")
+            print(line.text())
     return 0
 
 

@@ -177,6 +177,13 @@ class LogLine(Model):
     logger: str
     message: str
 
+    def text(self) -> str:
+        """One line as both command lines print it (local time)."""
+        import time
+
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.ts))
+        return f"{stamp} {self.level:<7} {self.logger}: {self.message}"
+
 
 class LogPage(Model):
     lines: list[LogLine]
