@@ -227,7 +227,7 @@ class SSHLink(DeviceLink):
         job = None
         if activate:
             if on_progress:
-                on_progress(PushProgress("activating", 0, 100, "over SSH: health check on live frames"))
+                on_progress(PushProgress("activating", 0, 100, "over SSH"))
             job = await self._job("models", "activate", version)
         return PushResult(version=stored, uploaded=uploaded, activation=job)
 
