@@ -18,7 +18,8 @@ from fieldtui.protocol import LogLine, Sample
 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str, dict]]:
-    """(id, event, data) for each event of an open SSE response; comments are skipped."""
+    """(id, event, data) for each event of an open SSE response; a comment (keep-alive) comes through as
+    (None, ":", {}) so a reader waiting for a deadline gets to look at the clock."""
     event_id, name, data = None, "message", []
     for line in response.iter_lines():
         if line == "":
@@ -26,7 +27,7 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str, dict
                 yield event_id, name, json.loads("\n".join(data))
             event_id, name, data = None, "message", []
         elif line.startswith(":"):
-            continue
+            yield None, ":", {}
         else:
             field, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
@@ -39,9 +40,12 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str, dict
 
 
 def collect(
-    agent, seconds: float, *, params: dict | None = None, until=None
+    agent, seconds: float, *, params: dict | None = None, until=None, on_open=None
 ) -> list[tuple[float, str, dict]]:
-    """Events for ``seconds`` (or until ``until(name, data)`` is true), with their arrival times."""
+    """Events for ``seconds`` (or until ``until(name, data)`` is true), with their arrival times.
+
+    ``on_open`` is called once the stream is open: what it triggers cannot happen before we listen.
+    """
     got: list[tuple[float, str, dict]] = []
     with (
         agent.client(timeout=httpx.Timeout(10, read=20)) as client,
@@ -49,10 +53,13 @@ def collect(
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        if on_open is not None:
+            on_open()
         deadline = time.monotonic() + seconds
         for _, name, data in sse_events(response):
-            got.append((time.monotonic(), name, data))
-            if time.monotonic() >= deadline or (until is not None and until(name, data)):
+            if name != ":":
+                got.append((time.monotonic(), name, data))
+            if time.monotonic() >= deadline or (name != ":" and until is not None and until(name, data)):
                 break
     return got
 
@@ -79,22 +86,22 @@ def test_a_source_change_shows_in_samples_and_job_events(agent_proc):
     job_id: dict[str, str] = {}
 
     def change_source_soon() -> None:
-        time.sleep(0.5)
         with agent_proc.client() as c:
             r = c.put("/v1/pipeline/source", json={"uri": "demo:?seed=7&faults=cover@0-120"})
             assert r.status_code == 202
             job_id["id"] = r.json()["id"]
 
     thread = threading.Thread(target=change_source_soon)
-    thread.start()
     try:
         events = collect(
             agent_proc,
             30,
             until=lambda n, d: n == "sample" and d.get("camera") and d["camera"]["covered"],
+            on_open=thread.start,
         )
     finally:
-        thread.join()
+        if thread.ident is not None:
+            thread.join()
     names = {n for _, n, _ in events}
     assert {"sample", "job", "log"} <= names
     jobs = [d for _, n, d in events if n == "job" and d["id"] == job_id["id"]]
@@ -119,15 +126,21 @@ def test_a_model_swap_is_announced(agent_inproc, tmp_path):
     new = Detector.load(second)
 
     def swap_soon() -> None:
-        time.sleep(0.5)
         agent_inproc.service.swap_detector(new).close()
 
     thread = threading.Thread(target=swap_soon)
-    thread.start()
     try:
-        events = collect(agent_inproc, 20, params={"events": "model"}, until=lambda n, d: n == "model")
+        events = collect(
+            agent_inproc,
+            20,
+            params={"events": "model"},
+            until=lambda n, d: n == "model",
+            on_open=thread.start,
+        )
     finally:
-        thread.join()
+        if thread.ident is not None:
+            thread.join()
+    assert events and events[-1][1] == "model", "no model event within 20 s of the swap"
     model = events[-1][2]
     assert model["path"] == str(second) and model["backend"] == "onnxruntime"
     with agent_inproc.client() as c:
@@ -137,7 +150,9 @@ def test_a_model_swap_is_announced(agent_inproc, tmp_path):
 def test_a_client_resumes_after_last_event_id(agent_inproc):
     with agent_inproc.client() as client, client.stream("GET", "/v1/events") as response:
         ids = []
-        for event_id, _, _ in sse_events(response):
+        for event_id, name, _ in sse_events(response):
+            if name == ":":
+                continue
             ids.append(int(event_id))
             if len(ids) == 3:
                 break
@@ -147,7 +162,9 @@ def test_a_client_resumes_after_last_event_id(agent_inproc):
         agent_inproc.client(headers={"Last-Event-ID": str(resume_from)}) as client,
         client.stream("GET", "/v1/events") as response,
     ):
-        for event_id, _, _ in sse_events(response):
+        for event_id, name, _ in sse_events(response):
+            if name == ":":
+                continue
             replayed.append(int(event_id))
             if len(replayed) == 2:
                 break
