@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration=args.duration,
         as_fast_as_possible=args.fast,
         json_lines=args.json,
+        metrics_host=args.metrics_host,
     )
 
 
@@ -127,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p)
     p.add_argument("--source", default="demo:", help="demo:, file path, rtsp://, http(s)://, usb:N")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--fast", action="store_true", help="files: as fast as the pipeline goes")
-    p.add_argument("--json", action="store_true", help="one JSON sample per line instead of text")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON status (PipelineStatus) per line instead of text"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("doctor", help="list every backend and why it is or is not available")
@@ -143,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
-    p.add_argument("--source", default=None, help="demo:, file path, rtsp://, http(s)://, usb:N (default demo:)")
+    p.add_argument(
+        "--source", default=None, help="demo:, file path, rtsp://, http(s)://, usb:N (default demo:)"
+    )
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
     p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
     p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
