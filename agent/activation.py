@@ -1,7 +1,8 @@
-"""The model store as the serving agent uses it: uploads in, activation, probation, rollback, removal.
+"""The model store as the serving agent uses it: activation, probation, rollback (and, from
+agent/model_catalog.py, uploads in, listing, removal).
 
 :class:`ModelManager` is the one service object behind ``/v1/models``, the ``fieldtui-agent models``
-CLI and pull mode. Activation is a mutating job: load the new model beside the running one, health-check
+CLI (through the API) and pull mode. Activation is a mutating job: load the new model beside the running one, health-check
 it on live frames (agent/probation.py), swap it into the pipeline between two frames, repoint ``current``,
 record it. The previous model stays loaded during the probation window, so a failed probation swaps it
 back at once; the reason goes into the history, the job and an SSE ``model`` event.
@@ -12,26 +13,24 @@ outcome, so a crash anywhere leaves a trail that agent/reconcile.py reads at the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError, Conflict, NotFound
+from agent.errors import AgentError, NotFound
 from agent.faults import fault_point
+from agent.model_catalog import Live, ModelCatalog
 from agent.model_history import ModelHistory
 from agent.model_settings import ModelSettings
-from agent.models import ModelStore, StoreLock, Upload, check_version
+from agent.models import ModelStore, StoreLock, check_version
 from agent.probation import SETTLE_S, Figures, FrameWatch, health_check, judge
-from fieldtui.protocol import Job, ModelEvent, ModelList, ModelManifest, ModelVersion, ProbationStatus
+from fieldtui.protocol import Job, ModelEvent, ProbationStatus
 
 log = logging.getLogger("fieldtui.agent.activation")
 
 STORE_LOCK_WAIT_S = 30.0
-CONFIGURED = "the configured model"
 
 
 @dataclass
@@ -48,7 +47,7 @@ class _Probation:
     thread: threading.Thread | None = None
 
 
-class ModelManager:
+class ModelManager(ModelCatalog):
     """See the module docstring. ``attach`` it to an AgentService before submitting jobs."""
 
     def __init__(
@@ -60,14 +59,9 @@ class ModelManager:
         backend: str = "onnxruntime",
         lock: StoreLock | None = None,
     ) -> None:
-        self.store = store
-        self.history = history
-        self.settings: ModelSettings = store.settings
-        self.config_model = config_model
-        self.backend = backend
+        super().__init__(store, history, config_model=config_model, backend=backend)
         self.serving: str | None = None  # the version the pipeline runs; None: the configured model
         self.watch = FrameWatch()
-        self._lock = threading.RLock()
         self._probation: _Probation | None = None
         self._store_lock = lock
         self._service: Any = None
@@ -124,176 +118,24 @@ class ModelManager:
         if self._store_lock is not None:
             self._store_lock.release()
 
-    # --- reading --------------------------------------------------------------------------------
-
-    @staticmethod
-    def label(version: str | None) -> str:
-        return version if version is not None else CONFIGURED
-
-    def load(self, version: str | None, manifest: ModelManifest | None = None) -> Any:
-        """A Detector for ``version`` (None: the configured or demo model), loaded and warmed up."""
-        from agent.detector import Detector
-
-        if version is None:
-            return Detector.load(self.config_model, backend=self.backend)
-        manifest = manifest or self.store.manifest(version)
-        detector = Detector.load(self.store.dir(version) / manifest.file, backend=manifest.backend)
-        detector.info = detector.info.model_copy(update={"version": version})
-        return detector
-
-    def rollback_target(self, serving: str | None) -> str | None:
-        """Where a rollback goes: the most recently proven version other than ``serving``, else the
-        configured model; Conflict when ``serving`` already is the configured model and nothing else is."""
-        for version in self.history.good_versions():
-            if version != serving and self.store.has(version):
-                return version
-        if serving is None:
-            raise Conflict(f"nothing to roll back to: {CONFIGURED} serves and no earlier version proved good")
-        return None
-
-    def list(self, history: int = 50) -> ModelList:
+    def live(self) -> Live:
         with self._lock:
             serving, p = self.serving, self._probation
-        current = self.store.current()
-        try:  # with no agent serving (the offline CLI), a rollback would start from current
-            target: str | None = self.rollback_target(serving if self._service is not None else current)
-        except Conflict:
-            target = None
-        versions = []
-        for manifest in self.store.versions():
-            v = manifest.version
-            state = "inactive"
-            if v == serving:
-                state = "probation" if p is not None and p.version == v else "serving"
-            elif p is not None and v == p.previous:
-                state = "standby"
-            versions.append(
-                ModelVersion(
-                    version=v,
-                    manifest=manifest,
-                    current=v == current,
-                    serving=v == serving,
-                    state=state,
-                    last_good=v == target,
-                )
-            )
-        detector = getattr(self._service.pipeline, "detector", None) if self._service else None
+        if self._service is None:
+            return Live()
         probation = None
         if p is not None:
-            now = time.monotonic()
+            frames = self.watch.figures(p.swapped).frames
             probation = ProbationStatus(
-                version=p.version,
-                previous=p.previous,
-                started=p.started,
-                ends=p.ends,
-                frames=self.watch.figures(p.swapped, now).frames,
+                version=p.version, previous=p.previous, started=p.started, ends=p.ends, frames=frames
             )
-        return ModelList(
-            serving=getattr(detector, "info", None),
-            current=current,
-            last_good=target,
-            versions=versions,
-            history=self.history.recent(history),
+        return Live(
+            running=True,
+            serving=serving,
+            standby=p.previous if p is not None else None,
             probation=probation,
-            keep=self.settings.keep,
-            max_upload_bytes=self.settings.max_upload_bytes,
+            info=getattr(self._service.pipeline.detector, "info", None),
         )
-
-    def describe(self, version: str) -> ModelVersion:
-        for item in self.list(history=0).versions:
-            if item.version == version:
-                return item
-        raise NotFound(f"no model version {version!r} on this device; GET /v1/models lists them")
-
-    # --- uploads --------------------------------------------------------------------------------
-
-    def begin_upload(
-        self, version: str, sha256: str, *, size: int | None, fmt: str, source: str
-    ) -> Upload | ModelManifest:
-        """An Upload to write into, or the stored manifest when the same bytes are there already."""
-        existing = self.store.check_new(version, sha256, size)
-        if existing is not None:
-            return existing
-        row = self.history.add(
-            "upload", version, "started", details={"sha256": sha256, "size": size, "source": source}
-        )
-        return self.store.begin_upload(
-            version,
-            sha256,
-            size=size,
-            fmt=fmt,
-            source=source,
-            on_end=lambda outcome, reason: self.history.update(row, outcome, reason),
-        )
-
-    def stored(self, manifest: ModelManifest) -> ModelVersion:
-        """After an upload committed: prune old versions, describe the new one."""
-        self.prune()
-        return self.describe(manifest.version)
-
-    def add_file(
-        self, path: Path, version: str, sha256: str | None, *, source: str
-    ) -> tuple[ModelVersion, bool]:
-        """Store a model file from this machine (the CLI's ``add``): the same path as an upload."""
-        from agent.detector import file_sha256
-        from agent.models import format_for
-
-        check_version(version)
-        if not path.is_file():
-            raise NotFound(f"model file not found: {path}")
-        actual = file_sha256(path)
-        if sha256 is not None and sha256.lower() != actual:
-            raise AgentError(
-                f"sha256 mismatch for {path.name}: expected {sha256.lower()}, got {actual}; nothing was stored",
-                status=422,
-            )
-        size = path.stat().st_size
-        upload = self.begin_upload(version, actual, size=size, fmt=format_for(path.name), source=source)
-        if isinstance(upload, ModelManifest):
-            return self.describe(version), False
-        try:
-            with path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    upload.write(block)
-        except BaseException as err:
-            upload.abort(f"reading {path} failed: {err}")
-            raise
-        manifest, created = upload.finish()
-        return self.stored(manifest), created
-
-    def prune(self) -> list[str]:
-        with self._lock:
-            p = self._probation
-            protect = {self.serving, self.store.current(), p.previous if p else None}
-        with contextlib.suppress(Conflict):
-            protect.add(self.rollback_target(self.serving))
-        removed = self.store.prune(protect)
-        for version in removed:
-            self.history.add(
-                "remove", version, "removed", reason=f"pruned: more than {self.settings.keep} versions kept"
-            )
-        return removed
-
-    def remove(self, version: str) -> ModelList:
-        """Delete a version that is neither serving, current, nor kept for a rollback in probation."""
-        check_version(version)
-        if not self.store.has(version):
-            raise NotFound(f"no model version {version!r} on this device; GET /v1/models lists them")
-        with self._lock:
-            p = self._probation
-            if version == self.serving:
-                raise Conflict(f"{version} is the model serving now; activate another one before removing it")
-            if p is not None and version == p.previous:
-                raise Conflict(
-                    f"{version} is kept for an instant rollback during {p.version}'s probation; try after it"
-                )
-            if version == self.store.current():
-                raise Conflict(
-                    f"{version} is the model the agent starts with (models/current); activate another first"
-                )
-            self.store.remove(version)
-        self.history.add("remove", version, "removed", reason="removed on request")
-        return self.list()
 
     # --- activation -----------------------------------------------------------------------------
 
@@ -532,39 +374,3 @@ class ModelManager:
         log.warning("rolled back from %s to %s: %s", self.label(serving), self.label(target), reason)
         entry = self.history.get(row)
         return entry.model_dump(mode="json") if entry else {"version": target}
-
-    # --- no agent serving (the CLI on a stopped device) -----------------------------------------
-
-    def activate_offline(self, version: str) -> dict[str, Any]:
-        """Make ``version`` current while no agent runs: verified and test-loaded now, health-checked
-        on live frames never (there are none); the next start loads it and records the outcome."""
-        manifest = self.store.verify(check_version(version))
-        previous = self.store.current()
-        with contextlib.closing(self.load(version, manifest)) as detector:
-            figures = health_check(
-                detector, None, [], self.settings, label=version, current_label=self.label(previous)
-            )
-        self.store.set_current(version)
-        row = self.history.add(
-            "activate",
-            version,
-            "pending",
-            previous=previous,
-            reason="made current with the agent stopped: loaded at the next start",
-            details={"health": figures},
-        )
-        return self.history.get(row).model_dump(mode="json")  # type: ignore[union-attr]
-
-    def rollback_offline(self) -> dict[str, Any]:
-        current = self.store.current()
-        target = self.rollback_target(current)
-        if target is not None:
-            self.store.verify(target)
-        replaced = self.history.serving_row(current) if current is not None else None
-        self.store.set_current(target)
-        if replaced is not None:
-            self.history.update(replaced.id, "rolled_back", reason="rolled back with the agent stopped")
-        row = self.history.add(
-            "rollback", target, "pending", previous=current, reason="rolled back with the agent stopped"
-        )
-        return self.history.get(row).model_dump(mode="json")  # type: ignore[union-attr]

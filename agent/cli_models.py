@@ -156,8 +156,8 @@ def _offline_job(kind: str, params: dict[str, Any], result: dict[str, Any]) -> J
     )
 
 
-def _offline(args: argparse.Namespace, config: Any, lock: Any) -> Any:
-    from agent.activation import ModelManager
+def _offline(args: argparse.Namespace, config: Any) -> Any:
+    from agent.model_catalog import ModelCatalog
     from agent.model_history import ModelHistory
     from agent.model_settings import ModelSettings
     from agent.models import ModelStore
@@ -166,9 +166,7 @@ def _offline(args: argparse.Namespace, config: Any, lock: Any) -> Any:
     home = config.agent_home
     store = ModelStore(home.models_dir, ModelSettings.from_section(config.sections.get("models")))
     db = StateDB(home.state_db)
-    manager = ModelManager(
-        store, ModelHistory(db), config_model=config.model, backend=config.backend, lock=lock
-    )
+    manager = ModelCatalog(store, ModelHistory(db), config_model=config.model, backend=config.backend)
     try:
         if args.action == "list":
             return manager.list()
@@ -217,7 +215,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     lock = StoreLock(home.models_dir / ".lock")
     online = not lock.acquire(0.0)
     try:
-        result = _online(args, home) if online else _offline(args, config, lock)
+        result = _online(args, home) if online else _offline(args, config)
     finally:
         lock.release()
     if isinstance(result, Job) and result.state != "succeeded":

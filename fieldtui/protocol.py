@@ -327,7 +327,7 @@ class ModelVersion(Model):
     current: bool = Field(description="models/current points here: the model the agent starts with")
     serving: bool = Field(description="the pipeline runs it right now")
     state: Literal["serving", "probation", "standby", "inactive"]
-    last_good: bool = False
+    last_good: bool = Field(default=False, description="a rollback would go to this version")
 
 
 class ModelHistoryEntry(Model):
@@ -358,7 +358,9 @@ class ModelList(Model):
 
     serving: ModelInfo | None = Field(default=None, description="what the pipeline runs now")
     current: str | None = None
-    last_good: str | None = None
+    last_good: str | None = Field(
+        default=None, description="where a rollback would go (None: the configured model, or nowhere)"
+    )
     versions: list[ModelVersion] = Field(default_factory=list, description="newest first")
     history: list[ModelHistoryEntry] = Field(default_factory=list, description="newest first")
     probation: ProbationStatus | None = None

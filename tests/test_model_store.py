@@ -14,7 +14,8 @@ from agent.config import ConfigError
 from agent.errors import AgentError, Conflict, ModelError, NotFound
 from agent.model_history import ModelHistory
 from agent.model_settings import MB, ModelSettings
-from agent.models import ModelStore, StoreLock, UploadTooLarge, VersionNameError, check_version, sniff_onnx
+from agent.model_upload import sniff_onnx
+from agent.models import ModelStore, StoreLock, UploadTooLarge, VersionNameError, check_version
 from agent.reconcile import reconcile
 from agent.state import StateDB
 from tests import storemodels as sm
@@ -185,19 +186,17 @@ def test_pruning_keeps_n_and_never_what_is_protected(manager, models, tmp_path):
     for i in range(1, 6):
         put(manager, sm.detector(tmp_path / f"p{i}.onnx", seed=10 + i), f"p{i}")
     manager.store.set_current("p1")  # the oldest, but current: kept
-    manager.serving = "p1"
     removed = manager.prune()
     assert removed == ["p2", "p3"]
     assert sorted(m.version for m in manager.store.versions()) == ["p1", "p4", "p5"]
     assert [r.reason for r in manager.history.recent(2)] == ["pruned: more than 3 versions kept"] * 2
 
 
-def test_remove_refuses_the_serving_and_current_versions(manager, models):
+def test_remove_refuses_the_current_version(manager, models):
     put(manager, models["v1"], "v1")
     put(manager, models["v2"], "v2")
     manager.store.set_current("v1")
-    manager.serving = "v1"
-    with pytest.raises(Conflict, match="serving now"):
+    with pytest.raises(Conflict, match="the model the agent starts with"):
         manager.remove("v1")
     listing = manager.remove("v2")
     assert [v.version for v in listing.versions] == ["v1"]

@@ -28,7 +28,7 @@ SOURCE = "demo:?fps=15&size=160x120"
 def template(tmp_path_factory) -> tuple[Path, Path]:
     """A home with v1 current (made with the agent stopped, so loaded at the first start) and v2 stored;
     and the v2 file, for the push faults."""
-    from agent.activation import ModelManager
+    from agent.model_catalog import ModelCatalog
     from agent.model_history import ModelHistory
     from agent.model_settings import ModelSettings
     from agent.models import ModelStore
@@ -39,7 +39,7 @@ def template(tmp_path_factory) -> tuple[Path, Path]:
     home = tmp_path_factory.mktemp("crash-template")
     (home / "config.toml").write_text("[models]\nprobation_s = 30\nprobation_min_frames = 3\n")
     db = StateDB(home / "state.db")
-    manager = ModelManager(ModelStore(home / "models", ModelSettings()), ModelHistory(db))
+    manager = ModelCatalog(ModelStore(home / "models", ModelSettings()), ModelHistory(db))
     manager.add_file(v1, "v1", None, source="test")
     manager.activate_offline("v1")
     manager.add_file(v2, "v2", None, source="test")

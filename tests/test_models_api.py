@@ -32,13 +32,13 @@ def store_agent(inproc_agent, tmp_path):
     """``store_agent(**models_settings)``: an in-process agent whose config.toml has that [models] table."""
     counter = iter(range(100))
 
-    def start(**settings):
+    def start(source: str = SOURCE, **settings):
         home = tmp_path / f"store-home-{next(counter)}"
         home.mkdir(mode=0o700)
         table = {"probation_s": 1.5, "probation_min_frames": 5, **settings}
         lines = [f"{k} = {v!r}".replace("'", '"') for k, v in table.items()]
         (home / "config.toml").write_text("[models]\n" + "\n".join(lines) + "\n")
-        return inproc_agent(home, source=SOURCE)
+        return inproc_agent(home, source=source)
 
     return start
 
@@ -301,22 +301,40 @@ def test_manual_rollback_and_what_may_be_removed(store_agent, files):
         assert not (agent.home / "models" / "current").is_symlink()
 
 
+def _longest_gap(arrivals: list[float], start: float, end: float) -> float:
+    """The longest wait between consecutive results over ``start``..``end`` (the waits that overlap it)."""
+    pairs = [(a, b) for a, b in zip(arrivals, arrivals[1:], strict=False) if b > start and a < end]
+    assert pairs, f"no results around {start:.2f}..{end:.2f}"
+    return max(b - a for a, b in pairs)
+
+
 def test_results_keep_flowing_while_a_model_activates(store_agent, files):
-    agent = store_agent(probation_s=0)
-    pipeline = agent.service.pipeline
+    """The longest gap between two results while a model activates stays under 2 frame intervals plus
+    one inference of the new model. On a machine so busy that the pipeline alone stalls that long (the
+    same span measured right after, with nothing activating), the activation is measured again."""
+    fps = 10
+    agent = store_agent(probation_s=0, source=f"demo:?fps={fps}&size=320x240")
     arrivals: list[float] = []
-    pipeline.add_listener(lambda image, dets, names: arrivals.append(time.monotonic()))
+    agent.service.pipeline.add_listener(lambda image, dets, names: arrivals.append(time.monotonic()))
     with agent.client() as c:
         for name in ("v1", "v2"):
             assert upload(c, files[name], name).status_code == 201
-        wait_for(lambda: len(arrivals) > FPS)  # running at its pace
-        t0 = time.monotonic()
-        job = activate(c, "v2")
-        t1 = time.monotonic()
-        time.sleep(2 / FPS)
-    assert job.state == "succeeded", job.error
-    during = [t for t in arrivals if t0 <= t <= t1 + 2 / FPS]
-    assert len(during) >= 3
-    gap = max(b - a for a, b in zip(during, during[1:], strict=False))
-    bound = 2 / FPS + job.result["details"]["health"]["new_infer_max_ms"] / 1000
-    assert gap < bound, f"longest gap {gap * 1000:.0f} ms, bound {bound * 1000:.0f} ms"
+        wait_for(lambda: len(arrivals) > fps)  # running at its pace
+        versions = ("v2", "v1", "v2", "v1")
+        for version in versions:
+            t0 = time.monotonic()
+            job = activate(c, version)
+            t1 = time.monotonic()
+            assert job.state == "succeeded", job.error
+            span = max(t1 - t0, 0.5) + 2 / fps
+            time.sleep(span + 2 / fps)
+            gap = _longest_gap(arrivals, t0, t1)
+            quiet = _longest_gap(arrivals, t1 + 2 / fps, t1 + 2 / fps + span)
+            bound = 2 / fps + job.result["details"]["health"]["new_infer_max_ms"] / 1000
+            if gap < bound:
+                return
+            assert quiet >= bound, (
+                f"activating {version}: longest gap {gap * 1000:.0f} ms, bound {bound * 1000:.0f} ms, while "
+                f"the pipeline alone stays within it ({quiet * 1000:.0f} ms)"
+            )
+    pytest.fail(f"the pipeline stalls beyond the bound even with nothing activating ({len(versions)} tries)")

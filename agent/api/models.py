@@ -22,7 +22,8 @@ from starlette.requests import ClientDisconnect
 from agent.api.deps import Service
 from agent.api.problems import problem
 from agent.errors import AgentError
-from agent.models import Upload, check_sha256, check_version, format_for
+from agent.model_upload import Upload
+from agent.models import check_sha256, check_version, format_for
 from fieldtui.protocol import Job, ModelList, ModelManifest, ModelVersion, Problem
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
