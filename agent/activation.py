@@ -2,9 +2,9 @@
 agent/model_catalog.py, uploads in, listing, removal).
 
 :class:`ModelManager` is the one service object behind ``/v1/models``, the ``fieldtui-agent models``
-CLI (through the API) and pull mode. Activation is a mutating job: load the new model beside the running one, health-check
-it on live frames (agent/probation.py), swap it into the pipeline between two frames, repoint ``current``,
-record it. The previous model stays loaded during the probation window, so a failed probation swaps it
+CLI (through the API) and pull mode. Activation is a mutating job: load the new model beside the
+running one, health-check it on live frames (agent/probation.py), swap it into the pipeline between two
+frames, repoint ``current``, record it. The previous model stays loaded during the probation window, so a failed probation swaps it
 back at once; the reason goes into the history, the job and an SSE ``model`` event.
 
 Every step that changes something is preceded by a history row (``started``) and followed by its
@@ -208,7 +208,7 @@ class ModelManager(ModelCatalog):
         ctx.progress(0.7, f"switching to {version}")
         baseline_infer = svc.pipeline.sample().stages_ms.infer
         swap_start = time.monotonic()
-        self._end_probation(f"probation cut short: {version} was activated", keep_standby=False)
+        self._end_probation(f"probation cut short: {version} was activated")
         event = ModelEvent(
             **new.info.model_dump(), change="activated", previous=serving, reason=ctx.params.get("reason")
         )
@@ -261,17 +261,12 @@ class ModelManager(ModelCatalog):
                 p.thread.join(5.0)
         return p
 
-    def _end_probation(self, reason: str, *, keep_standby: bool) -> Any:
-        """Stop a running probation early; its row says why. Returns the standby detector when
-        ``keep_standby``, else closes it."""
+    def _end_probation(self, reason: str) -> None:
+        """Stop a running probation early (its row says why) and close the model it kept on standby."""
         p = self._take_probation()
-        if p is None:
-            return None
-        self.history.update(p.row, "interrupted", reason=reason)
-        if keep_standby:
-            return p.standby
-        p.standby.close()
-        return None
+        if p is not None:
+            self.history.update(p.row, "interrupted", reason=reason)
+            p.standby.close()
 
     def _watch_probation(self, p: _Probation) -> None:
         pipeline = self._service.pipeline
@@ -339,27 +334,27 @@ class ModelManager(ModelCatalog):
         automatic = ctx.params.get("from")
         with self._lock:
             serving, p = self.serving, self._probation
-        if automatic is not None and (serving != automatic or p is None or p.version != automatic):
-            return {
-                "outcome": "unchanged",
-                "message": f"{automatic} no longer on probation; nothing rolled back",
-            }
-        action = "auto_rollback" if automatic is not None else "rollback"
-        if p is not None:
-            target, detector = p.previous, None
+        unchanged = {
+            "outcome": "unchanged",
+            "message": f"{automatic} no longer on probation; nothing rolled back",
+        }
+        if automatic is not None and (p is None or p.version != automatic):
+            return unchanged
+        p = self._take_probation()  # None when it ended meanwhile (passed, or cut short)
+        if p is not None:  # back to the model kept on standby: no load, an instant swap
+            target, detector, replaced_row = p.previous, p.standby, p.row
+        elif automatic is not None:
+            return unchanged
         else:
             target = self.rollback_target(serving)
             ctx.progress(0.1, f"verifying {self.label(target)}")
             manifest = self.store.verify(target) if target is not None else None
             ctx.progress(0.3, f"loading {self.label(target)}")
             detector = self.load(target, manifest)
-        row = self.history.add(action, target, "started", previous=serving, reason=reason, job_id=ctx.job_id)
-        if p is not None:
-            replaced_row: int | None = p.row
-            detector = self._take_probation().standby  # type: ignore[union-attr]
-        else:
             replaced = self.history.serving_row(serving) if serving is not None else None
             replaced_row = replaced.id if replaced is not None else None
+        action = "auto_rollback" if automatic is not None else "rollback"
+        row = self.history.add(action, target, "started", previous=serving, reason=reason, job_id=ctx.job_id)
         ctx.progress(0.7, f"switching back to {self.label(target)}")
         change = "auto_rolled_back" if automatic is not None else "rolled_back"
         event = ModelEvent(**detector.info.model_dump(), change=change, previous=serving, reason=reason)

@@ -186,9 +186,10 @@ class ModelCatalog:
         """Remove the oldest versions beyond ``keep``; never the serving, current, standby or
         rollback-target one."""
         live = self.live()
-        protect = {live.serving, self.store.current(), live.standby}
+        current = self.store.current()
+        protect = {live.serving, current, live.standby}
         with contextlib.suppress(Conflict):
-            protect.add(self.rollback_target(live.serving))
+            protect.add(self.rollback_target(live.serving if live.running else current))
         removed = self.store.prune(protect)
         for version in removed:
             self.history.add(

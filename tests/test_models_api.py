@@ -338,3 +338,27 @@ def test_results_keep_flowing_while_a_model_activates(store_agent, files):
                 f"the pipeline alone stays within it ({quiet * 1000:.0f} ms)"
             )
     pytest.fail(f"the pipeline stalls beyond the bound even with nothing activating ({len(versions)} tries)")
+
+
+def test_during_probation_the_previous_model_is_kept_and_a_rollback_returns_to_it(store_agent, files):
+    agent = store_agent(probation_s=60)
+    with agent.client() as c:
+        for name in ("v1", "v2"):
+            assert upload(c, files[name], name).status_code == 201
+        assert activate(c, "v1").state == "succeeded"
+        assert activate(c, "v2").state == "succeeded"  # v1's probation cut short, v2's begins
+        models = listing(c)
+        assert models.probation.version == "v2" and models.probation.previous == "v1"
+        assert {v.version: v.state for v in models.versions} == {"v2": "probation", "v1": "standby"}
+        r = c.delete("/v1/models/v1")
+        assert r.status_code == 409 and "instant rollback" in r.json()["detail"]
+        job = wait_job(c, c.post("/v1/models/rollback").json()["id"])
+        # v1 never finished its own probation (not "good"), so only the standby path goes back to it
+        assert job.state == "succeeded" and (job.result["version"], job.result["previous"]) == ("v1", "v2")
+        models = listing(c)
+        assert models.serving.version == "v1" and models.probation is None
+        v1_first = next(h for h in reversed(models.history) if h.version == "v1" and h.action == "activate")
+        assert (
+            v1_first.outcome == "interrupted" and v1_first.reason == "probation cut short: v2 was activated"
+        )
+        assert next(h for h in models.history if h.version == "v2").outcome == "rolled_back"
