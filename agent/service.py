@@ -97,6 +97,10 @@ class AgentService:
         from agent.forwarding import attach_forwarding
 
         self.forwarding = attach_forwarding(self)
+        # on-device benchmarks (agent/bench_jobs.py): read-only jobs, history in state.db
+        from agent.bench_jobs import Benchmarks
+
+        self.benchmarks = Benchmarks(self)
 
     @classmethod
     def create(

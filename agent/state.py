@@ -55,6 +55,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX model_history_version ON model_history (version, id);
     """,
+    # 3: benchmark results, one row per configuration of a run (agent/bench_history.py)
+    """
+    CREATE TABLE benchmarks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        job_id TEXT,
+        config TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX benchmarks_same ON benchmarks (model_sha256, config, id);
+    CREATE INDEX benchmarks_run ON benchmarks (run_id);
+    """,
 ]
 
 INTERRUPTED = "agent restarted while the job was running"

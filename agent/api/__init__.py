@@ -13,7 +13,18 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agent.api import events, forwarding, jobs, logs, models, pipeline, problems, snapshot, system
+from agent.api import (
+    benchmarks,
+    events,
+    forwarding,
+    jobs,
+    logs,
+    models,
+    pipeline,
+    problems,
+    snapshot,
+    system,
+)
 from agent.api.security import BearerAuth, is_public
 from agent.service import AgentService
 from fieldtui import __version__
@@ -43,7 +54,7 @@ def create_app(service: AgentService) -> FastAPI:
         responses=dict(problems.PROBLEM_RESPONSES),
     )
     app.state.service = service
-    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding):
+    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
