@@ -50,16 +50,9 @@ class _Probation:
 class ModelManager(ModelCatalog):
     """See the module docstring. ``attach`` it to an AgentService before submitting jobs."""
 
-    def __init__(
-        self,
-        store: ModelStore,
-        history: ModelHistory,
-        *,
-        config_model: str | None = None,
-        backend: str = "onnxruntime",
-        lock: StoreLock | None = None,
-    ) -> None:
-        super().__init__(store, history, config_model=config_model, backend=backend)
+    def __init__(self, *args: Any, lock: StoreLock | None = None, **kwargs: Any) -> None:
+        """As :class:`ModelCatalog`, plus the store ``lock`` this agent holds until :meth:`close`."""
+        super().__init__(*args, **kwargs)
         self.serving: str | None = None  # the version the pipeline runs; None: the configured model
         self.watch = FrameWatch()
         self._probation: _Probation | None = None

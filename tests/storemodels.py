@@ -7,6 +7,8 @@
 - :func:`slow_detector` - a detector that also runs a chain of 512x512 MatMuls on every frame (tens of
   milliseconds: far slower than the others, which run in well under one).
 - :func:`classifier` - valid ONNX, but a [1, 1000] classifier output: not a detector.
+
+:func:`make` builds a set of them by name (v1, v2, v3, weak, nan, slow) for a test's fixture.
 """
 
 from __future__ import annotations
@@ -83,3 +85,18 @@ def slow_detector(path: Path, *, size: int = 512, depth: int = 24) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+MAKERS = {
+    "v1": lambda path: detector(path, seed=1),
+    "v2": lambda path: detector(path, seed=2),
+    "v3": lambda path: detector(path, seed=3),
+    "weak": lambda path: detector(path, seed=3, score=0.27),
+    "nan": nan_detector,
+    "slow": slow_detector,
+}
+
+
+def make(folder: Path, *names: str) -> dict[str, Path]:
+    """The named models (keys of :data:`MAKERS`) as ``folder/<name>.onnx``."""
+    return {name: MAKERS[name](folder / f"{name}.onnx") for name in names}

@@ -23,12 +23,7 @@ from tests import storemodels as sm
 
 @pytest.fixture
 def models(tmp_path: Path) -> dict[str, Path]:
-    folder = tmp_path / "files"
-    return {
-        "v1": sm.detector(folder / "v1.onnx", seed=1),
-        "v2": sm.detector(folder / "v2.onnx", seed=2),
-        "v3": sm.detector(folder / "v3.onnx", seed=3),
-    }
+    return sm.make(tmp_path / "files", "v1", "v2", "v3")
 
 
 @pytest.fixture

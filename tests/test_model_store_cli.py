@@ -41,8 +41,7 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
-    folder = tmp_path / "files"
-    return {"v1": sm.detector(folder / "v1.onnx", seed=1), "v2": sm.detector(folder / "v2.onnx", seed=2)}
+    return sm.make(tmp_path / "files", "v1", "v2")
 
 
 def test_with_the_agent_stopped_the_cli_works_on_the_store_and_the_next_start_loads_it(

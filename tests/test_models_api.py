@@ -45,14 +45,7 @@ def store_agent(inproc_agent, tmp_path):
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
-    folder = tmp_path / "files"
-    return {
-        "v1": sm.detector(folder / "v1.onnx", seed=1),
-        "v2": sm.detector(folder / "v2.onnx", seed=2),
-        "weak": sm.detector(folder / "weak.onnx", seed=3, score=0.27),
-        "nan": sm.nan_detector(folder / "nan.onnx"),
-        "slow": sm.slow_detector(folder / "slow.onnx"),
-    }
+    return sm.make(tmp_path / "files", "v1", "v2", "weak", "nan", "slow")
 
 
 def staged(agent) -> list[str]:

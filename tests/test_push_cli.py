@@ -37,12 +37,7 @@ def device(inproc_agent, tmp_path, console):
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
-    folder = tmp_path / "files"
-    return {
-        "v1": sm.detector(folder / "v1.onnx", seed=1),
-        "v2": sm.detector(folder / "v2.onnx", seed=2),
-        "nan": sm.nan_detector(folder / "nan.onnx"),
-    }
+    return sm.make(tmp_path / "files", "v1", "v2", "nan")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

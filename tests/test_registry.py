@@ -47,6 +47,23 @@ def registry(folder: Path) -> Iterator[str]:
         loop.close()
 
 
+@contextlib.contextmanager
+def static_site(site: Path, offer: dict) -> Iterator[str]:
+    """A plain web server (the standard library's) serving ``site`` with ``offer`` as its ``latest`` file."""
+    (site / "latest").write_text(json.dumps(offer))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+        httpd.server_close()
+
+
 def age(path: Path, seconds_ago: float) -> Path:
     t = time.time() - seconds_ago
     os.utime(path, (t, t))
@@ -142,46 +159,24 @@ def test_a_static_web_server_can_be_the_registry(folder, inproc_agent, tmp_path)
     (site / "files").mkdir(parents=True)
     (site / "files" / "v1.onnx").write_bytes((folder / "v1.onnx").read_bytes())
     offer = {"version": "v1", "download_url": "files/v1.onnx", "sha256": sm.sha256(folder / "v1.onnx")}
-    (site / "latest").write_text(json.dumps(offer))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        agent = pulling_agent(inproc_agent, tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}")
+    with static_site(site, offer) as url:
+        agent = pulling_agent(inproc_agent, tmp_path, url)
         with agent.client() as c:
             wait_for(lambda: listing(c).serving.version == "v1")
-    finally:
-        httpd.shutdown()
-        thread.join(10)
-        httpd.server_close()
 
 
 def test_a_registry_that_lies_about_the_hash_changes_nothing(folder, inproc_agent, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "v1.onnx").write_bytes((folder / "v1.onnx").read_bytes())
-    (site / "latest").write_text(
-        json.dumps({"version": "v1", "download_url": "v1.onnx", "sha256": "12" * 32})
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        agent = pulling_agent(inproc_agent, tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}")
+    with static_site(site, {"version": "v1", "download_url": "v1.onnx", "sha256": "12" * 32}) as url:
+        agent = pulling_agent(inproc_agent, tmp_path, url)
         poller = agent.service.models.poller
         wait_for(lambda: poller.last and "sha256 mismatch" in poller.last)
         assert f"expected {'12' * 32}" in poller.last
         with agent.client() as c:
             models = listing(c)
         assert models.versions == [] and models.serving.version is None
-    finally:
-        httpd.shutdown()
-        thread.join(10)
-        httpd.server_close()
 
 
 def test_registry_serve_command(folder):
