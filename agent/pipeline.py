@@ -11,6 +11,10 @@ differs by source: a *live* source (camera, stream, demo) overwrites an unread f
 and counts a drop (stale frames are worthless and latency must not grow), while a file or image folder
 waits for the slot to empty (back-pressure: every frame is processed, none dropped).
 
+The pipeline is the parallelism: OpenCV runs single-threaded in this process (``cv2.setNumThreads(1)``
+on start), so decoding and letterboxing on one core do not fight the inference runtime's own thread pool
+for the others; on a 2-core box that contention costs more than OpenCV's threads gain.
+
 A live source that stops (``SourceLost``) is reopened with backoff by the capture thread
 (agent/capture.py); meanwhile the state is ``reconnecting`` and the status says why frames stopped. The
 end of a file drains the path and leaves the state ``stopped`` with reason ``end of file``.
@@ -54,6 +58,12 @@ class _Work:
         self.item, self.detector = item, detector
         self.tensor = self.lb = self.outputs = None
         self.pre_s = self.infer_s = 0.0
+
+
+def _single_threaded_opencv() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 class Pipeline:
@@ -106,6 +116,7 @@ class Pipeline:
             self._start_failed, self._error = True, str(err)
             raise
         self._finished.clear()
+        _single_threaded_opencv()
         self._slots = [Slot(), Slot(), Slot()]
         self._threads = [
             threading.Thread(target=fn, name=f"fieldtui-{name}", daemon=True)

@@ -158,8 +158,10 @@ def vm_kib(pid: int, field: str) -> int | None:
     return None
 
 
-def rss_bench(seconds: float) -> None:
+def rss_bench(seconds: float, model: Path | None) -> None:
     cmd = [sys.executable, "-m", "agent", "run", "--source", "demo:"]
+    if model is not None:
+        cmd += ["--model", str(model)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(seconds)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_rss:
         print("\n3. memory")
-        rss_bench(rss_seconds)
+        rss_bench(rss_seconds, args.demo_model)
     return 0
 
 
