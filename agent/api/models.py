@@ -81,25 +81,27 @@ class _Writer:
     def __init__(self, upload: Upload) -> None:
         self.upload = upload
         self.error: BaseException | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(self.DEPTH)
         self._thread = threading.Thread(target=self._run, name="model-upload", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.upload.write(data)
-                except BaseException as err:  # noqa: BLE001 - handed to the event loop side
-                    self.error = err
+        while (batch := self._queue.get()) is not None:
+            for data in batch:
+                if self.error is None:
+                    try:
+                        self.upload.write(data)
+                    except BaseException as err:  # noqa: BLE001 - handed to the event loop side
+                        self.error = err
 
-    async def put(self, data: bytes) -> None:
+    async def put(self, batch: list[bytes]) -> None:
+        """Queue the chunks as they came (not joined: that would copy every byte once more)."""
         if self.error is not None:
             raise self.error
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(batch)
         except queue.Full:
-            await asyncio.to_thread(self._queue.put, data)
+            await asyncio.to_thread(self._queue.put, batch)
 
     async def close(self, abort: str | None = None) -> None:
         """Wait for the queued batches; with ``abort``, discard the upload instead."""
@@ -192,11 +194,11 @@ async def put_model(request: Request, response: Response, service: Service, vers
             pending += len(chunk)
             received += len(chunk)
             if pending >= BATCH:
-                await writer.put(b"".join(batch))
-                batch.clear()
+                await writer.put(batch)
+                batch = []
                 pending = 0
         if batch:
-            await writer.put(b"".join(batch))
+            await writer.put(batch)
         await writer.close()
     except (ClientDisconnect, asyncio.CancelledError) as err:
         if isinstance(err, asyncio.CancelledError) and not idle.expired:
