@@ -177,6 +177,25 @@ def test_files_that_are_not_detectors_are_422_saying_why(store_agent, tmp_path):
         assert listing(c).versions == [] and staged(agent) == []
 
 
+def test_engine_and_hef_files_need_their_backend_on_the_device(store_agent, files):
+    agent = store_agent()
+    data = files["v1"].read_bytes()
+    with agent.client() as c:
+        for fmt in ("engine", "hef"):
+            headers = {"X-Model-Sha256": sm.sha256(files["v1"]), "X-Model-Format": fmt}
+            r = c.put(f"/v1/models/{fmt}1", content=data, headers=headers)
+            assert r.status_code == 422
+            assert r.json()["detail"].startswith(f"{fmt}1 is a .{fmt} model, which this device cannot load (")
+            assert r.json()["detail"].endswith("push the .onnx instead")
+        r = c.put(
+            "/v1/models/x1",
+            content=data,
+            headers={"X-Model-Sha256": sm.sha256(files["v1"]), "X-Model-Format": "pt"},
+        )
+        assert r.status_code == 422 and "unknown model format 'pt'" in r.json()["detail"]
+        assert listing(c).versions == [] and staged(agent) == []
+
+
 def test_an_upload_cut_off_half_way_leaves_no_trace(store_agent, files):
     agent = store_agent()
     data = files["v1"].read_bytes()
