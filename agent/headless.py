@@ -48,11 +48,9 @@ def format_status(status: PipelineStatus) -> str:
         parts.append(f"det {det}" if det else "det -")
     line = "  ".join(parts)
     src = status.source
-    if status.state not in ("running",) or (src is not None and not src.up):
-        why = (src.reason if src is not None else None) or status.error or ""
-        line += f"  [{status.state}{': ' + why if why else ''}]"
-    elif status.error:
-        line += f"  [{status.error}]"
+    if status.state != "running" or (src is not None and not src.up):
+        why = (src.reason if src is not None else None) or status.error
+        line += f"  [{status.state}: {why}]" if why else f"  [{status.state}]"
     if s is not None and s.camera is not None and not s.camera.ok:
         line += "  camera: " + "; ".join(s.camera.reasons)
     return line

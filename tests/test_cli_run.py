@@ -143,3 +143,25 @@ def test_metrics_port_in_use_is_one_line() -> None:
     assert code != 0 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"cannot serve metrics on 127.0.0.1:{port}" in lines[0], lines
+
+
+def test_status_line_says_why_frames_stopped_and_what_the_camera_shows() -> None:
+    from agent.headless import format_status
+    from fieldtui.protocol import CameraHealth, Sample, SourceStatus, StageTimes
+
+    reasons = ["image very dark (brightness 12): lens covered or lights off?"]
+    sample = Sample(
+        ts=0.0, fps=0.0, latency_p50_ms=12.14, latency_p95_ms=15.0, stages_ms=StageTimes(), confidence_avg=None,
+        detections={"square": 1, "circle": 3}, drop_rate=0.003,
+        camera=CameraHealth(brightness=12.0, sharpness=3.0, ok=False, reasons=reasons),
+    )  # fmt: skip
+    stalled = "no frame for 5 s from rtsp://***@cam/live: stream stalled"
+    status = PipelineStatus(
+        state="reconnecting",
+        source=SourceStatus(uri="rtsp://***@cam/live", kind="rtsp", up=False, reason=stalled),
+        sample=sample,
+    )
+    assert format_status(status) == (
+        "fps 0.0  p50 12.1 ms  p95 15.0 ms  conf -  drops 0.3%  camera CHECK  det circle:3 square:1"
+        f"  [reconnecting: {stalled}]  camera: {reasons[0]}"
+    )
