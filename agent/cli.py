@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli_status import add_parsers as add_status_parsers  # status, logs, home (the SSH path)
 
     add_status_parsers(sub)
+    from agent.cli_bench import add_parser as add_bench_parser  # bench (agent/bench.py)
+
+    add_bench_parser(sub)
     return parser
 
 

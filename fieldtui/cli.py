@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
     p.set_defaults(func=cmd_trio_test)
     add_link_parsers(sub)
+    from fieldtui.cli_bench import add_parser as add_bench_parser  # bench HOST
+
+    add_bench_parser(sub)
     return parser
 
 

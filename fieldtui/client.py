@@ -32,6 +32,9 @@ from fieldtui.errors import (
     TLSPinMismatch,
 )
 from fieldtui.protocol import (
+    BenchmarkList,
+    BenchmarkRequest,
+    BenchmarkRun,
     DeviceInfo,
     DeviceRecord,
     ForwardingState,
@@ -296,6 +299,16 @@ class AgentClient:
         """Recent agent log lines (already redacted by the agent), optionally from ``since`` (epoch s)."""
         params = {k: v for k, v in (("limit", limit), ("level", level), ("since", since)) if v is not None}
         return await self._get("/v1/logs", LogPage, params=params)
+
+    async def start_benchmark(self, request: BenchmarkRequest) -> Job:
+        """Submit a benchmark job (follow it with :meth:`job`); 409 while another one runs."""
+        return await self._post("/v1/benchmarks", Job, json=request.model_dump(mode="json"))
+
+    async def benchmarks(self, limit: int = 20) -> BenchmarkList:
+        return await self._get("/v1/benchmarks", BenchmarkList, params={"limit": limit})
+
+    async def benchmark(self, run_id: str) -> BenchmarkRun:
+        return await self._get(f"/v1/benchmarks/{quote(run_id, safe='')}", BenchmarkRun)
 
     async def pipeline_start(self) -> PipelineStatus:
         return await self._post("/v1/pipeline/start", PipelineStatus)

@@ -631,3 +631,43 @@ class BenchmarkList(Model):
     """``GET /v1/benchmarks``: runs, newest first."""
 
     runs: list[BenchmarkRun]
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def benchmark_table(run: BenchmarkRun) -> list[str]:
+    """One rendering of a benchmark run for both command lines: a row per configuration, the per-frame
+    latency and FPS side by side, and the change against the previous run of the same configuration."""
+    lines = [
+        f"model {run.model} ({run.model_sha256[:12]}) on device {run.device_id[:12]}, run {run.id[:12]}",
+        f"{'mode':<8} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'ms/frame':>9} {'fps':>8} {'cpu%':>6} {'rss MB':>7} {'F1':>5}  vs previous",
+    ]
+    for r in run.results:
+        c = r.config
+        head = f"{c.mode:<8} {c.backend:<12} {c.precision:<5} {c.threads or '-':>3} {c.batch:>5}"
+        if r.status != "ok":
+            lines.append(f"{head}  {r.status}: {r.reason}")
+            continue
+        lat, sys_ = r.latency, r.system
+        cmp = r.comparison
+        versus = (
+            "first run"
+            if cmp is None
+            else f"{cmp.verdict} (p50 {_fmt(cmp.p50_change_pct, '+.1f')}%, fps {_fmt(cmp.fps_change_pct, '+.1f')}%)"
+        )
+        lines.append(
+            f"{head} {_fmt(lat.p50_ms if lat else None, '.2f'):>8} "
+            f"{_fmt(lat.p99_ms if lat else None, '.2f'):>8} {_fmt(r.per_frame_ms, '.2f'):>9} "
+            f"{_fmt(r.fps):>8} {_fmt(sys_.cpu_percent if sys_ else None, '.0f'):>6} "
+            f"{_fmt(sys_.rss_mb if sys_ else None, '.0f'):>7} {_fmt(r.agreement_f1, '.2f'):>5}  {versus}"
+        )
+    system = next((r.system for r in run.results if r.system is not None), None)
+    if system is not None:
+        temp = "-" if system.temperature_c is None else f"{system.temperature_c:.0f} C"
+        throttled = {True: "yes", False: "no", None: "unknown"}[system.throttled]
+        source = f" ({system.throttle_source}: {system.throttle_detail})" if system.throttle_source else ""
+        lines.append(f"temperature {temp}, throttled {throttled}{source}")
+    return lines

@@ -6,6 +6,9 @@ Behaviour only (figures are sane, stored, compared, skipped with a reason); no t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,3 +178,54 @@ def test_a_second_benchmark_while_one_runs_is_refused(agent_inproc):
         assert later.status_code == 202
         assert _wait(client, Job.model_validate(later.json())).state == "succeeded"
     assert json.loads(json.dumps(first.params))["iterations"] == 10000
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cli(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full = {k: v for k, v in full.items() if not k.startswith("FIELDTUI_AGENT_")}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full, cwd=REPO, timeout=120
+    )
+
+
+def test_agent_cli_bench_prints_the_run_and_compares_with_the_last(tmp_path, tiny_model):
+    home = str(tmp_path / "home")
+    flags = ("bench", "--home", home, "--model", str(tiny_model), "--iterations", "4", "--warmup", "1")
+    first = _cli("agent", *flags, "--batch", "1", "--batch", "2", "--json")
+    assert first.returncode == 0, first.stderr
+    run = BenchmarkRun.model_validate_json(first.stdout)
+    ok, skipped = run.results
+    _sane(ok)
+    assert skipped.status == "skipped" and "batch dimension" in skipped.reason
+
+    second = _cli("agent", *flags)
+    assert second.returncode == 0, second.stderr
+    row = next(line for line in second.stdout.splitlines() if line.startswith("model    onnxruntime"))
+    assert any(word in row for word in ("better (", "worse (", "same (")), second.stdout
+
+    bad = _cli("agent", "bench", "--home", home, "--model", str(tiny_model), "--batch", "0")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "fieldtui-agent: bad benchmark option batch_sizes.0: Input should be greater than or equal to 1"
+    ]
+
+
+def test_console_bench_runs_the_job_on_the_device(agent_inproc, tmp_path):
+    console = {"FIELDTUI_CONFIG_DIR": str(tmp_path / "console")}
+    added = _cli(
+        "fieldtui", "add", agent_inproc.url, "--token", agent_inproc.token, "--name", "cam", env=console
+    )
+    assert added.returncode == 0, added.stderr
+    result = _cli("fieldtui", "bench", "cam", "--iterations", "3", "--threads", "1", "--json", env=console)
+    assert result.returncode == 0, result.stderr
+    run = BenchmarkRun.model_validate_json(result.stdout)
+    _sane(run.results[0])
+    with agent_inproc.client() as client:
+        assert client.get(f"/v1/benchmarks/{run.id}").json()["results"][0]["id"] == run.results[0].id
+
+    table = _cli("fieldtui", "bench", "cam", "--iterations", "3", "--threads", "1", env=console)
+    assert table.returncode == 0, table.stderr
+    assert "vs previous" in table.stdout and "1.00" in table.stdout
