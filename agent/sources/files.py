@@ -13,14 +13,14 @@ from pathlib import Path
 
 from agent.errors import SourceError
 from agent.sources.base import Frame, Source
-from agent.sources.opencv import quiet_cv2
+from agent.sources.opencv import CaptureSource, quiet_cv2
 
 log = logging.getLogger("fieldtui.agent.sources")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 
 
-class VideoFileSource(Source):
+class VideoFileSource(CaptureSource):
     kind = "file"
     live = False
 
@@ -29,9 +29,6 @@ class VideoFileSource(Source):
         self.path = path
         self.fps: float | None = None
         self.frame_count: int | None = None
-        self._cap = None
-        self._index = 0
-        self._size: tuple[int, int] | None = None
 
     def open(self) -> None:
         cv2 = quiet_cv2()
@@ -58,18 +55,7 @@ class VideoFileSource(Source):
         ok, image = self._cap.read()
         if not ok or image is None:
             return None
-        frame = Frame(image=image, ts=time.monotonic(), index=self._index)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return self._size
+        return self._frame(image)
 
 
 class ImageFolderSource(Source):

@@ -30,7 +30,34 @@ def quiet_cv2():
     return cv2
 
 
-class OpenCVSource(Source):
+class CaptureSource(Source):
+    """What every source read through a ``cv2.VideoCapture`` shares: frames, size, release."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self._cap = None
+        self._index = 0
+        self._size: tuple[int, int] | None = None
+
+    def _frame(self, image: np.ndarray) -> Frame:
+        if image.ndim == 2:  # some USB cameras and MJPEG streams deliver grey frames
+            image = np.dstack([image, image, image])
+        self._size = (image.shape[1], image.shape[0])
+        frame = Frame(image=image, ts=time.monotonic(), index=self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return self._size
+
+
+class OpenCVSource(CaptureSource):
     """A network stream read with ``cv2.VideoCapture`` (FFmpeg backend). Live: stale frames drop."""
 
     live = True
@@ -45,9 +72,6 @@ class OpenCVSource(Source):
             self.kind = "rtsp"
         self.open_timeout = open_timeout if open_timeout is not None else OPEN_TIMEOUT_S
         self.read_timeout = read_timeout if read_timeout is not None else READ_TIMEOUT_S
-        self._cap = None
-        self._index = 0
-        self._size: tuple[int, int] | None = None
 
     def _capture(self, cv2):
         ms = [
@@ -85,21 +109,7 @@ class OpenCVSource(Source):
             if waited >= self.read_timeout * 0.8:
                 raise SourceLost(f"no frame for {waited:.0f} s from {self.uri}: stream stalled")
             raise SourceLost(f"stream from {self.uri} ended: the camera closed the connection")
-        if image.ndim == 2:  # some USB cameras and MJPEG streams deliver grey frames
-            image = np.dstack([image, image, image])
-        self._size = (image.shape[1], image.shape[0])
-        frame = Frame(image=image, ts=time.monotonic(), index=self._index)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return self._size
+        return self._frame(image)
 
 
 class USBSource(OpenCVSource):
