@@ -229,3 +229,58 @@ def test_console_bench_runs_the_job_on_the_device(agent_inproc, tmp_path):
     table = _cli("fieldtui", "bench", "cam", "--iterations", "3", "--threads", "1", env=console)
     assert table.returncode == 0, table.stderr
     assert "vs previous" in table.stdout and "1.00" in table.stdout
+
+
+def test_a_reduced_precision_from_a_registered_backend_reports_its_agreement(tmp_path, frames, monkeypatch):
+    """The hook later engines use: a backend whose int8 model sees less gets F1 < 1 beside its speed."""
+    from agent import backends
+    from agent.backends.onnxruntime import OnnxRuntimeBackend
+
+    full = _model(tmp_path / "full.onnx", DETS)
+    fewer = _model(tmp_path / "int8.onnx", [d for d in DETS if d[4] != 2])
+
+    class Quantised(OnnxRuntimeBackend):
+        key = "quantised-test"
+
+        @classmethod
+        def model_for_precision(cls, path, precision):
+            return {"fp32": (path, None), "int8": (fewer, None)}.get(precision, (None, "no fp16 here"))
+
+    monkeypatch.setitem(backends.BACKENDS, Quantised.key, Quantised)
+    request = BenchmarkRequest(
+        backends=[Quantised.key],
+        precisions=["fp32", "int8", "fp16"],
+        iterations=3,
+        warmup=0,
+        accuracy_frames=3,
+    )
+    fp32, int8, fp16 = run_model_benchmarks(full, request, frames)
+    _sane(fp32)
+    assert int8.status == "ok" and int8.agreement_frames == 3
+    assert int8.agreement_f1 == pytest.approx(4 / 5, abs=1e-4)
+    assert fp16.status == "skipped" and fp16.reason == "no fp16 here"
+
+
+def test_device_readings_come_from_the_files_that_exist(tmp_path):
+    from agent import bench_probe
+
+    for i, millideg in enumerate(("41000", "57500", "oops")):
+        zone = tmp_path / "thermal" / f"thermal_zone{i}"
+        zone.mkdir(parents=True)
+        (zone / "temp").write_text(millideg + "\n")
+    assert bench_probe.temperature_c(str(tmp_path / "thermal" / "thermal_zone*" / "temp")) == 57.5
+    assert bench_probe.temperature_c(str(tmp_path / "none" / "*")) is None
+
+    for cpu, cur in (("cpu0", 600000), ("cpu1", 1200000)):
+        freq = tmp_path / "cpu" / cpu / "cpufreq"
+        freq.mkdir(parents=True)
+        (freq / "scaling_cur_freq").write_text(f"{cur}\n")
+        (freq / "cpuinfo_max_freq").write_text("1500000\n")
+    throttled, detail = bench_probe._cpufreq(str(tmp_path / "cpu"))
+    assert throttled is True and detail == "cpufreq 1.20/1.50 GHz"
+    assert bench_probe._cpufreq(str(tmp_path / "nothing")) is None
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n")
+    assert bench_probe.memory_mb(status) == (100.0, 200.0)
+    assert bench_probe.memory_mb(tmp_path / "missing") == (None, None)
