@@ -30,31 +30,29 @@ class Benchmarks:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.history = BenchmarkHistory(service.db)
-        self._running = threading.Lock()
-        self._job_id: str | None = None
+        self._submitting = threading.Lock()
+        self._job_id: str | None = None  # the last benchmark job; its state says whether one runs
 
     def submit(self, request: BenchmarkRequest) -> Job:
-        if not self._running.acquire(blocking=False):
-            raise Conflict(
-                f"a benchmark is already running (job {self._job_id}); wait for it to finish "
-                "(GET /v1/jobs/{id}) or cancel it, then run this one: two at once would measure each other"
-            )
-        try:
+        # The job's own state decides, not a flag the job clears: a job cancelled before its function
+        # ever ran would leave a flag set for good.
+        with self._submitting:
+            if self._job_id is not None:
+                current = self.service.jobs.get(self._job_id)
+                if current.state in ("queued", "running"):
+                    raise Conflict(
+                        f"a benchmark is already running (job {current.id}); wait for it to finish "
+                        "(GET /v1/jobs/{id}) or cancel it, then run this one: two at once would measure "
+                        "each other"
+                    )
             job = self.service.jobs.submit(
                 JOB_KIND, self._job, request.model_dump(mode="json"), mutating=False
             )
-        except BaseException:
-            self._running.release()
-            raise
-        self._job_id = job.id
+            self._job_id = job.id
         return job
 
     def _job(self, ctx: JobContext) -> BenchmarkRun:
-        try:
-            return self.run(BenchmarkRequest.model_validate(ctx.params), ctx)
-        finally:
-            self._job_id = None
-            self._running.release()
+        return self.run(BenchmarkRequest.model_validate(ctx.params), ctx)
 
     def run(self, request: BenchmarkRequest, ctx: JobContext | None = None) -> BenchmarkRun:
         pipeline = self.service.pipeline
