@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from agent.agreement import agreement
-from agent.backends import get_backend
+from agent.backends import get_backend, known_keys
 from agent.bench_probe import CpuClock, system_use
-from agent.errors import AgentError
+from agent.errors import AgentError, BackendUnavailable
 from fieldtui.protocol import (
     BenchmarkConfig,
     BenchmarkRequest,
@@ -51,6 +51,15 @@ def configurations(request: BenchmarkRequest) -> list[BenchmarkConfig]:
         for t in dict.fromkeys(request.threads)
         for n in dict.fromkeys(request.batch_sizes)
     ]
+
+
+def check_request(request: BenchmarkRequest) -> None:
+    """Refuse (422) backends this agent does not know; known but unavailable ones are skipped instead."""
+    unknown = [b for b in request.backends if b not in known_keys()]
+    if unknown:
+        raise AgentError(
+            f"backends: unknown backend {unknown[0]!r}; choose from {', '.join(known_keys())}", status=422
+        )
 
 
 def model_for_precision(backend_cls: Any, path: Path, precision: str) -> tuple[Path | None, str | None]:
@@ -241,6 +250,8 @@ def _one(
             f1 = 1.0  # FP32 is the reference: it agrees with itself by definition
             if config.precision != "fp32" and held_out:
                 f1 = round(agreement(reference.get(), detector, held_out), 4)
+    except BackendUnavailable as err:
+        return skipped(str(err))
     except AgentError as err:
         return skipped(str(err), "failed")
     return result.model_copy(update={"config": config, "agreement_f1": f1, "agreement_frames": len(held_out)})

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agent.bench import run_model_benchmarks, run_pipeline_benchmark
+from agent.bench import check_request, run_model_benchmarks, run_pipeline_benchmark
 from agent.bench_frames import live_frames, scene_frames
 from agent.bench_history import BenchmarkHistory
 from agent.errors import Conflict
@@ -34,6 +34,7 @@ class Benchmarks:
         self._job_id: str | None = None  # the last benchmark job; its state says whether one runs
 
     def submit(self, request: BenchmarkRequest) -> Job:
+        check_request(request)
         # The job's own state decides, not a flag the job clears: a job cancelled before its function
         # ever ran would leave a flag set for good.
         with self._submitting:

@@ -55,7 +55,7 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from agent.bench import run_model_benchmarks
+    from agent.bench import check_request, run_model_benchmarks
     from agent.bench_frames import folder_frames, scene_frames
     from agent.bench_history import BenchmarkHistory
     from agent.detector import file_sha256
@@ -63,6 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from agent.state import StateDB
 
     request = _request(args)
+    check_request(request)
     home = AgentHome(resolve_home(args.home)).ensure()
     model = _model_path(home, args.model)
     if not model.is_file():

@@ -154,6 +154,7 @@ def test_pipeline_mode_watches_the_live_pipeline_without_stopping_it(agent_inpro
         ({"mode": "fast"}, "mode"),
         ({"iterations": 0}, "iterations"),
         ({"threads": [-2]}, "threads"),
+        ({"backends": ["tpu9000"]}, "backends"),
     ],
 )
 def test_a_bad_request_is_a_422_problem(agent_inproc, body, field):
@@ -162,6 +163,7 @@ def test_a_bad_request_is_a_422_problem(agent_inproc, body, field):
     assert answer.status_code == 422
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert field in answer.json()["detail"]
+    assert agent_inproc.service.benchmarks.list().runs == []  # nothing ran, nothing stored
 
 
 def test_a_second_benchmark_while_one_runs_is_refused(agent_inproc):
@@ -284,3 +286,10 @@ def test_device_readings_come_from_the_files_that_exist(tmp_path):
     status.write_text("Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n")
     assert bench_probe.memory_mb(status) == (100.0, 200.0)
     assert bench_probe.memory_mb(tmp_path / "missing") == (None, None)
+
+
+def test_a_known_backend_this_device_cannot_run_is_skipped_with_why(tmp_path, frames):
+    request = BenchmarkRequest(backends=["tensorrt", "onnxruntime"], iterations=2, warmup=0)
+    trt, ort = run_model_benchmarks(_model(tmp_path / "m.onnx", DETS), request, frames)
+    assert trt.status == "skipped" and "tensorrt" in trt.reason and trt.fps is None
+    assert ort.status == "ok"
