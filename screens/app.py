@@ -95,6 +95,8 @@ class FieldtuiApp(App[None]):
         from screens.dialogs import ConfirmDialog, PromptDialog
         from screens.help import HelpScreen
         from screens.logs import LogsScreen
+        from screens.models import ModelsScreen
+        from screens.push_dialog import PushDialog
 
         if isinstance(self.screen, HelpScreen):
             return
@@ -105,6 +107,8 @@ class FieldtuiApp(App[None]):
             ("Everywhere", self.BINDINGS, everywhere),
             ("Devices", DevicesScreen.BINDINGS, [("↑ ↓", "choose a device")]),
             ("Dashboard", DashboardScreen.BINDINGS, []),
+            ("Models", ModelsScreen.BINDINGS, [("↑ ↓", "choose a version")]),
+            ("Push a model file", PushDialog.BINDINGS, [("enter", "open a folder, pick a file, or push")]),
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),
             (
                 "Dialogs and forms",

@@ -57,6 +57,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "Restart pipeline"),
         Binding("s", "source", "Source"),
         Binding("c", "toggle_camera", "Camera"),
+        Binding("m", "models", "Models"),
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
@@ -388,8 +389,16 @@ class DashboardScreen(Screen[None]):
 
         self.app.push_screen(LogsScreen(self.api, self.record))
 
+    def action_models(self) -> None:
+        from screens.models import ModelsScreen
+
+        self.app.push_screen(ModelsScreen(self.api, self.record))
+
     def commands(self) -> list[SystemCommand]:
         return [
+            SystemCommand(
+                "Models", f"{self.record.name}'s model store: push, activate, roll back", self.action_models
+            ),
             SystemCommand(
                 "Restart pipeline", f"restart {self.record.name}'s pipeline (asks first)", self.action_restart
             ),

@@ -164,3 +164,45 @@ def test_help(snap_compare):
         await pilot.press("question_mark")
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def _models_open(pilot: Pilot) -> bool:
+    from screens.models import ModelsScreen
+
+    screen = pilot.app.screen
+    return isinstance(screen, ModelsScreen) and screen.listing is not None
+
+
+def test_models(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+        await pilot.press("m")
+        await until(pilot, lambda: _models_open(pilot))
+        await pilot.press("down")  # the cursor on the serving version
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_push_dialog(snap_compare, tmp_path, monkeypatch):
+    from screens.push_dialog import ModelTree
+
+    folder = tmp_path / "models"
+    for name in ("yolov8n-v9.onnx", "yolov8n-v9.hef", "notes.txt", "calib.npy"):
+        (folder / "exports").mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(folder)
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+        await pilot.press("m")
+        await until(pilot, lambda: _models_open(pilot))
+        await pilot.press("p")
+        await until(pilot, lambda: len(pilot.app.screen.query(ModelTree)) == 1)
+        tree = pilot.app.screen.query_one(ModelTree)
+        await until(pilot, lambda: len(tree.root.children) == 3)
+        await pilot.press("down", "down", "down", "enter")  # the .onnx file: path and version filled in
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)

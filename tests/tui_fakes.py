@@ -28,7 +28,11 @@ from fieldtui.protocol import (
     Job,
     LogLine,
     LogPage,
+    ModelHistoryEntry,
     ModelInfo,
+    ModelList,
+    ModelManifest,
+    ModelVersion,
     PipelineStatus,
     Sample,
     SourceStatus,
@@ -149,6 +153,62 @@ def log_lines(n: int = 30, end: float = T0) -> list[LogLine]:
     return out
 
 
+def model_list() -> ModelList:
+    """A store with three versions: v7 serving, v6 the rollback target, v8 uploaded but never activated."""
+
+    def version(name: str, days: float, state: str, size: int, **kw: Any) -> ModelVersion:
+        manifest = ModelManifest(
+            version=name,
+            file="model.onnx",
+            sha256=(name.encode().hex() * 32)[:64],
+            size=size,
+            format="onnx",
+            backend="onnxruntime",
+            layout="yolov8",
+            input_shape=[1, 3, 640, 640],
+            input_dtype="float32",
+            names=NAMES,
+            created=T0 - days * 86400,
+            source="upload from 10.0.4.2",
+        )
+        flags = {"current": False, "serving": False} | kw
+        return ModelVersion(version=name, manifest=manifest, state=state, **flags)
+
+    def entry(
+        i: int, hours: float, action: str, version: str, previous: str | None, outcome: str, reason=None
+    ):
+        return ModelHistoryEntry(
+            id=i,
+            ts=T0 - hours * 3600,
+            action=action,
+            version=version,
+            previous=previous,
+            outcome=outcome,
+            reason=reason,
+        )
+
+    return ModelList(
+        serving=pipeline_status().model,
+        current="v7",
+        last_good="v6",
+        versions=[
+            version("v8", 0.1, "inactive", 12_480_211),
+            version("v7", 2, "serving", 12_411_904, current=True, serving=True),
+            version("v6", 9, "standby", 12_398_017, last_good=True),
+        ],
+        history=[
+            entry(6, 2, "upload", "v8", None, "stored"),
+            entry(5, 20, "activate", "v7", "v6", "good"),
+            entry(4, 26, "auto_rollback", "v6", "v7", "good", "v7: confidence 0.31 under 0.60 for 60 s"),
+            entry(3, 27, "activate", "v7", "v6", "rolled_back", "confidence 0.31 under 0.60 for 60 s"),
+            entry(2, 48, "upload", "v7", None, "stored"),
+            entry(1, 216, "activate", "v6", None, "good"),
+        ],
+        keep=5,
+        max_upload_bytes=200_000_000,
+    )
+
+
 class FakeStream:
     """The interface of ``fieldtui.sse.EventStream``: ``async with``, ``async for``, ``last_event_id``."""
 
@@ -201,6 +261,7 @@ class FakeAgent:
         self.down = down
         self.url = url
         self.jobs: list[Job] = []
+        self.models_doc = model_list()
 
     def _check(self) -> None:
         if self.down:
@@ -254,6 +315,10 @@ class FakeAgent:
 
     async def wait_job(self, job_id: str, timeout: float = 60.0, interval: float = 0.2) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
+
+    async def models(self) -> ModelList:
+        self._check()
+        return self.models_doc
 
     async def aclose(self) -> None:
         pass

@@ -1,0 +1,350 @@
+"""A device's model store: versions, the one serving, history with reasons; push, activate, rollback, delete.
+
+The screen takes the device's API (an :class:`~fieldtui.client.AgentClient` or a fake with the same
+methods) and the push service (:func:`fieldtui.push.push_model` by default) by injection. Every change
+runs in the "store" worker group, one at a time; progress arrives through the push service's callback
+as :class:`ModelsScreen.StepMade` messages (a newer step replaces one still queued, so a fast upload
+never builds a backlog), and each run ends in :class:`ModelsScreen.StoreChanged`, after which the
+listing is read again. Destructive actions (rollback, delete) ask first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from fieldtui.errors import AgentClientError, ConsoleError
+from fieldtui.protocol import Job, ModelList, ModelVersion
+from fieldtui.push import PushProgress, follow_job, push_model
+from screens.dialogs import ConfirmDialog
+
+PHASES = {
+    "hashing": "hashing the file here",
+    "uploading": "uploading",
+    "verifying": "the device checks the hash and loads the model",
+    "activating": "activating",
+    "rolling back": "rolling back",
+}
+OUTCOME_STYLE = {"good": "green", "failed": "red", "rolled_back": "yellow", "auto_rolled_back": "red"}
+
+
+def size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def stamp(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def step_text(step: PushProgress) -> str:
+    """The label beside the bar: what is happening, and how far in bytes or percent."""
+    what = PHASES.get(step.phase, step.phase)
+    if step.phase in ("hashing", "uploading") and step.total:
+        what += f"  {size_text(step.done)} of {size_text(step.total)}"
+    if step.stage:
+        what += f"  ({step.stage})"
+    return what
+
+
+class ModelsScreen(Screen[None]):
+    CSS_PATH = "models.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("p", "push", "Push a file"),
+        Binding("a", "activate", "Activate selected"),
+        Binding("r", "rollback", "Rollback"),
+        Binding("d", "delete", "Delete selected"),
+        Binding("g", "reload", "Reload"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, listing: ModelList | None, error: str | None = None) -> None:
+            super().__init__()
+            self.listing, self.error = listing, error
+
+    class StepMade(Message):
+        def __init__(self, step: PushProgress) -> None:
+            super().__init__()
+            self.step = step
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ModelsScreen.StepMade)
+
+    class StoreChanged(Message):
+        """A push, activation, rollback or delete ended: ``title`` and ``text`` say how."""
+
+        def __init__(self, title: str, text: str, ok: bool) -> None:
+            super().__init__()
+            self.title, self.text, self.ok = title, text, ok
+
+    def __init__(self, api: Any, record: Any, *, push: Any = push_model, job_timeout: float = 120.0) -> None:
+        super().__init__()
+        self.api = api
+        self.record = record
+        self.push_service = push
+        self.job_timeout = job_timeout
+        self.listing: ModelList | None = None
+        self.busy = False
+        self.last_step: PushProgress | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="serving")
+        yield DataTable(id="versions", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="progress"):
+            yield Static(id="stage")
+            yield ProgressBar(id="bar", total=100, show_eta=False)
+        yield DataTable(id="history", cursor_type="none", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.record.name}: models"
+        versions = self.query_one("#versions", DataTable)
+        versions.border_title = "versions"
+        versions.add_columns(" ", "version", "state", "size", "sha256", "created", "format", "layout")
+        history = self.query_one("#history", DataTable)
+        history.border_title = "history (newest first)"
+        history.add_columns("when", "action", "version", "was", "outcome", "reason")
+        self.query_one("#serving", Static).update(Text("reading the store…", style="dim"))
+        self.reload()
+
+    # --- reading the store --------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="list")
+    async def reload(self) -> None:
+        try:
+            self.post_message(self.Listed(await self.api.models()))
+        except AgentClientError as err:
+            self.post_message(self.Listed(None, str(err)))
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @on(Listed)
+    def _listed(self, message: Listed) -> None:
+        if message.listing is None:
+            self.query_one("#serving", Static).update(Text(f"✗ {message.error}", style="red"))
+            return
+        self.listing = listing = message.listing
+        serving = listing.serving.version or listing.serving.path if listing.serving else "nothing"
+        line = Text.assemble(("serving ", "dim"), (serving, "bold green"))
+        line.append(f"   rollback goes to {listing.last_good or 'the configured model'}", style="dim")
+        if listing.probation is not None:
+            line.append(f"   {listing.probation.version} on probation", style="yellow")
+        line.append(
+            f"   keeps {listing.keep} versions, uploads up to {size_text(listing.max_upload_bytes)}", "dim"
+        )
+        self.query_one("#serving", Static).update(line)
+        self._fill_versions(listing.versions)
+        history = self.query_one("#history", DataTable)
+        history.clear()
+        for h in listing.history:
+            history.add_row(
+                stamp(h.ts),
+                h.action,
+                h.version or "-",
+                h.previous or "-",
+                Text(h.outcome, style=OUTCOME_STYLE.get(h.outcome, "")),
+                h.reason or "",
+            )
+
+    def _fill_versions(self, versions: list[ModelVersion]) -> None:
+        table = self.query_one("#versions", DataTable)
+        keep = self.selected()
+        table.clear()
+        for v in versions:
+            m = v.manifest
+            mark = Text("●", style="bold green") if v.serving else Text("○" if v.current else " ")
+            state = Text(v.state, style="green" if v.serving else "yellow" if v.state == "probation" else "")
+            if v.last_good and not v.serving:
+                state.append(" · rollback target", style="dim")
+            table.add_row(
+                mark,
+                v.version,
+                state,
+                size_text(m.size),
+                m.sha256[:12],
+                stamp(m.created),
+                m.format,
+                m.layout,
+                key=v.version,
+            )
+        if keep is not None and keep in {v.version for v in versions}:
+            table.move_cursor(row=table.get_row_index(keep))
+
+    def selected(self) -> str | None:
+        table = self.query_one("#versions", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    # --- progress -----------------------------------------------------------------------------------
+
+    def _progress(self, step: PushProgress) -> None:
+        # Called by the push service inside the worker (on the event loop): only a message, no widget.
+        self.post_message(self.StepMade(step))
+
+    @on(StepMade)
+    def _step(self, message: StepMade) -> None:
+        step = self.last_step = message.step
+        bar = self.query_one("#bar", ProgressBar)
+        if step.total:
+            bar.update(total=step.total, progress=step.done)
+        else:
+            bar.update(total=None)  # an activation stage of unknown length: the bar pulses
+        self.query_one("#stage", Static).update(step_text(step))
+
+    def _start(self, label: str) -> bool:
+        if self.busy:
+            self.notify("one change at a time: wait for the current one to end", severity="warning")
+            return False
+        self.busy = True
+        self.query_one("#progress").add_class("-shown")
+        self.query_one("#stage", Static).update(label)
+        self.query_one("#bar", ProgressBar).update(total=None, progress=0)
+        return True
+
+    @on(StoreChanged)
+    def _changed(self, message: StoreChanged) -> None:
+        self.busy = False
+        self.query_one("#progress").remove_class("-shown")
+        severity = "information" if message.ok else "error"
+        self.notify(message.text, title=message.title, severity=severity, timeout=6 if message.ok else 15)
+        self.reload()
+
+    def _job_text(self, what: str, job: Job) -> tuple[str, bool]:
+        if job.state == "succeeded":
+            return f"{what}: done", True
+        return f"{what} {job.state}: {job.error or job.stage or 'no reason given'}", False
+
+    # --- push ---------------------------------------------------------------------------------------
+
+    def action_push(self) -> None:
+        from screens.push_dialog import PushDialog, PushRequest
+
+        def answered(request: PushRequest | None) -> None:
+            if request is not None and self._start(f"pushing {request.path.name} as {request.version}…"):
+                self.push(request.path, request.version, request.activate)
+
+        self.app.push_screen(PushDialog(), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="store")
+    async def push(self, path: Path, version: str, activate: bool) -> None:
+        try:
+            result = await self.push_service(
+                self.api,
+                path,
+                version,
+                activate=activate,
+                on_progress=self._progress,
+                job_timeout=self.job_timeout,
+            )
+        except (AgentClientError, ConsoleError) as err:
+            self.post_message(self.StoreChanged("Push failed", str(err), False))
+            return
+        text = f"{version} stored" if result.uploaded else f"{version} was already on the device (same bytes)"
+        ok = True
+        if result.activation is not None:
+            outcome, ok = self._job_text(f"activation of {version}", result.activation)
+            text += f"; {outcome}"
+        self.post_message(self.StoreChanged("Push", text, ok))
+
+    # --- activate, rollback, delete -----------------------------------------------------------------
+
+    def action_activate(self) -> None:
+        version = self.selected()
+        if version is None or not self._start(f"activating {version}…"):
+            return
+        self.run_job(f"activation of {version}", "activating", version)
+
+    def action_rollback(self) -> None:
+        if self.listing is None:
+            return
+        serving = self.listing.serving.version if self.listing.serving else None
+        target = self.listing.last_good or "the configured model"
+
+        def answered(yes: bool | None) -> None:
+            if yes and self._start(f"rolling back to {target}…"):
+                self.run_job("rollback", "rolling back", None)
+
+        question = f"Roll {self.record.name} back from {serving or 'its model'} to {target}?"
+        detail = "The pipeline swaps models between frames; the history records the rollback."
+        self.app.push_screen(ConfirmDialog(question, "Roll back", detail), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="store")
+    async def run_job(self, what: str, phase: str, version: str | None) -> None:
+        """Start an activation (``version``) or a rollback (None) and follow its job to the end."""
+        try:
+            job = await (self.api.activate_model(version) if version else self.api.rollback_model())
+            job = await follow_job(
+                self.api, job, timeout=self.job_timeout, on_progress=self._progress, phase=phase
+            )
+        except AgentClientError as err:
+            self.post_message(self.StoreChanged(what.capitalize(), str(err), False))
+            return
+        text, ok = self._job_text(what, job)
+        self.post_message(self.StoreChanged(what.capitalize(), text, ok))
+
+    def action_delete(self) -> None:
+        version = self.selected()
+        if version is None or self.listing is None:
+            return
+        entry = next((v for v in self.listing.versions if v.version == version), None)
+        if entry is not None and (entry.serving or entry.current):
+            self.notify(
+                f"{version} is the active model: activate another version first",
+                severity="warning",
+                timeout=6,
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self._start(f"deleting {version}…"):
+                self.delete(version)
+
+        detail = "Its file and manifest are removed from the device; the history keeps a line about it."
+        self.app.push_screen(
+            ConfirmDialog(f"Delete {version} from {self.record.name}?", "Delete", detail), answered
+        )
+
+    @work(exclusive=True, exit_on_error=False, group="store")
+    async def delete(self, version: str) -> None:
+        try:
+            await self.api.remove_model(version)
+        except AgentClientError as err:
+            self.post_message(self.StoreChanged("Delete failed", str(err), False))
+            return
+        self.post_message(self.StoreChanged("Delete", f"{version} deleted", True))
+
+    def commands(self) -> list[SystemCommand]:
+        name = self.record.name
+        return [
+            SystemCommand(
+                "Push a model file", f"hash, upload and maybe activate on {name}", self.action_push
+            ),
+            SystemCommand(
+                "Activate selected model", "swap the pipeline to the selected version", self.action_activate
+            ),
+            SystemCommand(
+                "Roll back the model", f"back to {name}'s last good model (asks first)", self.action_rollback
+            ),
+            SystemCommand(
+                "Delete selected model",
+                "remove a version that is not active (asks first)",
+                self.action_delete,
+            ),
+            SystemCommand("Reload models", "read the store again", self.action_reload),
+        ]

@@ -1,0 +1,111 @@
+"""Choose a model file to push: a directory tree showing only .onnx/.engine/.hef, a path, a version.
+
+Dismissed with a :class:`PushRequest` (None on escape). The version is suggested from the file name and
+checked with the push service's own rule before the dialog closes, so a typo never starts a hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, DirectoryTree, Input, Static
+
+from fieldtui.push import FORMATS, valid_version
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    path: Path
+    version: str
+    activate: bool
+
+
+def tilde(path: Path) -> str:
+    """``path`` as a technician would type it: ~/... under the home folder."""
+    path = path.resolve()
+    try:
+        return "~/" + str(path.relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class ModelTree(DirectoryTree):
+    """Folders and model files only (hidden entries left out); the root shown as ~/... under home."""
+
+    def on_mount(self) -> None:
+        self.root.set_label(tilde(Path(self.path)))
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [
+            p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in FORMATS)
+        ]
+
+
+class PushDialog(ModalScreen["PushRequest | None"]):
+    CSS_PATH = "push_dialog.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, start: Path | None = None) -> None:
+        super().__init__()
+        self.start = start or Path.cwd()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text("Push a model file", style="bold"), classes="question")
+            yield ModelTree(self.start, id="tree")
+            yield Input(placeholder="path of a .onnx, .engine or .hef file", id="path")
+            yield Input(placeholder="version name, e.g. v8 or 2026.11.1", id="version")
+            yield Checkbox("activate after the upload", True, id="activate")
+            yield Static(id="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Push (enter)", variant="primary", id="ok")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#tree").focus()
+
+    @on(DirectoryTree.FileSelected)
+    def _file(self, event: DirectoryTree.FileSelected) -> None:
+        self.query_one("#path", Input).value = tilde(Path(event.path))
+        version = self.query_one("#version", Input)
+        if not version.value:
+            version.value = event.path.stem
+        version.focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _submit(self) -> None:
+        raw = self.query_one("#path", Input).value.strip()
+        version = self.query_one("#version", Input).value.strip()
+        error = self.query_one("#error", Static)
+        path = Path(raw).expanduser() if raw else None
+        if path is None or not path.is_file():
+            error.update(
+                Text(f"no such file: {raw}" if raw else "choose a file in the tree or type its path", "red")
+            )
+            return
+        if path.suffix.lower() not in FORMATS:
+            error.update(Text(f"{path.name}: a model is a .onnx, .engine or .hef file", "red"))
+            return
+        if not valid_version(version):
+            error.update(
+                Text("version: 1-64 letters, digits, '.', '_', '-' or '+', like v8 or 2026.11.1", "red")
+            )
+            self.query_one("#version", Input).focus()
+            return
+        self.dismiss(PushRequest(path, version, self.query_one("#activate", Checkbox).value))
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,177 @@
+"""The models screen against a real agent on 127.0.0.1: push, activate, roll back and delete through the
+UI, checked through the agent's own API; a screen left mid-push leaves no worker behind touching it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+from textual.worker import WorkerState
+
+from fieldtui.config import ConsoleConfig
+from fieldtui.fleet import Fleet
+from fieldtui.protocol import DeviceRecord
+from fieldtui.push import push_model
+from screens.app import FieldtuiApp
+from screens.dashboard import DashboardScreen
+from screens.dialogs import ConfirmDialog
+from screens.models import ModelsScreen
+from screens.push_dialog import PushDialog
+from tests import storemodels as sm
+from tests.storeclient import listing
+
+SIZE = (120, 40)
+
+
+async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def device(inproc_agent, tmp_path):
+    home = tmp_path / "device-home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[models]\nprobation_s = 0\n")
+    return inproc_agent(home, source="demo:?fps=20&size=160x120")
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    folder = tmp_path / "files"
+    return {v: sm.detector(folder / f"{v}.onnx", seed=i) for i, v in enumerate(("v1", "v2"), start=1)}
+
+
+def _app(agent, tmp_path) -> FieldtuiApp:
+    config = ConsoleConfig(tmp_path / "console")
+    port = int(agent.url.rsplit(":", 1)[1])
+    record = DeviceRecord(name="dock-1", host="127.0.0.1", port=port, origin=["manual"])
+    config.save_device(record, agent.token)
+    return FieldtuiApp(Fleet(config, mdns=False), open_device=record)
+
+
+def _serving(agent) -> str | None:
+    with agent.client() as c:
+        models = listing(c)
+    return models.serving.version if models.serving else None
+
+
+async def _open_models(app: FieldtuiApp, pilot: Pilot) -> ModelsScreen:
+    await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+    await pilot.press("m")
+    await until(pilot, "the models screen", lambda: isinstance(app.screen, ModelsScreen))
+    screen = app.screen
+    await until(pilot, "the listing", lambda: screen.listing is not None)
+    return screen
+
+
+async def _push(app: FieldtuiApp, pilot: Pilot, path: Path, version: str) -> None:
+    await pilot.press("p")
+    await until(pilot, "the push dialog", lambda: isinstance(app.screen, PushDialog))
+    app.screen.query_one("#path", Input).value = str(path)
+    app.screen.query_one("#version", Input).focus()
+    await pilot.press(*version, "enter")
+    await until(pilot, "the dialog to close", lambda: isinstance(app.screen, ModelsScreen))
+
+
+async def test_push_activate_rollback_and_delete_through_the_ui(device, files, tmp_path):
+    app = _app(device, tmp_path)
+    steps: list[str] = []  # the phases the progress line was told about
+
+    def hook(message) -> None:
+        if isinstance(message, ModelsScreen.StepMade):
+            steps.append(message.step.phase)
+
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        screen = await _open_models(app, pilot)
+        for version in ("v1", "v2"):
+            await _push(app, pilot, files[version], version)
+            await until(
+                pilot, f"{version} serving", lambda v=version: _serving(device) == v and not screen.busy
+            )
+        assert "hashing" in steps and "uploading" in steps
+        await until(pilot, "the new listing", lambda: screen.listing.serving.version == "v2")
+        table = screen.query_one("#versions", DataTable)
+        assert {str(table.get_row_at(i)[1]) for i in range(table.row_count)} == {"v1", "v2"}
+        assert str(table.get_row(screen.listing.serving.version)[0]) == "●"
+
+        await pilot.press("r")  # rollback asks first; "n" keeps v2
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert _serving(device) == "v2"
+        await pilot.press("r")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, "v1 serving again", lambda: _serving(device) == "v1" and not screen.busy)
+        await until(
+            pilot, "the rollback in the history", lambda: screen.listing.history[0].action == "rollback"
+        )
+        history = screen.query_one("#history", DataTable)
+        assert "rollback requested" in [str(c) for c in history.get_row_at(0)]
+
+        # Delete: the serving version is refused without a dialog, v2 asks first and goes.
+        table.move_cursor(row=table.get_row_index("v1"))
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ModelsScreen)
+        table.move_cursor(row=table.get_row_index("v2"))
+        await pilot.press("d")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, "v2 gone", lambda: table.row_count == 1)
+        with device.client() as c:
+            assert [v.version for v in listing(c).versions] == ["v1"]
+    assert app._exception is None
+
+
+async def test_a_bad_version_name_is_caught_in_the_dialog(device, files, tmp_path):
+    app = _app(device, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_models(app, pilot)
+        await pilot.press("p")
+        await until(pilot, "the push dialog", lambda: isinstance(app.screen, PushDialog))
+        app.screen.query_one("#path", Input).value = str(files["v1"])
+        app.screen.query_one("#version", Input).focus()
+        await pilot.press(*"../v1", "enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, PushDialog)
+        assert "version:" in str(app.screen.query_one("#error").render())
+    assert app._exception is None
+
+
+async def test_leaving_mid_push_leaves_no_worker_touching_the_screen(device, files, tmp_path):
+    pushed = asyncio.Event()
+
+    async def held_push(*args, **kwargs):  # the real push, then an activation that never ends
+        result = await push_model(*args, **kwargs)
+        pushed.set()
+        await asyncio.Event().wait()
+        return result
+
+    app = _app(device, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        dash = app.screen
+        screen = ModelsScreen(dash.api, dash.record, push=held_push)
+        await app.push_screen(screen)
+        await until(pilot, "the listing", lambda: screen.listing is not None)
+        await _push(app, pilot, files["v1"], "v1")
+        workers = [w for w in app.workers if w.node is screen and w.group == "store"]
+        await until(pilot, "the upload", pushed.is_set)
+        assert workers and not workers[0].is_finished
+        await pilot.press("escape")
+        await until(pilot, "the dashboard again", lambda: app.screen is dash)
+        await until(pilot, "the push worker to end", lambda: all(w.is_finished for w in workers))
+        assert all(w.state == WorkerState.CANCELLED for w in workers)
+        await pilot.pause(0.3)
+        assert _serving(device) == "v1"
+    assert app._exception is None
