@@ -78,7 +78,7 @@ def batch_skip_reason(detector: Any, batch: int) -> str | None:
     if batch == 1 or not isinstance(dim, int) or dim <= 0 or dim == batch:
         return None
     return (
-        f"batch {batch} skipped: the model's input batch dimension is fixed at {dim}; "
+        f"the model's input batch dimension is fixed at {dim}, so batch {batch} cannot run; "
         "re-export it with a dynamic batch (e.g. `yolo export format=onnx dynamic=True`) to measure it"
     )
 
