@@ -97,6 +97,8 @@ class FieldtuiApp(App[None]):
         from screens.logs import LogsScreen
         from screens.models import ModelsScreen
         from screens.push_dialog import PushDialog
+        from screens.trio import TrioScreen
+        from screens.trio_rules import RulesDialog
 
         if isinstance(self.screen, HelpScreen):
             return
@@ -109,6 +111,8 @@ class FieldtuiApp(App[None]):
             ("Dashboard", DashboardScreen.BINDINGS, []),
             ("Models", ModelsScreen.BINDINGS, [("↑ ↓", "choose a version")]),
             ("Push a model file", PushDialog.BINDINGS, [("enter", "open a folder, pick a file, or push")]),
+            ("Trio forwarding", TrioScreen.BINDINGS, []),
+            ("Trio rules", RulesDialog.BINDINGS, [("enter", "save the rules")]),
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),
             (
                 "Dialogs and forms",

@@ -58,6 +58,7 @@ class DashboardScreen(Screen[None]):
         Binding("s", "source", "Source"),
         Binding("c", "toggle_camera", "Camera"),
         Binding("m", "models", "Models"),
+        Binding("f", "trio", "Trio"),
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
@@ -394,8 +395,16 @@ class DashboardScreen(Screen[None]):
 
         self.app.push_screen(ModelsScreen(self.api, self.record))
 
+    def action_trio(self) -> None:
+        from screens.trio import TrioScreen
+
+        self.app.push_screen(TrioScreen(self.api, self.record))
+
     def commands(self) -> list[SystemCommand]:
         return [
+            SystemCommand(
+                "Trio forwarding", f"{self.record.name}'s rules, key and a test forward", self.action_trio
+            ),
             SystemCommand(
                 "Models", f"{self.record.name}'s model store: push, activate, roll back", self.action_models
             ),

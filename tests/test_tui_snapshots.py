@@ -206,3 +206,19 @@ def test_push_dialog(snap_compare, tmp_path, monkeypatch):
 
     fleet = _fleet()
     assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_trio_with_an_error(snap_compare):
+    from screens.trio import TrioScreen
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _dashboard_settled(pilot))
+        await pilot.press("f")
+        await until(
+            pilot, lambda: isinstance(pilot.app.screen, TrioScreen) and pilot.app.screen.state is not None
+        )
+        await pilot.press("t")
+        await until(pilot, lambda: pilot.app.screen.result is not None)
+
+    fleet = _fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)

@@ -24,6 +24,11 @@ from fieldtui.protocol import (
     CameraHealth,
     DeviceInfo,
     DeviceRecord,
+    ForwardingRules,
+    ForwardingState,
+    ForwardingStats,
+    ForwardingUpdate,
+    ForwardResult,
     HealthReport,
     Job,
     LogLine,
@@ -37,6 +42,7 @@ from fieldtui.protocol import (
     Sample,
     SourceStatus,
     StageTimes,
+    TrioError,
 )
 
 T0 = 1_790_000_000.0  # the fixed "now" of the snapshots (their clock never moves)
@@ -209,6 +215,41 @@ def model_list() -> ModelList:
     )
 
 
+def forwarding_state() -> ForwardingState:
+    """Frame mode to Trio, a key from a key file (masked, as the agent shows it), some traffic."""
+    return ForwardingState(
+        enabled=True,
+        mode="frame",
+        condition="Is a person standing on the loading dock near the {classes}?",
+        rules=ForwardingRules(classes=["square", "cross"], min_confidence=0.6, redact_classes=["circle"]),
+        api_key="sk-…3f9a (key file)",
+        stats=ForwardingStats(
+            queue_depth=0,
+            queue_capacity=8,
+            forwards={"ok": 41, "triggered": 3, "unauthorized": 1},
+            dropped={"cooldown": 212, "rate_limited": 9},
+        ),
+    )
+
+
+def trio_unauthorized() -> ForwardResult:
+    return ForwardResult(
+        ok=False,
+        outcome="unauthorized",
+        mode="frame",
+        url="https://trio.machinefi.com/api/check-frame",
+        http_status=401,
+        latency_ms=187.0,
+        payload_bytes=48_213,
+        error=TrioError(
+            code="UNAUTHORIZED",
+            message="Trio answered 401: invalid API key",
+            remediation='check the Trio API key: set it with PUT /v1/forwarding {"api_key": ...} or $FIELDTUI_AGENT_TRIO_API_KEY',
+        ),
+        ts=T0,
+    )
+
+
 class FakeStream:
     """The interface of ``fieldtui.sse.EventStream``: ``async with``, ``async for``, ``last_event_id``."""
 
@@ -262,6 +303,8 @@ class FakeAgent:
         self.url = url
         self.jobs: list[Job] = []
         self.models_doc = model_list()
+        self.forwarding_doc = forwarding_state()
+        self.trio_answer = trio_unauthorized()
 
     def _check(self) -> None:
         if self.down:
@@ -319,6 +362,20 @@ class FakeAgent:
     async def models(self) -> ModelList:
         self._check()
         return self.models_doc
+
+    async def forwarding(self) -> ForwardingState:
+        self._check()
+        return self.forwarding_doc
+
+    async def forwarding_update(self, update: ForwardingUpdate) -> ForwardingState:
+        self._check()
+        changes = update.model_dump(exclude_none=True, exclude={"api_key"})
+        self.forwarding_doc = self.forwarding_doc.model_copy(update=changes)
+        return self.forwarding_doc
+
+    async def trio_test(self, condition: str | None = None, timeout_s: float | None = None) -> ForwardResult:
+        self._check()
+        return self.trio_answer
 
     async def aclose(self) -> None:
         pass
