@@ -213,3 +213,22 @@ class Fleet:
         saved = self.config.save_device(record, token)
         self._saved = self.config.load()
         return Added(device=saved.device, warning=warning)
+
+    # --- pairing over SSH ---------------------------------------------------------------------------
+
+    async def pair(
+        self, host: str, user: str | None = None, port: int | None = None, *, accept_new: bool = False
+    ) -> Added:
+        """Read the token and TLS pin over SSH (fieldtui.pair) and save the device. HostKeyUnknown
+        carries the fingerprint to confirm (then call again with ``accept_new``); HostKeyChanged is final."""
+        from fieldtui.pair import pair_over_ssh
+        from fieldtui.protocol import SSHEndpoint
+
+        host = host.strip()
+        if not host:
+            raise ConsoleError("host is empty: type the device's SSH host or a ~/.ssh/config alias")
+        endpoint = SSHEndpoint(host=host, port=port, user=(user or "").strip() or None)
+        record, token = await pair_over_ssh(endpoint, accept_new=accept_new)
+        saved = self.config.save_device(record, token)
+        self._saved = self.config.load()
+        return Added(device=saved.device)

@@ -96,6 +96,7 @@ class FieldtuiApp(App[None]):
         from screens.help import HelpScreen
         from screens.logs import LogsScreen
         from screens.models import ModelsScreen
+        from screens.pair_dialog import PairDialog
         from screens.push_dialog import PushDialog
         from screens.trio import TrioScreen
         from screens.trio_rules import RulesDialog
@@ -116,7 +117,12 @@ class FieldtuiApp(App[None]):
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),
             (
                 "Dialogs and forms",
-                [*ConfirmDialog.BINDINGS, *PromptDialog.BINDINGS, *AddDeviceScreen.BINDINGS],
+                [
+                    *ConfirmDialog.BINDINGS,
+                    *PromptDialog.BINDINGS,
+                    *AddDeviceScreen.BINDINGS,
+                    *PairDialog.BINDINGS,
+                ],
                 [("enter", "the focused button, or the next field of a form")],
             ),
         ]

@@ -31,10 +31,6 @@ POLL_MAX_S = 30.0
 POLL_CONCURRENCY = 4
 COLUMNS = ("NAME", "ADDRESS", "LINK", "BACKEND", "MODEL", "HEALTH", "FPS", "P95 MS", "SEEN")
 HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failing": "bold red"}
-PAIR_LATER = (
-    "Pairing over SSH arrives with `fieldtui pair HOST`; until then press a and paste the token "
-    "that `fieldtui-agent token` prints on the device."
-)
 
 
 def link_label(record: DeviceRecord) -> str:
@@ -343,7 +339,14 @@ class DevicesScreen(Screen[None]):
         self.app.push_screen(AddDeviceScreen(self.fleet), added)
 
     def action_pair(self) -> None:
-        self.notify(PAIR_LATER, title="Pairing", timeout=8)
+        from screens.pair_dialog import PairDialog
+
+        def paired(result: Added | None) -> None:
+            if result is not None:
+                self.reload()
+                self.notify(f"{result.device.name} at {result.device.api_url}", title="Device paired")
+
+        self.app.push_screen(PairDialog(self.fleet), paired)
 
     def action_refresh(self) -> None:
         self.reload()
@@ -355,5 +358,5 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
             SystemCommand("Refresh devices", "probe every device again now", self.action_refresh),
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
-            SystemCommand("Pair a device over SSH", "how pairing works for now", self.action_pair),
+            SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
         ]

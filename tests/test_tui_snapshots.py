@@ -222,3 +222,15 @@ def test_trio_with_an_error(snap_compare):
 
     fleet = _fleet()
     assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_pair_unknown_host_key(snap_compare):
+    from screens.dialogs import ConfirmDialog
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: _probed(pilot))
+        await pilot.press("p")
+        await pilot.press(*"gate-4", "tab", *"pi", "enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)

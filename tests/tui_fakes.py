@@ -46,6 +46,7 @@ from fieldtui.protocol import (
 )
 
 T0 = 1_790_000_000.0  # the fixed "now" of the snapshots (their clock never moves)
+HOST_FINGERPRINT = "SHA256:3q2+7wX0m1Yk9bLr5TfVh8Jc4NdAe6GuPz2RsKoQiM0"
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
 
 Feed = Callable[[], AsyncIterator[tuple[str, BaseModel]]]
@@ -419,5 +420,21 @@ class FakeFleet:
             raise ConsoleError(f"http://{host}:{port} refused this token (wrong token); nothing was saved")
         self.added.append((host, port, token, fingerprint))
         record = DeviceRecord(name=name or host, host=host, port=port or 8470, origin=["manual"])
+        self.records.append(record)
+        return Added(device=record)
+
+    async def pair(
+        self, host: str, user: str | None = None, port: int | None = None, *, accept_new: bool = False
+    ) -> Added:
+        """An SSH host never seen before: refused with its fingerprint until accepted."""
+        from fieldtui.ssh import HostKeyUnknown
+
+        if not accept_new:
+            raise HostKeyUnknown(
+                f"{host} is not a known SSH host; its key fingerprint is {HOST_FINGERPRINT}",
+                host=host,
+                fingerprint=HOST_FINGERPRINT,
+            )
+        record = DeviceRecord(name=host, host=host, port=8470, origin=["ssh"])
         self.records.append(record)
         return Added(device=record)
