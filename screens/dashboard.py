@@ -59,6 +59,7 @@ class DashboardScreen(Screen[None]):
         Binding("c", "toggle_camera", "Camera"),
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
+        Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
@@ -96,6 +97,13 @@ class DashboardScreen(Screen[None]):
         def __init__(self, reason: str) -> None:
             super().__init__()
             self.reason = reason
+
+    class LookedOverSSH(Message):
+        """``o``: status and the latest log lines read over SSH while HTTP is down (or the error)."""
+
+        def __init__(self, status: Any = None, logs: Any = None, error: str | None = None) -> None:
+            super().__init__()
+            self.status, self.logs, self.error = status, logs, error
 
     class SnapshotFetched(Message):
         def __init__(self, picture: Picture | None, note: str = "") -> None:
@@ -147,6 +155,8 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.record.name
+        if self.record.ssh is not None:
+            self.query_one(LinkBanner).offer = "press o to look over SSH"
         self.query_one("#charts").border_title = "telemetry"
         self.query_one("#camera").border_title = "camera"
         self.query_one("#camera-health").border_title = "camera health"
@@ -395,6 +405,47 @@ class DashboardScreen(Screen[None]):
 
         self.app.push_screen(ModelsScreen(self.api, self.record))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "over_ssh":
+            return self.record.ssh is not None  # hidden for devices SSH was never set up for
+        return True
+
+    def action_over_ssh(self) -> None:
+        if self.record.ssh is None:
+            return
+        self.notify(f"reading {self.record.name}'s status over SSH ({self.record.ssh.host})…", timeout=3)
+        self.look_over_ssh()
+
+    @work(exclusive=True, exit_on_error=False, group="ssh")
+    async def look_over_ssh(self) -> None:
+        """Status and the log tail through the SSH link (the agent CLI on the device), once."""
+        from fieldtui.errors import ConsoleError
+        from fieldtui.link import SSHLink
+
+        link = SSHLink(self.record.ssh)
+        try:
+            status = await link.status()
+            logs = await link.logs(5)
+        except ConsoleError as err:  # SSH errors, including an unknown or changed host key
+            self.post_message(self.LookedOverSSH(error=str(err)))
+            return
+        finally:
+            await link.aclose()
+        self.post_message(self.LookedOverSSH(status, logs))
+
+    @on(LookedOverSSH)
+    def _looked(self, message: LookedOverSSH) -> None:
+        if message.status is None:
+            self.notify(message.error or "", title="Over SSH: failed", severity="error", timeout=15)
+            return
+        found = message.status
+        self.device, self.status, self.health = found.device, found.status, found.health
+        self._show_identity()
+        lines = "\n".join(line.text() for line in message.logs.lines[-5:])
+        summary = f"agent {found.health.status}, pipeline {found.status.state}"
+        self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({self.record.ssh.host})", timeout=20)
+        self.query_one(LinkBanner).offer = f"over SSH: {summary} — o to look again"
+
     def action_trio(self) -> None:
         from screens.trio import TrioScreen
 
@@ -419,4 +470,8 @@ class DashboardScreen(Screen[None]):
                 "Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera
             ),
             SystemCommand("Back to devices", "leave this dashboard", self.app.pop_screen),
-        ]
+        ] + (
+            [SystemCommand("Look over SSH", "status and log tail through SSH", self.action_over_ssh)]
+            if self.record.ssh is not None
+            else []
+        )

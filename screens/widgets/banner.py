@@ -34,6 +34,7 @@ class LinkBanner(Static):
         self.since: float | None = None  # when the link went (wall clock), None while it is up
         self.retry_at: float | None = None
         self.reason = ""
+        self.offer = ""  # e.g. "press o to look over SSH", shown after the reason when set
 
     def clock(self) -> float:
         return getattr(self.app, "clock", time.time)()
@@ -53,7 +54,10 @@ class LinkBanner(Static):
     def refused(self, reason: str) -> None:
         self.since, self.retry_at = self.since or self.clock(), None
         self.add_class("-shown", "-refused")
-        self.update(Text(f"{reason} — not retrying: fix this, then press escape and open the device again"))
+        text = Text(f"{reason} — not retrying: fix this, then press escape and open the device again")
+        if self.offer:
+            text.append(f"   {self.offer}", style="bold")
+        self.update(text)
 
     def clear(self) -> None:
         self.since = self.retry_at = None
@@ -66,9 +70,10 @@ class LinkBanner(Static):
             when = "reconnecting…"
         else:
             when = f"retrying in {max(0, math.ceil(self.retry_at - self.clock()))} s"
-        self.update(
-            Text.assemble(
-                (f"agent unreachable since {clock_time(self.since)} — {when}", "bold"), f"   ({self.reason})"
-            )
+        text = Text.assemble(
+            (f"agent unreachable since {clock_time(self.since)} — {when}", "bold"), f"   ({self.reason})"
         )
+        if self.offer:
+            text.append(f"   {self.offer}", style="bold")
+        self.update(text)
         self.add_class("-shown")
