@@ -144,9 +144,14 @@ class ModelsScreen(Screen[None]):
         line.append(f"   rollback goes to {listing.last_good or 'the configured model'}", style="dim")
         if listing.probation is not None:
             line.append(f"   {listing.probation.version} on probation", style="yellow")
+            self.set_timer(
+                2.0, self.reload
+            )  # read again until probation ends (the timer dies with the screen)
         line.append(
             f"   keeps {listing.keep} versions, uploads up to {size_text(listing.max_upload_bytes)}", "dim"
         )
+        if not listing.versions:
+            line.append("   nothing stored yet: p pushes a model file", style="bold")
         self.query_one("#serving", Static).update(line)
         self._fill_versions(listing.versions)
         history = self.query_one("#history", DataTable)
