@@ -144,9 +144,8 @@ class ModelsScreen(Screen[None]):
         line.append(f"   rollback goes to {listing.last_good or 'the configured model'}", style="dim")
         if listing.probation is not None:
             line.append(f"   {listing.probation.version} on probation", style="yellow")
-            self.set_timer(
-                2.0, self.reload
-            )  # read again until probation ends (the timer dies with the screen)
+            # Read again until probation ends; the timer dies with the screen.
+            self.set_timer(2.0, self.reload)
         line.append(
             f"   keeps {listing.keep} versions, uploads up to {size_text(listing.max_upload_bytes)}", "dim"
         )
