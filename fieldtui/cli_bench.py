@@ -1,18 +1,20 @@
-"""``fieldtui bench HOST``: run a benchmark on a device (a job), show its progress, print the table."""
+"""``fieldtui bench HOST``: run a benchmark on a device and print the table (or ``--json``).
+
+It runs through a DeviceLink (fieldtui/link.py): over HTTP a ``POST /v1/benchmarks`` job whose progress
+is shown on stderr; over SSH (``--ssh``, or the fallback) ``fieldtui-agent bench --json`` on the device
+(model mode only, no progress until it ends).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from pydantic import ValidationError
 
-from fieldtui.client import AgentClient
-from fieldtui.errors import AgentClientError, ConsoleError, UnknownDevice
-from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table
-
-POLL_S = 0.3
+from fieldtui.cli_link import _print_json, link_flags, with_link
+from fieldtui.errors import ConsoleError
+from fieldtui.protocol import BenchmarkRequest, benchmark_table
 
 
 def _request(args: argparse.Namespace) -> BenchmarkRequest:
@@ -34,47 +36,18 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
         raise ConsoleError(f"bad benchmark option {where}: {first['msg']}") from None
 
 
-async def run_benchmark(
-    client: AgentClient, request: BenchmarkRequest, *, show_progress: bool
-) -> BenchmarkRun:
-    """Submit, follow the job (progress on stderr), and return its run; cancels the job on Ctrl-C."""
-    job = await client.start_benchmark(request)
-    try:
-        while job.state not in ("succeeded", "failed", "cancelled"):
-            if show_progress:
-                line = f"\r{job.progress:4.0%} {job.stage or job.state}"[:100].ljust(100)
-                print(line, end="", file=sys.stderr, flush=True)
-            await asyncio.sleep(POLL_S)
-            job = await client.job(job.id)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        await client.cancel_job(job.id)
-        raise
-    finally:
-        if show_progress:
-            print(file=sys.stderr)
-    if job.state != "succeeded" or job.result is None:
-        raise ConsoleError(f"benchmark {job.state}: {job.error or 'no result'}")
-    return BenchmarkRun.model_validate(job.result)
+def _progress_line(fraction: float, stage: str) -> None:
+    print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fieldtui.cli import _print_json, resolve_device
-
     request = _request(args)
-    entry = resolve_device(args.host)
-    if not entry.token:
-        raise UnknownDevice(
-            f"no token is saved for {entry.device.api_url}: pair it with `fieldtui pair {entry.device.host}`"
-        )
-
-    async def main() -> BenchmarkRun:
-        async with AgentClient.for_device(entry.device, entry.token) as client:
-            return await run_benchmark(client, request, show_progress=not args.json)
-
+    show = not args.json
     try:
-        run = asyncio.run(main())
-    except AgentClientError as err:
-        raise ConsoleError(str(err)) from None
+        run = with_link(args, lambda link: link.bench(request, on_progress=_progress_line if show else None))
+    finally:
+        if show:
+            print(file=sys.stderr)
     if args.json:
         _print_json(run)
     else:
@@ -94,4 +67,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("model", "pipeline"), default=None, help="pipeline: the live loop")
     p.add_argument("--duration", type=float, default=None, help="pipeline mode: seconds to watch (5)")
     p.add_argument("--json", action="store_true", help="print one BenchmarkRun JSON document")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
+    link_flags(p)
     p.set_defaults(func=cmd_bench)

@@ -1,8 +1,8 @@
 """``fieldtui pair | logs | restart | doctor``, and what ``status``, ``push`` and ``rollback`` share with them:
 :func:`with_link` runs an operation through a :class:`~fieldtui.link.DeviceLink` (HTTP first, SSH when HTTP
 cannot get through, the reason on stderr; SSH only with ``--ssh``), :func:`link_flags` adds ``--ssh`` and
-``--accept-new``. Registered by fieldtui/cli.py (:func:`add_parsers`). ``bench`` over SSH is not here yet:
-benchmarks are a later issue.
+``--accept-new``. Registered by fieldtui/cli.py (:func:`add_parsers`); ``bench`` (fieldtui/cli_bench.py)
+uses them too.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One interface for both links to a device: the HTTP API, or SSH running the agent's own CLI.
 
-Every console operation (status, logs, restart, push, rollback, models, doctor) returns the same
+Every console operation (status, logs, restart, push, rollback, models, doctor, bench) returns the same
 :mod:`fieldtui.protocol` models whichever link ran it: over SSH the device prints them with
 ``fieldtui-agent ... --json``. :func:`open_link` gives the link a command should use:
 
@@ -34,6 +34,8 @@ from fieldtui.protocol import (
     Ack,
     AgentPaths,
     BackendInfo,
+    BenchmarkRequest,
+    BenchmarkRun,
     DeviceStatus,
     Job,
     LinkKind,
@@ -54,10 +56,12 @@ from fieldtui.ssh import (
 )
 
 NoticeFn = Callable[[str], None]
+BenchProgressFn = Callable[[float, str], None]  # (fraction done, stage)
 T = TypeVar("T")
 # HTTP failures SSH can get around; anything else the agent answered would be answered the same again.
 FALLBACK_ERRORS = (AgentUnreachable, TLSPinMismatch, UnknownDevice)
 SERVICE = "fieldtui-agent"
+BENCH_POLL_S = 0.3
 
 
 def stderr_notice(line: str) -> None:
@@ -95,6 +99,11 @@ class DeviceLink:
         raise NotImplementedError
 
     async def doctor(self) -> list[BackendInfo]:
+        raise NotImplementedError
+
+    async def bench(
+        self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> BenchmarkRun:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -163,6 +172,25 @@ class HttpLink(DeviceLink):
     async def doctor(self) -> list[BackendInfo]:
         self._need_token()
         return (await self.client.device()).backends
+
+    async def bench(
+        self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> BenchmarkRun:
+        """Submit a ``POST /v1/benchmarks`` job and follow it; the job is cancelled if this is."""
+        self._need_token()
+        job = await self.client.start_benchmark(request)
+        try:
+            while job.state not in ("succeeded", "failed", "cancelled"):
+                if on_progress:
+                    on_progress(job.progress, job.stage or job.state)
+                await asyncio.sleep(BENCH_POLL_S)
+                job = await self.client.job(job.id)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await self.client.cancel_job(job.id)
+            raise
+        if job.state != "succeeded" or job.result is None:
+            raise ConsoleError(f"benchmark {job.state}: {job.error or 'no result'}")
+        return BenchmarkRun.model_validate(job.result)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -291,6 +319,13 @@ class SSHLink(DeviceLink):
     async def doctor(self) -> list[BackendInfo]:
         return await self._json(TypeAdapter(list[BackendInfo]), "doctor", home=False)
 
+    async def bench(
+        self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> BenchmarkRun:
+        """``fieldtui-agent bench --json`` on the device: the store's current model, measured there and
+        saved to the same history as API runs. No progress comes back until it ends."""
+        return await self._json(BenchmarkRun, "bench", *bench_flags(request, self.endpoint.host))
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -310,6 +345,29 @@ def _parse(model: Any, text: str, args: tuple[str, ...]) -> Any:
             exit_status=0,
             stderr="",
         ) from None
+
+
+def bench_flags(request: BenchmarkRequest, host: str) -> list[str]:
+    """``fieldtui-agent bench`` flags for ``request``; what the agent's CLI cannot run is refused here."""
+    if request.mode != "model":
+        raise ConsoleError(
+            f"a pipeline-mode benchmark needs the agent's API; over SSH ({host}) only model mode runs"
+        )
+    if request.accuracy_frames != BenchmarkRequest().accuracy_frames:
+        raise ConsoleError("accuracy_frames cannot be set over SSH: the agent's CLI uses its default")
+    threads = [t for t in request.threads if t is not None]
+    if threads and len(threads) != len(request.threads):
+        raise ConsoleError("over SSH, --threads cannot mix the runtime default with thread counts")
+    flags: list[str] = []
+    for flag, values in (
+        ("--backend", request.backends),
+        ("--precision", request.precisions),
+        ("--threads", threads),
+        ("--batch", request.batch_sizes),
+    ):
+        for value in values:
+            flags += [flag, str(value)]
+    return [*flags, "--iterations", str(request.iterations), "--warmup", str(request.warmup)]
 
 
 def _parse_paths(text: str) -> str:
@@ -369,6 +427,11 @@ class FallbackLink(DeviceLink):
 
     async def doctor(self) -> list[BackendInfo]:
         return await self._either(lambda link: link.doctor())
+
+    async def bench(
+        self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> BenchmarkRun:
+        return await self._either(lambda link: link.bench(request, on_progress=on_progress))
 
     async def aclose(self) -> None:
         if self.http is not None:
