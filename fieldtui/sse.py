@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from fieldtui.errors import AgentClientError, AgentUnreachable
-from fieldtui.protocol import HealthReport, Job, LogLine, ModelInfo, Sample
+from fieldtui.protocol import HealthReport, Job, LogLine, ModelEvent, ModelInfo, Sample
 
 if TYPE_CHECKING:
     from fieldtui.client import AgentClient
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("fieldtui.sse")
 
 EVENTS_PATH = "/v1/events"
-EVENT_MODELS: dict[str, type[BaseModel]] = {
-    "sample": Sample,
-    "job": Job,
-    "log": LogLine,
-    "health": HealthReport,
-    "model": ModelInfo,
+# Each event's models, tried in order: a ``model`` event from an agent whose ``change`` this console
+# does not know yet still arrives as the ModelInfo it extends.
+EVENT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
+    "sample": (Sample,),
+    "job": (Job,),
+    "log": (LogLine,),
+    "health": (HealthReport,),
+    "model": (ModelEvent, ModelInfo),
 }
 
 StreamState = Literal["connecting", "connected", "reconnecting", "closed"]
@@ -88,17 +90,17 @@ class SSEDecoder:
 
 
 def parse_event(sse: ServerSentEvent) -> tuple[str, BaseModel | dict[str, Any]]:
-    """``sample`` -> Sample, ``job`` -> Job, ...; unknown events (or shapes) come back as a dict.
+    """``sample`` -> Sample, ``job`` -> Job, ``model`` -> ModelEvent (why the model changed), ...;
+    unknown events (or shapes) come back as a dict.
 
     Raises ValueError when ``data`` is not JSON.
     """
     payload = json.loads(sse.data)
-    model = EVENT_MODELS.get(sse.event)
-    if model is not None:
+    for model in EVENT_MODELS.get(sse.event, ()):
         try:
             return sse.event, model.model_validate(payload)
         except ValidationError:
-            log.debug("event %s does not match %s; passing it on as a dict", sse.event, model.__name__)
+            log.debug("event %s does not match %s", sse.event, model.__name__)
     return sse.event, payload if isinstance(payload, dict) else {"value": payload}
 
 

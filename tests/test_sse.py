@@ -12,7 +12,7 @@ import pytest
 
 from fieldtui.client import AgentClient
 from fieldtui.errors import AgentUnauthorized, AgentUnreachable
-from fieldtui.protocol import Job, LogLine, Sample, StageTimes
+from fieldtui.protocol import Job, LogLine, ModelEvent, ModelInfo, Sample, StageTimes
 from fieldtui.sse import ServerSentEvent, SSEDecoder, parse_event
 
 
@@ -95,6 +95,52 @@ def test_parse_event_gives_protocol_models_and_dicts_for_the_rest():
     assert parse_event(ServerSentEvent("future", "[1, 2]")) == ("future", {"value": [1, 2]})
     with pytest.raises(ValueError):
         parse_event(ServerSentEvent("sample", "not json"))
+
+
+def test_a_model_event_carries_why_the_model_changed():
+    info = {
+        "version": "v1",
+        "path": "/m/v1/model.onnx",
+        "backend": "onnxruntime",
+        "input_shape": [1, 3, 8, 8],
+    }
+    info |= {"input_dtype": "float32", "layout": "nchw", "names": {"0": "circle"}}
+    why = {"change": "auto_rolled_back", "previous": "v2", "reason": "confidence collapsed on live frames"}
+    name, model = parse_event(ServerSentEvent("model", json.dumps(info | why)))
+    assert name == "model" and isinstance(model, ModelEvent) and isinstance(model, ModelInfo)
+    assert (model.change, model.previous, model.reason) == ("auto_rolled_back", "v2", why["reason"])
+    # A change this console does not know yet: still the ModelInfo it extends, not a dict.
+    _, newer = parse_event(ServerSentEvent("model", json.dumps(info | {"change": "pinned", "reason": "x"})))
+    assert type(newer) is ModelInfo and newer.version == "v1"
+
+
+async def test_a_real_rollback_arrives_as_a_model_event_with_its_reason(start_agent, agent_home, tmp_path):
+    from fieldtui.push import push_model
+    from tests import storemodels as sm
+
+    (agent_home / "config.toml").write_text("[models]\nprobation_s = 0\n")
+    agent = start_agent(agent_home)
+    subscribed = asyncio.Event()  # set on the first event of any kind: the agent has this stream listed
+    async with AgentClient(agent.url, token=agent.token) as client:
+        for n in (1, 2):
+            model = sm.detector(tmp_path / f"v{n}.onnx", seed=n)
+            await push_model(client, model, f"v{n}", activate=True, job_timeout=60)
+
+        async def first_model_event() -> ModelEvent:
+            async with client.events() as stream:
+                async for event, model in stream:
+                    subscribed.set()
+                    if event == "model":
+                        return model
+            raise AssertionError("the stream ended without a model event")
+
+        reader = asyncio.create_task(first_model_event())
+        await asyncio.wait_for(subscribed.wait(), 20)
+        job = await client.wait_job((await client.rollback_model()).id, timeout=60)
+        assert job.state == "succeeded", job.error
+        event = await asyncio.wait_for(reader, 20)
+    assert isinstance(event, ModelEvent) and event.version == "v1"
+    assert (event.change, event.previous, event.reason) == ("rolled_back", "v2", "rollback requested")
 
 
 # --- a tiny SSE server that can die and come back on the same port ----------------------------------
