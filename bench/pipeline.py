@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from agent.detector import Detector, demo_model_path  # noqa: E402
 from agent.health import measure  # noqa: E402
 from agent.metrics import AgentMetrics  # noqa: E402
@@ -71,28 +72,19 @@ def write_video(path: Path, frames: int, size: tuple[int, int] = (640, 480)) -> 
     return path
 
 
-def bare_session(model: Path, threads: int | None):
-    """An InferenceSession with the options the agent's backend uses (agent/backends/onnxruntime.py)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or 0
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def bare_fps(session, tensor: np.ndarray, frames: int) -> float:
-    name = session.get_inputs()[0].name
-    outputs = [o.name for o in session.get_outputs()]
-    for _ in range(10):
-        session.run(outputs, {name: tensor})
-    t0 = time.perf_counter()
-    for _ in range(frames):
-        session.run(outputs, {name: tensor})
-    return frames / (time.perf_counter() - t0)
+def bare_fps(model: Path, threads: int | None, tensor: np.ndarray, frames: int) -> float:
+    """``session.run`` in a loop on one pre-made tensor, through a fresh backend instance so the
+    session has exactly the agent's options (agent/backends/onnxruntime.py)."""
+    backend = OnnxRuntimeBackend(model, threads=threads)
+    try:
+        for _ in range(10):
+            backend.infer(tensor)
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            backend.infer(tensor)
+        return frames / (time.perf_counter() - t0)
+    finally:
+        backend.close()
 
 
 def pipeline_fps(detector: Detector, video: Path, frames: int) -> float:
@@ -110,13 +102,12 @@ def pipeline_fps(detector: Detector, video: Path, frames: int) -> float:
 
 def ratio_bench(label: str, model: Path, video: Path, frames: int, rounds: int, threads: int | None) -> None:
     detector = Detector.load(model, threads=threads)
-    session = bare_session(model, threads)
     tensor = detector.preprocess(DemoScene(640, 480, seed=7).render(1.0)[0])[0]
     bare, piped = [], []
     try:
         pipeline_fps(detector, video, frames)  # warm-up: page cache, allocator, ORT's thread pool
         for _ in range(rounds):  # alternate, so background load hits both sides alike
-            bare.append(bare_fps(session, tensor, frames))
+            bare.append(bare_fps(model, threads, tensor, frames))
             piped.append(pipeline_fps(detector, video, frames))
     finally:
         detector.close()

@@ -95,6 +95,10 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or 0  # 0 = one per physical core
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep instead of spinning: in the agent they share the CPU with capture,
+        # preprocessing and the control plane, which spinning threads starve (2 cores, loaded: about
+        # half the CPU per inference of the demo model, and a faster pipeline; see bench/pipeline.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: ORT's warnings are not the technician's business
         chosen = providers or self.providers()
         try:
