@@ -60,8 +60,9 @@ def _fit(shape: tuple[int, int], new_shape: int | tuple[int, int]) -> tuple[_Fit
     new_h, new_w = (new_shape, new_shape) if isinstance(new_shape, int) else map(int, new_shape)
     h, w = shape
     r = min(new_h / h, new_w / w)
-    # Python's round (half to even) on purpose: it is what Ultralytics uses.
-    unpad_w, unpad_h = int(round(w * r)), int(round(h * r))
+    # Python's round (half to even) on purpose: it is what Ultralytics uses. At least one pixel, though:
+    # a sliver (a 1 x 640 crop) would round to 0 and make OpenCV assert, where Ultralytics would crash.
+    unpad_w, unpad_h = max(1, int(round(w * r))), max(1, int(round(h * r)))
     dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
