@@ -79,14 +79,13 @@ class Pipeline:
         self.metrics.declare_classes(detector.names.values())
         self.stats = RollingStats()
         self.capture = Capture(source_uri, stats=self.stats, metrics=self.metrics, fast=fast)
-        self._cond = threading.Condition()  # guards _inflight
+        self._cond = threading.Condition()  # guards _inflight and _ended_gen
         self._inflight: dict[int, int] = {}  # id(detector) -> frames it still has to finish
         self._health = HealthMonitor(every=HEALTH_EVERY)
         self._listeners: list[Listener] = []
         self._latest: tuple[np.ndarray, Any] | None = None
         self._processed_gen = 0  # source generation of the last processed frame
-        self._ended = False  # a finite source fully processed
-        self._finished = threading.Event()
+        self._ended_gen = -1  # source generation of the last finite source processed to its end
         self._error: str | None = None
         self._errors = 0
         self._start_failed = False
@@ -109,13 +108,12 @@ class Pipeline:
         ``retry``: then a live source that is not there yet is retried with backoff (``reconnecting``)."""
         if self.running:
             return
-        self._error, self._start_failed, self._ended = None, False, False
+        self._error, self._start_failed = None, False
         try:
             source = self.capture.open(retry=retry)
         except Exception as err:
             self._start_failed, self._error = True, str(err)
             raise
-        self._finished.clear()
         _single_threaded_opencv()
         self._slots = [Slot(), Slot(), Slot()]
         self._threads = [
@@ -147,22 +145,25 @@ class Pipeline:
         with self._cond:
             self._inflight.clear()
             self._cond.notify_all()
-        self._finished.set()
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def wait_finished(self, timeout: float | None = None) -> bool:
-        """Wait until a finite source has been processed to its end (or the pipeline stopped)."""
-        return self._finished.wait(timeout)
+        """Wait until the current source, a finite one, has been processed to its end (or the pipeline
+        is not running). ``False`` if ``timeout`` came first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ended or not self.running, timeout)
+
+    @property
+    def _ended(self) -> bool:
+        return self._ended_gen == self.capture.gen
 
     def set_source(self, uri: str) -> None:
         """Switch to ``uri``. It is opened first: if that fails, SourceError and the old source runs on."""
         new = open_source(uri)
         log.info("switching source to %s", new.uri)
-        self._ended = False
-        self._finished.clear()
         self.capture.switch(uri, new)
 
     def swap_detector(self, new: Any) -> Any:
@@ -300,10 +301,10 @@ class Pipeline:
             while True:
                 work = self._slots[2].get()
                 if isinstance(work, EndOfSource):
-                    if work.source_gen == self.capture.gen:  # not the end of a source already replaced
-                        self._ended = True
-                        self._finished.set()
-                        log.info("end of file: %d frames processed", self.stats.frames_total)
+                    with self._cond:
+                        self._ended_gen = work.source_gen
+                        self._cond.notify_all()
+                    log.info("end of file: %d frames processed", self.stats.frames_total)
                     continue
                 try:
                     self._finish(work)
