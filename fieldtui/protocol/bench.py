@@ -1,0 +1,148 @@
+"""On-device benchmarks: requests, results, history, and their one text rendering."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from fieldtui.protocol.core import Model, StageTimes
+
+# --- benchmarks -----------------------------------------------------------------------------------
+
+BenchMode = Literal["model", "pipeline"]
+
+
+class BenchmarkRequest(Model):
+    """``POST /v1/benchmarks``: every (backend, precision, threads, batch) combination is measured."""
+
+    backends: list[str] = Field(default_factory=lambda: ["onnxruntime"], min_length=1, max_length=8)
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(
+        default_factory=lambda: ["fp32"], min_length=1, max_length=3
+    )
+    threads: list[Annotated[int, Field(ge=1, le=256)] | None] = Field(
+        default_factory=lambda: [None], min_length=1, max_length=8, description="None = the runtime's default"
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=lambda: [1], min_length=1, max_length=8
+    )
+    iterations: int = Field(default=50, ge=1, le=10000)
+    warmup: int = Field(default=5, ge=0, le=1000)
+    mode: BenchMode = "model"
+    duration_s: float = Field(default=5.0, gt=0, le=600, description="pipeline mode: how long to watch")
+    accuracy_frames: int = Field(default=8, ge=0, le=200, description="held-out frames for agreement")
+
+
+class BenchmarkConfig(Model):
+    mode: BenchMode = "model"
+    backend: str
+    precision: str = "fp32"
+    threads: int | None = None
+    batch: int = 1
+
+
+class LatencyStats(Model):
+    """Milliseconds per call (a whole batch: preprocess + infer + postprocess). Pipeline mode has only
+    what the live pipeline's window reports (p50, p95)."""
+
+    p50_ms: float
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    max_ms: float | None = None
+
+
+class SystemUse(Model):
+    cpu_percent: float = Field(description="process CPU time / wall time during the run (100 = one core)")
+    rss_mb: float | None = Field(default=None, description="VmRSS at the end of the run")
+    hwm_mb: float | None = Field(default=None, description="VmHWM: the process's peak resident memory")
+    temperature_c: float | None = Field(default=None, description="hottest thermal zone; None if none")
+    throttled: bool | None = Field(default=None, description="None when the device does not say")
+    throttle_source: str | None = Field(default=None, description="vcgencmd | cpufreq | None")
+    throttle_detail: str | None = None
+
+
+class Comparison(Model):
+    """This result against the previous run of the same configuration and model."""
+
+    previous_id: int
+    previous_created: float
+    p50_change_pct: float | None = Field(description="negative = faster")
+    fps_change_pct: float | None = Field(description="positive = more frames per second")
+    verdict: Literal["better", "worse", "same"]
+
+
+class BenchmarkResult(Model):
+    id: int | None = None
+    config: BenchmarkConfig
+    status: Literal["ok", "skipped", "failed"]
+    reason: str | None = Field(default=None, description="why it was skipped or failed")
+    iterations: int = 0
+    latency: LatencyStats | None = None
+    per_frame_ms: float | None = Field(default=None, description="p50 latency / batch size")
+    fps: float | None = Field(default=None, description="frames (not batches) per second")
+    stages_ms: StageTimes | None = None
+    system: SystemUse | None = None
+    drop_rate: float | None = Field(default=None, description="pipeline mode only")
+    agreement_f1: float | None = Field(
+        default=None, description="F1 at IoU 0.5 against the FP32 model's detections (1.0 for fp32)"
+    )
+    agreement_frames: int = 0
+    comparison: Comparison | None = None
+
+
+class BenchmarkRun(Model):
+    id: str
+    created: float
+    device_id: str
+    model_sha256: str
+    model: str = Field(description="the model's version or file name")
+    job_id: str | None = None
+    results: list[BenchmarkResult]
+
+
+class BenchmarkList(Model):
+    """``GET /v1/benchmarks``: runs, newest first."""
+
+    runs: list[BenchmarkRun]
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def benchmark_table(run: BenchmarkRun) -> list[str]:
+    """One rendering of a benchmark run for both command lines: a row per configuration, the per-frame
+    latency and FPS side by side, and the change against the previous run of the same configuration."""
+    lines = [
+        f"model {run.model} ({run.model_sha256[:12]}) on device {run.device_id[:12]}, run {run.id[:12]}",
+        f"{'mode':<8} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'ms/frame':>9} {'fps':>8} {'cpu%':>6} {'rss MB':>7} {'F1':>5}  vs previous",
+    ]
+    for r in run.results:
+        c = r.config
+        head = f"{c.mode:<8} {c.backend:<12} {c.precision:<5} {c.threads or '-':>3} {c.batch:>5}"
+        if r.status != "ok":
+            lines.append(f"{head}  {r.status}: {r.reason}")
+            continue
+        lat, sys_ = r.latency, r.system
+        cmp = r.comparison
+        versus = (
+            "first run"
+            if cmp is None
+            else f"{cmp.verdict} (p50 {_fmt(cmp.p50_change_pct, '+.1f')}%, fps {_fmt(cmp.fps_change_pct, '+.1f')}%)"
+        )
+        lines.append(
+            f"{head} {_fmt(lat.p50_ms if lat else None, '.2f'):>8} "
+            f"{_fmt(lat.p99_ms if lat else None, '.2f'):>8} {_fmt(r.per_frame_ms, '.2f'):>9} "
+            f"{_fmt(r.fps):>8} {_fmt(sys_.cpu_percent if sys_ else None, '.0f'):>6} "
+            f"{_fmt(sys_.rss_mb if sys_ else None, '.0f'):>7} {_fmt(r.agreement_f1, '.2f'):>5}  {versus}"
+        )
+    system = next((r.system for r in run.results if r.system is not None), None)
+    if system is not None:
+        temp = "-" if system.temperature_c is None else f"{system.temperature_c:.0f} C"
+        throttled = {True: "yes", False: "no", None: "unknown"}[system.throttled]
+        source = f" ({system.throttle_source}: {system.throttle_detail})" if system.throttle_source else ""
+        lines.append(f"temperature {temp}, throttled {throttled}{source}")
+    return lines

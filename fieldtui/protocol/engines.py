@@ -1,0 +1,100 @@
+"""Engines: runtime-specific builds of a model (ONNX Runtime INT8, TensorRT plans, Hailo HEFs), each with
+the fingerprint of what it was built with and for, and the rebuild job that makes them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fieldtui.protocol.core import Model
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class EngineFingerprint(Model):
+    """What an engine was built with and for. Checked before every load: an engine built by another
+    runtime version or for another accelerator is stale, reported as such, and never deserialised."""
+
+    runtime: str = Field(description="backend key: onnxruntime | tensorrt | hailo")
+    runtime_version: str | None = Field(default=None, description="e.g. TensorRT 10.3.0, HailoRT 4.20.0")
+    device: str | None = Field(default=None, description="GPU name, Hailo arch (HAILO8L) or CPU model")
+    compute: str | None = Field(
+        default=None, description="GPU compute capability (sm_87) or Hailo firmware version"
+    )
+    source_sha256: str = Field(description="sha256 of the ONNX model the engine was built from")
+    precision: Precision
+    input_shape: list[int] = Field(description="the fixed input shape the engine was built for")
+    built: float | None = Field(default=None, description="unix time of the build")
+
+
+class EngineInfo(Model):
+    """One engine under ``<home>/engines/<key>/``."""
+
+    key: str = Field(description="directory name: <runtime>-<precision>-<source sha256 prefix>")
+    file: str = Field(description="the engine file's name inside its directory")
+    size: int
+    fingerprint: EngineFingerprint
+    stale: bool
+    stale_reason: str | None = Field(default=None, description="why it cannot be loaded here, and what to do")
+    source_version: str | None = Field(default=None, description="model store version it was built from")
+    model_version: str | None = Field(default=None, description="store version it was added as, if any")
+    p50_ms: float | None = None
+    fp32_p50_ms: float | None = None
+    agreement_f1: float | None = Field(default=None, description="F1 at IoU 0.5 against FP32 detections")
+
+
+class RuntimeIdentity(Model):
+    """What this device offers a runtime: the fields a fresh engine's fingerprint would carry."""
+
+    runtime: str
+    available: bool
+    reason: str
+    runtime_version: str | None = None
+    device: str | None = None
+    compute: str | None = None
+    can_build: bool = Field(description="whether this device can build engines for the runtime")
+    build_note: str | None = Field(default=None, description="e.g. HEFs are compiled off-device")
+
+
+class EngineList(Model):
+    """``GET /v1/engines``."""
+
+    engines: list[EngineInfo]
+    runtimes: list[RuntimeIdentity]
+
+
+class EngineRebuildRequest(Model):
+    """``POST /v1/engines/rebuild``: build an engine for ``backend`` at ``precision`` from a store version
+    (the active one by default)."""
+
+    backend: str = "onnxruntime"
+    precision: Precision = "int8"
+    version: str | None = Field(default=None, description="model store version to build from; None = active")
+    calibration_frames: int = Field(default=64, ge=1, le=2048, description="INT8: frames to calibrate on")
+    calibration_dir: str | None = Field(
+        default=None, description="INT8: a folder of images on the device instead of the live source"
+    )
+    accuracy_frames: int = Field(default=32, ge=0, le=500, description="held-out frames for agreement")
+    workspace_mb: int | None = Field(default=None, ge=16, le=65536, description="TensorRT memory pool limit")
+    activate: bool = Field(
+        default=False, description="add the engine to the model store and activate it (health-checked)"
+    )
+
+
+class EngineRebuildResult(Model):
+    """A rebuild job's result."""
+
+    engine: EngineInfo
+    source_size: int
+    size: int
+    p50_ms: float | None = None
+    fp32_p50_ms: float | None = None
+    speedup: float | None = Field(default=None, description="fp32 p50 / engine p50")
+    agreement_f1: float | None = None
+    agreement_frames: int = 0
+    calibration_frames: int = 0
+    elapsed_s: float
+    model_version: str | None = Field(default=None, description="store version the engine was added as")
+    activation_job: str | None = None
+    log: list[str] = Field(default_factory=list, description="the build's stages, for the technician")
