@@ -91,6 +91,7 @@ class FieldtuiApp(App[None]):
 
     def action_help(self) -> None:
         from screens.add_device import AddDeviceScreen
+        from screens.benchmark import BenchmarkScreen
         from screens.dashboard import DashboardScreen
         from screens.dialogs import ConfirmDialog, PromptDialog
         from screens.help import HelpScreen
@@ -112,6 +113,14 @@ class FieldtuiApp(App[None]):
             ("Dashboard", DashboardScreen.BINDINGS, []),
             ("Models", ModelsScreen.BINDINGS, [("↑ ↓", "choose a version")]),
             ("Push a model file", PushDialog.BINDINGS, [("enter", "open a folder, pick a file, or push")]),
+            (
+                "Benchmark",
+                BenchmarkScreen.BINDINGS,
+                [
+                    ("space", "toggle a backend or precision"),
+                    ("enter", "run (in a field), or show a past run"),
+                ],
+            ),
             ("Trio forwarding", TrioScreen.BINDINGS, []),
             ("Trio rules", RulesDialog.BINDINGS, [("enter", "save the rules")]),
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),

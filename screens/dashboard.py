@@ -59,6 +59,7 @@ class DashboardScreen(Screen[None]):
         Binding("c", "toggle_camera", "Camera"),
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
+        Binding("b", "benchmark", "Benchmark"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
     ]
     RENDER_EVERY_S = 0.25
@@ -446,6 +447,11 @@ class DashboardScreen(Screen[None]):
         self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({self.record.ssh.host})", timeout=20)
         self.query_one(LinkBanner).offer = f"over SSH: {summary} — o to look again"
 
+    def action_benchmark(self) -> None:
+        from screens.benchmark import BenchmarkScreen
+
+        self.app.push_screen(BenchmarkScreen(self.api, self.record))
+
     def action_trio(self) -> None:
         from screens.trio import TrioScreen
 
@@ -455,6 +461,9 @@ class DashboardScreen(Screen[None]):
         return [
             SystemCommand(
                 "Trio forwarding", f"{self.record.name}'s rules, key and a test forward", self.action_trio
+            ),
+            SystemCommand(
+                "Benchmark", f"measure backends and precisions on {self.record.name}", self.action_benchmark
             ),
             SystemCommand(
                 "Models", f"{self.record.name}'s model store: push, activate, roll back", self.action_models

@@ -20,3 +20,8 @@ def ago(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h"
     return f"{s // 86400}d"
+
+
+def date_time(ts: float) -> str:
+    """``2026-11-27 12:04`` in local time."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

@@ -306,6 +306,8 @@ class FakeAgent:
         self.models_doc = model_list()
         self.forwarding_doc = forwarding_state()
         self.trio_answer = trio_unauthorized()
+        self.benchmarks_doc = None  # set from tests.tui_fakes_jobs where a screen shows benchmarks
+        self.engines_doc = None
 
     def _check(self) -> None:
         if self.down:
@@ -377,6 +379,18 @@ class FakeAgent:
     async def trio_test(self, condition: str | None = None, timeout_s: float | None = None) -> ForwardResult:
         self._check()
         return self.trio_answer
+
+    async def benchmarks(self, limit: int = 20) -> Any:
+        self._check()
+        return self.benchmarks_doc
+
+    async def engines(self) -> Any:
+        self._check()
+        return self.engines_doc
+
+    async def job(self, job_id: str) -> Job:
+        self._check()
+        return next(j for j in self.jobs if j.id == job_id)
 
     async def aclose(self) -> None:
         pass

@@ -1,0 +1,373 @@
+"""On-device benchmarks: choose configurations, run, watch the progress, compare with the previous run.
+
+The screen takes the device's API (an :class:`~fieldtui.client.AgentClient` or a fake with its methods).
+Backends come from ``GET /v1/device`` (those the device cannot run are listed, disabled, so the
+technician sees why a configuration is missing). A run is ``POST /v1/benchmarks``; its job is followed
+by :func:`fieldtui.jobwatch.watch_job` from the SSE stream, each change a coalescing ``JobMoved``; it
+ends in ``BenchmarkFinished`` with the run, shown as a table (each configuration against the previous
+run of the same configuration and model: verdict, p50 and FPS change) and as bars across
+configurations. History (``GET /v1/benchmarks``) is below; enter on a past run shows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, ProgressBar, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from fieldtui.errors import AgentClientError
+from fieldtui.jobwatch import watch_job
+from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
+from screens.timefmt import date_time
+from screens.widgets.configbars import ConfigBars, config_label
+
+PRECISIONS = ("fp32", "fp16", "int8")
+VERDICT_STYLE = {"better": "green", "worse": "red", "same": "dim"}
+
+
+def parse_numbers(text: str, *, default_word: str | None = None) -> list[int | None]:
+    """``"default, 1, 4"`` -> ``[None, 1, 4]``; ValueError naming the bad item."""
+    out: list[int | None] = []
+    for item in text.replace(" ", ",").split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if default_word is not None and item in (default_word, "-"):
+            out.append(None)
+        elif item.isdigit() and int(item) > 0:
+            out.append(int(item))
+        else:
+            raise ValueError(item)
+    return list(dict.fromkeys(out))
+
+
+def versus(r: BenchmarkResult) -> Text:
+    """The comparison with the previous run of this configuration, in words and colour."""
+    c = r.comparison
+    if r.status != "ok":
+        return Text(f"{r.status}: {r.reason or ''}", style="yellow" if r.status == "skipped" else "red")
+    if c is None:
+        return Text("first run", style="dim")
+    p50 = "-" if c.p50_change_pct is None else f"{c.p50_change_pct:+.1f}%"
+    fps = "-" if c.fps_change_pct is None else f"{c.fps_change_pct:+.1f}%"
+    return Text(f"{c.verdict}  p50 {p50}  fps {fps}", style=VERDICT_STYLE[c.verdict])
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class BenchmarkScreen(Screen[None]):
+    CSS_PATH = "benchmark.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+r", "run", "Run", priority=True),
+        Binding("ctrl+x", "cancel", "Cancel run"),
+        Binding("ctrl+g", "reload", "Reload history"),
+    ]
+
+    class DeviceRead(Message):
+        def __init__(self, device: DeviceInfo | None, error: str | None = None) -> None:
+            super().__init__()
+            self.device, self.error = device, error
+
+    class HistoryRead(Message):
+        def __init__(self, runs: BenchmarkList | None, error: str | None = None) -> None:
+            super().__init__()
+            self.runs, self.error = runs, error
+
+    class JobMoved(Message):
+        def __init__(self, job: Job) -> None:
+            super().__init__()
+            self.job = job
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, BenchmarkScreen.JobMoved)
+
+    class BenchmarkFinished(Message):
+        def __init__(self, run: BenchmarkRun | None, error: str | None = None) -> None:
+            super().__init__()
+            self.run, self.error = run, error
+
+    class CancelRefused(Message):
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, api: Any, record: Any, *, job_timeout: float = 900.0) -> None:
+        super().__init__()
+        self.api = api
+        self.record = record
+        self.job_timeout = job_timeout
+        self.device: DeviceInfo | None = None
+        self.history: BenchmarkList | None = None
+        self.shown: BenchmarkRun | None = None
+        self.job: Job | None = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="form"):
+            yield SelectionList[str](id="backends")
+            yield SelectionList[str](*(Selection(p, p, p == "fp32") for p in PRECISIONS), id="precisions")
+            with Vertical(id="numbers"):
+                with Horizontal():
+                    yield Input("default", id="threads")
+                    yield Input("1", id="batches")
+                    yield Input("50", id="iterations")
+                yield Static(id="error")
+            yield Button("Run\n(ctrl+r)", variant="primary", id="run")
+        with Horizontal(id="progress"):
+            yield Static(id="stage")
+            yield ProgressBar(id="bar", total=100, show_eta=False)
+        yield DataTable(id="results", cursor_type="none", zebra_stripes=True)
+        yield ConfigBars(id="chart")
+        yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.record.name}: benchmark"
+        titles = {
+            "#backends": "backends",
+            "#precisions": "precisions",
+            "#threads": "threads",
+            "#batches": "batch sizes",
+            "#iterations": "iterations",
+            "#results": "results",
+            "#chart": "across configurations",
+            "#history": "history (newest first, enter shows a run)",
+        }
+        for selector, title in titles.items():
+            self.query_one(selector).border_title = title
+        self.query_one("#results", DataTable).add_columns(
+            "configuration", "p50 ms", "p99 ms", "ms/frame", "fps", "cpu %", "F1", "vs previous run"
+        )
+        self.query_one("#history", DataTable).add_columns(
+            "when", "model", "configurations", "best", "verdicts"
+        )
+        self.query_one("#stage", Static).update(Text("reading the device's backends…", style="dim"))
+        self.query_one("#chart", ConfigBars).show([])
+        self.query_one("#backends").focus()
+        self.read_device()
+        self.reload()
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="device")
+    async def read_device(self) -> None:
+        try:
+            self.post_message(self.DeviceRead(await self.api.device()))
+        except AgentClientError as err:
+            self.post_message(self.DeviceRead(None, str(err)))
+
+    @on(DeviceRead)
+    def _device_read(self, message: DeviceRead) -> None:
+        stage = self.query_one("#stage", Static)
+        if message.device is None:
+            stage.update(Text(f"✗ {message.error}", style="red"))
+            return
+        self.device = message.device
+        backends = self.query_one("#backends", SelectionList)
+        backends.clear_options()
+        for b in message.device.backends or []:
+            label = b.key if b.available else f"{b.key} (not here)"
+            backends.add_option(
+                Selection(label, b.key, b.available and b.key == "onnxruntime", disabled=not b.available)
+            )
+        if not message.device.backends:
+            backends.add_option(Selection("onnxruntime", "onnxruntime", True))
+        stage.update(Text("choose configurations, then ctrl+r runs them", style="dim"))
+
+    @work(exclusive=True, exit_on_error=False, group="history")
+    async def reload(self) -> None:
+        try:
+            self.post_message(self.HistoryRead(await self.api.benchmarks(limit=50)))
+        except AgentClientError as err:
+            self.post_message(self.HistoryRead(None, str(err)))
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @on(HistoryRead)
+    def _history_read(self, message: HistoryRead) -> None:
+        table = self.query_one("#history", DataTable)
+        if message.runs is None:
+            table.border_subtitle = f"✗ {message.error}"
+            return
+        table.border_subtitle = ""
+        self.history = message.runs
+        table.clear()
+        for run in message.runs.runs:
+            ok = [r for r in run.results if r.status == "ok" and r.fps]
+            best = max(ok, key=lambda r: r.fps or 0, default=None)
+            verdicts = [r.comparison.verdict for r in run.results if r.comparison is not None]
+            summary = ", ".join(
+                f"{verdicts.count(v)} {v}" for v in ("better", "worse", "same") if v in verdicts
+            )
+            table.add_row(
+                date_time(run.created),
+                run.model,
+                str(len(run.results)),
+                f"{config_label(best.config)}  {best.fps:.1f} fps" if best else "-",
+                summary or "first run",
+                key=run.id,
+            )
+        if self.shown is None and message.runs.runs:
+            self.show_run(message.runs.runs[0])
+
+    @on(DataTable.RowSelected, "#history")
+    def _history_selected(self, event: DataTable.RowSelected) -> None:
+        run = next(
+            (r for r in (self.history.runs if self.history else []) if r.id == event.row_key.value), None
+        )
+        if run is not None:
+            self.show_run(run)
+
+    def show_run(self, run: BenchmarkRun) -> None:
+        self.shown = run
+        table = self.query_one("#results", DataTable)
+        table.border_title = f"results: {run.model} at {date_time(run.created)} (run {run.id[:8]})"
+        table.clear()
+        for r in run.results:
+            lat, system = r.latency, r.system
+            table.add_row(
+                config_label(r.config),
+                _f(lat.p50_ms if lat else None, ".2f"),
+                _f(lat.p99_ms if lat else None, ".2f"),
+                _f(r.per_frame_ms, ".2f"),
+                _f(r.fps, ".1f"),
+                _f(system.cpu_percent if system else None, ".0f"),
+                _f(r.agreement_f1, ".2f"),
+                versus(r),
+            )
+        self.query_one("#chart", ConfigBars).show(run.results)
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def request(self) -> BenchmarkRequest:
+        """The form as a request; ValueError with the one line to show otherwise."""
+        backends = list(self.query_one("#backends", SelectionList).selected)
+        precisions = list(self.query_one("#precisions", SelectionList).selected)
+        if not backends:
+            raise ValueError("choose at least one backend (space toggles)")
+        if not precisions:
+            raise ValueError("choose at least one precision (space toggles)")
+        try:
+            threads = parse_numbers(self.query_one("#threads", Input).value, default_word="default")
+        except ValueError as err:
+            raise ValueError(f"threads: {err} is not a count; e.g. default, 1, 4") from None
+        try:
+            batches = parse_numbers(self.query_one("#batches", Input).value)
+            iterations = parse_numbers(self.query_one("#iterations", Input).value)
+        except ValueError as err:
+            raise ValueError(f"{err} is not a positive whole number") from None
+        try:
+            return BenchmarkRequest(
+                backends=backends,
+                precisions=precisions,
+                threads=threads or [None],
+                batch_sizes=batches or [1],
+                iterations=iterations[0] if iterations else 50,
+            )
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    @on(Button.Pressed, "#run")
+    @on(Input.Submitted)
+    def action_run(self) -> None:
+        error = self.query_one("#error", Static)
+        if self.running:
+            self.notify("a benchmark is running: wait for it, or ctrl+x cancels it", severity="warning")
+            return
+        try:
+            request = self.request()
+        except ValueError as err:
+            error.update(Text(str(err), style="red"))
+            return
+        error.update("")
+        self.running = True
+        self.query_one("#progress").add_class("-running")
+        self.query_one("#bar", ProgressBar).update(total=100, progress=0)
+        n = len(request.backends) * len(request.precisions) * len(request.threads) * len(request.batch_sizes)
+        self.query_one("#stage", Static).update(f"starting {n} configuration{'s' * (n != 1)}…")
+        self.run_benchmark(request)
+
+    @work(exclusive=True, exit_on_error=False, group="run")
+    async def run_benchmark(self, request: BenchmarkRequest) -> None:
+        try:
+            job = await self.api.start_benchmark(request)
+            job = await watch_job(
+                self.api,
+                job,
+                on_update=lambda j: self.post_message(self.JobMoved(j)),
+                timeout=self.job_timeout,
+            )
+        except AgentClientError as err:
+            self.post_message(self.BenchmarkFinished(None, str(err)))
+            return
+        if job.state != "succeeded" or job.result is None:
+            self.post_message(
+                self.BenchmarkFinished(None, f"benchmark {job.state}: {job.error or 'no result'}")
+            )
+            return
+        self.post_message(self.BenchmarkFinished(BenchmarkRun.model_validate(job.result)))
+
+    @on(JobMoved)
+    def _job_moved(self, message: JobMoved) -> None:
+        self.job = job = message.job
+        self.query_one("#bar", ProgressBar).update(total=100, progress=round(job.progress * 100))
+        self.query_one("#stage", Static).update(job.stage or job.state)
+
+    @on(BenchmarkFinished)
+    def _finished(self, message: BenchmarkFinished) -> None:
+        self.running = False
+        self.job = None
+        self.query_one("#progress").remove_class("-running")
+        stage = self.query_one("#stage", Static)
+        if message.run is None:
+            stage.update(Text(f"✗ {message.error}", style="red"))
+            self.notify(message.error or "", title="Benchmark failed", severity="error", timeout=15)
+            return
+        self.query_one("#bar", ProgressBar).update(total=100, progress=100)
+        ok = sum(r.status == "ok" for r in message.run.results)
+        stage.update(
+            Text(f"✓ done: {ok} of {len(message.run.results)} configurations measured", style="green")
+        )
+        self.show_run(message.run)
+        self.reload()
+
+    def action_cancel(self) -> None:
+        if self.job is None:
+            self.notify("no benchmark is running", timeout=3)
+            return
+        self.cancel_job(self.job.id)
+
+    @work(exit_on_error=False, group="cancel")
+    async def cancel_job(self, job_id: str) -> None:
+        try:
+            await self.api.cancel_job(job_id)
+        except AgentClientError as err:
+            self.post_message(self.CancelRefused(str(err)))
+
+    @on(CancelRefused)
+    def _cancel_refused(self, message: CancelRefused) -> None:
+        self.notify(message.error, title="Could not cancel", severity="error", timeout=10)
+
+    def commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand(
+                "Run benchmark", "measure the chosen configurations on the device", self.action_run
+            ),
+            SystemCommand("Cancel benchmark", "stop the running benchmark on the device", self.action_cancel),
+            SystemCommand("Reload benchmark history", "read past runs again", self.action_reload),
+        ]
