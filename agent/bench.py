@@ -39,7 +39,8 @@ from fieldtui.protocol import (
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], None]  # raises to stop (JobContext.check_cancelled)
 
-NO_ENGINE_YET = "not available for this backend/model yet (engine rebuilds arrive with INT8 quantisation)"
+NO_ENGINE_YET = "not available for this backend/model yet"
+REBUILD_HINT = "fieldtui-agent engines rebuild --precision int8"
 
 
 def configurations(request: BenchmarkRequest) -> list[BenchmarkConfig]:
@@ -62,13 +63,24 @@ def check_request(request: BenchmarkRequest) -> None:
         )
 
 
-def model_for_precision(backend_cls: Any, path: Path, precision: str) -> tuple[Path | None, str | None]:
-    """The model file this backend runs at ``precision``, or (None, why not)."""
+def model_for_precision(
+    backend_cls: Any, path: Path, precision: str, engines: Any = None
+) -> tuple[Path | None, str | None]:
+    """The model file this backend runs at ``precision``, or (None, why not). ``engines`` (an
+    :class:`~agent.engines.EngineStore`) is looked in first for an engine built from ``path``."""
+    if engines is not None and (precision != "fp32" or path.suffix.lstrip(".") != backend_cls.model_format):
+        from agent.engines import find_engine
+
+        found, why = find_engine(engines, path, backend_cls.key, precision)
+        if found is not None or why is not None:
+            return found, why
     hook = getattr(backend_cls, "model_for_precision", None)
     if hook is not None:
         return hook(path, precision)
     if precision == "fp32" and path.suffix.lstrip(".") == backend_cls.model_format:
         return path, None
+    if backend_cls.key == "onnxruntime" and precision == "int8":
+        return None, f"int8 on onnxruntime: {NO_ENGINE_YET}: build one with `{REBUILD_HINT}`"
     return None, f"{precision} on {backend_cls.key}: {NO_ENGINE_YET}"
 
 
@@ -172,8 +184,10 @@ def run_model_benchmarks(
     *,
     check: Cancelled | None = None,
     progress: Progress | None = None,
+    engines: Any = None,
 ) -> list[BenchmarkResult]:
-    """Every configuration of ``request`` on ``model`` (the FP32 source model of the store)."""
+    """Every configuration of ``request`` on ``model`` (the FP32 source model of the store); reduced
+    precisions run the engines built from it in ``engines`` (an EngineStore) when there are some."""
     configs = configurations(request)
     held_out = list(frames[: request.accuracy_frames])
     reference = _Reference(model)
@@ -186,7 +200,7 @@ def run_model_benchmarks(
             step = (lambda f, n=n, label=label: progress((n + f) / len(configs), label)) if progress else None
             if step:
                 step(0.0)
-            results.append(_one(model, config, request, frames, held_out, check, step, reference))
+            results.append(_one(model, config, request, frames, held_out, check, step, reference, engines))
     finally:
         reference.close()
     return results
@@ -220,6 +234,7 @@ def _one(
     check: Cancelled | None,
     step: Callable[[float], None] | None,
     reference: _Reference,
+    engines: Any = None,
 ) -> BenchmarkResult:
     from agent.detector import Detector
 
@@ -231,7 +246,7 @@ def _one(
         ok, why = backend_cls.available()
         if not ok:
             return skipped(why)
-        path, why_not = model_for_precision(backend_cls, model, config.precision)
+        path, why_not = model_for_precision(backend_cls, model, config.precision, engines)
         if path is None:
             return skipped(why_not or NO_ENGINE_YET)
         with Detector.load(path, backend=config.backend, threads=config.threads) as detector:

@@ -69,7 +69,12 @@ class Benchmarks:
             want = max(TIMING_FRAMES, request.accuracy_frames)
             frames = live_frames(pipeline, want, timeout=3.0) or scene_frames(want)
             results = run_model_benchmarks(
-                Path(detector.path), request, frames, check=check, progress=progress
+                Path(detector.path),
+                request,
+                frames,
+                check=check,
+                progress=progress,
+                engines=self.service.engines.store,  # INT8 etc. from engines built from this model
             )
         run = BenchmarkRun(
             id=uuid.uuid4().hex,

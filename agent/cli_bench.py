@@ -75,7 +75,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
-    results = run_model_benchmarks(model, request, frames, progress=progress)
+    from agent.engines import EngineStore
+
+    engines = EngineStore(home.engines_dir)  # INT8 etc. from engines built from this model
+    results = run_model_benchmarks(model, request, frames, progress=progress, engines=engines)
     if not args.json:
         print(file=sys.stderr)
     run = BenchmarkRun(

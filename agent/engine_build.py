@@ -37,7 +37,6 @@ log = logging.getLogger("fieldtui.agent.engines")
 
 TIMED_RUNS = 30  # inference calls timed per model for the p50s
 WARMUP_RUNS = 3
-REBUILD_HINT = "fieldtui-agent engines rebuild --precision int8"
 
 
 class CannotBuild(AgentError):
@@ -233,7 +232,6 @@ def rebuild(
 
 
 __all__ = [
-    "REBUILD_HINT",
     "BuildOptions",
     "BuildSource",
     "CannotBuild",

@@ -112,6 +112,24 @@ def identities() -> list[RuntimeIdentity]:
     return [identity(k) for k in known_keys()]
 
 
+def find_engine(
+    store: EngineStore, model: Path, runtime: str, precision: str
+) -> tuple[Path | None, str | None]:
+    """For benchmarks: the fresh engine built from ``model`` for (runtime, precision) -> (path, None);
+    a stale one -> (None, why and how to rebuild); none -> (None, None)."""
+    from agent.detector import file_sha256
+
+    info = store.find(file_sha256(model), runtime, precision, identity(runtime))
+    if info is None:
+        return None, None
+    if info.stale:
+        return None, (
+            f"{precision} on {runtime}: engine {info.key} is stale ({info.stale_reason}); "
+            f"`fieldtui-agent engines rebuild --backend {runtime} --precision {precision}`"
+        )
+    return store.path(info.key), None
+
+
 # --- the store -------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -133,6 +133,19 @@ class AgentMetrics:
         self._classes: dict[str, Counter] = {}
         self._state = _StateCollector()
         r.register(self._state)
+        # 1 = the engine's fingerprint no longer matches this device (packaging/prometheus alerts on it)
+        self.engine_stale = Gauge(
+            "fieldtui_agent_engine_stale",
+            "1 when a stored engine must be rebuilt",
+            ["key", "runtime"],
+            registry=r,
+        )
+
+    def set_engines(self, engines: Iterable[tuple[str, str, bool]]) -> None:
+        """The stale flag of every stored engine as (key, runtime, stale); engines gone are dropped."""
+        self.engine_stale.clear()
+        for key, runtime, stale in engines:
+            self.engine_stale.labels(key=key, runtime=runtime).set(float(stale))
 
     def set_state_provider(self, provider: Callable[[], StateSnapshot | None] | None) -> None:
         """Where scrape-time state comes from (the pipeline registers itself)."""

@@ -101,6 +101,10 @@ class AgentService:
         from agent.bench_jobs import Benchmarks
 
         self.benchmarks = Benchmarks(self)
+        # engine rebuilds (agent/engine_jobs.py): the engine store, stale flags, the rebuild job
+        from agent.engine_jobs import Engines
+
+        self.engines = Engines(self)
 
     @classmethod
     def create(

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from agent.api import (
     benchmarks,
+    engines,
     events,
     forwarding,
     jobs,
@@ -54,7 +55,7 @@ def create_app(service: AgentService) -> FastAPI:
         responses=dict(problems.PROBLEM_RESPONSES),
     )
     app.state.service = service
-    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks):
+    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks, engines):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
