@@ -257,7 +257,7 @@ def test_registry_and_onnxruntime_availability():
     assert OnnxRuntimeBackend.providers()[-1] == "CPUExecutionProvider"
     with pytest.raises(BackendUnavailable, match="unknown backend 'openvino'.*onnxruntime, tensorrt, hailo"):
         get_backend("openvino")
-    with pytest.raises(BackendUnavailable, match="no tensorrt backend yet"):
+    with pytest.raises(BackendUnavailable, match="tensorrt not importable"):
         Detector.load(None, backend="tensorrt")
 
 
@@ -295,5 +295,6 @@ def test_doctor_with_vendor_sdks_present(monkeypatch):
     infos = {i.key: i for i in doctor()}
     assert infos["tensorrt"].version == "10.3.0"
     assert "TensorRT 10.3.0 importable" in infos["tensorrt"].reason
-    assert not infos["tensorrt"].available  # importable, but no backend in this build yet
+    assert not infos["tensorrt"].available  # importable, but no CUDA device (cuda-python missing here)
+    assert "but cuda-python not importable" in infos["tensorrt"].reason
     assert infos["hailo"].version == "4.20.0" and "found no Hailo device" in infos["hailo"].reason

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from agent.backends.base import Backend, TensorSpec
 from agent.backends.onnxruntime import OnnxRuntimeBackend
-from agent.backends.probes import probe_hailo, probe_tensorrt
+from agent.backends.probes import probe_hailo
+from agent.backends.tensorrt import TensorRtBackend
 from agent.errors import BackendUnavailable
 from fieldtui.protocol import BackendInfo
 
 BACKENDS: dict[str, type[Backend]] = {
     OnnxRuntimeBackend.key: OnnxRuntimeBackend,
+    TensorRtBackend.key: TensorRtBackend,
 }
 
-# Runtimes the agent knows how to probe but has no backend for in this build (their backends come
-# with the engine-build work); ``doctor`` still reports what the device has.
-PROBES = {"tensorrt": probe_tensorrt, "hailo": probe_hailo}
+# Probed but without a backend in this build yet: doctor still says what the device has.
+PROBES = {"hailo": probe_hailo}
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "doctor", "get_backend", "known_keys"]
 
@@ -28,15 +29,11 @@ def known_keys() -> list[str]:
 
 
 def get_backend(key: str) -> type[Backend]:
-    """The backend class for ``key``; BackendUnavailable (with what to do) when there is none."""
+    """The backend class for ``key``; BackendUnavailable (with the choices) when there is none."""
     if key in BACKENDS:
         return BACKENDS[key]
     if key in PROBES:
-        _, reason, _ = PROBES[key]()
-        raise BackendUnavailable(
-            f"this agent build has no {key} backend yet ({reason}); use --backend onnxruntime, "
-            "which runs on the TensorRT and CUDA execution providers with onnxruntime-gpu"
-        )
+        raise BackendUnavailable(f"this agent build has no {key} backend yet ({PROBES[key]()[1]})")
     raise BackendUnavailable(f"unknown backend {key!r}: choose one of {', '.join(known_keys())}")
 
 
@@ -51,8 +48,6 @@ def doctor() -> list[BackendInfo]:
             )
         )
     for key, probe in PROBES.items():
-        if key in BACKENDS:
-            continue
         ok, reason, version = probe()
         if ok:
             reason = f"{reason}; this agent build has no {key} backend yet (use onnxruntime)"

@@ -8,11 +8,15 @@ of the agent. The registry in :mod:`agent.backends` maps each key to its class.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from agent.errors import AgentError
+from fieldtui.protocol import EngineFingerprint, RuntimeIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,9 @@ class Backend(ABC):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     metadata: dict[str, str]
+    # (layout, class count) when the runtime's output is not a raw model tensor the Detector can tell
+    # from its shape: Hailo's on-chip NMS hands over ("hailo_nms", nc). None: the Detector decides.
+    layout_hint: tuple[str, int] | None = None
 
     @classmethod
     @abstractmethod
@@ -53,6 +60,37 @@ class Backend(ABC):
     def providers(cls) -> list[str]:
         """Accelerators or execution providers this runtime would use here, best first."""
         return []
+
+    @classmethod
+    def identity(cls) -> RuntimeIdentity:
+        """What this device offers the runtime: the fields a fresh engine's fingerprint would carry.
+        Backends with an accelerator add its name and compute capability or firmware."""
+        ok, reason = cls.available()
+        return RuntimeIdentity(
+            runtime=cls.key, available=ok, reason=reason, runtime_version=cls.version(), can_build=False
+        )
+
+    @classmethod
+    def build_engine(
+        cls,
+        onnx_path: Path,
+        out_path: Path,
+        *,
+        precision: str,
+        input_shape: tuple[int, ...],
+        source_sha256: str,
+        progress: Callable[[float, str], None],
+        check_cancelled: Callable[[], None],
+        workspace_mb: int | None = None,
+        timing_cache: Path | None = None,
+        log: Callable[[str], None],
+    ) -> EngineFingerprint:
+        """Build an engine for this runtime from ``onnx_path`` and write it at ``out_path`` (the caller
+        puts fingerprint.json beside it and renames the directory into place). Default: not possible."""
+        raise AgentError(
+            f"{cls.key} cannot build engines on this device: it runs the .{cls.model_format} model as pushed",
+            status=422,
+        )
 
     @abstractmethod
     def __init__(
