@@ -94,11 +94,13 @@ class FieldtuiApp(App[None]):
         from screens.benchmark import BenchmarkScreen
         from screens.dashboard import DashboardScreen
         from screens.dialogs import ConfirmDialog, PromptDialog
+        from screens.engines import EnginesScreen
         from screens.help import HelpScreen
         from screens.logs import LogsScreen
         from screens.models import ModelsScreen
         from screens.pair_dialog import PairDialog
         from screens.push_dialog import PushDialog
+        from screens.rebuild_dialog import RebuildDialog
         from screens.trio import TrioScreen
         from screens.trio_rules import RulesDialog
 
@@ -121,6 +123,8 @@ class FieldtuiApp(App[None]):
                     ("enter", "run (in a field), or show a past run"),
                 ],
             ),
+            ("Engines", EnginesScreen.BINDINGS, [("↑ ↓", "choose an engine (its stale reason shows below)")]),
+            ("Rebuild an engine", RebuildDialog.BINDINGS, [("↑ ↓ enter", "choose a runtime and precision")]),
             ("Trio forwarding", TrioScreen.BINDINGS, []),
             ("Trio rules", RulesDialog.BINDINGS, [("enter", "save the rules")]),
             ("Logs", LogsScreen.BINDINGS, [("↑ ↓ pgup pgdn", "scroll back (stops following the tail)")]),

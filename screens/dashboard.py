@@ -60,6 +60,7 @@ class DashboardScreen(Screen[None]):
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
         Binding("b", "benchmark", "Benchmark"),
+        Binding("e", "engines", "Engines"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
     ]
     RENDER_EVERY_S = 0.25
@@ -452,6 +453,11 @@ class DashboardScreen(Screen[None]):
 
         self.app.push_screen(BenchmarkScreen(self.api, self.record))
 
+    def action_engines(self) -> None:
+        from screens.engines import EnginesScreen
+
+        self.app.push_screen(EnginesScreen(self.api, self.record))
+
     def action_trio(self) -> None:
         from screens.trio import TrioScreen
 
@@ -464,6 +470,9 @@ class DashboardScreen(Screen[None]):
             ),
             SystemCommand(
                 "Benchmark", f"measure backends and precisions on {self.record.name}", self.action_benchmark
+            ),
+            SystemCommand(
+                "Engines", f"{self.record.name}'s engines, stale ones, and a rebuild", self.action_engines
             ),
             SystemCommand(
                 "Models", f"{self.record.name}'s model store: push, activate, roll back", self.action_models

@@ -36,3 +36,48 @@ def test_benchmark(snap_compare):
 
     fleet = _bench_fleet()
     assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def _engines_fleet():
+    from tests.tui_fakes_jobs import engine_list, rebuild_result
+
+    fleet = _fleet()
+    agent = fleet.agents["gate-3"]
+    agent.engines_doc = engine_list()
+    agent.rebuild_doc = rebuild_result()
+    return fleet
+
+
+async def _open_engines(pilot: Pilot):
+    from screens.engines import EnginesScreen
+
+    await until(pilot, lambda: _dashboard_settled(pilot))
+    await pilot.press("e")
+    await until(pilot, lambda: isinstance(pilot.app.screen, EnginesScreen))
+    screen = pilot.app.screen
+    await until(pilot, lambda: screen.listing is not None)
+    return screen
+
+
+def test_engines_after_a_rebuild(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        screen = await _open_engines(pilot)
+        await pilot.press("down", "down")  # the stale TensorRT plan: its reason shows under the table
+        await pilot.press("up", "up", "r")  # a rebuild like the INT8 engine, without activation
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "RebuildDialog")
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.result is not None)
+        await pilot.press("down", "down")
+
+    fleet = _engines_fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_rebuild_dialog(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await _open_engines(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "RebuildDialog")
+
+    fleet = _engines_fleet()
+    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)

@@ -308,6 +308,8 @@ class FakeAgent:
         self.trio_answer = trio_unauthorized()
         self.benchmarks_doc = None  # set from tests.tui_fakes_jobs where a screen shows benchmarks
         self.engines_doc = None
+        self.rebuild_doc = None  # the result a rebuild job ends with
+        self.job_ends: dict[str, Job] = {}  # what job(id) answers once the job has started
 
     def _check(self) -> None:
         if self.down:
@@ -388,9 +390,32 @@ class FakeAgent:
         self._check()
         return self.engines_doc
 
+    async def rebuild_engine(self, request: Any) -> Job:
+        """A rebuild seen running at its calibration stage; read again, it has ended with ``rebuild_doc``."""
+        self._check()
+        job = Job(
+            id=f"job-{len(self.jobs) + 1}",
+            kind="engine_rebuild",
+            state="running",
+            progress=0.35,
+            stage=f"calibrating on {request.calibration_frames} frames",
+            created=T0,
+            params=request.model_dump(),
+        )
+        self.jobs.append(job)
+        result = self.rebuild_doc.model_dump() if self.rebuild_doc is not None else None
+        self.job_ends[job.id] = job.model_copy(
+            update={"state": "succeeded", "progress": 1.0, "stage": "done", "result": result, "finished": T0}
+        )
+        return job
+
     async def job(self, job_id: str) -> Job:
         self._check()
-        return next(j for j in self.jobs if j.id == job_id)
+        return self.job_ends.get(job_id) or next(j for j in self.jobs if j.id == job_id)
+
+    async def cancel_job(self, job_id: str) -> Job:
+        self._check()
+        return await self.job(job_id)
 
     async def aclose(self) -> None:
         pass
