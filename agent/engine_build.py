@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agent.agreement import agreement
-from agent.engines import EngineStore, engine_key, identity, ort_identity
+from agent.engines import EngineStore, engine_key, identity, ort_identity, runtime_keys
 from agent.errors import AgentError, BackendUnavailable
 from fieldtui.protocol import EngineFingerprint, EngineRebuildResult, RuntimeIdentity
 
@@ -67,10 +67,8 @@ class BuildOptions:
 def check_buildable(backend: str, precision: str) -> RuntimeIdentity:
     """What this device offers ``backend`` when it can build a ``precision`` engine for it; CannotBuild
     (422) saying why and what to do otherwise."""
-    from agent.backends import known_keys
-
-    if backend not in known_keys():
-        raise CannotBuild(f"backend: unknown backend {backend!r}; choose from {', '.join(known_keys())}")
+    if backend not in runtime_keys():
+        raise CannotBuild(f"backend: unknown backend {backend!r}; choose from {', '.join(runtime_keys())}")
     here = identity(backend)
     if not here.can_build:
         why = here.build_note or here.reason

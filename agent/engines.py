@@ -78,15 +78,15 @@ def ort_identity() -> RuntimeIdentity:
 
 def identity(key: str) -> RuntimeIdentity:
     """What this device offers runtime ``key`` (never raises for a known key)."""
-    from agent.backends import PROBES, get_backend
+    from agent import backends
     from agent.errors import BackendUnavailable
 
     if key == "onnxruntime":
         return ort_identity()
     try:
-        cls: Any = get_backend(key)
-    except BackendUnavailable as err:
-        probe = PROBES.get(key)
+        cls: Any = backends.get_backend(key)
+    except BackendUnavailable as err:  # a runtime this build only probes for (or does not know)
+        probe = getattr(backends, "PROBES", {}).get(key)
         version = probe()[2] if probe is not None else None
         note = OFF_DEVICE.get(key, str(err))
         return RuntimeIdentity(
@@ -106,10 +106,15 @@ def identity(key: str) -> RuntimeIdentity:
     )  # fmt: skip
 
 
-def identities() -> list[RuntimeIdentity]:
+def runtime_keys() -> list[str]:
+    """Every runtime this agent knows, including the ones that only explain why they cannot build."""
     from agent.backends import known_keys
 
-    return [identity(k) for k in known_keys()]
+    return list(dict.fromkeys([*known_keys(), *OFF_DEVICE]))
+
+
+def identities() -> list[RuntimeIdentity]:
+    return [identity(k) for k in runtime_keys()]
 
 
 def find_engine(
