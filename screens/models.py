@@ -24,8 +24,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from fieldtui.errors import AgentClientError, ConsoleError
+from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import Job, ModelList, ModelVersion
-from fieldtui.push import PushProgress, follow_job, push_model
+from fieldtui.push import PushProgress, push_model
 from screens.dialogs import ConfirmDialog
 
 PHASES = {
@@ -247,24 +248,36 @@ class ModelsScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="store")
     async def push(self, path: Path, version: str, activate: bool) -> None:
+        # The push service uploads; the activation is followed here from the SSE stream, like the others.
         try:
             result = await self.push_service(
                 self.api,
                 path,
                 version,
-                activate=activate,
+                activate=False,
                 on_progress=self._progress,
                 job_timeout=self.job_timeout,
+            )
+            activation = (
+                await self._follow(await self.api.activate_model(version), "activating") if activate else None
             )
         except (AgentClientError, ConsoleError) as err:
             self.post_message(self.StoreChanged("Push failed", str(err), False))
             return
         text = f"{version} stored" if result.uploaded else f"{version} was already on the device (same bytes)"
         ok = True
-        if result.activation is not None:
-            outcome, ok = self._job_text(f"activation of {version}", result.activation)
+        if activation is not None:
+            outcome, ok = self._job_text(f"activation of {version}", activation)
             text += f"; {outcome}"
         self.post_message(self.StoreChanged("Push", text, ok))
+
+    async def _follow(self, job: Job, phase: str) -> Job:
+        """A store job to its end from the agent's SSE ``job`` events, each change a StepMade."""
+
+        def moved(j: Job) -> None:
+            self._progress(PushProgress(phase, int(j.progress * 100), 100, j.stage))
+
+        return await watch_job(self.api, job, on_update=moved, timeout=self.job_timeout)
 
     # --- activate, rollback, delete -----------------------------------------------------------------
 
@@ -293,9 +306,7 @@ class ModelsScreen(Screen[None]):
         """Start an activation (``version``) or a rollback (None) and follow its job to the end."""
         try:
             job = await (self.api.activate_model(version) if version else self.api.rollback_model())
-            job = await follow_job(
-                self.api, job, timeout=self.job_timeout, on_progress=self._progress, phase=phase
-            )
+            job = await self._follow(job, phase)
         except AgentClientError as err:
             self.post_message(self.StoreChanged(what.capitalize(), str(err), False))
             return

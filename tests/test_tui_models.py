@@ -12,6 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from textual.worker import WorkerState
 
+from fieldtui.client import AgentClient
 from fieldtui.config import ConsoleConfig
 from fieldtui.fleet import Fleet
 from fieldtui.protocol import DeviceRecord
@@ -82,13 +83,24 @@ async def _push(app: FieldtuiApp, pilot: Pilot, path: Path, version: str) -> Non
     await until(pilot, "the dialog to close", lambda: isinstance(app.screen, ModelsScreen))
 
 
-async def test_push_activate_rollback_and_delete_through_the_ui(device, files, tmp_path):
+async def test_push_activate_rollback_and_delete_through_the_ui(device, files, tmp_path, monkeypatch):
     app = _app(device, tmp_path)
     steps: list[str] = []  # the phases the progress line was told about
+    stages: list[str] = []  # the activation and rollback stages, as the job events told them
+    reads: list[str] = []  # GET /v1/jobs/{id}: once per job at most (the catch-up), the rest is SSE
+    read_job = AgentClient.job
+
+    async def counted(self, job_id: str):
+        reads.append(job_id)
+        return await read_job(self, job_id)
+
+    monkeypatch.setattr(AgentClient, "job", counted)
 
     def hook(message) -> None:
         if isinstance(message, ModelsScreen.StepMade):
             steps.append(message.step.phase)
+            if message.step.phase in ("activating", "rolling back"):
+                stages.append(message.step.stage)
 
     async with app.run_test(size=SIZE, message_hook=hook) as pilot:
         screen = await _open_models(app, pilot)
@@ -98,6 +110,9 @@ async def test_push_activate_rollback_and_delete_through_the_ui(device, files, t
                 pilot, f"{version} serving", lambda v=version: _serving(device) == v and not screen.busy
             )
         assert "hashing" in steps and "uploading" in steps
+        # Activation progress came from the SSE job events: several stages, the job read at most once.
+        assert len(set(stages)) >= 2, stages
+        assert reads and max(reads.count(j) for j in reads) == 1
         await until(pilot, "the new listing", lambda: screen.listing.serving.version == "v2")
         table = screen.query_one("#versions", DataTable)
         assert {str(table.get_row_at(i)[1]) for i in range(table.row_count)} == {"v1", "v2"}
@@ -151,8 +166,8 @@ async def test_a_bad_version_name_is_caught_in_the_dialog(device, files, tmp_pat
 async def test_leaving_mid_push_leaves_no_worker_touching_the_screen(device, files, tmp_path):
     pushed = asyncio.Event()
 
-    async def held_push(*args, **kwargs):  # the real push, then an activation that never ends
-        result = await push_model(*args, **kwargs)
+    async def held_push(client, path, version, **kwargs):  # the real push and activation, then a hang
+        result = await push_model(client, path, version, **{**kwargs, "activate": True})
         pushed.set()
         await asyncio.Event().wait()
         return result
