@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli_bench import add_parser as add_bench_parser  # bench (agent/bench.py)
 
     add_bench_parser(sub)
+    from agent.cli_engines import add_parser as add_engines_parser  # engines list|rebuild
+
+    add_engines_parser(sub)
     return parser
 
 

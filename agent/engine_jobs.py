@@ -45,6 +45,35 @@ def split_frames(frames: list[np.ndarray], calibrate: int, held: int) -> tuple[l
     return frames[:calibrate], frames[-held:] if held else []
 
 
+def resolve_source(
+    models: Any, engines: EngineStore, version: str | None, *, serving: str | None, fallback: BuildSource
+) -> BuildSource:
+    """The FP32 ONNX model to build from: store ``version``; else the ``serving`` version (when an
+    engine serves, the version that engine was built from); else ``fallback`` (the configured model).
+    ``models`` is the :class:`~agent.models.ModelStore` (None: the agent runs without one)."""
+    from agent.detector import file_sha256
+    from agent.models import check_version
+
+    if version is None:
+        if serving is None:
+            return fallback
+        version = next(
+            (e.source_version for e in engines.list() if e.model_version == serving and e.source_version),
+            serving,
+        )
+    check_version(version)
+    if models is None or not models.has(version):
+        raise CannotBuild(
+            f"version: no model version {version!r} in this device's store; GET /v1/models lists "
+            "them (omit version to build from the model serving now)"
+        )
+    manifest = models.manifest(version)
+    if manifest.format != "onnx":
+        raise CannotBuild(f"version: {version} is a .{manifest.format}; engines are built from an ONNX model")
+    path = models.dir(version) / manifest.file
+    return BuildSource(path, manifest.sha256 or file_sha256(path), version)
+
+
 class Engines:
     """The agent's engine service; ``service`` is the :class:`~agent.service.AgentService`."""
 
@@ -71,38 +100,15 @@ class Engines:
     # --- rebuilding ---------------------------------------------------------------------------
 
     def source(self, version: str | None) -> BuildSource:
-        """The FP32 ONNX model to build from: store ``version``, else the model serving now (or, when an
-        engine serves, the version that engine was built from)."""
-        from agent.detector import file_sha256
-        from agent.models import check_version
-
         models = self.service.models
-        if version is None:
-            serving = models.serving if models is not None else None
-            if serving is None:
-                detector = self.service.pipeline.detector
-                return BuildSource(Path(detector.path), detector.sha256, None)
-            version = next(
-                (
-                    e.source_version
-                    for e in self.store.list()
-                    if e.model_version == serving and e.source_version
-                ),
-                serving,
-            )
-        check_version(version)
-        if models is None or not models.store.has(version):
-            raise CannotBuild(
-                f"version: no model version {version!r} in this device's store; GET /v1/models lists "
-                "them (omit version to build from the model serving now)"
-            )
-        manifest = models.store.manifest(version)
-        if manifest.format != "onnx":
-            raise CannotBuild(
-                f"version: {version} is a .{manifest.format}; engines are built from an ONNX model"
-            )
-        path = models.store.dir(version) / manifest.file
-        return BuildSource(path, manifest.sha256 or file_sha256(path), version)
+        detector = self.service.pipeline.detector
+        return resolve_source(
+            models.store if models is not None else None,
+            self.store,
+            version,
+            serving=models.serving if models is not None else None,
+            fallback=BuildSource(Path(detector.path), detector.sha256, None),
+        )
 
     def check(self, request: EngineRebuildRequest) -> BuildSource:
         """Everything a request can get wrong, as a 422 before any job exists."""

@@ -37,6 +37,8 @@ from fieldtui.protocol import (
     BenchmarkRun,
     DeviceInfo,
     DeviceRecord,
+    EngineList,
+    EngineRebuildRequest,
     ForwardingState,
     ForwardingUpdate,
     ForwardResult,
@@ -309,6 +311,15 @@ class AgentClient:
 
     async def benchmark(self, run_id: str) -> BenchmarkRun:
         return await self._get(f"/v1/benchmarks/{quote(run_id, safe='')}", BenchmarkRun)
+
+    async def engines(self) -> EngineList:
+        """Engines with their fingerprints and stale flags, and what the device can build."""
+        return await self._get("/v1/engines", EngineList)
+
+    async def rebuild_engine(self, request: EngineRebuildRequest) -> Job:
+        """Submit an engine rebuild (its result is an EngineRebuildResult); 422 when the device cannot
+        build it, 409 while another rebuild runs."""
+        return await self._post("/v1/engines/rebuild", Job, json=request.model_dump(mode="json"))
 
     async def pipeline_start(self) -> PipelineStatus:
         return await self._post("/v1/pipeline/start", PipelineStatus)
