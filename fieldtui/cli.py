@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli_bench import add_parser as add_bench_parser  # bench HOST
 
     add_bench_parser(sub)
+    from fieldtui.cli_engines import add_parsers as add_engines_parsers  # engines HOST, rebuild HOST
+
+    add_engines_parsers(sub)
     return parser
 
 

@@ -37,6 +37,9 @@ from fieldtui.protocol import (
     BenchmarkRequest,
     BenchmarkRun,
     DeviceStatus,
+    EngineList,
+    EngineRebuildRequest,
+    EngineRebuildResult,
     Job,
     LinkKind,
     LogPage,
@@ -104,6 +107,14 @@ class DeviceLink:
     async def bench(
         self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
     ) -> BenchmarkRun:
+        raise NotImplementedError
+
+    async def engines(self) -> EngineList:
+        raise NotImplementedError
+
+    async def rebuild(
+        self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> EngineRebuildResult:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -191,6 +202,40 @@ class HttpLink(DeviceLink):
         if job.state != "succeeded" or job.result is None:
             raise ConsoleError(f"benchmark {job.state}: {job.error or 'no result'}")
         return BenchmarkRun.model_validate(job.result)
+
+    async def engines(self) -> EngineList:
+        self._need_token()
+        return await self.client.engines()
+
+    async def rebuild(
+        self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> EngineRebuildResult:
+        """Submit ``POST /v1/engines/rebuild`` and follow it (and the activation it starts); the job is
+        cancelled if this is."""
+        self._need_token()
+        job = await self._follow(await self.client.rebuild_engine(request), on_progress)
+        if job.state != "succeeded" or job.result is None:
+            raise ConsoleError(f"engine rebuild {job.state}: {job.error or 'no result'}")
+        result = EngineRebuildResult.model_validate(job.result)
+        if result.activation_job:
+            activation = await self._follow(await self.client.job(result.activation_job), on_progress)
+            if activation.state != "succeeded":
+                raise ConsoleError(
+                    f"{result.model_version} was built and stored but not activated: {activation.error}"
+                )
+        return result
+
+    async def _follow(self, job: Job, on_progress: BenchProgressFn | None) -> Job:
+        try:
+            while job.state not in ("succeeded", "failed", "cancelled"):
+                if on_progress:
+                    on_progress(job.progress, job.stage or job.state)
+                await asyncio.sleep(BENCH_POLL_S)
+                job = await self.client.job(job.id)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await self.client.cancel_job(job.id)
+            raise
+        return job
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -326,6 +371,16 @@ class SSHLink(DeviceLink):
         saved to the same history as API runs. No progress comes back until it ends."""
         return await self._json(BenchmarkRun, "bench", *bench_flags(request, self.endpoint.host))
 
+    async def engines(self) -> EngineList:
+        return await self._json(EngineList, "engines", "list")
+
+    async def rebuild(
+        self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> EngineRebuildResult:
+        """``fieldtui-agent engines rebuild --json`` on the device (through its serving agent when one
+        runs there, so it calibrates on the live source). No progress comes back until it ends."""
+        return await self._json(EngineRebuildResult, "engines", "rebuild", *rebuild_flags(request))
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -368,6 +423,20 @@ def bench_flags(request: BenchmarkRequest, host: str) -> list[str]:
         for value in values:
             flags += [flag, str(value)]
     return [*flags, "--iterations", str(request.iterations), "--warmup", str(request.warmup)]
+
+
+def rebuild_flags(request: EngineRebuildRequest) -> list[str]:
+    """``fieldtui-agent engines rebuild`` flags for ``request``."""
+    flags = ["--backend", request.backend, "--precision", request.precision]
+    flags += ["--frames", str(request.calibration_frames), "--accuracy-frames", str(request.accuracy_frames)]
+    for flag, value in (
+        ("--version", request.version),
+        ("--calibration-dir", request.calibration_dir),
+        ("--workspace-mb", request.workspace_mb),
+    ):
+        if value is not None:
+            flags += [flag, str(value)]
+    return [*flags, "--activate"] if request.activate else flags
 
 
 def _parse_paths(text: str) -> str:
@@ -432,6 +501,14 @@ class FallbackLink(DeviceLink):
         self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
     ) -> BenchmarkRun:
         return await self._either(lambda link: link.bench(request, on_progress=on_progress))
+
+    async def engines(self) -> EngineList:
+        return await self._either(lambda link: link.engines())
+
+    async def rebuild(
+        self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> EngineRebuildResult:
+        return await self._either(lambda link: link.rebuild(request, on_progress=on_progress))
 
     async def aclose(self) -> None:
         if self.http is not None:
