@@ -10,6 +10,10 @@ Three workers feed it, each ending its work in a past-tense message:
 - ``camera_loop`` (group "camera") fetches ``/v1/snapshot.jpg`` about once a second while the screen is
   visible and decodes it in a thread.
 - ``restart`` / ``change_source`` (group "control") run a pipeline job and wait for its end.
+- ``watch_over_ssh`` (group "ssh"), for a device paired over SSH while HTTP is down: there is no event
+  stream then, so the status is read with ``fieldtui-agent status --json`` over SSH every
+  ``SSH_POLL_S`` (fieldtui.sshwatch); its sample feeds the charts, and the link badge says it is polled.
+  It stops when HTTP is back.
 
 Workers belong to the screen: Textual cancels them when it is popped, and nothing here touches a
 widget from a worker; only message handlers do.
@@ -38,6 +42,7 @@ from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, Model
 from screens.dialogs import ConfirmDialog, PromptDialog
 from screens.panels import camera_text, identity_text, link_badge, source_text
 from screens.telemetry import Telemetry
+from screens.timefmt import clock_time
 from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.chart import TimeChart
@@ -67,6 +72,7 @@ class DashboardScreen(Screen[None]):
     RETRY_INITIAL_S = 1.0
     RETRY_MAX_S = 15.0
     SNAPSHOT_EVERY_S = 1.0
+    SSH_POLL_S = 5.0
 
     # --- messages (posted by the workers, handled here) --------------------------------------------
 
@@ -101,11 +107,13 @@ class DashboardScreen(Screen[None]):
             self.reason = reason
 
     class LookedOverSSH(Message):
-        """``o``: status and the latest log lines read over SSH while HTTP is down (or the error)."""
+        """The status (the log tail too on the first read) read over SSH while HTTP is down, or the error."""
 
-        def __init__(self, status: Any = None, logs: Any = None, error: str | None = None) -> None:
+        def __init__(
+            self, status: Any = None, logs: Any = None, error: str | None = None, going_on: bool = True
+        ) -> None:
             super().__init__()
-            self.status, self.logs, self.error = status, logs, error
+            self.status, self.logs, self.error, self.going_on = status, logs, error, going_on
 
     class SnapshotFetched(Message):
         def __init__(self, picture: Picture | None, note: str = "") -> None:
@@ -135,6 +143,8 @@ class DashboardScreen(Screen[None]):
         self._last_render = 0.0
         self._render_timer: Timer | None = None
         self._camera_cells = (0, 0)
+        self.ssh_polls = 0  # statuses read over SSH since HTTP went (bench and tests read it)
+        self._ssh_first = True
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -220,6 +230,9 @@ class DashboardScreen(Screen[None]):
     def _connected(self, message: Connected) -> None:
         self.device, self.status, self.link_up = message.device, message.status, True
         self.query_one(LinkBanner).clear()
+        if self.record.ssh is not None:
+            self._stop_ssh_watch()  # HTTP is back, and with it the event stream
+            self.query_one(LinkBanner).offer = "press o to look over SSH"
         if message.status.sample is not None and self.telemetry.latest is None:
             self.telemetry.add(message.status.sample)
         self._show_identity()
@@ -245,11 +258,21 @@ class DashboardScreen(Screen[None]):
     def _link_lost(self, message: LinkLost) -> None:
         self.link_up = False
         self.query_one(LinkBanner).lost(message.reason, message.retry_in)
+        self._watch_ssh_while_down()
+
+    def _watch_ssh_while_down(self) -> None:
+        # No event stream without HTTP: a device paired over SSH is watched through SSH meanwhile.
+        if self.record.ssh is not None and not any(
+            w.node is self and w.group == "ssh" and not w.is_finished for w in self.workers
+        ):
+            self._ssh_first = True
+            self.watch_over_ssh()
 
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
         self.link_up = False
         self.query_one(LinkBanner).refused(message.reason)
+        self._watch_ssh_while_down()
 
     # --- rendering ----------------------------------------------------------------------------------
 
@@ -416,37 +439,57 @@ class DashboardScreen(Screen[None]):
         if self.record.ssh is None:
             return
         self.notify(f"reading {self.record.name}'s status over SSH ({self.record.ssh.host})…", timeout=3)
-        self.look_over_ssh()
+        self._ssh_first = True
+        self.watch_over_ssh()
 
     @work(exclusive=True, exit_on_error=False, group="ssh")
-    async def look_over_ssh(self) -> None:
-        """Status and the log tail through the SSH link (the agent CLI on the device), once."""
-        from fieldtui.errors import ConsoleError
-        from fieldtui.link import SSHLink
+    async def watch_over_ssh(self) -> None:
+        """While HTTP is down: ``fieldtui-agent status --json`` over SSH every ``SSH_POLL_S``."""
+        from fieldtui.sshwatch import poll_status
 
-        link = SSHLink(self.record.ssh)
-        try:
-            status = await link.status()
-            logs = await link.logs(5)
-        except ConsoleError as err:  # SSH errors, including an unknown or changed host key
-            self.post_message(self.LookedOverSSH(error=str(err)))
-            return
-        finally:
-            await link.aclose()
-        self.post_message(self.LookedOverSSH(status, logs))
+        await poll_status(
+            self.record.ssh,
+            self.SSH_POLL_S,
+            lambda status, logs: self.post_message(self.LookedOverSSH(status, logs)),
+            lambda error, going_on: self.post_message(self.LookedOverSSH(error=error, going_on=going_on)),
+        )
+
+    def _stop_ssh_watch(self) -> None:
+        self.workers.cancel_group(self, "ssh")
+        self.ssh_polls = 0
+        self.query_one("#link", Static).update(link_badge(self.record))
 
     @on(LookedOverSSH)
     def _looked(self, message: LookedOverSSH) -> None:
+        host = self.record.ssh.host if self.record.ssh else "?"
+        banner = self.query_one(LinkBanner)
         if message.status is None:
-            self.notify(message.error or "", title="Over SSH: failed", severity="error", timeout=15)
+            if self._ssh_first or not message.going_on:
+                self.notify(message.error or "", title="Over SSH: failed", severity="error", timeout=15)
+            banner.offer = f"over SSH: {message.error}" + (
+                " — o to try again" if not message.going_on else ""
+            )
+            self._ssh_first = False
             return
         found = message.status
         self.device, self.status, self.health = found.device, found.status, found.health
+        sample = found.status.sample
+        latest = self.telemetry.latest
+        if sample is not None and (latest is None or sample.ts > latest.ts):
+            self.telemetry.add(sample)  # the charts go on, a point every poll instead of 2 a second
+        self.ssh_polls += 1
         self._show_identity()
-        lines = "\n".join(line.text() for line in message.logs.lines[-5:])
+        self._schedule_render()
         summary = f"agent {found.health.status}, pipeline {found.status.state}"
-        self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({self.record.ssh.host})", timeout=20)
-        self.query_one(LinkBanner).offer = f"over SSH: {summary} — o to look again"
+        if message.logs is not None and self._ssh_first:
+            lines = "\n".join(line.text() for line in message.logs.lines[-5:])
+            self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({host})", timeout=20)
+        self._ssh_first = False
+        stamp = clock_time(self.clock())
+        banner.offer = f"live over SSH: {summary}, read at {stamp}, every {self.SSH_POLL_S:g} s"
+        badge = Text(f" SSH · polled every {self.SSH_POLL_S:g} s ", style="bold black on blue")
+        badge.append(f"\n{host}, last read {stamp}", style="dim")
+        self.query_one("#link", Static).update(badge)
 
     def action_benchmark(self) -> None:
         from screens.benchmark import BenchmarkScreen
@@ -489,7 +532,13 @@ class DashboardScreen(Screen[None]):
             ),
             SystemCommand("Back to devices", "leave this dashboard", self.app.pop_screen),
         ] + (
-            [SystemCommand("Look over SSH", "status and log tail through SSH", self.action_over_ssh)]
+            [
+                SystemCommand(
+                    "Look over SSH",
+                    "read the status through SSH now, then every few seconds",
+                    self.action_over_ssh,
+                )
+            ]
             if self.record.ssh is not None
             else []
         )

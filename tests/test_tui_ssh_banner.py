@@ -1,5 +1,6 @@
-"""The lost-link banner offers SSH for a device paired over SSH: ``o`` reads the status and log tail
-through the real SSH test server running the real agent CLI, while HTTP stays unreachable."""
+"""A device paired over SSH whose HTTP API is out of reach: the dashboard reads its status through the
+real SSH test server running the real agent CLI, again every few seconds, feeds the charts with it and
+says it is polled over SSH; ``o`` reads at once."""
 
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_banner_offers_ssh_and_o_reads_the_status_over_it(
+async def test_the_dashboard_is_polled_over_ssh_while_http_is_down(
     start_agent, agent_home, ssh_server, tmp_path, monkeypatch
 ):
     agent = start_agent(agent_home)
     monkeypatch.setenv("FIELDTUI_SSH_DIR", str(ssh_server.write_client_dir(tmp_path / "dot-ssh", "dock-1")))
     monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)
+    monkeypatch.setattr(DashboardScreen, "SSH_POLL_S", 0.5)
     config = ConsoleConfig(tmp_path / "console")
     record = DeviceRecord(
         name="dock-1", host="127.0.0.1", port=_closed_port(), origin=["ssh"], ssh=SSHEndpoint(host="dock-1")
@@ -61,12 +63,18 @@ async def test_banner_offers_ssh_and_o_reads_the_status_over_it(
         dash = app.screen
         banner = dash.query_one(LinkBanner)
         await until(pilot, "the banner", lambda: banner.has_class("-shown"))
-        assert "press o to look over SSH" in str(banner.render())
-        await pilot.press("o")
         await until(pilot, "the status over SSH", lambda: dash.status is not None)
         with agent.client() as c:  # the same device its HTTP API describes
             assert dash.device.id == c.get("/v1/device").json()["id"]
         assert dash.status.state in ("running", "starting") and dash.status.model.path.endswith("tiny.onnx")
-        await until(pilot, "the banner's SSH line", lambda: "over SSH: agent" in str(banner.render()))
+        # Read again and again: the sample of each read goes to the charts.
+        await until(pilot, "three reads over SSH", lambda: dash.ssh_polls >= 3)
+        await until(pilot, "two samples on the charts", lambda: dash.telemetry.count >= 2)
+        assert dash.rendered_ts is not None
+        assert "live over SSH: agent" in str(banner.render())
+        assert "SSH · polled every 0.5 s" in str(dash.query_one("#link").render())
         assert not dash.link_up  # HTTP is still down: the banner stays
+        polls = dash.ssh_polls
+        await pilot.press("o")  # a read now, and the watch goes on
+        await until(pilot, "a read after o", lambda: dash.ssh_polls > polls)
     assert app._exception is None
