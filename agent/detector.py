@@ -163,12 +163,16 @@ class Detector:
         names, names_source = load_names(meta, path)
         end2end = str(meta.get("end2end", "")).strip().lower()
         shapes = self._probe_output_shapes()
-        self.output_layout: OutputLayout = post.detect_layout(
-            shapes,
-            (h, w),
-            nc=(max(names) + 1) if names else None,
-            end2end={"true": True, "false": False}.get(end2end),
-        )
+        hint = backend.layout_hint  # e.g. Hailo's on-chip NMS: the backend knows, the shape cannot tell
+        if hint is not None and hint[0] == "hailo_nms":
+            self.output_layout: OutputLayout = OutputLayout("hailo_nms", hint[1], input_hw=(h, w))
+        else:
+            self.output_layout = post.detect_layout(
+                shapes,
+                (h, w),
+                nc=(max(names) + 1) if names else None,
+                end2end={"true": True, "false": False}.get(end2end),
+            )
         self.layout: str = self.output_layout.kind
         self.names: dict[int, str] = _complete_names(names, self.output_layout.nc, name)
         log.debug("%s: layout %s, %d names from %s", name, self.layout, len(self.names), names_source)

@@ -7,6 +7,8 @@ model's names) and Ultralytics' ``end2end`` metadata:
   transposed ``[1, N, 4+nc]`` some exporters produce.
 - ``end2end``: ``[1, K, 6]`` (x1, y1, x2, y2, score, class) from YOLOv10 / YOLO26: NMS is in the model.
 - ``yolov5``: ``[1, N, 5+nc]`` (cx, cy, w, h, objectness, class scores); score = obj * cls.
+- ``hailo_nms``: ``[1, K, 6]`` (y1, x1, y2, x2 normalised to the input, score, class) from a Hailo HEF's
+  on-chip NMS, flattened by the Hailo backend; never guessed from a shape, the backend declares it.
 
 Everything is NumPy vectorised (no Python loop over candidate boxes): candidates are filtered by confidence before anything else, so the work
 after the first reduction scales with the few hundred candidates, not the 8400 anchors.
@@ -23,7 +25,7 @@ from agent.errors import ModelError
 from agent.preprocess import Letterbox
 from fieldtui.protocol import Detection
 
-LAYOUTS = ("yolov8", "end2end", "yolov5")
+LAYOUTS = ("yolov8", "end2end", "yolov5", "hailo_nms")
 UNDERSTOOD = "YOLOv8/YOLO11 raw [1,4+nc,N], end-to-end [1,K,6] (x1,y1,x2,y2,score,class), YOLOv5 [1,N,5+nc]"
 MAX_WH = 7680  # class offset for class-aware NMS (Ultralytics' value): larger than any box coordinate
 MAX_NMS = 30000  # at most this many candidates, best first, enter NMS
@@ -31,11 +33,13 @@ MAX_NMS = 30000  # at most this many candidates, best first, enter NMS
 
 @dataclass(frozen=True, slots=True)
 class OutputLayout:
-    """How to read output 0: ``kind`` is one of LAYOUTS; ``transposed`` means anchors are on axis 1."""
+    """How to read output 0: ``kind`` is one of LAYOUTS; ``transposed`` means anchors are on axis 1;
+    ``input_hw`` scales ``hailo_nms``'s normalised boxes to model-input pixels."""
 
     kind: str
     nc: int
     transposed: bool = False
+    input_hw: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +164,11 @@ def decode(output: np.ndarray, layout: OutputLayout, conf: float) -> tuple[np.nd
         xy, half = cand[:2], cand[2:4] * 0.5
         return np.concatenate((xy - half, xy + half)).T, best[idx], class_ids
     pred = pred.astype(np.float32, copy=False)
+    if layout.kind == "hailo_nms":
+        cand = pred[pred[:, 4] > conf]
+        h, w = layout.input_hw or (1, 1)
+        boxes = cand[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)  # y1x1y2x2 -> x1y1x2y2 pixels
+        return boxes, cand[:, 4], cand[:, 5].astype(np.int64)
     if layout.kind == "yolov5":
         cand = pred[pred[:, 4] > conf]  # objectness first: the product can only be lower
         cls_scores = cand[:, 5:] * cand[:, 4:5]
@@ -239,11 +248,12 @@ def postprocess(
     iou: float = 0.7,
     max_det: int = 300,
 ) -> Detections:
-    """Decode output 0, run NMS (not for end-to-end models), keep ``max_det``, map boxes to the image."""
+    """Decode output 0, run NMS (not when the model or the accelerator did), keep ``max_det``, map boxes
+    to the image."""
     boxes, scores, class_ids = decode(outputs[0], layout, conf)
     if scores.size == 0:
         return Detections.empty()
-    if layout.kind == "end2end":
+    if layout.kind in ("end2end", "hailo_nms"):
         keep = np.argsort(-scores, kind="stable")[:max_det]
     else:
         keep = nms(boxes, scores, class_ids, iou, max_det)

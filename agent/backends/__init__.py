@@ -7,8 +7,8 @@ functions (Frigate's detector plugin layout), so ``doctor`` can explain a missin
 from __future__ import annotations
 
 from agent.backends.base import Backend, TensorSpec
+from agent.backends.hailo import HailoBackend
 from agent.backends.onnxruntime import OnnxRuntimeBackend
-from agent.backends.probes import probe_hailo
 from agent.backends.tensorrt import TensorRtBackend
 from agent.errors import BackendUnavailable
 from fieldtui.protocol import BackendInfo
@@ -16,24 +16,20 @@ from fieldtui.protocol import BackendInfo
 BACKENDS: dict[str, type[Backend]] = {
     OnnxRuntimeBackend.key: OnnxRuntimeBackend,
     TensorRtBackend.key: TensorRtBackend,
+    HailoBackend.key: HailoBackend,
 }
-
-# Probed but without a backend in this build yet: doctor still says what the device has.
-PROBES = {"hailo": probe_hailo}
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "doctor", "get_backend", "known_keys"]
 
 
 def known_keys() -> list[str]:
-    return list(BACKENDS) + [k for k in PROBES if k not in BACKENDS]
+    return list(BACKENDS)
 
 
 def get_backend(key: str) -> type[Backend]:
     """The backend class for ``key``; BackendUnavailable (with the choices) when there is none."""
     if key in BACKENDS:
         return BACKENDS[key]
-    if key in PROBES:
-        raise BackendUnavailable(f"this agent build has no {key} backend yet ({PROBES[key]()[1]})")
     raise BackendUnavailable(f"unknown backend {key!r}: choose one of {', '.join(known_keys())}")
 
 
@@ -47,9 +43,4 @@ def doctor() -> list[BackendInfo]:
                 key=key, available=ok, reason=reason, version=cls.version(), providers=cls.providers()
             )
         )
-    for key, probe in PROBES.items():
-        ok, reason, version = probe()
-        if ok:
-            reason = f"{reason}; this agent build has no {key} backend yet (use onnxruntime)"
-        infos.append(BackendInfo(key=key, available=False, reason=reason, version=version))
     return infos
