@@ -196,3 +196,11 @@ def test_hailo_nms_rows_map_back_through_the_letterbox():
     assert dets.class_ids.tolist() == [1, 2] and dets.scores.tolist() == pytest.approx([0.9, 0.6])
     # y 0.25..0.75 of 256 = 64..192, minus the 32 px band = 32..160, / 0.4 = 80..400; x 128..256 -> 320..640
     np.testing.assert_allclose(dets.boxes[0], [320, 80, 640, 400], atol=1e-3)
+
+
+def test_model_for_precision_a_hef_is_int8(tmp_path):
+    hef = tmp_path / "model.hef"
+    assert HailoBackend.model_for_precision(hef, "int8") == (hef, None)
+    assert "8-bit precision it was compiled with" in HailoBackend.model_for_precision(hef, "fp16")[1]
+    path, why = HailoBackend.model_for_precision(demo_model_path(), "int8")
+    assert path is None and why.startswith("int8 on hailo: push a .hef compiled from this model (HEFs are")

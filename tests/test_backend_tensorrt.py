@@ -279,7 +279,7 @@ def test_plan_from_another_version_without_fingerprint(trt, cuda, tmp_path, monk
     assert message.startswith("model.engine cannot be loaded by TensorRT 10.7.0.23 on Orin (fake) (sm_87): ")
     assert "Version tag does not match" in message and "\n" not in message
     assert message.endswith("built for another TensorRT version or GPU (or is not a TensorRT engine); "
-                            "rebuild it on this device (engine rebuild: POST /v1/engines/rebuild)")  # fmt: skip
+                            "rebuild it on this device (fieldtui-agent engines rebuild --backend tensorrt)")  # fmt: skip
     # Through the model store's check, the same line, as a 422 for the push.
     with pytest.raises(
         ModelError, match="v3 is not a usable detector: model.engine cannot be loaded by TensorRT"
@@ -298,3 +298,12 @@ def test_infer_after_close_and_wrong_shape(trt, tmp_path):
     backend.close()
     with pytest.raises(ModelError, match="was closed"):
         backend.infer(np.zeros(SHAPE, np.float32))
+
+
+def test_model_for_precision_serves_the_built_precision(trt, tmp_path):
+    build = Build(tmp_path, "fp16")
+    assert TensorRtBackend.model_for_precision(build.path, "fp16") == (build.path, None)
+    path, why = TensorRtBackend.model_for_precision(build.path, "int8")
+    assert path is None and why == "model.engine is a fp16 engine; build a int8 one to measure it"
+    path, why = TensorRtBackend.model_for_precision(demo_model_path(), "fp16")
+    assert path is None and "`fieldtui-agent engines rebuild --backend tensorrt --precision fp16`" in why

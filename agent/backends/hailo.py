@@ -150,12 +150,15 @@ class HailoBackend(Backend):
     @classmethod
     def model_for_precision(cls, path: Path, precision: str) -> tuple[Path | None, str | None]:
         """A HEF is quantised when compiled: it serves as "int8" (Hailo runs 8-bit) and nothing else."""
+        if Path(path).suffix != ".hef":
+            return None, f"{precision} on hailo: push a .hef compiled from this model ({BUILD_NOTE})"
         if precision == "int8":
             return Path(path), None
         return None, f"{precision} on hailo: a HEF runs at the 8-bit precision it was compiled with"
 
     @classmethod
     def build_engine(cls, onnx_path: Path, out_path: Path, **options: Any) -> EngineFingerprint:
+        """Never on the device (same keywords as :meth:`Backend.build_engine`): say where HEFs come from."""
         raise AgentError(BUILD_NOTE, status=422)
 
     def __init__(

@@ -1,7 +1,7 @@
 """Availability probes for the vendor runtimes: is the SDK importable, is there a device to run on.
 
-The TensorRT and Hailo backends reuse these in their ``available()``; until they exist, ``doctor``
-reports the probes so a technician knows what a device is missing. Each SDK is imported inside its
+The TensorRT and Hailo backends start their ``available()`` with these, then look for the device
+itself (a CUDA GPU; a Hailo device whose driver matches the library). Each SDK is imported inside its
 probe: a missing one is an answer, never an ImportError.
 """
 

@@ -30,7 +30,7 @@ from fieldtui.protocol import EngineFingerprint, RuntimeIdentity
 
 log = logging.getLogger("fieldtui.agent.backends.tensorrt")
 
-REBUILD_HINT = "rebuild it on this device (engine rebuild: POST /v1/engines/rebuild)"
+REBUILD_HINT = "rebuild it on this device (fieldtui-agent engines rebuild --backend tensorrt)"
 
 
 def import_trt() -> Any:
@@ -159,18 +159,42 @@ class TensorRtBackend(Backend):
 
     @classmethod
     def model_for_precision(cls, path: Path, precision: str) -> tuple[Path | None, str | None]:
-        """A plan's precision is fixed at build time: the engine serves the precision it was built at."""
-        built = read_fingerprint(Path(path))
+        """A plan's precision is fixed at build time: an engine serves the precision it was built at;
+        an ONNX model needs an engine built from it first."""
+        path = Path(path)
+        if path.suffix != ".engine":
+            return None, (
+                f"{precision} on tensorrt: no engine built from {path.name} yet; build one with "
+                f"`fieldtui-agent engines rebuild --backend tensorrt --precision {precision}`"
+            )
+        built = read_fingerprint(path)
         if built is None or built.precision == precision:
-            return Path(path), None
-        return None, f"{Path(path).name} is a {built.precision} engine; build a {precision} one to measure it"
+            return path, None
+        return None, f"{path.name} is a {built.precision} engine; build a {precision} one to measure it"
 
     @classmethod
-    def build_engine(cls, onnx_path: Path, out_path: Path, **options: Any) -> EngineFingerprint:
-        """See :func:`agent.backends.tensorrt_build.build_engine` (the base class has the signature)."""
+    def build_engine(
+        cls,
+        onnx_path: Path,
+        out_path: Path,
+        *,
+        precision: str,
+        input_shape: tuple[int, ...],
+        source_sha256: str,
+        progress: Callable[[float, str], None],
+        check_cancelled: Callable[[], None],
+        workspace_mb: int | None = None,
+        timing_cache: Path | None = None,
+        log: Callable[[str], None],
+    ) -> EngineFingerprint:
+        """Build on this device: see :func:`agent.backends.tensorrt_build.build_engine`."""
         from agent.backends.tensorrt_build import build_engine
 
-        return build_engine(cls, onnx_path, out_path, **options)
+        return build_engine(
+            cls, onnx_path, out_path, precision=precision, input_shape=input_shape,
+            source_sha256=source_sha256, progress=progress, check_cancelled=check_cancelled,
+            workspace_mb=workspace_mb, timing_cache=timing_cache, log=log,
+        )  # fmt: skip
 
     def __init__(
         self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None
