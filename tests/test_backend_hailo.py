@@ -204,3 +204,17 @@ def test_model_for_precision_a_hef_is_int8(tmp_path):
     assert "8-bit precision it was compiled with" in HailoBackend.model_for_precision(hef, "fp16")[1]
     path, why = HailoBackend.model_for_precision(demo_model_path(), "int8")
     assert path is None and why.startswith("int8 on hailo: push a .hef compiled from this model (HEFs are")
+
+
+def test_inference_failure_is_one_line(hp, tmp_path, monkeypatch):
+    backend = HailoBackend(make_hef(hp, tmp_path))
+    try:
+
+        def timeout(self, bindings, timeout_ms):
+            raise hp.HailoRTTimeout("Received a timeout - hailort has failed because a timeout had occurred")
+
+        monkeypatch.setattr(type(backend._configured), "run", timeout)
+        with pytest.raises(ModelError, match=r"Hailo inference of model\.hef failed \(Received a timeout"):
+            backend.infer(np.zeros((1, 3, 256, 256), np.float32))
+    finally:
+        backend.close()

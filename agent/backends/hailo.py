@@ -67,31 +67,40 @@ class HailoDevice:
     firmware: str | None = None  # "4.20.0"
 
 
+def _driver_mismatch(version: str | None, error: str) -> str | None:
+    """The technician's line when HailoRT refused the driver (HAILO_INVALID_DRIVER_VERSION, status 76)."""
+    if "INVALID_DRIVER_VERSION" not in error:
+        return None
+    driver = _loaded_driver_version()
+    found = f"the PCIe driver is {driver}" if driver else "the PCIe driver is another version"
+    return (
+        f"HailoRT library {version} cannot use this device: {found} (HAILO_INVALID_DRIVER_VERSION); "
+        f"{_mismatch_fix(version or 'of the library')}"
+    )
+
+
 def probe_device() -> HailoDevice:
     """Import HailoRT, scan and identify the first device, and compare driver and firmware versions
     with the library's (HailoRT requires them equal)."""
     ok, reason, version = probe_hailo()
     if not ok:
-        if version and "INVALID_DRIVER_VERSION" in reason:
-            driver = _loaded_driver_version()
-            found = f"the PCIe driver is {driver}" if driver else "the PCIe driver is another version"
-            reason = (
-                f"HailoRT library {version} cannot use this device: {found} (HAILO_INVALID_DRIVER_VERSION); "
-                f"{_mismatch_fix(version)}"
-            )
-        return HailoDevice(False, reason, version)
+        return HailoDevice(False, _driver_mismatch(version, reason) or reason, version)
     hp = importlib.import_module("hailo_platform")
     try:
         with hp.Device() as device:
             board = device.control.identify()
     except Exception as err:  # HailoRTException and friends
+        why = _driver_mismatch(version, str(err))
+        fix = _mismatch_fix(version or "of the library")
         return HailoDevice(
-            False, f"HailoRT {version} cannot identify the device ({err}): {_mismatch_fix(version)}", version
+            False, why or f"HailoRT {version} cannot identify the device ({err}): {fix}", version
         )
     arch = str(board.device_architecture)
     fw = board.firmware_version
     firmware = f"{fw.major}.{fw.minor}.{fw.revision}"
     name = ARCH_NAMES.get(arch, arch)
+    # The driver must equal the library exactly (HailoRT checks that itself, above); the firmware it
+    # loads is checked by release line, where a mismatch makes inference fail or misbehave.
     if version and _short(firmware) != _short(version):
         return HailoDevice(
             False,
@@ -234,8 +243,15 @@ class HailoBackend(Backend):
             pixels = np.rint(chw.transpose(1, 2, 0) * 255.0)
             np.clip(pixels, 0, 255, out=pixels)
             self._input[...] = pixels
-            configured.run([self._bindings], RUN_TIMEOUT_MS)
-            return [nms_rows(self._bindings.output().get_buffer())]
+            try:
+                configured.run([self._bindings], RUN_TIMEOUT_MS)
+                per_class = self._bindings.output().get_buffer()
+            except Exception as err:  # HailoRT's exception types (timeout, device lost); one line
+                raise ModelError(
+                    f"Hailo inference of {self.path.name} failed ({err}): check the device with "
+                    "hailortcli fw-control identify"
+                ) from None
+            return [nms_rows(per_class)]
 
     def close(self) -> None:
         with self._lock:
