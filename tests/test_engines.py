@@ -203,3 +203,41 @@ def test_a_damaged_fingerprint_hides_the_engine_instead_of_failing_the_list(buil
     store = _copy_store(root, tmp_path)
     (store.root / result.engine.key / "fingerprint.json").write_text("{not json")
     assert store.list(identities()) == []
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """The FAKE tensorrt and cuda modules of tests/fakes (TensorRT cannot be installed here)."""
+    from tests.sdk_fakes import fake_sdks
+
+    with fake_sdks(monkeypatch):
+        yield
+
+
+def test_a_tensorrt_int8_rebuild_hands_the_qdq_model_to_build_engine(fake_trt, tmp_path, frames, monkeypatch):
+    from agent.backends import get_backend
+
+    trt_cls = get_backend("tensorrt")
+    original = trt_cls.build_engine.__func__
+    handed: list[set[str]] = []
+
+    def spy(cls, onnx_path, out_path, **kwargs):
+        handed.append({n.op_type for n in onnx.load(str(onnx_path)).graph.node})
+        return original(cls, onnx_path, out_path, **kwargs)
+
+    monkeypatch.setattr(trt_cls, "build_engine", classmethod(spy))
+    store = EngineStore(tmp_path / "engines")
+    result = rebuild(
+        store,
+        BuildSource(demo_model_path(), DEMO_SHA),
+        BuildOptions(backend="tensorrt", precision="int8", calibration=frames[:4], held_out=frames[4:8]),
+    )
+    assert handed and {"QuantizeLinear", "DequantizeLinear"} <= handed[0]  # explicit quantisation
+    assert (
+        result.engine.key == engine_key("tensorrt", "int8", DEMO_SHA) and result.engine.file == "model.engine"
+    )
+    fp = read_fingerprint(store.path(result.engine.key))
+    assert fp.runtime == "tensorrt" and fp.precision == "int8" and fp.source_sha256 == DEMO_SHA
+    (info,) = store.list(identities())
+    assert not info.stale
+    assert not (tmp_path / "engines" / result.engine.key / "work").exists()
