@@ -15,14 +15,15 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-
-import ifaddr
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from typing import TYPE_CHECKING
 
 from fieldtui.config import device_key
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import SERVICE_TYPE, DeviceRecord, DiscoveryResult
+
+if TYPE_CHECKING:  # zeroconf is imported when browsing starts: after the device list is on screen
+    from zeroconf import ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 log = logging.getLogger("fieldtui.discovery")
 
@@ -124,6 +125,8 @@ def merge(mdns: Iterable[DeviceRecord], saved: Iterable[DeviceRecord]) -> list[D
 def local_addresses() -> list[tuple[str, list[str]]]:
     """(interface name, addresses) for every local interface that has one."""
     out = []
+    import ifaddr
+
     for adapter in ifaddr.get_adapters():
         ips = [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
         if ips:
@@ -202,6 +205,9 @@ class Browser:
         self._browser: AsyncServiceBrowser | None = None
 
     async def start(self) -> None:
+        from zeroconf import InterfaceChoice, IPVersion
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
         check_interfaces(self.interfaces)
         if self.interfaces:
             v6 = any(ipaddress.ip_address(a).version == 6 for a in self.interfaces)
@@ -243,6 +249,8 @@ class Browser:
     def _on_service(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
+        from zeroconf import ServiceStateChange
+
         if state_change is ServiceStateChange.Removed:
             old = self._records.get(name)
             if old is not None and not old.lost:
@@ -254,6 +262,8 @@ class Browser:
         task.add_done_callback(self._tasks.discard)
 
     async def _resolve(self, zeroconf: Zeroconf, service_type: str, name: str) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo
+
         info = AsyncServiceInfo(service_type, name)
         if not await info.async_request(zeroconf, RESOLVE_TIMEOUT_MS):
             log.info("mDNS service %s did not resolve in %d ms", name, RESOLVE_TIMEOUT_MS)
