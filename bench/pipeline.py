@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from agent.backends.onnxruntime import OnnxRuntimeBackend, default_threads  # noqa: E402
 from agent.detector import Detector, demo_model_path  # noqa: E402
 from agent.health import measure  # noqa: E402
 from agent.metrics import AgentMetrics  # noqa: E402
@@ -114,7 +114,10 @@ def ratio_bench(label: str, model: Path, video: Path, frames: int, rounds: int, 
         detector.close()
     ratios = [p[0] / b[0] for p, b in zip(piped, bare, strict=True)]
     shape = "x".join(str(d) for d in detector.input_shape[2:])
-    print(f"  {label} ({model.name}, input {shape}, {frames} frames, {rounds} rounds)")
+    print(
+        f"  {label} ({model.name}, input {shape}, {frames} frames, {rounds} rounds, "
+        f"{threads or default_threads()} intra-op threads on {len(os.sched_getaffinity(0))} cores)"
+    )
     print(f"    bare session.run fps: {', '.join(f'{v:.1f}' for v, _ in bare)}")
     print(f"    pipeline fps:         {', '.join(f'{v:.1f}' for v, _ in piped)}")
     # CPU per frame does not depend much on other load: the pipeline's extra (decode, preprocess,
@@ -189,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 round per model and 10 s of RSS")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ORT's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: the agent's, cores - 1)"
+    )
     parser.add_argument("--rss-seconds", type=float, default=60.0)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--demo-model", type=Path, default=None, help="instead of agent/assets/demo.onnx")

@@ -298,3 +298,17 @@ def test_doctor_with_vendor_sdks_present(monkeypatch):
     assert not infos["tensorrt"].available  # importable, but no CUDA device (cuda-python missing here)
     assert "but cuda-python not importable" in infos["tensorrt"].reason
     assert infos["hailo"].version == "4.20.0" and "found no Hailo device" in infos["hailo"].reason
+
+
+def test_default_threads_leave_a_core_to_capture_and_preprocessing(models, monkeypatch):
+    from agent.backends import onnxruntime as ort_backend
+
+    monkeypatch.setattr(ort_backend.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert ort_backend.default_threads() == 3
+    backend = OnnxRuntimeBackend(models / "v8.onnx")
+    try:
+        assert backend._session.get_session_options().intra_op_num_threads == 3
+    finally:
+        backend.close()
+    monkeypatch.setattr(ort_backend.os, "sched_getaffinity", lambda _pid: {0})
+    assert ort_backend.default_threads() == 1

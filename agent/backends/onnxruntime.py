@@ -6,6 +6,7 @@ this backend (and say why it is unavailable) on a machine without it.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,21 @@ _ORT_TYPES = {
     "tensor(int64)": np.int64,
     "tensor(bool)": np.bool_,
 }
+
+
+def default_threads() -> int:
+    """Intra-op threads when none are asked for: every core this process may run on but one.
+
+    The agent is a pipeline: capture (video decode) and preprocessing of the next frame run on their
+    own threads while the model infers. Give the runtime every core and they compete with it for each
+    frame; leave them one and they happen in the shadow of inference (bench/pipeline.py measures the
+    difference). One core: one thread.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))  # what a cgroup or taskset leaves us, not the board's total
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _import_ort() -> Any:
@@ -93,7 +109,7 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or 0  # 0 = one per physical core
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         # Idle pool threads sleep instead of spinning: in the agent they share the CPU with capture,
         # preprocessing and the control plane, which spinning threads starve (2 cores, loaded: about
