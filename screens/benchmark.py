@@ -221,6 +221,8 @@ class BenchmarkScreen(Screen[None]):
                 summary or "first run",
                 key=run.id,
             )
+        if not message.runs.runs:
+            table.border_subtitle = "no runs yet on this device"
         if self.shown is None and message.runs.runs:
             self.show_run(message.runs.runs[0])
 
