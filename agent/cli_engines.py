@@ -99,8 +99,8 @@ def _online(args: argparse.Namespace, home: Any) -> EngineList | EngineRebuildRe
 
 
 def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuildResult:
-    from agent.engine_build import BuildOptions, BuildSource, check_buildable, rebuild
-    from agent.engine_jobs import engine_version, resolve_source, split_frames
+    from agent.engine_build import BuildOptions, check_buildable, rebuild
+    from agent.engine_jobs import configured_model, engine_version, resolve_source, split_frames
     from agent.engines import EngineStore, identities
 
     home = config.agent_home
@@ -108,7 +108,7 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
     if args.action == "list":
         return EngineList(engines=engines.list(identities()), runtimes=identities())
     from agent.bench_frames import folder_frames, scene_frames
-    from agent.detector import demo_model_path, file_sha256
+    from agent.detector import file_sha256
     from agent.model_catalog import ModelCatalog
     from agent.model_history import ModelHistory
     from agent.model_settings import ModelSettings
@@ -118,15 +118,8 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
     request = _request(args)
     check_buildable(request.backend, request.precision)
     store = ModelStore(home.models_dir, ModelSettings.from_section(config.sections.get("models")))
-    configured = Path(config.model).expanduser() if config.model else demo_model_path()
-    if not configured.is_file():
-        raise AgentError(f"model file not found: {configured} (check the configured model)")
     source = resolve_source(
-        store,
-        engines,
-        request.version,
-        serving=store.current(),
-        fallback=BuildSource(configured, file_sha256(configured), None),
+        store, engines, request.version, serving=store.current(), configured=configured_model(config.model)
     )
     calibrate = request.calibration_frames if request.precision == "int8" else 0
     want = calibrate + request.accuracy_frames

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +47,35 @@ def split_frames(frames: list[np.ndarray], calibrate: int, held: int) -> tuple[l
 
 
 def resolve_source(
-    models: Any, engines: EngineStore, version: str | None, *, serving: str | None, fallback: BuildSource
+    models: Any,
+    engines: EngineStore,
+    version: str | None,
+    *,
+    serving: str | None,
+    configured: Callable[[], BuildSource],
 ) -> BuildSource:
-    """The FP32 ONNX model to build from: store ``version``; else the ``serving`` version (when an
-    engine serves, the version that engine was built from); else ``fallback`` (the configured model).
-    ``models`` is the :class:`~agent.models.ModelStore` (None: the agent runs without one)."""
+    """The FP32 ONNX model to build from: store ``version``; else the ``serving`` version, or when an
+    engine serves, the model that engine was built from; else the ``configured`` model (the agent's
+    ``--model`` or the demo model). ``models`` is the :class:`~agent.models.ModelStore` (None: none)."""
     from agent.detector import file_sha256
     from agent.models import check_version
 
     if version is None:
         if serving is None:
-            return fallback
-        version = next(
-            (e.source_version for e in engines.list() if e.model_version == serving and e.source_version),
-            serving,
-        )
+            return configured()
+        built = next((e for e in engines.list() if e.model_version == serving), None)
+        if built is None:
+            version = serving
+        elif built.source_version:
+            version = built.source_version
+        else:  # an engine of the configured model serves
+            source = configured()
+            if source.sha256 != built.fingerprint.source_sha256:
+                raise CannotBuild(
+                    f"version: {serving} is engine {built.key}, built from a model no longer configured "
+                    "here; give the version to build from"
+                )
+            return source
     check_version(version)
     if models is None or not models.has(version):
         raise CannotBuild(
@@ -72,6 +87,21 @@ def resolve_source(
         raise CannotBuild(f"version: {version} is a .{manifest.format}; engines are built from an ONNX model")
     path = models.dir(version) / manifest.file
     return BuildSource(path, manifest.sha256 or file_sha256(path), version)
+
+
+def configured_model(path: str | None) -> Callable[[], BuildSource]:
+    """The agent's configured model (``--model``, else the demo model) as a build source, hashed when
+    asked for."""
+
+    def source() -> BuildSource:
+        from agent.detector import demo_model_path, file_sha256
+
+        model = Path(path).expanduser() if path else demo_model_path()
+        if not model.is_file():
+            raise CannotBuild(f"the configured model {model} is missing; give the version to build from")
+        return BuildSource(model, file_sha256(model), None)
+
+    return source
 
 
 class Engines:
@@ -101,13 +131,21 @@ class Engines:
 
     def source(self, version: str | None) -> BuildSource:
         models = self.service.models
-        detector = self.service.pipeline.detector
+        if models is None:  # no store: the model the pipeline runs is all there is
+            detector = self.service.pipeline.detector
+            return resolve_source(
+                None,
+                self.store,
+                version,
+                serving=None,
+                configured=lambda: BuildSource(Path(detector.path), detector.sha256, None),
+            )
         return resolve_source(
-            models.store if models is not None else None,
+            models.store,
             self.store,
             version,
-            serving=models.serving if models is not None else None,
-            fallback=BuildSource(Path(detector.path), detector.sha256, None),
+            serving=models.serving,
+            configured=configured_model(models.config_model),
         )
 
     def check(self, request: EngineRebuildRequest) -> BuildSource:

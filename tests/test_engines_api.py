@@ -157,6 +157,12 @@ def test_rebuild_with_activate_adds_the_engine_to_the_store_and_activates_it(age
         assert status["model"]["version"] == version
         (engine,) = _engines(c).engines
         assert engine.model_version == version
+        # with the engine serving, the next rebuild still starts from the FP32 model it was built from
+        again = wait_job(c, _rebuild(c, **FAST).id, timeout=120)
+        assert again.state == "succeeded", again.error
+        rebuilt = EngineRebuildResult.model_validate(again.result)
+        assert rebuilt.engine.fingerprint.source_sha256 == engine.fingerprint.source_sha256
+        assert "from demo.onnx" in rebuilt.log[1]
 
 
 def test_cancel_mid_build_leaves_nothing_in_engines_or_staging(agent):
