@@ -100,7 +100,7 @@ def _online(args: argparse.Namespace, home: Any) -> EngineList | EngineRebuildRe
 
 def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuildResult:
     from agent.engine_build import BuildOptions, check_buildable, rebuild
-    from agent.engine_jobs import configured_model, engine_version, resolve_source, split_frames
+    from agent.engine_jobs import configured_model, resolve_source, split_frames, store_as_version
     from agent.engines import EngineStore, identities
 
     home = config.agent_home
@@ -108,7 +108,6 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
     if args.action == "list":
         return EngineList(engines=engines.list(identities()), runtimes=identities())
     from agent.bench_frames import folder_frames, scene_frames
-    from agent.detector import file_sha256
     from agent.model_catalog import ModelCatalog
     from agent.model_history import ModelHistory
     from agent.model_settings import ModelSettings
@@ -145,22 +144,16 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
         print(file=sys.stderr)
     if not request.activate:
         return result
-    info = result.engine
-    path = engines.path(info.key)
-    version = engine_version(
-        source.version, info.fingerprint.runtime, info.fingerprint.precision, file_sha256(path)
-    )
     db = StateDB(home.state_db)
     try:
         catalog = ModelCatalog(store, ModelHistory(db), config_model=config.model, backend=config.backend)
-        catalog.add_file(
-            path, version, None, source=f"engine {info.key} built from {source.version or source.path.name}"
-        )
+        version = store_as_version(catalog, engines, result, source)
         catalog.activate_offline(version)
     finally:
         db.close()
-    engines.update_meta(info.key, model_version=version)
-    return result.model_copy(update={"model_version": version, "engine": engines.get(info.key, identities())})
+    return result.model_copy(
+        update={"model_version": version, "engine": engines.get(result.engine.key, identities())}
+    )
 
 
 def _text(result: EngineList | EngineRebuildResult) -> str:

@@ -81,15 +81,20 @@ def check_buildable(backend: str, precision: str) -> RuntimeIdentity:
     return here
 
 
-def _p50s(
-    reference: Any, engine: Any, tensors: Sequence[np.ndarray], check: Callable[[], None]
+def alternating_p50s(
+    reference: Any,
+    engine: Any,
+    tensors: Sequence[np.ndarray],
+    check: Callable[[], None] = lambda: None,
+    runs: int = TIMED_RUNS,
 ) -> tuple[float, float]:
-    """Inference p50 in ms of (engine, reference), timed alternately on the same tensors."""
+    """Inference p50 in ms of (engine, reference), timed alternately on the same tensors so that a busy
+    CPU slows both alike."""
     for i in range(WARMUP_RUNS):
         reference.infer(tensors[i % len(tensors)])
         engine.infer(tensors[i % len(tensors)])
     ref_s, eng_s = [], []
-    for i in range(TIMED_RUNS):
+    for i in range(runs):
         if i % 8 == 0:
             check()
         x = tensors[i % len(tensors)]
@@ -189,7 +194,7 @@ def rebuild(
                     tensors = [reference.preprocess(f)[0] for f in held[:8]] or [
                         np.full(reference.input_shape, 114 / 255, dtype=reference.input_dtype)
                     ]
-                    p50, fp32_p50 = _p50s(reference, engine, tensors, check_cancelled)
+                    p50, fp32_p50 = alternating_p50s(reference, engine, tensors, check_cancelled)
                     check_cancelled()
                     if held:
                         f1 = round(agreement(reference, engine, held), 4)

@@ -236,24 +236,32 @@ class Engines:
     def activate(self, result: EngineRebuildResult, source: BuildSource) -> EngineRebuildResult:
         """Add the engine to the model store as a new version and submit the health-checked activation
         (a mutating job: it starts when this one has ended)."""
-        from agent.detector import file_sha256
-
         models = self.service.models
-        info = result.engine
-        path = self.store.path(info.key)
-        version = engine_version(
-            source.version, info.fingerprint.runtime, info.fingerprint.precision, file_sha256(path)
-        )
-        models.add_file(
-            path, version, None, source=f"engine {info.key} built from {source.version or source.path.name}"
-        )
-        self.store.update_meta(info.key, model_version=version)
+        version = store_as_version(models, self.store, result, source)
         try:
-            job = models.submit_activate(version, reason=f"engine rebuild: {info.key}")
+            job = models.submit_activate(version, reason=f"engine rebuild: {result.engine.key}")
         except AgentError as err:
             raise AgentError(f"{version} is stored but its activation did not start: {err}") from None
-        log.info("engine %s stored as model %s; activation job %s", info.key, version, job.id)
-        engine = self.store.get(info.key, identities())
+        log.info("engine %s stored as model %s; activation job %s", result.engine.key, version, job.id)
+        engine = self.store.get(result.engine.key, identities())
         return result.model_copy(
             update={"engine": engine, "model_version": version, "activation_job": job.id}
         )
+
+
+def store_as_version(
+    catalog: Any, engines: EngineStore, result: EngineRebuildResult, source: BuildSource
+) -> str:
+    """Add a built engine to the model store (``catalog``: a ModelCatalog) through the same checked path
+    as an upload, record the version in the engine's meta, and return the version name."""
+    from agent.detector import file_sha256
+
+    info = result.engine
+    path = engines.path(info.key)
+    version = engine_version(
+        source.version, info.fingerprint.runtime, info.fingerprint.precision, file_sha256(path)
+    )
+    built_from = source.version or source.path.name
+    catalog.add_file(path, version, None, source=f"engine {info.key} built from {built_from}")
+    engines.update_meta(info.key, model_version=version)
+    return version

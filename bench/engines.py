@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from agent.agreement import agreement  # noqa: E402
 from agent.bench_frames import scene_frames  # noqa: E402
 from agent.detector import Detector, demo_model_path, file_sha256  # noqa: E402
-from agent.engine_build import BuildOptions, BuildSource, rebuild  # noqa: E402
+from agent.engine_build import BuildOptions, BuildSource, alternating_p50s, rebuild  # noqa: E402
 from agent.engines import EngineStore  # noqa: E402
 from bench.convnet import make_conv_detector  # noqa: E402
 
@@ -56,23 +55,6 @@ def cpu_flags() -> str:
     return f"{name}; {', '.join(f for f in wanted if f in flags) or 'no int8 dot-product flags'}"
 
 
-def p50s(fp32: Detector, int8: Detector, tensors: list, runs: int) -> tuple[float, float]:
-    for x in tensors[:3]:
-        fp32.infer(x)
-        int8.infer(x)
-    a, b = [], []
-    for i in range(runs):
-        x = tensors[i % len(tensors)]
-        t0 = time.perf_counter()
-        fp32.infer(x)
-        t1 = time.perf_counter()
-        int8.infer(x)
-        t2 = time.perf_counter()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
-    return statistics.median(a) * 1000, statistics.median(b) * 1000
-
-
 def compare(label: str, model: Path, work: Path, runs: int) -> None:
     frames = scene_frames(CALIBRATION_FRAMES + HELD_OUT_FRAMES)
     calibration, held = frames[:CALIBRATION_FRAMES], frames[CALIBRATION_FRAMES:]
@@ -86,7 +68,7 @@ def compare(label: str, model: Path, work: Path, runs: int) -> None:
     engine = work / "engines" / result.engine.key / result.engine.file
     with Detector.load(model) as fp32, Detector.load(engine) as int8:
         tensors = [fp32.preprocess(f)[0] for f in held[:8]]
-        fp32_ms, int8_ms = p50s(fp32, int8, tensors, runs)
+        int8_ms, fp32_ms = alternating_p50s(fp32, int8, tensors, runs=runs)
         f1 = agreement(fp32, int8, held)
         found = sum(len(fp32.detect(f)) for f in held)
     print(f"\n{label}")

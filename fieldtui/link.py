@@ -189,16 +189,7 @@ class HttpLink(DeviceLink):
     ) -> BenchmarkRun:
         """Submit a ``POST /v1/benchmarks`` job and follow it; the job is cancelled if this is."""
         self._need_token()
-        job = await self.client.start_benchmark(request)
-        try:
-            while job.state not in ("succeeded", "failed", "cancelled"):
-                if on_progress:
-                    on_progress(job.progress, job.stage or job.state)
-                await asyncio.sleep(BENCH_POLL_S)
-                job = await self.client.job(job.id)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            await self.client.cancel_job(job.id)
-            raise
+        job = await self._follow(await self.client.start_benchmark(request), on_progress)
         if job.state != "succeeded" or job.result is None:
             raise ConsoleError(f"benchmark {job.state}: {job.error or 'no result'}")
         return BenchmarkRun.model_validate(job.result)
@@ -226,6 +217,7 @@ class HttpLink(DeviceLink):
         return result
 
     async def _follow(self, job: Job, on_progress: BenchProgressFn | None) -> Job:
+        """Poll ``job`` until it ends, reporting progress; cancel it if this is cancelled."""
         try:
             while job.state not in ("succeeded", "failed", "cancelled"):
                 if on_progress:
