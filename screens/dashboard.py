@@ -59,9 +59,9 @@ class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Devices"),
         Binding("l", "logs", "Logs"),
-        Binding("r", "restart", "Restart pipeline"),
+        Binding("r", "restart", "Restart"),
         Binding("s", "source", "Source"),
-        Binding("c", "toggle_camera", "Camera"),
+        Binding("c", "toggle_camera", "Camera view", show=False),
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
         Binding("b", "benchmark", "Benchmark"),
@@ -466,9 +466,8 @@ class DashboardScreen(Screen[None]):
         if message.status is None:
             if self._ssh_first or not message.going_on:
                 self.notify(message.error or "", title="Over SSH: failed", severity="error", timeout=15)
-            banner.offer = f"over SSH: {message.error}" + (
-                " — o to try again" if not message.going_on else ""
-            )
+            again = "" if message.going_on else " — o to try again"
+            banner.set_offer(f"over SSH: {message.error}{again}")
             self._ssh_first = False
             return
         found = message.status
@@ -486,7 +485,11 @@ class DashboardScreen(Screen[None]):
             self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({host})", timeout=20)
         self._ssh_first = False
         stamp = clock_time(self.clock())
-        banner.offer = f"live over SSH: {summary}, read at {stamp}, every {self.SSH_POLL_S:g} s"
+        banner.set_offer(f"live over SSH: {summary}, read at {stamp}, every {self.SSH_POLL_S:g} s")
+        if self.ssh_polls == 1:
+            self.query_one("#camera", HalfBlockImage).show_message(
+                "no camera view over SSH: it needs the HTTP API"
+            )
         badge = Text(f" SSH · polled every {self.SSH_POLL_S:g} s ", style="bold black on blue")
         badge.append(f"\n{host}, last read {stamp}", style="dim")
         self.query_one("#link", Static).update(badge)

@@ -81,3 +81,47 @@ def test_rebuild_dialog(snap_compare):
 
     fleet = _engines_fleet()
     assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_polled_over_ssh(snap_compare, monkeypatch):
+    """HTTP down, the device paired over SSH: the status read through SSH (canned here: the SSH path
+    itself runs against the real SSH test server in test_tui_ssh_banner.py) feeds the charts."""
+    from fieldtui.protocol import DeviceStatus, HealthReport, LogPage
+    from screens.dashboard import DashboardScreen
+    from tests.tui_fakes import FakeAgent, FakeFleet, device_info, log_lines, pipeline_status, samples
+
+    feed = samples(12)
+    monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)
+
+    async def canned_poll(endpoint, every, on_status, on_error, **_):
+        health = HealthReport(status="ok", version="0.1.0", uptime_s=7200)
+        for i, s in enumerate(feed):
+            status = DeviceStatus(device=device_info("dock-1"), health=health, status=pipeline_status(s))
+            on_status(status, LogPage(lines=log_lines(5)) if i == 0 else None)
+        import asyncio
+
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("fieldtui.sshwatch.poll_status", canned_poll)
+    record = _record_ssh()
+    fleet = FakeFleet([(record, FakeAgent(down=True, url=record.api_url))])
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
+        dash = pilot.app.screen
+        await until(pilot, lambda: dash.ssh_polls == len(feed) and dash.rendered_ts == feed[-1].ts)
+        pilot.app.clear_notifications()
+
+    assert snap_compare(_app(fleet, open_device=record), terminal_size=SIZE, run_before=run_before)
+
+
+def _record_ssh():
+    from fieldtui.protocol import DeviceRecord, SSHEndpoint
+
+    return DeviceRecord(
+        name="dock-1",
+        host="10.0.4.30",
+        port=8470,
+        origin=["ssh"],
+        ssh=SSHEndpoint(host="10.0.4.30", user="pi"),
+    )

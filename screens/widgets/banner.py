@@ -51,8 +51,17 @@ class LinkBanner(Static):
         self.remove_class("-refused")
         self._tick()
 
+    def set_offer(self, offer: str) -> None:
+        """What else the technician can do (or is being done) while the link is down; shown at once."""
+        self.offer = offer
+        if self.has_class("-refused"):
+            self.refused(self.reason)
+        else:
+            self._tick()
+
     def refused(self, reason: str) -> None:
         self.since, self.retry_at = self.since or self.clock(), None
+        self.reason = reason
         self.add_class("-shown", "-refused")
         text = Text(f"{reason} — not retrying: fix this, then press escape and open the device again")
         if self.offer:
