@@ -1,7 +1,8 @@
 """Engine rebuilds as agent jobs, and the engine list: ``POST /v1/engines/rebuild``, ``GET /v1/engines``.
 
 A rebuild runs beside the serving pipeline (the device keeps detecting with its current model): frames
-are captured from the live source (or read from ``calibration_dir``), the engine is built, measured and
+are captured from the live source (or read from ``calibration_dir``; a source that gives none fails the
+job rather than calibrate a camera's engine on anything else), the engine is built, measured and
 stored by agent/engine_build.py. Everything a request gets wrong is refused (422) before a job exists.
 With ``activate`` the engine is added to the model store as a new version
 (``<source version>-<backend>-<precision>-<sha256 prefix>``) and activated by the store's own
@@ -180,7 +181,7 @@ class Engines:
 
     def frames(self, request: EngineRebuildRequest, ctx: JobContext | None) -> tuple[list, list, list[str]]:
         """(calibration frames, held-out frames, notes on where they came from)."""
-        from agent.bench_frames import folder_frames, live_frames, scene_frames
+        from agent.bench_frames import folder_frames, live_frames
 
         calibrate = request.calibration_frames if request.precision == "int8" else 0
         want = calibrate + request.accuracy_frames
@@ -200,10 +201,13 @@ class Engines:
                 if not got:
                     break
                 frames += got
+            if not frames:  # calibrating a camera's engine on anything else would mislead
+                raise AgentError(
+                    "no frames from the live source to calibrate on (GET /v1/status says why); start "
+                    "the source, or give calibration_dir: a folder of images from this camera",
+                    status=409,
+                )
             where = f"{len(frames)} frames from the live source"
-            if len(frames) < want:
-                where += f", {want - len(frames)} from the demo scene (the source gave no more)"
-                frames += scene_frames(want - len(frames))
         cal, held = split_frames(frames, calibrate, request.accuracy_frames)
         notes = [where]
         if len(frames) < calibrate + request.accuracy_frames:

@@ -235,3 +235,13 @@ def test_a_leftover_staging_folder_is_removed_at_start(inproc_agent, tmp_path):
     with agent.client() as c:
         assert _engines(c).engines == []
     shutil.rmtree(home / "engines")
+
+
+def test_no_live_frames_fails_the_job_saying_what_to_do(inproc_agent, tmp_path):
+    agent = inproc_agent(tmp_path / "no-frames-home", source=str(tmp_path / "missing.mp4"), model=None)
+    with agent.client() as c:
+        done = wait_job(c, _rebuild(c, **FAST).id, timeout=60)
+        assert done.state == "failed"
+        assert done.error.startswith("no frames from the live source to calibrate on")
+        assert "calibration_dir" in done.error
+        assert _engines(c).engines == []
