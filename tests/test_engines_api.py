@@ -41,9 +41,10 @@ class JobEvents:
         self.thread = threading.Thread(target=self._read, daemon=True)
 
     def _read(self) -> None:
+        # samples (~2.5 Hz) keep the stream moving, so the reader sees ``stop`` soon after it is set
         with (
             self.agent.client(timeout=httpx.Timeout(10, read=30)) as client,
-            client.stream("GET", "/v1/events", params={"events": "job"}) as response,
+            client.stream("GET", "/v1/events", params={"events": "job,sample"}) as response,
         ):
             self.open.set()
             for _, name, data in sse_events(response):
@@ -59,7 +60,8 @@ class JobEvents:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self.thread.join(35)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
 
 
 def _engines(client: httpx.Client) -> EngineList:
