@@ -7,8 +7,8 @@ Three workers feed it, each ending its work in a past-tense message:
   newer one replaces one still queued), and rendering happens at most ``RENDER_EVERY_S``, so a slow
   terminal shows the newest sample, never a backlog. When the link drops, a banner says since when
   and when the next try is; retries back off up to ``RETRY_MAX_S``, and the view recovers by itself.
-- ``camera_loop`` (group "camera") fetches ``/v1/snapshot.jpg`` about once a second while the screen is
-  visible and decodes it in a thread.
+- the camera view (screens/widgets/camera.py) runs its own loop for ``/v1/snapshot.jpg`` while the
+  screen is visible and the link is up; the screen tells it the link state and the source's size.
 - ``restart`` / ``change_source`` (group "control") run a pipeline job and wait for its end.
 - ``watch_over_ssh`` (group "ssh"), for a device paired over SSH while HTTP is down: there is no event
   stream then, so the status is read with ``fieldtui-agent status --json`` over SSH every
@@ -45,8 +45,8 @@ from screens.telemetry import Telemetry
 from screens.timefmt import clock_time
 from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
+from screens.widgets.camera import CameraView
 from screens.widgets.chart import TimeChart
-from screens.widgets.halfblock import HalfBlockImage, Picture, decode_picture, fit
 
 
 def retryable(err: AgentClientError) -> bool:
@@ -71,7 +71,6 @@ class DashboardScreen(Screen[None]):
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
     RETRY_MAX_S = 15.0
-    SNAPSHOT_EVERY_S = 1.0
     SSH_POLL_S = 5.0
 
     # --- messages (posted by the workers, handled here) --------------------------------------------
@@ -115,11 +114,6 @@ class DashboardScreen(Screen[None]):
             super().__init__()
             self.status, self.logs, self.error, self.going_on = status, logs, error, going_on
 
-    class SnapshotFetched(Message):
-        def __init__(self, picture: Picture | None, note: str = "") -> None:
-            super().__init__()
-            self.picture, self.note = picture, note
-
     class ControlFinished(Message):
         def __init__(
             self, what: str, job: Job | None, status: PipelineStatus | None, error: str | None
@@ -142,7 +136,6 @@ class DashboardScreen(Screen[None]):
         self.renders = 0
         self._last_render = 0.0
         self._render_timer: Timer | None = None
-        self._camera_cells = (0, 0)
         self.ssh_polls = 0  # statuses read over SSH since HTTP went (bench and tests read it)
         self._ssh_first = True
 
@@ -159,7 +152,7 @@ class DashboardScreen(Screen[None]):
                 yield TimeChart("confidence", top=1.0, alert=CONFIDENCE_ALERT, id="confidence")
                 yield TimeChart("drops", unit="%", alert=DROP_ALERT * 100, alert_below=False, id="drops")
             with Vertical(id="side"):
-                yield HalfBlockImage(id="camera")
+                yield CameraView(self.api, id="camera")
                 yield Static(id="camera-health")
                 yield CountBars(id="classes")
         yield Static(id="findings")
@@ -174,18 +167,18 @@ class DashboardScreen(Screen[None]):
         self.query_one("#camera-health").border_title = "camera health"
         self.query_one("#classes").border_title = "detections per class"
         self.query_one("#findings").border_title = "health"
-        self.query_one("#camera", HalfBlockImage).show_message("waiting for the first frame…")
+        self.query_one(CameraView).show_message("waiting for the first frame…")
         self._show_identity()
         self.query_one("#link", Static).update(link_badge(self.record))
         self.follow()
 
     def on_screen_resume(self) -> None:
         self._schedule_render()
-        if self.query_one("#camera").display:
-            self.camera_loop()
+        if self.query_one(CameraView).display:
+            self.query_one(CameraView).start()
 
     def on_screen_suspend(self) -> None:
-        self.workers.cancel_group(self, "camera")  # no snapshots while nobody looks
+        self.query_one(CameraView).stop()  # no snapshots while nobody looks
 
     def clock(self) -> float:
         return getattr(self.app, "clock", time.time)()
@@ -237,8 +230,9 @@ class DashboardScreen(Screen[None]):
             self.telemetry.add(message.status.sample)
         self._show_identity()
         self._schedule_render()
-        if self.is_current and self.query_one("#camera").display:
-            self.camera_loop()
+        self._tell_camera()
+        if self.is_current and self.query_one(CameraView).display:
+            self.query_one(CameraView).start()
 
     @on(SampleArrived)
     def _sample(self) -> None:
@@ -257,6 +251,7 @@ class DashboardScreen(Screen[None]):
     @on(LinkLost)
     def _link_lost(self, message: LinkLost) -> None:
         self.link_up = False
+        self._tell_camera()
         self.query_one(LinkBanner).lost(message.reason, message.retry_in)
         self._watch_ssh_while_down()
 
@@ -271,6 +266,7 @@ class DashboardScreen(Screen[None]):
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
         self.link_up = False
+        self._tell_camera()
         self.query_one(LinkBanner).refused(message.reason)
         self._watch_ssh_while_down()
 
@@ -327,49 +323,18 @@ class DashboardScreen(Screen[None]):
 
     # --- camera -------------------------------------------------------------------------------------
 
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._measure_camera)
-
-    def _measure_camera(self) -> None:
-        size = self.query_one("#camera").content_size
-        self._camera_cells = (size.width, size.height)
-
-    @work(exclusive=True, exit_on_error=False, group="camera")
-    async def camera_loop(self) -> None:
-        """The annotated frame about once a second, sized for the view, decoded off the UI thread."""
-        while True:
-            cols, rows = self._camera_cells
-            source = self.status.source if self.status is not None else None
-            if cols and rows and self.link_up:
-                want = cols
-                if source is not None and source.width and source.height:
-                    want = fit(source.width, source.height, cols, rows)[0]
-                try:
-                    jpeg = await self.api.snapshot_jpeg(width=max(16, want))
-                    picture = await asyncio.to_thread(decode_picture, jpeg, cols, rows)
-                    self.post_message(self.SnapshotFetched(picture))
-                except AgentClientError as err:
-                    self.post_message(self.SnapshotFetched(None, err.detail))
-                except ValueError as err:
-                    self.post_message(self.SnapshotFetched(None, str(err)))
-            await asyncio.sleep(self.SNAPSHOT_EVERY_S)
-
-    @on(SnapshotFetched)
-    def _snapshot(self, message: SnapshotFetched) -> None:
-        view = self.query_one("#camera", HalfBlockImage)
-        if message.picture is not None:
-            view.show(message.picture)
-        else:
-            view.show_message(message.note)
+    def _tell_camera(self) -> None:
+        view = self.query_one(CameraView)
+        view.link_up = self.link_up
+        view.source = self.status.source if self.status is not None else None
 
     def action_toggle_camera(self) -> None:
-        view = self.query_one("#camera", HalfBlockImage)
+        view = self.query_one(CameraView)
         view.display = not view.display
         if view.display:
-            self.call_after_refresh(self._measure_camera)
-            self.camera_loop()
+            view.start()
         else:
-            self.workers.cancel_group(self, "camera")
+            view.stop()
 
     # --- pipeline controls --------------------------------------------------------------------------
 
@@ -411,6 +376,7 @@ class DashboardScreen(Screen[None]):
         if message.status is not None:
             self.status = message.status
             self._show_identity()
+            self._tell_camera()
         title = "Pipeline restart" if message.what == "restart" else "Source change"
         if message.job is not None and message.job.state == "succeeded":
             text = source_text(self.status) if message.what == "source" else "the pipeline is running again"
@@ -487,9 +453,7 @@ class DashboardScreen(Screen[None]):
         stamp = clock_time(self.clock())
         banner.set_offer(f"live over SSH: {summary}, read at {stamp}, every {self.SSH_POLL_S:g} s")
         if self.ssh_polls == 1:
-            self.query_one("#camera", HalfBlockImage).show_message(
-                "no camera view over SSH: it needs the HTTP API"
-            )
+            self.query_one(CameraView).show_message("no camera view over SSH: it needs the HTTP API")
         badge = Text(f" SSH · polled every {self.SSH_POLL_S:g} s ", style="bold black on blue")
         badge.append(f"\n{host}, last read {stamp}", style="dim")
         self.query_one("#link", Static).update(badge)
