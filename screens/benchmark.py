@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, ProgressBar, SelectionList, Static
+from textual.widgets import Button, DataTable, Footer, Header, Input, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
@@ -29,6 +29,7 @@ from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
+from screens.widgets.jobprogress import JobProgress
 
 PRECISIONS = ("fp32", "fp16", "int8")
 VERDICT_STYLE = {"better": "green", "worse": "red", "same": "dim"}
@@ -126,9 +127,7 @@ class BenchmarkScreen(Screen[None]):
                     yield Input("50", id="iterations")
                 yield Static(id="error")
             yield Button("Run\n(ctrl+r)", variant="primary", id="run")
-        with Horizontal(id="progress"):
-            yield Static(id="stage")
-            yield ProgressBar(id="bar", total=100, show_eta=False)
+        yield JobProgress(id="progress")
         yield DataTable(id="results", cursor_type="none", zebra_stripes=True)
         yield ConfigBars(id="chart")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
@@ -154,7 +153,7 @@ class BenchmarkScreen(Screen[None]):
         self.query_one("#history", DataTable).add_columns(
             "when", "model", "configurations", "best", "verdicts"
         )
-        self.query_one("#stage", Static).update(Text("reading the device's backends…", style="dim"))
+        self.query_one(JobProgress).idle("reading the device's backends…")
         self.query_one("#chart", ConfigBars).show([])
         self.query_one("#backends").focus()
         self.read_device()
@@ -171,9 +170,9 @@ class BenchmarkScreen(Screen[None]):
 
     @on(DeviceRead)
     def _device_read(self, message: DeviceRead) -> None:
-        stage = self.query_one("#stage", Static)
+        progress = self.query_one(JobProgress)
         if message.device is None:
-            stage.update(Text(f"✗ {message.error}", style="red"))
+            progress.failed(message.error or "")
             return
         self.device = message.device
         backends = self.query_one("#backends", SelectionList)
@@ -185,7 +184,7 @@ class BenchmarkScreen(Screen[None]):
             )
         if not message.device.backends:
             backends.add_option(Selection("onnxruntime", "onnxruntime", True))
-        stage.update(Text("choose configurations, then ctrl+r runs them", style="dim"))
+        progress.idle("choose configurations, then ctrl+r runs them")
 
     @work(exclusive=True, exit_on_error=False, group="history")
     async def reload(self) -> None:
@@ -298,10 +297,8 @@ class BenchmarkScreen(Screen[None]):
             return
         error.update("")
         self.running = True
-        self.query_one("#progress").add_class("-running")
-        self.query_one("#bar", ProgressBar).update(total=100, progress=0)
         n = len(request.backends) * len(request.precisions) * len(request.threads) * len(request.batch_sizes)
-        self.query_one("#stage", Static).update(f"starting {n} configuration{'s' * (n != 1)}…")
+        self.query_one(JobProgress).start(f"starting {n} configuration{'s' * (n != 1)}…")
         self.run_benchmark(request)
 
     @work(exclusive=True, exit_on_error=False, group="run")
@@ -327,24 +324,19 @@ class BenchmarkScreen(Screen[None]):
     @on(JobMoved)
     def _job_moved(self, message: JobMoved) -> None:
         self.job = job = message.job
-        self.query_one("#bar", ProgressBar).update(total=100, progress=round(job.progress * 100))
-        self.query_one("#stage", Static).update(job.stage or job.state)
+        self.query_one(JobProgress).moved(job)
 
     @on(BenchmarkFinished)
     def _finished(self, message: BenchmarkFinished) -> None:
         self.running = False
         self.job = None
-        self.query_one("#progress").remove_class("-running")
-        stage = self.query_one("#stage", Static)
+        progress = self.query_one(JobProgress)
         if message.run is None:
-            stage.update(Text(f"✗ {message.error}", style="red"))
+            progress.failed(message.error or "")
             self.notify(message.error or "", title="Benchmark failed", severity="error", timeout=15)
             return
-        self.query_one("#bar", ProgressBar).update(total=100, progress=100)
         ok = sum(r.status == "ok" for r in message.run.results)
-        stage.update(
-            Text(f"✓ done: {ok} of {len(message.run.results)} configurations measured", style="green")
-        )
+        progress.done(f"done: {ok} of {len(message.run.results)} configurations measured")
         self.show_run(message.run)
         self.reload()
 

@@ -20,23 +20,18 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import EngineInfo, EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 from screens.dialogs import ConfirmDialog
+from screens.models import size_text  # one wording of file sizes across the console
 from screens.timefmt import clock_time
-
-
-def size_text(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+from screens.widgets.jobprogress import JobProgress
 
 
 def runtime_lines(listing: EngineList) -> Text:
@@ -139,9 +134,7 @@ class EnginesScreen(Screen[None]):
         yield Static(id="runtimes")
         yield DataTable(id="engines", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail")
-        with Horizontal(id="progress"):
-            yield Static(id="stage")
-            yield ProgressBar(id="bar", total=100, show_eta=False)
+        yield JobProgress(id="progress")
         with Vertical(id="rebuild"):
             yield Static(id="result")
             yield Log(id="log", max_lines=500)
@@ -170,9 +163,7 @@ class EnginesScreen(Screen[None]):
             "F1",
         )
         self.query_one("#runtimes", Static).update(Text("reading the engines…", style="dim"))
-        self.query_one("#stage", Static).update(
-            Text("r rebuilds an engine from the serving model", style="dim")
-        )
+        self.query_one(JobProgress).idle("r rebuilds an engine from the serving model")
         self.reload()
 
     # --- listing ------------------------------------------------------------------------------------
@@ -289,9 +280,7 @@ class EnginesScreen(Screen[None]):
         what = f"{request.backend} {request.precision}" + (", then activate" if request.activate else "")
         log.write_line(f"{self._now()}  rebuild requested: {what}")
         self.query_one("#result", Static).update("")
-        self.query_one("#progress").add_class("-running")
-        self.query_one("#bar", ProgressBar).update(total=100, progress=0)
-        self.query_one("#stage", Static).update(f"starting the {what} rebuild…")
+        self.query_one(JobProgress).start(f"starting the {what} rebuild…")
         self.rebuild(request)
 
     @work(exclusive=True, exit_on_error=False, group="rebuild")
@@ -315,8 +304,7 @@ class EnginesScreen(Screen[None]):
     @on(JobMoved)
     def _job_moved(self, message: JobMoved) -> None:
         self.job = job = message.job
-        self.query_one("#bar", ProgressBar).update(total=100, progress=round(job.progress * 100))
-        self.query_one("#stage", Static).update(job.stage or job.state)
+        self.query_one(JobProgress).moved(job)
         if job.stage and job.stage != self._stage:
             self._stage = job.stage
             self.query_one("#log", Log).write_line(f"{self._now()}  {job.progress:>4.0%}  {job.stage}")
@@ -324,10 +312,9 @@ class EnginesScreen(Screen[None]):
     @on(RebuildFinished)
     def _finished(self, message: RebuildFinished) -> None:
         self.running, self.job = False, None
-        self.query_one("#progress").remove_class("-running")
-        log, stage = self.query_one("#log", Log), self.query_one("#stage", Static)
+        log, progress = self.query_one("#log", Log), self.query_one(JobProgress)
         if message.result is None:
-            stage.update(Text(f"✗ {message.error}", style="red"))
+            progress.failed(message.error or "")
             log.write_line(f"{self._now()}  failed: {message.error}")
             self.notify(message.error or "", title="Rebuild failed", severity="error", timeout=15)
             self.reload()
@@ -337,7 +324,7 @@ class EnginesScreen(Screen[None]):
             if line != self._stage:
                 log.write_line(f"          build: {line}")
         log.write_line(f"{self._now()}  done in {result.elapsed_s:.0f} s")
-        stage.update(Text(f"✓ built {result.engine.key}", style="green"))
+        progress.done(f"built {result.engine.key}")
         self.query_one("#result", Static).update(result_text(result))
         self.reload()
 

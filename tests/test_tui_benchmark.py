@@ -121,7 +121,7 @@ async def test_leaving_mid_run_leaves_no_worker_touching_the_screen(agent_inproc
     app = _app(agent_inproc, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
-        screen.query_one("#iterations", Input).value = "200"
+        screen.query_one("#iterations", Input).value = "5000"  # long enough to leave mid-run
         await pilot.press("ctrl+r")
         await until(pilot, "the job", lambda: screen.job is not None)
         workers = [w for w in app.workers if w.node is screen and w.group == "run"]

@@ -94,10 +94,10 @@ async def test_rebuild_and_activate_through_the_ui(device, tmp_path):
         await until(
             pilot,
             "the result",
-            lambda: screen.result is not None or "✗" in str(screen.query_one("#stage").render()),
+            lambda: screen.result is not None or "✗" in screen.query_one("#progress").text,
         )
         result = screen.result
-        assert result is not None, str(screen.query_one("#stage").render())
+        assert result is not None, screen.query_one("#progress").text
         assert result.engine.fingerprint.precision == "int8" and result.size < result.source_size
         assert result.speedup is not None and result.agreement_f1 is not None and result.model_version
         shown = str(screen.query_one("#result").render())
