@@ -4,40 +4,17 @@ previous run, the history, and a screen left mid-run that leaves no worker behin
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, SelectionList
 from textual.worker import WorkerState
 
-from fieldtui.config import ConsoleConfig
-from fieldtui.fleet import Fleet
-from fieldtui.protocol import DeviceRecord, Job
+from fieldtui.protocol import Job
 from screens.app import FieldtuiApp
 from screens.benchmark import BenchmarkScreen, parse_numbers
 from screens.dashboard import DashboardScreen
 from screens.widgets.configbars import ConfigBars
-
-SIZE = (120, 40)
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def _app(agent, tmp_path) -> FieldtuiApp:
-    config = ConsoleConfig(tmp_path / "console")
-    port = int(agent.url.rsplit(":", 1)[1])
-    record = DeviceRecord(name="dock-1", host="127.0.0.1", port=port, origin=["manual"])
-    config.save_device(record, agent.token)
-    return FieldtuiApp(Fleet(config, mdns=False), open_device=record)
+from tests.tui_pilot import SIZE, app_on, until
 
 
 async def _open(app: FieldtuiApp, pilot: Pilot) -> BenchmarkScreen:
@@ -59,7 +36,7 @@ def test_numbers_in_the_form():
 
 
 async def test_a_benchmark_through_the_ui_with_sse_progress_and_comparison(agent_inproc, tmp_path):
-    app = _app(agent_inproc, tmp_path)
+    app = app_on(agent_inproc, tmp_path)
     moves: list[Job] = []
 
     def hook(message) -> None:
@@ -105,7 +82,7 @@ async def test_a_benchmark_through_the_ui_with_sse_progress_and_comparison(agent
 
 
 async def test_bad_form_input_says_what_and_starts_nothing(agent_inproc, tmp_path):
-    app = _app(agent_inproc, tmp_path)
+    app = app_on(agent_inproc, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
         screen.query_one("#batches", Input).value = "1, big"
@@ -118,7 +95,7 @@ async def test_bad_form_input_says_what_and_starts_nothing(agent_inproc, tmp_pat
 
 
 async def test_leaving_mid_run_leaves_no_worker_touching_the_screen(agent_inproc, tmp_path):
-    app = _app(agent_inproc, tmp_path)
+    app = app_on(agent_inproc, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
         screen.query_one("#iterations", Input).value = "5000"  # long enough to leave mid-run

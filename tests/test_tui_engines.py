@@ -4,34 +4,20 @@ and stages from the SSE job events, the result; a screen left mid-rebuild leaves
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Log
 from textual.worker import WorkerState
 
-from fieldtui.config import ConsoleConfig
-from fieldtui.fleet import Fleet
-from fieldtui.protocol import DeviceRecord, Job, ModelList
+from fieldtui.protocol import Job, ModelList
 from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
 from screens.dialogs import ConfirmDialog
 from screens.engines import EnginesScreen
 from screens.rebuild_dialog import RebuildDialog
+from tests.tui_pilot import SIZE, app_on, until
 
-SIZE = (120, 40)
 SOURCE = "demo:?fps=20&size=320x240"
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture
@@ -40,14 +26,6 @@ def device(inproc_agent, tmp_path):
     home.mkdir(mode=0o700)
     (home / "config.toml").write_text("[models]\nprobation_s = 0\n")
     return inproc_agent(home, source=SOURCE, model=None)
-
-
-def _app(agent, tmp_path) -> FieldtuiApp:
-    config = ConsoleConfig(tmp_path / "console")
-    port = int(agent.url.rsplit(":", 1)[1])
-    record = DeviceRecord(name="gate-3", host="127.0.0.1", port=port, origin=["manual"])
-    config.save_device(record, agent.token)
-    return FieldtuiApp(Fleet(config, mdns=False), open_device=record)
 
 
 async def _open(app: FieldtuiApp, pilot: Pilot) -> EnginesScreen:
@@ -72,7 +50,7 @@ async def _ask_rebuild(app: FieldtuiApp, pilot: Pilot, *, activate: bool) -> Non
 
 
 async def test_rebuild_and_activate_through_the_ui(device, tmp_path):
-    app = _app(device, tmp_path)
+    app = app_on(device, tmp_path, "gate-3")
     moves: list[Job] = []
 
     def hook(message) -> None:
@@ -95,6 +73,7 @@ async def test_rebuild_and_activate_through_the_ui(device, tmp_path):
             pilot,
             "the result",
             lambda: screen.result is not None or "✗" in screen.query_one("#progress").text,
+            timeout=240,
         )
         result = screen.result
         assert result is not None, screen.query_one("#progress").text
@@ -116,7 +95,7 @@ async def test_rebuild_and_activate_through_the_ui(device, tmp_path):
 
 
 async def test_leaving_mid_rebuild_leaves_no_worker_touching_the_screen(device, tmp_path):
-    app = _app(device, tmp_path)
+    app = app_on(device, tmp_path, "gate-3")
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
         await _ask_rebuild(app, pilot, activate=False)

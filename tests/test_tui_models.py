@@ -4,7 +4,6 @@ UI, checked through the agent's own API; a screen left mid-push leaves no worker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,6 @@ from textual.widgets import DataTable, Input
 from textual.worker import WorkerState
 
 from fieldtui.client import AgentClient
-from fieldtui.config import ConsoleConfig
-from fieldtui.fleet import Fleet
-from fieldtui.protocol import DeviceRecord
 from fieldtui.push import push_model
 from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
@@ -24,17 +20,7 @@ from screens.models import ModelsScreen
 from screens.push_dialog import PushDialog
 from tests import storemodels as sm
 from tests.storeclient import listing
-
-SIZE = (120, 40)
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
+from tests.tui_pilot import SIZE, app_on, until
 
 
 @pytest.fixture
@@ -49,14 +35,6 @@ def device(inproc_agent, tmp_path):
 def files(tmp_path) -> dict[str, Path]:
     folder = tmp_path / "files"
     return {v: sm.detector(folder / f"{v}.onnx", seed=i) for i, v in enumerate(("v1", "v2"), start=1)}
-
-
-def _app(agent, tmp_path) -> FieldtuiApp:
-    config = ConsoleConfig(tmp_path / "console")
-    port = int(agent.url.rsplit(":", 1)[1])
-    record = DeviceRecord(name="dock-1", host="127.0.0.1", port=port, origin=["manual"])
-    config.save_device(record, agent.token)
-    return FieldtuiApp(Fleet(config, mdns=False), open_device=record)
 
 
 def _serving(agent) -> str | None:
@@ -84,7 +62,7 @@ async def _push(app: FieldtuiApp, pilot: Pilot, path: Path, version: str) -> Non
 
 
 async def test_push_activate_rollback_and_delete_through_the_ui(device, files, tmp_path, monkeypatch):
-    app = _app(device, tmp_path)
+    app = app_on(device, tmp_path)
     steps: list[str] = []  # the phases the progress line was told about
     stages: list[str] = []  # the activation and rollback stages, as the job events told them
     reads: list[str] = []  # GET /v1/jobs/{id}: once per job at most (the catch-up), the rest is SSE
@@ -149,7 +127,7 @@ async def test_push_activate_rollback_and_delete_through_the_ui(device, files, t
 
 
 async def test_a_bad_version_name_is_caught_in_the_dialog(device, files, tmp_path):
-    app = _app(device, tmp_path)
+    app = app_on(device, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await _open_models(app, pilot)
         await pilot.press("p")
@@ -172,7 +150,7 @@ async def test_leaving_mid_push_leaves_no_worker_touching_the_screen(device, fil
         await asyncio.Event().wait()
         return result
 
-    app = _app(device, tmp_path)
+    app = app_on(device, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
         dash = app.screen
