@@ -37,12 +37,15 @@ async def watch_job(
     poll_s: float = 0.3,
 ) -> Job:
     """``job`` as it ends; ``on_update(job)`` on every change seen. AgentTimeout past ``timeout``."""
-    seen: dict[str, Any] = {"last": None}
+    seen: dict[str, Any] = {"last": None, "progress": -1.0}
 
     def update(new: Job) -> None:
+        # The catch-up read can answer older news than an event already shown: never step back.
+        if not finished(new) and new.progress < seen["progress"]:
+            return
         key = (new.state, new.stage, round(new.progress, 3))
         if key != seen["last"]:
-            seen["last"] = key
+            seen["last"], seen["progress"] = key, new.progress
             if on_update is not None:
                 on_update(new)
 
