@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 
 log = logging.getLogger("fieldtui.agent")
@@ -141,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("serve", help="run the agent: pipeline, HTTP control API and mDNS advertisement")
-    p.add_argument("--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)")
-    p.add_argument("--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)")
+    home_flags(p)
     p.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=None, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
@@ -159,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("token", help="print the API token, URL and TLS fingerprint (what pairing reads)")
-    p.add_argument("--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)")
-    p.add_argument("--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)")
+    home_flags(p)
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="as `serve --tls`")
     p.add_argument("--json", action="store_true", help="print one JSON document (TokenInfo)")
     p.add_argument("--quiet", action="store_true", help="print the token alone (for scripts)")

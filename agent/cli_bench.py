@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table
 
@@ -103,7 +104,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark the current model here: latency, FPS, CPU, memory, heat")
-    p.add_argument("--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)")
+    home_flags(p, config=False)
     p.add_argument("--model", default=None, help="model file (default: the store's current version)")
     p.add_argument("--backend", action="append", default=None, help="backend key; repeat for several")
     p.add_argument("--precision", action="append", default=None, help="fp32, fp16, int8; repeatable")

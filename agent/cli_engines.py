@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 
@@ -219,13 +220,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)"
-        )
-        q.add_argument(
-            "--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)"
-        )
-        q.add_argument("--json", action="store_true", help="print one JSON document")
+        home_flags(q, json="print one JSON document")
         q.set_defaults(func=cmd_engines)
 
     common(actions.add_parser("list", help="engines with their fingerprints; stale ones say why"))

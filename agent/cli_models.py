@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 from fieldtui.protocol import Job, ModelList, ModelVersion, Problem
 
@@ -237,13 +238,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)"
-        )
-        q.add_argument(
-            "--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)"
-        )
-        q.add_argument("--json", action="store_true", help="print one JSON document")
+        home_flags(q, json="print one JSON document")
         q.set_defaults(func=cmd_models)
 
     common(actions.add_parser("list", help="versions, which serves, the history with reasons"))

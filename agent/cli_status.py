@@ -21,6 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from agent.cli_args import home_flags
 from fieldtui.protocol import (
     AgentPaths,
     DeviceInfo,
@@ -172,22 +173,13 @@ def cmd_home(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """``status``, ``logs`` and ``home`` on the ``fieldtui-agent`` parser."""
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--home", default=None, metavar="DIR", help="agent home (default: $FIELDTUI_AGENT_HOME)"
-        )
-        p.add_argument(
-            "--config", default=None, metavar="FILE", help="settings file (default: HOME/config.toml)"
-        )
-        p.add_argument("--json", action="store_true", help="print one JSON document")
-
     p = sub.add_parser("status", help="identity, health and pipeline of the agent serving from the home")
-    common(p)
+    home_flags(p, json="print one JSON document")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", help="recent agent log lines (agent.log, else the service journal)")
-    common(p)
+    home_flags(p, json="print one JSON document")
     p.add_argument("--lines", type=int, default=100, help="how many (default 100)")
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser("home", help="where the agent home, its staging area and its log are")
-    common(p)
+    home_flags(p, json="print one JSON document")
     p.set_defaults(func=cmd_home)
