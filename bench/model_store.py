@@ -20,8 +20,19 @@ process of their own, reading ``request.stream()`` and discarding it - what the 
 before the store hashes or writes anything.
 
 While the agent receives, a thread reads its ``/proc/PID/status`` (VmRSS) every 5 ms: the peak growth
-over its resident size just before the push. Figures are printed, not asserted.
+over its resident size just before the push; its CPU time (all threads, ``/proc/PID/stat``) is taken
+before and after. Figures are printed, not asserted.
 Targets: PUT MB/s >= 0.5 x the sink's; peak RSS growth <= 32 MB.
+
+The sink only moves bytes between two sockets; a PUT must also hash them and get them onto the disk
+before it answers. So each round also measures, on this machine and in the same run, what those two
+steps alone allow, and the summary prints the agent against the slowest of the three as well (a
+ceiling, not the target - the target row stays the issue's ratio to the sink):
+
+* *sha256*: the same bytes through ``hashlib.sha256`` in 1 MB updates, one core.
+* *disk*: the same bytes written in 1 MB blocks to a new file beside the agent's store (same
+  filesystem), fsynced, then removed: the part of an answered PUT that no protocol change can save
+  (the refused payload is removed before the 422, as a cut-off upload would be).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import resource
 import socket
 import statistics
 import sys
@@ -123,6 +135,44 @@ uvicorn.Server(config).run(sockets=[sock])
 """
 
 
+def sha256_seconds(path: Path) -> float:
+    """One core hashing the same bytes (read from the page cache into one reused 1 MB buffer)."""
+    digest = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return time.perf_counter() - t0
+
+
+def disk_seconds(path: Path, folder: Path) -> float:
+    """Write the same bytes to a new file in ``folder`` in 1 MB blocks, fsync, remove it."""
+    target = folder / "bench-disk.tmp"
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    with path.open("rb", buffering=0) as src, target.open("wb", buffering=0) as dst:
+        while n := src.readinto(buf):
+            dst.write(view[:n])
+        os.fsync(dst.fileno())
+    target.unlink()
+    return time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (also those that have ended)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def console_seconds() -> float:
+    """User + system CPU time of this process (the console side of the PUT, and the RSS watch)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def null_put_seconds(port: int, path: Path) -> float:
     import httpx
 
@@ -178,40 +228,81 @@ async def main(mb: int, rounds: int) -> None:
         info, _ = await wait_ready(proc, home, log, 90)
         print(f"model push over loopback: {mb} MB of random bytes, {rounds} rounds, agent pid {proc.pid}")
         print(
-            f"  {'round':<6}{'sink MB/s':>10}{'null PUT':>10}{'PUT sent':>10}{'answered':>10}{'ratio':>7}{'RSS+ MB':>9}"
+            f"  {'round':<6}{'sink':>7}{'sha256':>8}{'disk':>7}{'null PUT':>9}{'PUT sent':>9}{'answered':>9}"
+            f"{'ratio':>7}{'/ceiling':>9}{'CPU ms/MB':>10}{'RSS+ MB':>8}"
         )
-        ratios, growths, null_ratios = [], [], []
+        print(
+            f"  {'':<6}{'(MB/s)':>7}{'(MB/s)':>8}{'(MB/s)':>7}{'(MB/s)':>9}{'(MB/s)':>9}{'(MB/s)':>9}"
+            f"{'':>16}{'agent/cons.':>11}"
+        )
+        ratios, growths, null_ratios, ceiling_ratios = [], [], [], []
+        rows: dict[str, list[float]] = {}
         async with AgentClient(info.api_url, info.token, timeout=120) as client:
             await asyncio.sleep(2.0)  # let the agent settle (first frames, allocator warm)
             for i in range(rounds):
                 sink = mb / sink_seconds(payload)
+                hashing = mb / sha256_seconds(payload)
+                disk = mb / disk_seconds(payload, home)
                 null_rate = mb / await null_put_seconds(null_port, payload)
                 null_ratios.append(null_rate / sink)
                 before = status_kb(proc.pid, "VmRSS")
+                cpu0, console0 = cpu_seconds(proc.pid), console_seconds()
                 with RssWatch(proc.pid) as watch:
                     sent_s, answered_s, answer = await put_round(client, payload, sha, f"bench{i}")
+                cpu_ms = (cpu_seconds(proc.pid) - cpu0) * 1000 / mb
+                console_ms = (console_seconds() - console0) * 1000 / mb
                 growth = (watch.peak_kb - before) / 1024
-                ratio = (mb / answered_s) / sink
+                answered = mb / answered_s
+                ratio = answered / sink
+                ceiling = min(sink, hashing, disk)
                 ratios.append(ratio)
                 growths.append(growth)
+                ceiling_ratios.append(answered / ceiling)
+                for key, value in (
+                    ("sink", sink),
+                    ("sha256", hashing),
+                    ("disk", disk),
+                    ("null", null_rate),
+                    ("sent", mb / sent_s),
+                    ("answered", answered),
+                    ("cpu", cpu_ms),
+                    ("console", console_ms),
+                ):
+                    rows.setdefault(key, []).append(value)
                 print(
-                    f"  {i + 1:<6}{sink:>10.0f}{null_rate:>10.0f}{mb / sent_s:>10.0f}{mb / answered_s:>10.0f}"
-                    f"{ratio:>7.2f}{growth:>9.1f}"
+                    f"  {i + 1:<6}{sink:>7.0f}{hashing:>8.0f}{disk:>7.0f}{null_rate:>9.0f}{mb / sent_s:>9.0f}"
+                    f"{answered:>9.0f}{ratio:>7.2f}{answered / ceiling:>9.2f}{cpu_ms:>6.2f}/{console_ms:<4.2f}{growth:>7.1f}"
                 )
+        med = {key: statistics.median(values) for key, values in rows.items()}
+        print(
+            f"  {'median':<6}{med['sink']:>7.0f}{med['sha256']:>8.0f}{med['disk']:>7.0f}{med['null']:>9.0f}"
+            f"{med['sent']:>9.0f}{med['answered']:>9.0f}{statistics.median(ratios):>7.2f}"
+            f"{statistics.median(ceiling_ratios):>9.2f}{med['cpu']:>6.2f}/{med['console']:<4.2f}{statistics.median(growths):>7.1f}"
+        )
         print(f"  agent answer: {answer}")
         print(f"  VmHWM of the agent after all rounds: {status_kb(proc.pid, 'VmHWM') / 1024:.0f} MB")
         best, worst_growth = max(ratios), max(growths)
         print(
-            f"  PUT/sink throughput ratio (answered, best of {rounds}): {best:.2f}   median "
+            f"  TARGET  PUT/sink throughput ratio (answered, best of {rounds}): {best:.2f}   median "
             f"{statistics.median(ratios):.2f}   target >= {RATIO_TARGET}   {'PASS' if best >= RATIO_TARGET else 'FAIL'}"
+        )
+        print(
+            f"  TARGET  agent peak RSS growth during a push (worst round): {worst_growth:.1f} MB   target <= "
+            f"{RSS_TARGET_MB:.0f} MB   {'PASS' if worst_growth <= RSS_TARGET_MB else 'FAIL'}"
         )
         print(
             f"  for reference, the null endpoint (uvicorn alone) / sink: best {max(null_ratios):.2f}   median "
             f"{statistics.median(null_ratios):.2f}"
         )
+        limit = min(("sink", "sha256", "disk"), key=lambda k: med[k])
         print(
-            f"  agent peak RSS growth during a push (worst round): {worst_growth:.1f} MB   target <= "
-            f"{RSS_TARGET_MB:.0f} MB   {'PASS' if worst_growth <= RSS_TARGET_MB else 'FAIL'}"
+            f"  ceiling on this machine (not the target): min(sink, sha256 one core, disk write+fsync+remove) "
+            f"= {limit} at {med[limit]:.0f} MB/s (median); the issue's 0.5 x sink would need "
+            f"{RATIO_TARGET * med['sink']:.0f} MB/s"
+        )
+        print(
+            f"  agent answered / ceiling, per round: median {statistics.median(ceiling_ratios):.2f}   "
+            f"best {max(ceiling_ratios):.2f}"
         )
     finally:
         await stop_process(null)
