@@ -32,14 +32,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
-def match(
+def labels(
     boxes: np.ndarray,
     scores: np.ndarray,
     class_ids: np.ndarray,
     truth: list[tuple[int, float, float, float, float]],
     optional: list[tuple[int, float, float, float, float]] = (),
-) -> tuple[int, int, int]:
-    """(true positives, false positives, false negatives) of one frame's detections.
+) -> tuple[np.ndarray, int]:
+    """What each of one frame's detections is: 1 right, 0 wrong, -1 neither; and how many shapes went
+    unfound.
 
     Detections are taken most confident first; each claims the unclaimed ground-truth box of its class
     it overlaps most, if that IoU is at least 0.5, and is a false positive otherwise, unless it
@@ -51,16 +52,28 @@ def match(
     opt = np.array([t[1:] for t in optional], np.float32).reshape(-1, 4)
     opt_cls = np.array([t[0] for t in optional], np.int64)
     claimed = np.zeros(len(gt), bool)
-    tp = fp = 0
+    out = np.zeros(len(scores), np.int64)
     for i in np.argsort(-scores, kind="stable"):
         cand = np.flatnonzero((gt_cls == class_ids[i]) & ~claimed)
         ious = iou_matrix(boxes[i : i + 1], gt[cand])[0] if len(cand) else np.zeros(0)
         if len(ious) and ious.max() >= MATCH_IOU:
             claimed[cand[int(ious.argmax())]] = True
-            tp += 1
-        elif not (iou_matrix(boxes[i : i + 1], opt[opt_cls == class_ids[i]]) >= MATCH_IOU).any():
-            fp += 1
-    return tp, fp, int((~claimed).sum())
+            out[i] = 1
+        elif (iou_matrix(boxes[i : i + 1], opt[opt_cls == class_ids[i]]) >= MATCH_IOU).any():
+            out[i] = -1
+    return out, int((~claimed).sum())
+
+
+def match(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    truth: list[tuple[int, float, float, float, float]],
+    optional: list[tuple[int, float, float, float, float]] = (),
+) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of one frame's detections (see labels)."""
+    kinds, missed = labels(boxes, scores, class_ids, truth, optional)
+    return int((kinds == 1).sum()), int((kinds == 0).sum()), missed
 
 
 def held_out_frame(seed: int) -> tuple[DemoScene, np.ndarray, list, list]:

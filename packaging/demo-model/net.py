@@ -49,7 +49,9 @@ class ShapeNet(nn.Module):
         super().__init__()
         c0, c1, c2, c3, c4 = width
         self.nc = nc
-        self.stem = nn.Sequential(ColourEdges(), cbr(5, c0, 2), cbr(c0, c1, 2))  # stride 4: kept thin, it is the costly part
+        self.stem = nn.Sequential(
+            ColourEdges(), cbr(5, c0, 2), cbr(c0, c1, 2)
+        )  # stride 4: kept thin, it is the costly part
         self.s8 = nn.Sequential(cbr(c1, c2, 2), cbr(c2, c2))
         self.s16 = nn.Sequential(cbr(c2, c3, 2), cbr(c3, c3))
         self.s32 = nn.Sequential(cbr(c3, c4, 2), cbr(c4, c4))
@@ -117,14 +119,15 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor, giou: bool = False) -> torc
 
 
 def assign(
-    anchors: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, radius: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+    anchors: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, radius: float = 1.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Which ground-truth box each cell learns from.
 
-    A cell is positive for a box when its centre lies inside the box and within ``radius`` strides of
-    the box centre (centre sampling); the cell nearest the centre always is, so tiny shapes get one. A
-    cell claimed by two boxes learns the smaller one. ``gt`` is ``(B, M, 4)`` x1y1x2y2, ``valid``
-    ``(B, M)``. Returns ``(B, N)`` positive mask and ``(B, N)`` index of the box.
+    A cell learns a box's position when its centre lies inside the box and within ``radius`` strides
+    of the box centre (centre sampling); the cell nearest the centre always does, so tiny shapes get
+    one, and it alone learns to score the shape. A cell claimed by two boxes learns the smaller one.
+    ``gt`` is ``(B, M, 4)`` x1y1x2y2, ``valid`` ``(B, M)``. Returns ``(B, N)`` masks of the cells that
+    learn a box and of those that score one, and ``(B, N)`` the index of the box.
     """
     a = anchors[None, :, None, :]  # (1, N, 1, 2)
     lo, hi = gt[:, None, :, :2], gt[:, None, :, 2:]
@@ -132,12 +135,14 @@ def assign(
     inside = ((a > lo) & (a < hi)).all(-1)
     near = ((a - centre).abs() < radius * STRIDE).all(-1)
     nearest = (a - centre).square().sum(-1)  # (B, N, M)
-    first = F.one_hot(nearest.argmin(1), anchors.shape[0]).transpose(1, 2).bool()
+    first = F.one_hot(nearest.argmin(1), anchors.shape[0]).transpose(1, 2).bool() & valid[:, None, :]
     cand = ((inside & near) | first) & valid[:, None, :]
     area = (hi - lo).prod(-1).expand_as(cand)
     area = torch.where(cand, area, torch.full_like(area, float("inf")))
     best = area.argmin(-1)
-    return cand.any(-1), best
+    pos = cand.any(-1)
+    scoring = torch.gather(first, 2, best[..., None]).squeeze(-1) & pos
+    return pos, scoring, best
 
 
 def in_boxes(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -159,33 +164,42 @@ def detection_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Quality focal loss on the class scores plus GIoU loss on the positives' boxes.
 
-    ``ignore`` boxes are shapes mostly out of view or hidden: not ground truth, but not background
-    either, so cells on them neither learn to fire nor to stay quiet.
+    Only the cell nearest a shape's centre learns to score it (towards the IoU of its box, so a
+    confident detection is a well-placed one); its neighbours learn the box too but to stay quiet, so
+    one shape gives one confident detection, not a cluster that NMS at IoU 0.7 cannot always merge.
+    ``ignore`` boxes are shapes mostly hidden: not ground truth, but not background either, so cells on
+    them neither learn to fire nor to stay quiet.
     """
-    b, c, _, _ = out.shape
     out = out.flatten(2).transpose(1, 2)  # (B, N, 4+nc)
     boxes = decode(out[..., :4], anchors)
     logits = out[..., 4:]
-    pos, idx = assign(anchors, gt, valid)
+    pos, scoring, idx = assign(anchors, gt, valid)
     tgt_xyxy = torch.gather(gt, 1, idx[..., None].expand(-1, -1, 4))
     tgt = torch.cat([(tgt_xyxy[..., :2] + tgt_xyxy[..., 2:]) / 2, tgt_xyxy[..., 2:] - tgt_xyxy[..., :2]], -1)
     tgt_cls = torch.gather(gt_cls, 1, idx)
     n_pos = pos.sum().clamp(min=1).float()
+    n_shapes = scoring.sum().clamp(min=1).float()
 
     giou = box_iou_cxcywh(boxes[pos], tgt[pos], giou=True)
     box_loss = (1 - giou).sum() / n_pos
-    iou = box_iou_cxcywh(boxes[pos], tgt[pos]).detach().clamp(min=0)
+    iou = torch.zeros_like(logits[..., 0])
+    iou[pos] = box_iou_cxcywh(boxes[pos], tgt[pos]).detach().clamp(min=0)
 
     score_tgt = torch.zeros_like(logits)
-    score_tgt[pos, tgt_cls[pos]] = iou
-    weight = (~(in_boxes(anchors, ignore, ignore_valid) & ~pos)).float()[..., None]
+    score_tgt[scoring, tgt_cls[scoring]] = iou[scoring]
+    # A neighbour of the centre cell that sits almost as close to the centre is let off lightly: which
+    # of two cells is nearest is a coin toss when the centre lies on their border.
+    d2 = ((anchors - tgt[..., :2]) / STRIDE).square().sum(-1)
+    weight = torch.where(pos & ~scoring, 1 - torch.exp(-2 * d2), torch.ones_like(d2))
+    weight = weight * (~(in_boxes(anchors, ignore, ignore_valid) & ~pos)).float()
     prob = logits.sigmoid()
     bce = F.binary_cross_entropy_with_logits(logits, score_tgt, reduction="none")
-    # Focal modulation only on background cells, where thousands of easy negatives would drown the
-    # rest; at a shape's cells every class gets the full BCE, so the right one is pushed up and the
+    # Focal modulation only where nothing is to be scored, where a thousand easy negatives would drown
+    # the rest; at a shape's centre every class gets the full BCE, so the right one is pushed up and the
     # wrong ones down from the first steps.
-    modulation = torch.where(pos[..., None], torch.ones_like(prob), prob.pow(2))
-    cls_loss = (bce * modulation * weight).sum() / n_pos
+    modulation = torch.where(scoring[..., None], torch.ones_like(prob), prob.pow(2))
+    cls_loss = (bce * modulation * weight[..., None]).sum() / n_shapes
     loss = cls_loss + box_gain * box_loss
+    iou = iou[scoring]
     stats = {"cls": cls_loss.item(), "box": box_loss.item(), "iou": iou.mean().item() if len(iou) else 0.0}
     return loss, stats

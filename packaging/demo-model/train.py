@@ -24,6 +24,7 @@ import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate import calibrate  # noqa: E402
 from evaluate import evaluate, report  # noqa: E402
 from net import STRIDE, Exported, ShapeNet, anchor_points, detection_loss  # noqa: E402
 
@@ -221,5 +222,6 @@ if __name__ == "__main__":
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     export(train(args), args.imgsz, args.out)
+    calibrate(args.out)
     with Detector.load(args.out, threads=args.threads) as detector:
         report(evaluate(detector, range(EVAL_SEEDS, EVAL_SEEDS + args.eval_frames)), args.eval_frames)
