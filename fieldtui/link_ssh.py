@@ -1,0 +1,239 @@
+"""The :class:`~fieldtui.link_base.DeviceLink` over SSH: the agent's own CLI on the device,
+``fieldtui-agent ... --json``, whose output is the same :mod:`fieldtui.protocol` models the HTTP API
+returns. ``restart`` restarts the systemd service rather than the pipeline: what a wedged agent needs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from fieldtui.errors import ConsoleError
+from fieldtui.link_base import BenchProgressFn, DeviceLink
+from fieldtui.protocol import (
+    Ack,
+    AgentPaths,
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkRun,
+    DeviceStatus,
+    EngineList,
+    EngineRebuildRequest,
+    EngineRebuildResult,
+    Job,
+    LinkKind,
+    LogPage,
+    ModelList,
+    ModelVersion,
+    PushResult,
+    SSHEndpoint,
+)
+from fieldtui.push import ProgressFn, PushProgress, plan_push
+from fieldtui.ssh import RemoteCommandFailed, SSHError, SSHSession, remote_failure
+
+SERVICE = "fieldtui-agent"
+
+
+class SSHLink(DeviceLink):
+    """The operations through ``fieldtui-agent ... --json`` over one SSH connection (opened on first use)."""
+
+    kind: LinkKind = "ssh"
+
+    def __init__(self, endpoint: SSHEndpoint, *, accept_new: bool = False) -> None:
+        self.endpoint = endpoint
+        self.accept_new = accept_new
+        self._session: SSHSession | None = None
+
+    async def session(self) -> SSHSession:
+        if self._session is None:
+            self._session = await SSHSession.connect(self.endpoint, accept_new=self.accept_new)
+        return self._session
+
+    async def _json(self, model: Any, *args: str, home: bool = True) -> Any:
+        ssh = await self.session()
+        out = await ssh.agent_json(*args, home=home)
+        return _parse(model, out, args)
+
+    async def status(self) -> DeviceStatus:
+        return await self._json(DeviceStatus, "status")
+
+    async def logs(self, lines: int = 100) -> LogPage:
+        return await self._json(LogPage, "logs", "--lines", str(lines))
+
+    async def restart(self) -> Ack:
+        ssh = await self.session()
+        root = (await ssh.run(["id", "-u"])).stdout.strip() == "0"
+        argv = ["systemctl", "restart", SERVICE] if root else ["sudo", "-n", "systemctl", "restart", SERVICE]
+        result = await ssh.run(argv, check=False)
+        if result.exit_status != 0:
+            err = result.stderr or ""
+            if "password is required" in err or "terminal is required" in err:
+                raise SSHError(
+                    f"sudo on {self.endpoint.host} needs a password: allow `systemctl restart {SERVICE}` "
+                    f"for {ssh.user} in sudoers, or restart by hand"
+                )
+            raise remote_failure(
+                argv, result.exit_status, err, self.endpoint.host, f"systemctl restart {SERVICE}"
+            )
+        return Ack(message=f"{SERVICE} restarted on {self.endpoint.host} (systemd)")
+
+    async def push(
+        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+    ) -> PushResult:
+        """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
+        verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
+        removed afterwards; if the link dies first, the agent empties its staging area at its next start."""
+        size, fmt, sha256, existing = await plan_push(path, version, self.models, on_progress)
+        uploaded = existing is None
+        stored = (
+            existing
+            if existing is not None
+            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress)
+        )
+        job = None
+        if activate:
+            if on_progress:
+                on_progress(PushProgress("activating", 0, 100, "over SSH"))
+            job = await self._job("models", "activate", version)
+        return PushResult(version=stored, uploaded=uploaded, activation=job)
+
+    async def _upload_and_add(
+        self, path: Path, version: str, fmt: str, size: int, sha256: str, on_progress: ProgressFn | None
+    ) -> ModelVersion:
+        ssh = await self.session()
+        paths = await ssh.agent_json("home")
+        staging = _parse_paths(paths)
+        remote = f"{staging}/ssh-{uuid.uuid4().hex[:12]}.{fmt}"
+
+        def progress(done: int, total: int) -> None:
+            if on_progress:
+                on_progress(PushProgress("uploading", done, total or size))
+
+        progress(0, size)
+        try:
+            await ssh.upload(path, remote, progress)
+            if on_progress:
+                on_progress(PushProgress("verifying", size, size))
+            got = await ssh.sha256(remote)
+            if got != sha256:
+                raise ConsoleError(
+                    f"sha256 mismatch after the SFTP upload: expected {sha256[:12]}…, the device has {got[:12] or '?'}…; "
+                    "the upload was discarded, push again"
+                )
+            return _parse(
+                ModelVersion,
+                (
+                    await ssh.run(
+                        ssh.agent_argv(
+                            "models", "add", remote, "--version", version, "--sha256", sha256, "--json"
+                        )
+                    )
+                ).stdout,
+                ("models", "add"),
+            )
+        finally:
+            await ssh.remove(remote)
+
+    async def _job(self, *args: str) -> Job:
+        """A ``models activate|rollback`` job; a failed one is the result (its Job JSON), not an exception."""
+        ssh = await self.session()
+        argv = ssh.agent_argv(*args, "--json")
+        result = await ssh.run(argv, check=False)
+        try:
+            return Job.model_validate_json(result.stdout or "")
+        except ValidationError:
+            if result.exit_status == 0:
+                raise
+            raise remote_failure(
+                argv, result.exit_status, result.stderr or "", self.endpoint.host, None
+            ) from None
+
+    async def rollback(self) -> Job:
+        return await self._job("models", "rollback")
+
+    async def models(self) -> ModelList:
+        return await self._json(ModelList, "models", "list")
+
+    async def doctor(self) -> list[BackendInfo]:
+        return await self._json(TypeAdapter(list[BackendInfo]), "doctor", home=False)
+
+    async def bench(
+        self, request: BenchmarkRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> BenchmarkRun:
+        """``fieldtui-agent bench --json`` on the device: the store's current model, measured there and
+        saved to the same history as API runs. No progress comes back until it ends."""
+        return await self._json(BenchmarkRun, "bench", *bench_flags(request, self.endpoint.host))
+
+    async def engines(self) -> EngineList:
+        return await self._json(EngineList, "engines", "list")
+
+    async def rebuild(
+        self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None
+    ) -> EngineRebuildResult:
+        """``fieldtui-agent engines rebuild --json`` on the device (through its serving agent when one
+        runs there, so it calibrates on the live source). No progress comes back until it ends."""
+        return await self._json(EngineRebuildResult, "engines", "rebuild", *rebuild_flags(request))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _parse(model: Any, text: str, args: tuple[str, ...]) -> Any:
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_json(text)
+        return model.model_validate_json(text)
+    except ValidationError as err:
+        raise RemoteCommandFailed(
+            f"remote `fieldtui-agent {' '.join(args[:2])} --json` printed something other than its JSON "
+            f"({str(err).splitlines()[0]}): is the device's fieldtui-agent too old for this console?",
+            command=" ".join(args),
+            exit_status=0,
+            stderr="",
+        ) from None
+
+
+def bench_flags(request: BenchmarkRequest, host: str) -> list[str]:
+    """``fieldtui-agent bench`` flags for ``request``; what the agent's CLI cannot run is refused here."""
+    if request.mode != "model":
+        raise ConsoleError(
+            f"a pipeline-mode benchmark needs the agent's API; over SSH ({host}) only model mode runs"
+        )
+    if request.accuracy_frames != BenchmarkRequest().accuracy_frames:
+        raise ConsoleError("accuracy_frames cannot be set over SSH: the agent's CLI uses its default")
+    threads = [t for t in request.threads if t is not None]
+    if threads and len(threads) != len(request.threads):
+        raise ConsoleError("over SSH, --threads cannot mix the runtime default with thread counts")
+    flags: list[str] = []
+    for flag, values in (
+        ("--backend", request.backends),
+        ("--precision", request.precisions),
+        ("--threads", threads),
+        ("--batch", request.batch_sizes),
+    ):
+        for value in values:
+            flags += [flag, str(value)]
+    return [*flags, "--iterations", str(request.iterations), "--warmup", str(request.warmup)]
+
+
+def rebuild_flags(request: EngineRebuildRequest) -> list[str]:
+    """``fieldtui-agent engines rebuild`` flags for ``request``."""
+    flags = ["--backend", request.backend, "--precision", request.precision]
+    flags += ["--frames", str(request.calibration_frames), "--accuracy-frames", str(request.accuracy_frames)]
+    for flag, value in (
+        ("--version", request.version),
+        ("--calibration-dir", request.calibration_dir),
+        ("--workspace-mb", request.workspace_mb),
+    ):
+        if value is not None:
+            flags += [flag, str(value)]
+    return [*flags, "--activate"] if request.activate else flags
+
+
+def _parse_paths(text: str) -> str:
+    return _parse(AgentPaths, text, ("home",)).staging
