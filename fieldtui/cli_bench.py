@@ -8,12 +8,9 @@ is shown on stderr; over SSH (``--ssh``, or the fallback) ``fieldtui-agent bench
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pydantic import ValidationError
-
-from fieldtui.cli_link import _print_json, link_flags, with_link
-from fieldtui.errors import ConsoleError
+from fieldtui.cli_jobs import request_from, run_job
+from fieldtui.cli_link import link_flags
 from fieldtui.protocol import BenchmarkRequest, benchmark_table
 
 
@@ -28,31 +25,12 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
         "mode": args.mode,
         "duration_s": args.duration,
     }
-    try:
-        return BenchmarkRequest(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConsoleError(f"bad benchmark option {where}: {first['msg']}") from None
-
-
-def _progress_line(fraction: float, stage: str) -> None:
-    print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
+    return request_from(BenchmarkRequest, "benchmark", fields)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     request = _request(args)
-    show = not args.json
-    try:
-        run = with_link(args, lambda link: link.bench(request, on_progress=_progress_line if show else None))
-    finally:
-        if show:
-            print(file=sys.stderr)
-    if args.json:
-        _print_json(run)
-    else:
-        print("\n".join(benchmark_table(run)))
-    return 0
+    return run_job(args, lambda link, progress: link.bench(request, on_progress=progress), benchmark_table)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

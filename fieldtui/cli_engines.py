@@ -9,12 +9,9 @@ list|rebuild --json`` on the device.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pydantic import ValidationError
-
+from fieldtui.cli_jobs import request_from, run_job
 from fieldtui.cli_link import _print_json, link_flags, with_link
-from fieldtui.errors import ConsoleError
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult
 
 
@@ -71,33 +68,12 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
         "accuracy_frames": args.accuracy_frames,
         "activate": args.activate,
     }
-    try:
-        return EngineRebuildRequest(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConsoleError(f"bad rebuild option {where}: {first['msg']}") from None
-
-
-def _progress_line(fraction: float, stage: str) -> None:
-    print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
+    return request_from(EngineRebuildRequest, "rebuild", fields)
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     request = _request(args)
-    show = not args.json
-    try:
-        result = with_link(
-            args, lambda link: link.rebuild(request, on_progress=_progress_line if show else None)
-        )
-    finally:
-        if show:
-            print(file=sys.stderr)
-    if args.json:
-        _print_json(result)
-    else:
-        print("\n".join(result_lines(result)))
-    return 0
+    return run_job(args, lambda link, progress: link.rebuild(request, on_progress=progress), result_lines)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,53 @@
+"""What the CLI commands that run a job on a device (``bench``, ``rebuild``) share: their options
+become a :mod:`fieldtui.protocol` request (a bad one is one ConsoleError line), the job's progress is one
+rewritten line on stderr, and the result is printed as text or, with ``--json``, as its JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from fieldtui.cli_link import _print_json, with_link
+from fieldtui.errors import ConsoleError
+from fieldtui.link import BenchProgressFn, DeviceLink
+
+R = TypeVar("R", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel)
+
+
+def request_from(model: type[R], what: str, fields: dict[str, Any]) -> R:
+    """``model`` from the options that were given (None: not given, the model's default applies)."""
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConsoleError(f"bad {what} option {where}: {first['msg']}") from None
+
+
+def progress_line(fraction: float, stage: str) -> None:
+    print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
+
+
+def run_job(
+    args: argparse.Namespace,
+    op: Callable[[DeviceLink, BenchProgressFn | None], Awaitable[M]],
+    lines: Callable[[M], list[str]],
+) -> int:
+    """Run ``op(link, on_progress)``, progress on stderr unless ``--json``; print its result."""
+    show = not args.json
+    try:
+        result = with_link(args, lambda link: op(link, progress_line if show else None))
+    finally:
+        if show:
+            print(file=sys.stderr)  # end the progress line, also when the job failed
+    if args.json:
+        _print_json(result)
+    else:
+        print("\n".join(lines(result)))
+    return 0
