@@ -25,8 +25,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, SelectionL
 from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
-from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
+from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
 from screens.widgets.jobprogress import JobProgress
@@ -76,15 +76,11 @@ class BenchmarkScreen(Screen[None]):
         Binding("ctrl+g", "reload", "Reload history"),
     ]
 
-    class DeviceRead(Message):
-        def __init__(self, device: DeviceInfo | None, error: str | None = None) -> None:
-            super().__init__()
-            self.device, self.error = device, error
+    class DeviceRead(Reply[DeviceInfo]):
+        """``GET /v1/device`` answered: the backends to offer."""
 
-    class HistoryRead(Message):
-        def __init__(self, runs: BenchmarkList | None, error: str | None = None) -> None:
-            super().__init__()
-            self.runs, self.error = runs, error
+    class HistoryRead(Reply[BenchmarkList]):
+        """``GET /v1/benchmarks`` answered."""
 
     class JobMoved(Message):
         def __init__(self, job: Job) -> None:
@@ -94,10 +90,8 @@ class BenchmarkScreen(Screen[None]):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, BenchmarkScreen.JobMoved)
 
-    class BenchmarkFinished(Message):
-        def __init__(self, run: BenchmarkRun | None, error: str | None = None) -> None:
-            super().__init__()
-            self.run, self.error = run, error
+    class BenchmarkFinished(Reply[BenchmarkRun]):
+        """The benchmark job ended: the run, or why there is none."""
 
     class CancelRefused(Message):
         def __init__(self, error: str) -> None:
@@ -163,35 +157,29 @@ class BenchmarkScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="device")
     async def read_device(self) -> None:
-        try:
-            self.post_message(self.DeviceRead(await self.api.device()))
-        except AgentClientError as err:
-            self.post_message(self.DeviceRead(None, str(err)))
+        await read_reply(self, self.DeviceRead, self.api.device())
 
     @on(DeviceRead)
     def _device_read(self, message: DeviceRead) -> None:
         progress = self.query_one(JobProgress)
-        if message.device is None:
+        if message.value is None:
             progress.failed(message.error or "")
             return
-        self.device = message.device
+        self.device = device = message.value
         backends = self.query_one("#backends", SelectionList)
         backends.clear_options()
-        for b in message.device.backends or []:
+        for b in device.backends or []:
             label = b.key if b.available else f"{b.key} (not here)"
             backends.add_option(
                 Selection(label, b.key, b.available and b.key == "onnxruntime", disabled=not b.available)
             )
-        if not message.device.backends:
+        if not device.backends:
             backends.add_option(Selection("onnxruntime", "onnxruntime", True))
         progress.idle("choose configurations, then ctrl+r runs them")
 
     @work(exclusive=True, exit_on_error=False, group="history")
     async def reload(self) -> None:
-        try:
-            self.post_message(self.HistoryRead(await self.api.benchmarks(limit=50)))
-        except AgentClientError as err:
-            self.post_message(self.HistoryRead(None, str(err)))
+        await read_reply(self, self.HistoryRead, self.api.benchmarks(limit=50))
 
     def action_reload(self) -> None:
         self.reload()
@@ -199,13 +187,13 @@ class BenchmarkScreen(Screen[None]):
     @on(HistoryRead)
     def _history_read(self, message: HistoryRead) -> None:
         table = self.query_one("#history", DataTable)
-        if message.runs is None:
+        if message.value is None:
             table.border_subtitle = f"✗ {message.error}"
             return
         table.border_subtitle = ""
-        self.history = message.runs
+        self.history = history = message.value
         table.clear()
-        for run in message.runs.runs:
+        for run in history.runs:
             ok = [r for r in run.results if r.status == "ok" and r.fps]
             best = max(ok, key=lambda r: r.fps or 0, default=None)
             verdicts = [r.comparison.verdict for r in run.results if r.comparison is not None]
@@ -220,10 +208,10 @@ class BenchmarkScreen(Screen[None]):
                 summary or "first run",
                 key=run.id,
             )
-        if not message.runs.runs:
+        if not history.runs:
             table.border_subtitle = "no runs yet on this device"
-        if self.shown is None and message.runs.runs:
-            self.show_run(message.runs.runs[0])
+        if self.shown is None and history.runs:
+            self.show_run(history.runs[0])
 
     @on(DataTable.RowSelected, "#history")
     def _history_selected(self, event: DataTable.RowSelected) -> None:
@@ -303,23 +291,16 @@ class BenchmarkScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="run")
     async def run_benchmark(self, request: BenchmarkRequest) -> None:
-        try:
-            job = await self.api.start_benchmark(request)
-            job = await watch_job(
-                self.api,
-                job,
-                on_update=lambda j: self.post_message(self.JobMoved(j)),
-                timeout=self.job_timeout,
-            )
-        except AgentClientError as err:
-            self.post_message(self.BenchmarkFinished(None, str(err)))
-            return
-        if job.state != "succeeded" or job.result is None:
-            self.post_message(
-                self.BenchmarkFinished(None, f"benchmark {job.state}: {job.error or 'no result'}")
-            )
-            return
-        self.post_message(self.BenchmarkFinished(BenchmarkRun.model_validate(job.result)))
+        await job_reply(
+            self,
+            self.BenchmarkFinished,
+            self.api,
+            self.api.start_benchmark(request),
+            result=BenchmarkRun,
+            what="benchmark",
+            on_update=lambda j: self.post_message(self.JobMoved(j)),
+            timeout=self.job_timeout,
+        )
 
     @on(JobMoved)
     def _job_moved(self, message: JobMoved) -> None:
@@ -331,13 +312,14 @@ class BenchmarkScreen(Screen[None]):
         self.running = False
         self.job = None
         progress = self.query_one(JobProgress)
-        if message.run is None:
+        run = message.value
+        if run is None:
             progress.failed(message.error or "")
             self.notify(message.error or "", title="Benchmark failed", severity="error", timeout=15)
             return
-        ok = sum(r.status == "ok" for r in message.run.results)
-        progress.done(f"done: {ok} of {len(message.run.results)} configurations measured")
-        self.show_run(message.run)
+        ok = sum(r.status == "ok" for r in run.results)
+        progress.done(f"done: {ok} of {len(run.results)} configurations measured")
+        self.show_run(run)
         self.reload()
 
     def action_cancel(self) -> None:

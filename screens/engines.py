@@ -26,10 +26,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from fieldtui.errors import AgentClientError
-from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import EngineInfo, EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 from screens.dialogs import ConfirmDialog
 from screens.models import size_text  # one wording of file sizes across the console
+from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import clock_time
 from screens.widgets.jobprogress import JobProgress
 
@@ -98,10 +98,8 @@ class EnginesScreen(Screen[None]):
         Binding("ctrl+x", "cancel", "Cancel rebuild"),
     ]
 
-    class Listed(Message):
-        def __init__(self, listing: EngineList | None, error: str | None = None) -> None:
-            super().__init__()
-            self.listing, self.error = listing, error
+    class Listed(Reply[EngineList]):
+        """``GET /v1/engines`` answered."""
 
     class JobMoved(Message):
         """A change of the rebuild job. Not coalesced: every stage belongs in the log."""
@@ -110,10 +108,8 @@ class EnginesScreen(Screen[None]):
             super().__init__()
             self.job = job
 
-    class RebuildFinished(Message):
-        def __init__(self, result: EngineRebuildResult | None, error: str | None = None) -> None:
-            super().__init__()
-            self.result, self.error = result, error
+    class RebuildFinished(Reply[EngineRebuildResult]):
+        """The rebuild job ended: the result, or why there is none."""
 
     def __init__(self, api: Any, record: Any, *, job_timeout: float = 1800.0) -> None:
         super().__init__()
@@ -170,20 +166,17 @@ class EnginesScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="list")
     async def reload(self) -> None:
-        try:
-            self.post_message(self.Listed(await self.api.engines()))
-        except AgentClientError as err:
-            self.post_message(self.Listed(None, str(err)))
+        await read_reply(self, self.Listed, self.api.engines())
 
     def action_reload(self) -> None:
         self.reload()
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
-        if message.listing is None:
+        if message.value is None:
             self.query_one("#runtimes", Static).update(Text(f"✗ {message.error}", style="red"))
             return
-        self.listing = listing = message.listing
+        self.listing = listing = message.value
         self.query_one("#runtimes", Static).update(runtime_lines(listing))
         table = self.query_one("#engines", DataTable)
         keep = self.selected()
@@ -285,21 +278,16 @@ class EnginesScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="rebuild")
     async def rebuild(self, request: EngineRebuildRequest) -> None:
-        try:
-            job = await self.api.rebuild_engine(request)
-            job = await watch_job(
-                self.api,
-                job,
-                on_update=lambda j: self.post_message(self.JobMoved(j)),
-                timeout=self.job_timeout,
-            )
-        except AgentClientError as err:
-            self.post_message(self.RebuildFinished(None, str(err)))
-            return
-        if job.state != "succeeded" or job.result is None:
-            self.post_message(self.RebuildFinished(None, f"rebuild {job.state}: {job.error or 'no result'}"))
-            return
-        self.post_message(self.RebuildFinished(EngineRebuildResult.model_validate(job.result)))
+        await job_reply(
+            self,
+            self.RebuildFinished,
+            self.api,
+            self.api.rebuild_engine(request),
+            result=EngineRebuildResult,
+            what="rebuild",
+            on_update=lambda j: self.post_message(self.JobMoved(j)),
+            timeout=self.job_timeout,
+        )
 
     @on(JobMoved)
     def _job_moved(self, message: JobMoved) -> None:
@@ -313,13 +301,13 @@ class EnginesScreen(Screen[None]):
     def _finished(self, message: RebuildFinished) -> None:
         self.running, self.job = False, None
         log, progress = self.query_one("#log", Log), self.query_one(JobProgress)
-        if message.result is None:
+        if message.value is None:
             progress.failed(message.error or "")
             log.write_line(f"{self._now()}  failed: {message.error}")
             self.notify(message.error or "", title="Rebuild failed", severity="error", timeout=15)
             self.reload()
             return
-        self.result = result = message.result
+        self.result = result = message.value
         for line in result.log:
             if line != self._stage:
                 log.write_line(f"          build: {line}")

@@ -28,6 +28,7 @@ from fieldtui.jobwatch import watch_job
 from fieldtui.protocol import Job, ModelList, ModelVersion
 from fieldtui.push import PushProgress, push_model
 from screens.dialogs import ConfirmDialog
+from screens.replies import Reply, read_reply
 
 PHASES = {
     "hashing": "hashing the file here",
@@ -71,10 +72,8 @@ class ModelsScreen(Screen[None]):
         Binding("g", "reload", "Reload"),
     ]
 
-    class Listed(Message):
-        def __init__(self, listing: ModelList | None, error: str | None = None) -> None:
-            super().__init__()
-            self.listing, self.error = listing, error
+    class Listed(Reply[ModelList]):
+        """``GET /v1/models`` answered."""
 
     class StepMade(Message):
         def __init__(self, step: PushProgress) -> None:
@@ -126,20 +125,17 @@ class ModelsScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="list")
     async def reload(self) -> None:
-        try:
-            self.post_message(self.Listed(await self.api.models()))
-        except AgentClientError as err:
-            self.post_message(self.Listed(None, str(err)))
+        await read_reply(self, self.Listed, self.api.models())
 
     def action_reload(self) -> None:
         self.reload()
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
-        if message.listing is None:
+        if message.value is None:
             self.query_one("#serving", Static).update(Text(f"✗ {message.error}", style="red"))
             return
-        self.listing = listing = message.listing
+        self.listing = listing = message.value
         serving = listing.serving.version or listing.serving.path if listing.serving else "nothing"
         line = Text.assemble(("serving ", "dim"), (serving, "bold green"))
         line.append(f"   rollback goes to {listing.last_good or 'the configured model'}", style="dim")
