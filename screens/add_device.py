@@ -12,21 +12,19 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from fieldtui.config import parse_host
 from fieldtui.errors import ConsoleError
 from fieldtui.fleet import Added
 from fieldtui.protocol import DEFAULT_PORT
+from screens.dialogs import FormDialog
 
 
-class AddDeviceScreen(ModalScreen[Added | None]):
+class AddDeviceScreen(FormDialog[Added | None]):
     CSS_PATH = "add_device.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     class Saved(Message):
         def __init__(self, added: Added) -> None:
@@ -59,16 +57,6 @@ class AddDeviceScreen(ModalScreen[Added | None]):
             with Horizontal(id="buttons"):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#host", Input).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
 
     @on(Input.Submitted)
     def _next_field(self, event: Input.Submitted) -> None:

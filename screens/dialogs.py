@@ -1,6 +1,9 @@
-"""Small modal dialogs: a confirmation before anything disruptive, and a one-line prompt."""
+"""Small modal dialogs: a confirmation before anything disruptive, a one-line prompt, and the base of
+the console's modal forms (:class:`FormDialog`)."""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from rich.text import Text
 from textual import on
@@ -9,6 +12,24 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+ResultT = TypeVar("ResultT")
+
+
+class FormDialog(ModalScreen[ResultT]):
+    """A modal form: its first input has the focus; escape or its ``#cancel`` button dismiss it with None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -47,11 +68,10 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class PromptDialog(ModalScreen[str | None]):
+class PromptDialog(FormDialog[str | None]):
     """One line of input; enter submits it (unless empty), escape cancels."""
 
     CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, value: str = "", *, placeholder: str = "", hint: str = "") -> None:
         super().__init__()
@@ -67,19 +87,9 @@ class PromptDialog(ModalScreen[str | None]):
                 yield Button("OK (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
 
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     def _submit(self) -> None:
         value = self.query_one(Input).value.strip()
         if value:
             self.dismiss(value)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)

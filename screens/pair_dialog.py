@@ -12,19 +12,16 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from fieldtui.errors import ConsoleError
-from screens.dialogs import ConfirmDialog
+from screens.dialogs import ConfirmDialog, FormDialog
 
 
-class PairDialog(ModalScreen[Any]):
+class PairDialog(FormDialog[Any]):
     CSS_PATH = "pair_dialog.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     class Paired(Message):
         def __init__(self, added: Any = None, error: str = "", unknown: Any = None) -> None:
@@ -54,16 +51,6 @@ class PairDialog(ModalScreen[Any]):
             with Horizontal(classes="buttons"):
                 yield Button("Pair (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#host", Input).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
