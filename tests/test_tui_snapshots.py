@@ -94,11 +94,30 @@ def _dashboard_settled(pilot: Pilot) -> bool:
     )
 
 
-def test_devices(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _probed(pilot))
+def _snap(
+    snap_compare, run_before=None, *, fleet: FakeFleet | None = None, device: int | None = None
+) -> bool:
+    """The app on ``fleet`` (the standard one by default), opened on its ``device``-th record if given,
+    photographed at SIZE after ``run_before``."""
+    fleet = fleet or _fleet()
+    app = _app(fleet) if device is None else _app(fleet, open_device=fleet.records[device])
+    return snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+
+def _after(ready, then=None):
+    """A ``run_before`` that waits until ``ready(pilot)`` (the devices probed, the dashboard settled),
+    then runs ``then(pilot)``."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: ready(pilot))
+        if then is not None:
+            await then(pilot)
+
+    return run_before
+
+
+def test_devices(snap_compare):
+    assert _snap(snap_compare, _after(_probed))
 
 
 def test_devices_empty_with_hints(snap_compare):
@@ -106,25 +125,20 @@ def test_devices_empty_with_hints(snap_compare):
         "mDNS found no fieldtui agent on any interface in 3 s.",
         "Multicast blocked? Guest Wi-Fi and client isolation drop mDNS: use the device's address directly.",
     ]
-    assert snap_compare(_app(FakeFleet([], hints=hints)), terminal_size=SIZE)
+    assert _snap(snap_compare, fleet=FakeFleet([], hints=hints))
 
 
 def test_add_device_refused_token(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _probed(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("a")
         await pilot.press(*"10.0.4.50", "tab", "tab", *"wrong", "enter", "enter")
         await until(pilot, lambda: "refused" in str(pilot.app.screen.query_one("#error").render()))
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_probed, then))
 
 
 def test_dashboard(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
-
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled), device=0)
 
 
 def test_dashboard_link_lost(snap_compare, monkeypatch):
@@ -134,36 +148,30 @@ def test_dashboard_link_lost(snap_compare, monkeypatch):
         await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await until(pilot, lambda: pilot.app.screen.query_one("#banner").has_class("-shown"))
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[2]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, run_before, device=2)
 
 
 def test_restart_asks_first(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("r")
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
 
 def test_logs_warning_and_up(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("l")
         await until(pilot, lambda: len(getattr(pilot.app.screen, "lines", ())) == 40)
         await pilot.press("v", "v")
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
 
 def test_help(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _probed(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("question_mark")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_probed, then))
 
 
 def _models_open(pilot: Pilot) -> bool:
@@ -174,14 +182,12 @@ def _models_open(pilot: Pilot) -> bool:
 
 
 def test_models(snap_compare):
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("m")
         await until(pilot, lambda: _models_open(pilot))
         await pilot.press("down")  # the cursor on the serving version
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
 
 def test_push_dialog(snap_compare, tmp_path, monkeypatch):
@@ -194,8 +200,7 @@ def test_push_dialog(snap_compare, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(folder)
 
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("m")
         await until(pilot, lambda: _models_open(pilot))
         await pilot.press("p")
@@ -204,15 +209,13 @@ def test_push_dialog(snap_compare, tmp_path, monkeypatch):
         await until(pilot, lambda: len(tree.root.children) == 3)
         await pilot.press("down", "down", "down", "enter")  # the .onnx file: path and version filled in
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
 
 def test_trio_with_an_error(snap_compare):
     from screens.trio import TrioScreen
 
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _dashboard_settled(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("f")
         await until(
             pilot, lambda: isinstance(pilot.app.screen, TrioScreen) and pilot.app.screen.state is not None
@@ -220,17 +223,15 @@ def test_trio_with_an_error(snap_compare):
         await pilot.press("t")
         await until(pilot, lambda: pilot.app.screen.result is not None)
 
-    fleet = _fleet()
-    assert snap_compare(_app(fleet, open_device=fleet.records[0]), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
 
 def test_pair_unknown_host_key(snap_compare):
     from screens.dialogs import ConfirmDialog
 
-    async def run_before(pilot: Pilot) -> None:
-        await until(pilot, lambda: _probed(pilot))
+    async def then(pilot: Pilot) -> None:
         await pilot.press("p")
         await pilot.press(*"gate-4", "tab", *"pi", "enter")
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=run_before)
+    assert _snap(snap_compare, _after(_probed, then))
