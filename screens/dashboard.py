@@ -13,7 +13,7 @@ Three workers feed it, each ending its work in a past-tense message:
 - ``watch_over_ssh`` (group "ssh"), for a device paired over SSH while HTTP is down: there is no event
   stream then, so the status is read with ``fieldtui-agent status --json`` over SSH every
   ``SSH_POLL_S`` (fieldtui.sshwatch); its sample feeds the charts, and the link badge says it is polled.
-  It stops when HTTP is back.
+  It stops when HTTP is back. It lives in screens/dashboard_ssh.py (:class:`SSHWatch`).
 
 Workers belong to the screen: Textual cancels them when it is popped, and nothing here touches a
 widget from a worker; only message handlers do.
@@ -39,10 +39,10 @@ from textual.widgets import Footer, Header, Static
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
 from fieldtui.errors import AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
+from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
 from screens.dialogs import ConfirmDialog, PromptDialog
 from screens.panels import camera_text, identity_text, link_badge, source_text
 from screens.telemetry import Telemetry
-from screens.timefmt import clock_time
 from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
@@ -54,7 +54,7 @@ def retryable(err: AgentClientError) -> bool:
     return isinstance(err, AgentUnreachable) or (err.status is not None and err.status >= 500)
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(SSHWatch, Screen[None]):
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Devices"),
@@ -71,7 +71,6 @@ class DashboardScreen(Screen[None]):
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
     RETRY_MAX_S = 15.0
-    SSH_POLL_S = 5.0
 
     # --- messages (posted by the workers, handled here) --------------------------------------------
 
@@ -105,15 +104,6 @@ class DashboardScreen(Screen[None]):
             super().__init__()
             self.reason = reason
 
-    class LookedOverSSH(Message):
-        """The status (the log tail too on the first read) read over SSH while HTTP is down, or the error."""
-
-        def __init__(
-            self, status: Any = None, logs: Any = None, error: str | None = None, going_on: bool = True
-        ) -> None:
-            super().__init__()
-            self.status, self.logs, self.error, self.going_on = status, logs, error, going_on
-
     class ControlFinished(Message):
         def __init__(
             self, what: str, job: Job | None, status: PipelineStatus | None, error: str | None
@@ -136,7 +126,7 @@ class DashboardScreen(Screen[None]):
         self.renders = 0
         self._last_render = 0.0
         self._render_timer: Timer | None = None
-        self.ssh_polls = 0  # statuses read over SSH since HTTP went (bench and tests read it)
+        self.ssh_polls = 0  # SSHWatch state (screens/dashboard_ssh.py)
         self._ssh_first = True
 
     def compose(self) -> ComposeResult:
@@ -254,14 +244,6 @@ class DashboardScreen(Screen[None]):
         self._tell_camera()
         self.query_one(LinkBanner).lost(message.reason, message.retry_in)
         self._watch_ssh_while_down()
-
-    def _watch_ssh_while_down(self) -> None:
-        # No event stream without HTTP: a device paired over SSH is watched through SSH meanwhile.
-        if self.record.ssh is not None and not any(
-            w.node is self and w.group == "ssh" and not w.is_finished for w in self.workers
-        ):
-            self._ssh_first = True
-            self.watch_over_ssh()
 
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
@@ -401,63 +383,6 @@ class DashboardScreen(Screen[None]):
             return self.record.ssh is not None  # hidden for devices SSH was never set up for
         return True
 
-    def action_over_ssh(self) -> None:
-        if self.record.ssh is None:
-            return
-        self.notify(f"reading {self.record.name}'s status over SSH ({self.record.ssh.host})…", timeout=3)
-        self._ssh_first = True
-        self.watch_over_ssh()
-
-    @work(exclusive=True, exit_on_error=False, group="ssh")
-    async def watch_over_ssh(self) -> None:
-        """While HTTP is down: ``fieldtui-agent status --json`` over SSH every ``SSH_POLL_S``."""
-        from fieldtui.sshwatch import poll_status
-
-        await poll_status(
-            self.record.ssh,
-            self.SSH_POLL_S,
-            lambda status, logs: self.post_message(self.LookedOverSSH(status, logs)),
-            lambda error, going_on: self.post_message(self.LookedOverSSH(error=error, going_on=going_on)),
-        )
-
-    def _stop_ssh_watch(self) -> None:
-        self.workers.cancel_group(self, "ssh")
-        self.ssh_polls = 0
-        self.query_one("#link", Static).update(link_badge(self.record))
-
-    @on(LookedOverSSH)
-    def _looked(self, message: LookedOverSSH) -> None:
-        host = self.record.ssh.host if self.record.ssh else "?"
-        banner = self.query_one(LinkBanner)
-        if message.status is None:
-            if self._ssh_first or not message.going_on:
-                self.notify(message.error or "", title="Over SSH: failed", severity="error", timeout=15)
-            again = "" if message.going_on else " — o to try again"
-            banner.set_offer(f"over SSH: {message.error}{again}")
-            self._ssh_first = False
-            return
-        found = message.status
-        self.device, self.status, self.health = found.device, found.status, found.health
-        sample = found.status.sample
-        latest = self.telemetry.latest
-        if sample is not None and (latest is None or sample.ts > latest.ts):
-            self.telemetry.add(sample)  # the charts go on, a point every poll instead of 2 a second
-        self.ssh_polls += 1
-        self._show_identity()
-        self._schedule_render()
-        summary = f"agent {found.health.status}, pipeline {found.status.state}"
-        if message.logs is not None and self._ssh_first:
-            lines = "\n".join(line.text() for line in message.logs.lines[-5:])
-            self.notify(f"{summary}\n{lines}".strip(), title=f"Over SSH ({host})", timeout=20)
-        self._ssh_first = False
-        stamp = clock_time(self.clock())
-        banner.set_offer(f"live over SSH: {summary}, read at {stamp}, every {self.SSH_POLL_S:g} s")
-        if self.ssh_polls == 1:
-            self.query_one(CameraView).show_message("no camera view over SSH: it needs the HTTP API")
-        badge = Text(f" SSH · polled every {self.SSH_POLL_S:g} s ", style="bold black on blue")
-        badge.append(f"\n{host}, last read {stamp}", style="dim")
-        self.query_one("#link", Static).update(badge)
-
     def action_benchmark(self) -> None:
         from screens.benchmark import BenchmarkScreen
 
@@ -474,38 +399,16 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(TrioScreen(self.api, self.record))
 
     def commands(self) -> list[SystemCommand]:
-        return [
-            SystemCommand(
-                "Trio forwarding", f"{self.record.name}'s rules, key and a test forward", self.action_trio
-            ),
-            SystemCommand(
-                "Benchmark", f"measure backends and precisions on {self.record.name}", self.action_benchmark
-            ),
-            SystemCommand(
-                "Engines", f"{self.record.name}'s engines, stale ones, and a rebuild", self.action_engines
-            ),
-            SystemCommand(
-                "Models", f"{self.record.name}'s model store: push, activate, roll back", self.action_models
-            ),
-            SystemCommand(
-                "Restart pipeline", f"restart {self.record.name}'s pipeline (asks first)", self.action_restart
-            ),
-            SystemCommand(
-                "Change camera source", "switch the pipeline to another source URI", self.action_source
-            ),
-            SystemCommand("Show logs", f"live log of {self.record.name}", self.action_logs),
-            SystemCommand(
-                "Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera
-            ),
-            SystemCommand("Back to devices", "leave this dashboard", self.app.pop_screen),
-        ] + (
-            [
-                SystemCommand(
-                    "Look over SSH",
-                    "read the status through SSH now, then every few seconds",
-                    self.action_over_ssh,
-                )
-            ]
-            if self.record.ssh is not None
-            else []
-        )
+        name = self.record.name
+        found = [
+            ("Trio forwarding", f"{name}'s rules, key and a test forward", self.action_trio),
+            ("Benchmark", f"measure backends and precisions on {name}", self.action_benchmark),
+            ("Engines", f"{name}'s engines, stale ones, and a rebuild", self.action_engines),
+            ("Models", f"{name}'s model store: push, activate, roll back", self.action_models),
+            ("Restart pipeline", f"restart {name}'s pipeline (asks first)", self.action_restart),
+            ("Change camera source", "switch the pipeline to another source URI", self.action_source),
+            ("Show logs", f"live log of {name}", self.action_logs),
+            ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
+            ("Back to devices", "leave this dashboard", self.app.pop_screen),
+        ]
+        return [SystemCommand(*command) for command in found] + self.ssh_commands()
