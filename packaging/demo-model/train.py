@@ -1,7 +1,7 @@
 """Train the demo detector on ``demo:`` scenes and export it as agent/assets/demo.onnx.
 
     pip install -e '.[train]'
-    python packaging/demo-model/train.py            # train, export, evaluate (about 8 min on 2 cores)
+    python packaging/demo-model/train.py            # train, calibrate, export, evaluate (about 15 min on 2 cores)
     python packaging/demo-model/evaluate.py         # score the committed model (no torch needed)
 
 Every training frame is rendered on the fly from a scene seed in TRAIN_SEEDS; evaluation and the tests
@@ -212,7 +212,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "agent" / "assets" / "demo.onnx")
     parser.add_argument("--imgsz", type=int, default=256, help=f"input size, a multiple of {4 * STRIDE}")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=4e-3)
     parser.add_argument("--seed", type=int, default=0)
