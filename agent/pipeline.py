@@ -13,7 +13,11 @@ waits for the slot to empty (back-pressure: every frame is processed, none dropp
 
 The pipeline is the parallelism: OpenCV runs single-threaded in this process (``cv2.setNumThreads(1)``
 on start), so decoding and letterboxing on one core do not fight the inference runtime's own thread pool
-for the others; on a 2-core box that contention costs more than OpenCV's threads gain.
+for the others; on a 2-core box that contention costs more than OpenCV's threads gain. For the same
+reason the interpreter hands the GIL over every millisecond instead of every 5 (``GIL_SWITCH_S``): when
+the inference call returns, its thread needs the GIL back at once, not after up to 5 ms of another
+stage's Python glue (demo model on 2 cores, pipeline / bare session.run in two paired runs of 4 and
+6 rounds: 0.91 -> 1.01 and 0.80 -> 0.86).
 
 A live source that stops (``SourceLost``) is reopened with backoff by the capture thread
 (agent/capture.py); meanwhile the state is ``reconnecting`` and the status says why frames stopped. The
@@ -44,6 +48,7 @@ __all__ = ["Pipeline", "run_headless"]
 log = logging.getLogger("fieldtui.agent.pipeline")
 
 HEALTH_EVERY = 5  # camera health on every 5th frame
+GIL_SWITCH_S = 0.001  # see the module docstring
 SWAP_WAIT_S = 10.0
 
 Listener = Callable[[np.ndarray, Any, dict], None]
@@ -60,10 +65,14 @@ class _Work:
         self.pre_s = self.infer_s = 0.0
 
 
-def _single_threaded_opencv() -> None:
+def _tune_process() -> None:
+    """Process-wide settings the stage threads need (see the module docstring)."""
+    import sys
+
     import cv2
 
     cv2.setNumThreads(1)
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
 
 
 class Pipeline:
@@ -114,7 +123,7 @@ class Pipeline:
         except Exception as err:
             self._start_failed, self._error = True, str(err)
             raise
-        _single_threaded_opencv()
+        _tune_process()
         self._slots = [Slot(), Slot(), Slot()]
         self._threads = [
             threading.Thread(target=fn, name=f"fieldtui-{name}", daemon=True)
