@@ -57,7 +57,9 @@ def with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]
 def cmd_pair(args: argparse.Namespace) -> int:
     from fieldtui.pair import pair_over_ssh
 
-    endpoint = SSHEndpoint(host=args.host, port=args.ssh_port, user=args.ssh_user, agent_home=args.agent_home)
+    endpoint = SSHEndpoint(
+        host=args.host, port=args.ssh_port, user=args.ssh_user, agent_home=args.agent_home, sudo=args.sudo
+    )
     record, token = asyncio.run(pair_over_ssh(endpoint, accept_new=args.accept_new, name=args.name))
     config = ConsoleConfig()
     saved = config.save_device(record, token)
@@ -66,6 +68,10 @@ def cmd_pair(args: argparse.Namespace) -> int:
     else:
         pin = f", TLS pinned to {record.tls_fingerprint[:16]}…" if record.tls_fingerprint else ""
         print(f"paired {record.name} ({record.id}) at {record.api_url}{pin}; token saved in {config.path}")
+        if record.ssh is not None and record.ssh.sudo:
+            print(
+                "the agent home is not readable by the SSH user: agent commands over SSH run with `sudo -n`"
+            )
     return 0
 
 
@@ -126,6 +132,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default: ~/.ssh/config, else 22)")
     p.add_argument("--agent-home", metavar="DIR", help="the agent home on the device, if not its default")
     p.add_argument("--name", help="a name to call it by (default: the device's own name)")
+    p.add_argument(
+        "--sudo",
+        action="store_true",
+        help="run the agent's commands with `sudo -n` (found out by itself when the home is unreadable)",
+    )
     p.add_argument("--json", action="store_true", help="print the saved DeviceRecord (never the token)")
     p.set_defaults(func=cmd_pair)
 

@@ -5,6 +5,7 @@ returns. ``restart`` restarts the systemd service rather than the pipeline: what
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ class SSHLink(DeviceLink):
     ) -> PushResult:
         """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
         verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
-        removed afterwards; if the link dies first, the agent empties its staging area at its next start."""
+        removed afterwards; if the link dies first, the agent empties its staging area at its next start.
+        With ``sudo`` the file goes to a private folder in the SSH user's home instead (removed with it)
+        and ``sudo -n fieldtui-agent models add`` reads it from there."""
         size, fmt, sha256, existing = await plan_push(path, version, self.models, on_progress)
         uploaded = existing is None
         stored = (
@@ -104,9 +107,11 @@ class SSHLink(DeviceLink):
         self, path: Path, version: str, fmt: str, size: int, sha256: str, on_progress: ProgressFn | None
     ) -> ModelVersion:
         ssh = await self.session()
-        paths = await ssh.agent_json("home")
-        staging = _parse_paths(paths)
-        remote = f"{staging}/ssh-{uuid.uuid4().hex[:12]}.{fmt}"
+        if ssh.endpoint.sudo:  # the SSH user cannot write the agent's staging area: its own 0700 folder
+            folder = await _private_folder(ssh)
+        else:
+            folder = _parse_paths(await ssh.agent_json("home"))
+        remote = f"{folder}/ssh-{uuid.uuid4().hex[:12]}.{fmt}"
 
         def progress(done: int, total: int) -> None:
             if on_progress:
@@ -135,7 +140,11 @@ class SSHLink(DeviceLink):
                 ("models", "add"),
             )
         finally:
-            await ssh.remove(remote)
+            if ssh.endpoint.sudo:
+                with contextlib.suppress(SSHError):  # a dropped link must not hide why the push failed
+                    await ssh.run(["rm", "-rf", "--", folder], check=False)
+            else:
+                await ssh.remove(remote)
 
     async def _job(self, *args: str) -> Job:
         """A ``models activate|rollback`` job; a failed one is the result (its Job JSON), not an exception."""
@@ -233,6 +242,18 @@ def rebuild_flags(request: EngineRebuildRequest) -> list[str]:
         if value is not None:
             flags += [flag, str(value)]
     return [*flags, "--activate"] if request.activate else flags
+
+
+PUSH_FOLDER = 'mkdir -p -m 700 "$HOME/.cache" && mktemp -d "$HOME/.cache/fieldtui-push.XXXXXX"'
+
+
+async def _private_folder(ssh: SSHSession) -> str:
+    """A fresh 0700 folder (mktemp -d) under the SSH user's ``~/.cache``: its absolute path."""
+    folder = (await ssh.run(["sh", "-c", PUSH_FOLDER], what="mktemp -d ~/.cache/fieldtui-push.XXXXXX")).stdout
+    folder = (folder or "").strip()
+    if not folder.startswith("/") or "/fieldtui-push." not in folder:  # never rm -rf something else
+        raise SSHError(f"mktemp on {ssh.endpoint.host} printed {folder!r}, not a folder path")
+    return folder
 
 
 def _parse_paths(text: str) -> str:

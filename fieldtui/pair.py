@@ -18,9 +18,19 @@ from fieldtui.ssh import RemoteCommandFailed, SSHSession
 async def pair_over_ssh(
     endpoint: SSHEndpoint, *, accept_new: bool = False, name: str | None = None
 ) -> tuple[DeviceRecord, str]:
-    """The device's record (with its TLS pin and how to reach it over SSH) and its API token."""
+    """The device's record (with its TLS pin and how to reach it over SSH) and its API token.
+
+    If the SSH user may not read the agent home (the systemd service's), ``token`` is tried again
+    through ``sudo -n``; when that works the record's endpoint says ``sudo=True`` so every later agent
+    command runs the same way. ``endpoint.sudo`` forces it from the start (``fieldtui pair --sudo``)."""
     async with await SSHSession.connect(endpoint, accept_new=accept_new) as ssh:
-        out = await ssh.agent_json("token")
+        try:
+            out = await ssh.agent_json("token")
+        except RemoteCommandFailed as err:
+            if endpoint.sudo or not permission_denied(err):
+                raise
+            endpoint = ssh.endpoint = endpoint.model_copy(update={"sudo": True})
+            out = await ssh.agent_json("token")
         address = ssh.address
     try:
         info = TokenInfo.model_validate_json(out)
@@ -47,3 +57,10 @@ async def pair_over_ssh(
         ssh=endpoint,
     )
     return record, info.token
+
+
+def permission_denied(err: RemoteCommandFailed) -> bool:
+    """The agent could not read its home as this user: a Python ``PermissionError`` or a shell's
+    "Permission denied" on its stderr (exit 127/126 mean no agent at all, not a permission)."""
+    text = err.stderr.lower()
+    return err.exit_status not in (0, 126, 127) and ("permission denied" in text or "permissionerror" in text)

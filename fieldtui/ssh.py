@@ -29,6 +29,8 @@ from fieldtui.protocol import SSHEndpoint
 SSH_DIR_ENV = "FIELDTUI_SSH_DIR"
 CONNECT_TIMEOUT_S = 10.0
 AGENT_CLI = "fieldtui-agent"
+SUDO = ["sudo", "-n"]  # never prompt: no terminal over this link, a password prompt would hang
+SUDOERS_EXAMPLE = "/opt/fieldtui/bin/fieldtui-agent"  # where README installs it
 
 
 class SSHError(ConsoleError):
@@ -177,13 +179,21 @@ class SSHSession:
             result = await self.conn.run(command, check=False)
         except (asyncssh.Error, OSError) as err:
             raise SSHError(f"SSH to {self.endpoint.host} dropped while running `{argv[0]}`: {err}") from None
+        sudo_agent = argv[: len(SUDO) + 1] == [*SUDO, AGENT_CLI]
+        if result.exit_status != 0 and sudo_agent and sudo_wants_password(result.stderr or ""):
+            user = self.user or "USER"  # raised even with check=False: nothing ran
+            raise SSHError(
+                f"sudo on {self.endpoint.host} needs a password: allow `{AGENT_CLI}` for {user} in "
+                f"sudoers (`{user} ALL=(root) NOPASSWD: {SUDOERS_EXAMPLE}`)"
+            )
         if check and result.exit_status != 0:
             raise remote_failure(argv, result.exit_status, result.stderr or "", self.endpoint.host, what)
         return result
 
     def agent_argv(self, *args: str, home: bool = True) -> list[str]:
-        """``fieldtui-agent ARGS [--home DIR]``: ``home=False`` for commands without ``--home``."""
-        argv = [AGENT_CLI, *args]
+        """``[sudo -n] fieldtui-agent ARGS [--home DIR]``: ``home=False`` for commands without ``--home``;
+        ``sudo -n`` when the endpoint says the SSH user cannot read the agent home itself."""
+        argv = [*SUDO, AGENT_CLI, *args] if self.endpoint.sudo else [AGENT_CLI, *args]
         if home and self.endpoint.agent_home:
             argv += ["--home", self.endpoint.agent_home]
         return argv
@@ -237,20 +247,28 @@ class SSHSession:
         return (result.stdout or "").split()[0] if result.stdout else ""
 
 
+def sudo_wants_password(stderr: str) -> bool:
+    """``sudo -n`` refused because it would have to ask (sudo's own words, as in restart)."""
+    return "password is required" in stderr or "terminal is required" in stderr
+
+
 def remote_failure(
     argv: list[str], status: int | None, stderr: str, host: str, what: str | None
 ) -> RemoteCommandFailed:
     """``remote `fieldtui-agent models add` failed (exit 2): <its last stderr line>``."""
+    command, program = shlex.join(argv), argv[0]
+    if argv[: len(SUDO) + 1] == [*SUDO, AGENT_CLI]:
+        argv = argv[len(SUDO) :]  # named as the agent command; ``command`` keeps the sudo
     if what is None:
         words = [w for w in argv if not w.startswith("-") and "/" not in w]
         what = " ".join(words[: 3 if argv[0] == AGENT_CLI else 2])
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     line = lines[-1] if lines else "(nothing on stderr)"
     if status == 127:
-        line = f"{argv[0]} not found on {host}: is it installed and on the PATH of the SSH user?"
+        line = f"{program} not found on {host}: is it installed and on the PATH of the SSH user?"
     return RemoteCommandFailed(
         f"remote `{what}` failed (exit {status}): {line}",
-        command=shlex.join(argv),
+        command=command,
         exit_status=status,
         stderr=stderr,
     )

@@ -133,7 +133,8 @@ class SSHTestServer:
         command = process.command or ""
         self.commands.append(command)
         argv = shlex.split(command)
-        if argv and argv[0] == "fieldtui-agent":
+        shimmed = self.path_prepend is not None and (self.path_prepend / "fieldtui-agent").exists()
+        if argv and argv[0] == "fieldtui-agent" and not shimmed:  # a test's own wrapper runs from PATH
             argv = [sys.executable, "-m", "agent", *argv[1:]]
         else:
             argv = ["/bin/sh", "-c", command]

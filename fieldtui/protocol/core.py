@@ -219,12 +219,15 @@ class Ack(Model):
 
 class SSHEndpoint(Model):
     """How the console reaches a device over SSH (saved at pairing). ``host`` may be a ~/.ssh/config alias;
-    ``None`` fields come from ~/.ssh/config or the defaults. ``agent_home`` is passed as ``--home``."""
+    ``None`` fields come from ~/.ssh/config or the defaults. ``agent_home`` is passed as ``--home``.
+    ``sudo``: the SSH user cannot read the agent home (the systemd service's), so every agent command runs
+    as ``sudo -n fieldtui-agent ...`` (set by pairing when it had to)."""
 
     host: str
     port: int | None = None
     user: str | None = None
     agent_home: str | None = None
+    sudo: bool = False
 
 
 class AgentPaths(Model):
