@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fieldtui.cli import main
 from fieldtui.protocol import DeviceRecord, DeviceStatus, Job, LogPage, ModelList, PushResult
 from tests import storemodels as sm
+from tests.console_cli import fail_line, ok_json, run
 from tests.ssh_server import SSHTestServer
 
 
@@ -44,25 +44,6 @@ def ssh_dir(tmp_path: Path, ssh_server: SSHTestServer, monkeypatch: pytest.Monke
     folder = ssh_server.write_client_dir(tmp_path / "dot-ssh", "dock-1", known=False)
     monkeypatch.setenv("FIELDTUI_SSH_DIR", str(folder))
     return folder
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
-def ok_json(capsys, *args: str) -> dict:
-    code, out, err = run(capsys, *args)
-    assert code == 0, err
-    return json.loads(out)
-
-
-def fail_line(capsys, *args: str) -> str:
-    code, out, err = run(capsys, *args)
-    assert code == 2, (out, err)
-    return err.strip().splitlines()[-1]
 
 
 def live_version(agent) -> str | None:

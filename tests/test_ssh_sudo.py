@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fieldtui.cli import main
 from fieldtui.protocol import DeviceRecord, DeviceStatus, Job, ModelList, PushResult
 from tests import storemodels as sm
+from tests.console_cli import fail_line, ok_json, run
 from tests.ssh_server import SSHTestServer
 
 # A FAKE sudo: refuses without -n (a real one would prompt, and nothing could answer), records each
@@ -71,25 +71,6 @@ def device(tmp_path: Path, agent_home: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FIELDTUI_SSH_DIR", str(folder))
     yield Device(tmp_path, server, shims)
     server.stop()
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
-def ok_json(capsys, *args: str) -> dict:
-    code, out, err = run(capsys, *args)
-    assert code == 0, err
-    return json.loads(out)
-
-
-def fail_line(capsys, *args: str) -> str:
-    code, out, err = run(capsys, *args)
-    assert code == 2, (out, err)
-    return err.strip().splitlines()[-1]
 
 
 async def ssh_models(record: DeviceRecord) -> ModelList:

@@ -5,11 +5,7 @@ Waits poll the screen with a generous deadline; nothing here asserts on timing.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import httpx
-import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 from textual.worker import WorkerState
@@ -24,17 +20,7 @@ from screens.logs import LogsScreen
 from screens.widgets.banner import LinkBanner
 from screens.widgets.chart import TimeChart
 from screens.widgets.halfblock import HalfBlockImage
-
-SIZE = (120, 40)
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.1)
+from tests.tui_pilot import SIZE, until
 
 
 def _app_for(agent, tmp_path) -> FieldtuiApp:

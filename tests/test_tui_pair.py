@@ -3,8 +3,6 @@ unknown host key is shown with its fingerprint and accepted only on yes; a chang
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,7 @@ from screens.devices import DevicesScreen
 from screens.dialogs import ConfirmDialog
 from screens.pair_dialog import PairDialog
 from tests.ssh_server import SSHTestServer
-
-SIZE = (120, 40)
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
+from tests.tui_pilot import SIZE, until
 
 
 @pytest.fixture

@@ -4,13 +4,10 @@ says it is polled over SSH; ``o`` reads at once."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 
 from fieldtui.config import ConsoleConfig
 from fieldtui.fleet import Fleet
@@ -19,17 +16,7 @@ from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
 from screens.widgets.banner import LinkBanner
 from tests.ssh_server import SSHTestServer
-
-SIZE = (120, 40)
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
+from tests.tui_pilot import SIZE, until
 
 
 @pytest.fixture

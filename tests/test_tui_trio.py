@@ -4,13 +4,11 @@ agent, and the key itself is never on screen."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Input
 
 from fieldtui.config import ConsoleConfig
@@ -21,18 +19,9 @@ from screens.dashboard import DashboardScreen
 from screens.trio import TrioScreen
 from screens.trio_rules import RulesDialog
 from tests.fake_trio import FakeTrio, ok, trio_error
+from tests.tui_pilot import SIZE, until
 
-SIZE = (120, 40)
 KEY = "sk-trio-tui-0a1b2c3d4e5f6a7b"
-
-
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], timeout: float = 45.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture
