@@ -1,6 +1,6 @@
 """The API token and the brake on guessing it.
 
-The token is made once (``secrets.token_urlsafe(32)``: 256 random bits) and kept in ``<home>/token``
+The token is made once (``secrets.token_urlsafe(32)``: 256 random bits, never starting with "-") and kept in ``<home>/token``
 with mode 0600. The console reads it over SSH at pairing time (``fieldtui-agent token --json``), so SSH
 is the root of trust and nobody types it.
 
@@ -42,9 +42,18 @@ def load_or_create_token(home: AgentHome) -> str:
         if os.stat(home.token_file).st_mode & 0o077:
             os.chmod(home.token_file, 0o600)  # someone loosened it: the token is a password
         return token
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
     atomic_write(home.token_file, token + "\n", mode=0o600)
     return token
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe, never starting with "-": a command line would read such a token as
+    a flag (``fieldtui add HOST --token -x...``), and one token in 64 would."""
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
 
 
 def token_info(config: AgentConfig) -> TokenInfo:

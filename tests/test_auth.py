@@ -161,3 +161,12 @@ def test_tls_agent_serves_the_pinned_certificate(inproc_agent):
     r = httpx.get(f"{agent.url}/v1/device", headers=agent.headers, verify=ctx)
     assert r.status_code == 200
     assert r.json()["tls_fingerprint"] == fingerprint
+
+
+def test_a_new_token_never_starts_like_a_flag(monkeypatch):
+    # `fieldtui add HOST --token -x...` would read the token as an option: such draws are redrawn.
+    from agent import auth
+
+    draws = iter(["-starts-with-a-dash", "--two", "kept-token"])
+    monkeypatch.setattr(auth.secrets, "token_urlsafe", lambda n: next(draws))
+    assert auth.new_token() == "kept-token"
