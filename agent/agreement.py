@@ -15,7 +15,7 @@ import numpy as np
 IOU_MATCH = 0.5
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (n,4) and (m,4) x1y1x2y2 boxes -> (n,m)."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
@@ -36,7 +36,7 @@ def match_counts(reference: Any, candidate: Any, iou: float = IOU_MATCH) -> tupl
     n_ref, n_cand = len(ref_boxes), len(cand_boxes)
     if n_ref == 0 or n_cand == 0:
         return 0, n_cand, n_ref
-    overlap = _iou(cand_boxes, ref_boxes)
+    overlap = iou_matrix(cand_boxes, ref_boxes)
     overlap[cand_cls[:, None] != ref_cls[None, :]] = 0.0  # class-aware
     taken = np.zeros(n_ref, dtype=bool)
     tp = 0

@@ -15,21 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.agreement import IOU_MATCH as MATCH_IOU
+from agent.agreement import iou_matrix
 from agent.detector import Detector
 from agent.sources.demo import CLASSES, MIN_VISIBLE, DemoScene
 
 FAULTS = ("blur", "dark", "cover")
-MATCH_IOU = 0.5
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every x1y1x2y2 box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
 def labels(
