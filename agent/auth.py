@@ -1,8 +1,8 @@
 """The API token and the brake on guessing it.
 
-The token is made once (``secrets.token_urlsafe(32)``: 256 random bits, never starting with "-") and kept in ``<home>/token``
-with mode 0600. The console reads it over SSH at pairing time (``fieldtui-agent token --json``), so SSH
-is the root of trust and nobody types it.
+The token is made once (``secrets.token_urlsafe(32)``: 256 random bits, never starting with "-") and
+kept in ``<home>/token`` with mode 0600. The console reads it over SSH at pairing time
+(``fieldtui-agent token --json``), so SSH is the root of trust and nobody types it.
 
 Guessing 256 bits is hopeless anyway; the throttle is there so a misconfigured client hammering the
 device with a stale token does not flood the log, and so an online guesser gains nothing from

@@ -27,6 +27,7 @@ end of a file drains the path and leaves the state ``stopped`` with reason ``end
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -67,8 +68,6 @@ class _Work:
 
 def _tune_process() -> None:
     """Process-wide settings the stage threads need (see the module docstring)."""
-    import sys
-
     import cv2
 
     cv2.setNumThreads(1)
