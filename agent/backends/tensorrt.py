@@ -173,28 +173,12 @@ class TensorRtBackend(Backend):
         return None, f"{path.name} is a {built.precision} engine; build a {precision} one to measure it"
 
     @classmethod
-    def build_engine(
-        cls,
-        onnx_path: Path,
-        out_path: Path,
-        *,
-        precision: str,
-        input_shape: tuple[int, ...],
-        source_sha256: str,
-        progress: Callable[[float, str], None],
-        check_cancelled: Callable[[], None],
-        workspace_mb: int | None = None,
-        timing_cache: Path | None = None,
-        log: Callable[[str], None],
-    ) -> EngineFingerprint:
-        """Build on this device: see :func:`agent.backends.tensorrt_build.build_engine`."""
+    def build_engine(cls, onnx_path: Path, out_path: Path, **options: Any) -> EngineFingerprint:
+        """Build on this device. The keywords are :meth:`Backend.build_engine`'s contract, checked by
+        :func:`agent.backends.tensorrt_build.build_engine`, which does the work."""
         from agent.backends.tensorrt_build import build_engine
 
-        return build_engine(
-            cls, onnx_path, out_path, precision=precision, input_shape=input_shape,
-            source_sha256=source_sha256, progress=progress, check_cancelled=check_cancelled,
-            workspace_mb=workspace_mb, timing_cache=timing_cache, log=log,
-        )  # fmt: skip
+        return build_engine(cls, onnx_path, out_path, **options)
 
     def __init__(
         self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None
