@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, NotFound
-from agent.fingerprint import FINGERPRINT, read_fingerprint, stale_reason, write_fingerprint
+from agent.fingerprint import read_fingerprint, stale_reason, write_fingerprint
 from agent.home import _fsync_dir, atomic_write
 from fieldtui.protocol import EngineFingerprint, EngineInfo, RuntimeIdentity
 
@@ -266,9 +266,10 @@ class EngineStore:
         shutil.rmtree(staged.work, ignore_errors=True)
         write_fingerprint(staged.engine_path, fingerprint)
         (staged.dir / META).write_text(json.dumps(meta, indent=2) + "\n")
-        for name in (staged.engine_path.name, FINGERPRINT, META):
-            with open(staged.dir / name, "rb") as f:
-                os.fsync(f.fileno())
+        for path in staged.dir.iterdir():  # the engine, its fingerprint, meta and a backend's sidecars
+            if path.is_file():
+                with path.open("rb") as f:
+                    os.fsync(f.fileno())
         _fsync_dir(staged.dir)
         target = self.root / staged.key
         with self._lock:

@@ -59,7 +59,7 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes | memoryview | str, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or the new, never a part.
 
     The file is created with ``mode`` from the start (no window where a secret is world-readable).

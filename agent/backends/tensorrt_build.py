@@ -11,7 +11,6 @@ Nothing is written until the plan exists; the engine and ``metadata.json`` land 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 from agent.backends.sidecar import metadata_path, onnx_metadata, write_metadata
 from agent.backends.tensorrt import captured, import_trt, last_error, trt_logger
 from agent.errors import AgentError, BackendUnavailable, ModelError
+from agent.home import atomic_write
 from fieldtui.protocol import EngineFingerprint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -114,19 +114,6 @@ def _check_input_shape(network: Any, input_shape: tuple[int, ...], name: str) ->
     return dynamic
 
 
-def _write_atomically(path: Path, data: bytes | memoryview) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def build_engine(
     backend_cls: Any,
     onnx_path: Path,
@@ -207,7 +194,7 @@ def build_engine(
         check_cancelled()  # a cancel that arrived after the last step still wins: nothing written yet
         progress(BUILT, "writing the engine")
         try:
-            _write_atomically(out_path, memoryview(plan))
+            atomic_write(out_path, memoryview(plan), mode=0o644)
             write_metadata(out_path, onnx_metadata(onnx_path))
         except BaseException:
             for written in (out_path, metadata_path(out_path)):
@@ -259,7 +246,7 @@ def _save_timing_cache(config: Any, path: Path, log: Callable[[str], None]) -> N
     data = memoryview(cache.serialize())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data)
+        atomic_write(path, data, mode=0o644)
     except OSError as err:  # the engine is built; a cache that cannot be saved only costs the next build time
         log(f"timing cache not saved ({err.strerror or err})")
         return
