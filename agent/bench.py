@@ -64,14 +64,15 @@ def check_request(request: BenchmarkRequest) -> None:
 
 
 def model_for_precision(
-    backend_cls: Any, path: Path, precision: str, engines: Any = None
+    backend_cls: Any, path: Path, precision: str, engines: Any = None, sha256: str | None = None
 ) -> tuple[Path | None, str | None]:
     """The model file this backend runs at ``precision``, or (None, why not). ``engines`` (an
-    :class:`~agent.engines.EngineStore`) is looked in first for an engine built from ``path``."""
+    :class:`~agent.engines.EngineStore`) is looked in first for an engine built from ``path`` (whose
+    ``sha256`` the caller may know already)."""
     if engines is not None and (precision != "fp32" or path.suffix.lstrip(".") != backend_cls.model_format):
         from agent.engines import find_engine
 
-        found, why = find_engine(engines, path, backend_cls.key, precision)
+        found, why = find_engine(engines, path, backend_cls.key, precision, sha256)
         if found is not None or why is not None:
             return found, why
     hook = getattr(backend_cls, "model_for_precision", None)
@@ -188,7 +189,10 @@ def run_model_benchmarks(
 ) -> list[BenchmarkResult]:
     """Every configuration of ``request`` on ``model`` (the FP32 source model of the store); reduced
     precisions run the engines built from it in ``engines`` (an EngineStore) when there are some."""
+    from agent.detector import file_sha256
+
     configs = configurations(request)
+    sha256 = file_sha256(model) if engines is not None else None  # once, not per configuration
     held_out = list(frames[: request.accuracy_frames])
     reference = _Reference(model)
     results = []
@@ -200,7 +204,9 @@ def run_model_benchmarks(
             step = (lambda f, n=n, label=label: progress((n + f) / len(configs), label)) if progress else None
             if step:
                 step(0.0)
-            results.append(_one(model, config, request, frames, held_out, check, step, reference, engines))
+            results.append(
+                _one(model, config, request, frames, held_out, check, step, reference, engines, sha256)
+            )
     finally:
         reference.close()
     return results
@@ -235,6 +241,7 @@ def _one(
     step: Callable[[float], None] | None,
     reference: _Reference,
     engines: Any = None,
+    sha256: str | None = None,
 ) -> BenchmarkResult:
     from agent.detector import Detector
 
@@ -246,7 +253,7 @@ def _one(
         ok, why = backend_cls.available()
         if not ok:
             return skipped(why)
-        path, why_not = model_for_precision(backend_cls, model, config.precision, engines)
+        path, why_not = model_for_precision(backend_cls, model, config.precision, engines, sha256)
         if path is None:
             return skipped(why_not or NO_ENGINE_YET)
         with Detector.load(path, backend=config.backend, threads=config.threads) as detector:

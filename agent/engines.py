@@ -118,13 +118,13 @@ def identities() -> list[RuntimeIdentity]:
 
 
 def find_engine(
-    store: EngineStore, model: Path, runtime: str, precision: str
+    store: EngineStore, model: Path, runtime: str, precision: str, sha256: str | None = None
 ) -> tuple[Path | None, str | None]:
     """For benchmarks: the fresh engine built from ``model`` for (runtime, precision) -> (path, None);
     a stale one -> (None, why and how to rebuild); none -> (None, None)."""
     from agent.detector import file_sha256
 
-    info = store.find(file_sha256(model), runtime, precision, identity(runtime))
+    info = store.find(sha256 or file_sha256(model), runtime, precision, identity(runtime))
     if info is None:
         return None, None
     if info.stale:
