@@ -33,7 +33,7 @@ from fieldtui.protocol import (
     SSHEndpoint,
 )
 from fieldtui.push import ProgressFn, PushProgress, plan_push
-from fieldtui.ssh import RemoteCommandFailed, SSHError, SSHSession, remote_failure
+from fieldtui.ssh import SUDO, RemoteCommandFailed, SSHError, SSHSession, remote_failure, sudo_wants_password
 
 SERVICE = "fieldtui-agent"
 
@@ -67,11 +67,11 @@ class SSHLink(DeviceLink):
     async def restart(self) -> Ack:
         ssh = await self.session()
         root = (await ssh.run(["id", "-u"])).stdout.strip() == "0"
-        argv = ["systemctl", "restart", SERVICE] if root else ["sudo", "-n", "systemctl", "restart", SERVICE]
+        argv = ["systemctl", "restart", SERVICE] if root else [*SUDO, "systemctl", "restart", SERVICE]
         result = await ssh.run(argv, check=False)
         if result.exit_status != 0:
             err = result.stderr or ""
-            if "password is required" in err or "terminal is required" in err:
+            if sudo_wants_password(err):
                 raise SSHError(
                     f"sudo on {self.endpoint.host} needs a password: allow `systemctl restart {SERVICE}` "
                     f"for {ssh.user} in sudoers, or restart by hand"

@@ -248,7 +248,7 @@ class SSHSession:
 
 
 def sudo_wants_password(stderr: str) -> bool:
-    """``sudo -n`` refused because it would have to ask (sudo's own words, as in restart)."""
+    """``sudo -n`` refused because it would have to ask (sudo's own words)."""
     return "password is required" in stderr or "terminal is required" in stderr
 
 

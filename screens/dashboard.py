@@ -126,8 +126,6 @@ class DashboardScreen(SSHWatch, Screen[None]):
         self.renders = 0
         self._last_render = 0.0
         self._render_timer: Timer | None = None
-        self.ssh_polls = 0  # SSHWatch state (screens/dashboard_ssh.py)
-        self._ssh_first = True
 
     def compose(self) -> ComposeResult:
         yield Header()
