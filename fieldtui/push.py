@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fieldtui.client import AgentClient
-from fieldtui.errors import AgentTimeout, ConsoleError
+from fieldtui.errors import ConsoleError
+from fieldtui.jobwatch import finished, watch_job
 from fieldtui.protocol import Job, ModelList, ModelVersion, PushResult
 
 CHUNK = 1 << 20
@@ -99,23 +100,14 @@ async def follow_job(
     on_progress: ProgressFn | None = None,
     phase: str = "activating",
 ) -> Job:
-    """Poll a job to its end, reporting each new stage; AgentTimeout if it runs past ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = None
-    while job.state not in ("succeeded", "failed", "cancelled"):
-        if (job.stage, job.progress) != last and on_progress:
-            on_progress(PushProgress(phase, int(job.progress * 100), 100, job.stage))
-            last = (job.stage, job.progress)
-        if loop.time() >= deadline:
-            raise AgentTimeout(
-                f"job {job.id} ({job.kind}) still {job.state} after {timeout:g} s, at {job.stage or 'no stage'}; "
-                "`fieldtui models HOST` shows how it ends",
-                url=client.base_url,
-            )
-        await asyncio.sleep(0.2)
-        job = await client.job(job.id)
-    return job
+    """Follow a job to its end (fieldtui.jobwatch: the agent's SSE job events, polling only without a
+    stream), reporting each new stage as ``phase`` progress; AgentTimeout if it runs past ``timeout``."""
+
+    def update(j: Job) -> None:
+        if on_progress is not None and not finished(j):
+            on_progress(PushProgress(phase, int(j.progress * 100), 100, j.stage))
+
+    return await watch_job(client, job, on_update=update, timeout=timeout)
 
 
 async def plan_push(
