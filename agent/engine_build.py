@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from agent.agreement import agreement
-from agent.engines import EngineStore, engine_key, identity, ort_identity, runtime_keys
+from agent.backends import known_keys
+from agent.engines import EngineStore, engine_key, identity
 from agent.errors import AgentError, BackendUnavailable
 from fieldtui.protocol import EngineFingerprint, EngineRebuildResult, RuntimeIdentity
 
@@ -67,8 +68,8 @@ class BuildOptions:
 def check_buildable(backend: str, precision: str) -> RuntimeIdentity:
     """What this device offers ``backend`` when it can build a ``precision`` engine for it; CannotBuild
     (422) saying why and what to do otherwise."""
-    if backend not in runtime_keys():
-        raise CannotBuild(f"backend: unknown backend {backend!r}; choose from {', '.join(runtime_keys())}")
+    if backend not in known_keys():
+        raise CannotBuild(f"backend: unknown backend {backend!r}; choose from {', '.join(known_keys())}")
     here = identity(backend)
     if not here.can_build:
         why = here.build_note or here.reason
@@ -239,6 +240,5 @@ __all__ = [
     "BuildSource",
     "CannotBuild",
     "check_buildable",
-    "ort_identity",
     "rebuild",
 ]

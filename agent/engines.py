@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import shutil
 import threading
 import uuid
@@ -38,11 +37,6 @@ log = logging.getLogger("fieldtui.agent.engines")
 META = "engine.json"
 ENGINE_FILES = ("model.onnx", "model.engine", "model.hef")
 SUFFIX = {"onnxruntime": ".onnx", "tensorrt": ".engine", "hailo": ".hef"}
-# Said when a backend class cannot describe itself (its identity() has not landed in this build).
-OFF_DEVICE = {
-    "hailo": "HEFs are compiled off-device with Hailo's Dataflow Compiler (hailo parser / optimize / "
-    "compiler on an x86 machine); push the .hef with `fieldtui push` instead",
-}
 
 
 def engine_key(runtime: str, precision: str, sha256: str) -> str:
@@ -56,65 +50,17 @@ def engine_file_name(runtime: str) -> str:
 # --- what this device offers each runtime ----------------------------------------------------------
 
 
-def ort_identity() -> RuntimeIdentity:
-    """ONNX Runtime as the engine builder here sees it. The ORT rebuild is this module's own code, so
-    its identity is built here rather than by the backend: a saved optimised graph is tied to the ORT
-    version and the execution provider it was optimised for, and INT8 kernels to the CPU architecture."""
-    from agent.backends.onnxruntime import OnnxRuntimeBackend
-
-    ok, reason = OnnxRuntimeBackend.available()
-    providers = OnnxRuntimeBackend.providers()
-    return RuntimeIdentity(
-        runtime="onnxruntime",
-        available=ok,
-        reason=reason,
-        runtime_version=OnnxRuntimeBackend.version(),
-        device=platform.machine() or None,
-        compute=providers[0] if providers else None,  # the provider the saved graph was optimised for
-        can_build=ok,
-        build_note=None if ok else reason,
-    )
-
-
 def identity(key: str) -> RuntimeIdentity:
-    """What this device offers runtime ``key`` (never raises for a known key)."""
-    from agent import backends
-    from agent.errors import BackendUnavailable
+    """What this device offers runtime ``key`` (one of agent.backends.known_keys())."""
+    from agent.backends import get_backend
 
-    if key == "onnxruntime":
-        return ort_identity()
-    try:
-        cls: Any = backends.get_backend(key)
-    except BackendUnavailable as err:  # a runtime this build only probes for (or does not know)
-        probe = getattr(backends, "PROBES", {}).get(key)
-        version = probe()[2] if probe is not None else None
-        note = OFF_DEVICE.get(key, str(err))
-        return RuntimeIdentity(
-            runtime=key, available=False, reason=str(err), runtime_version=version, can_build=False,
-            build_note=note,
-        )  # fmt: skip
-    hook = getattr(cls, "identity", None)
-    if hook is not None:
-        found: RuntimeIdentity = hook()
-        if not found.can_build and not found.build_note and key in OFF_DEVICE:
-            found = found.model_copy(update={"build_note": OFF_DEVICE[key]})
-        return found
-    ok, reason = cls.available()
-    return RuntimeIdentity(
-        runtime=key, available=ok, reason=reason, runtime_version=cls.version(), can_build=False,
-        build_note=OFF_DEVICE.get(key),
-    )  # fmt: skip
-
-
-def runtime_keys() -> list[str]:
-    """Every runtime this agent knows, including the ones that only explain why they cannot build."""
-    from agent.backends import known_keys
-
-    return list(dict.fromkeys([*known_keys(), *OFF_DEVICE]))
+    return get_backend(key).identity()
 
 
 def identities() -> list[RuntimeIdentity]:
-    return [identity(k) for k in runtime_keys()]
+    from agent.backends import known_keys
+
+    return [identity(k) for k in known_keys()]
 
 
 def find_engine(

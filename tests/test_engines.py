@@ -18,7 +18,7 @@ from agent.bench import model_for_precision
 from agent.bench_frames import scene_frames
 from agent.detector import Detector, demo_model_path, file_sha256
 from agent.engine_build import BuildOptions, BuildSource, CannotBuild, check_buildable, rebuild
-from agent.engines import EngineStore, engine_key, identities, ort_identity
+from agent.engines import EngineStore, engine_key, identities, identity
 from agent.errors import ModelError
 from agent.fingerprint import read_fingerprint
 from agent.jobs import JobCancelled
@@ -78,7 +78,7 @@ def test_fingerprint_and_meta_are_written_beside_the_engine(built):
     folder = root / result.engine.key
     assert sorted(p.name for p in folder.iterdir()) == ["engine.json", "fingerprint.json", "model.onnx"]
     fp = read_fingerprint(folder / "model.onnx")
-    here = ort_identity()
+    here = identity("onnxruntime")
     assert fp is not None and fp.runtime == "onnxruntime" and fp.precision == "int8"
     assert fp.source_sha256 == DEMO_SHA and fp.input_shape == [1, 3, 256, 256]
     assert fp.runtime_version == here.runtime_version and fp.compute == here.compute
@@ -93,7 +93,7 @@ def test_list_and_find_report_a_fresh_engine(built):
     (info,) = store.list(identities())
     assert info.key == result.engine.key and not info.stale and info.stale_reason is None
     assert info.agreement_f1 == result.agreement_f1
-    assert store.find(DEMO_SHA, "onnxruntime", "int8", ort_identity()).key == info.key
+    assert store.find(DEMO_SHA, "onnxruntime", "int8", identity("onnxruntime")).key == info.key
     assert store.find(DEMO_SHA, "onnxruntime", "fp32") is None
     assert store.find("0" * 64, "onnxruntime", "int8") is None
 
@@ -106,7 +106,7 @@ def test_an_engine_from_another_runtime_version_is_listed_stale_with_the_reason(
     data["runtime_version"] = "1.2.0"
     fp_file.write_text(json.dumps(data))
     (info,) = store.list(identities())
-    here = ort_identity()
+    here = identity("onnxruntime")
     minor = ".".join(here.runtime_version.split(".")[:2])
     assert info.stale
     assert info.stale_reason == (

@@ -7,6 +7,7 @@ this backend (and say why it is unavailable) on a machine without it.
 from __future__ import annotations
 
 import os
+import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from agent.backends.base import Backend, TensorSpec
 from agent.errors import BackendUnavailable, ModelError
+from fieldtui.protocol import RuntimeIdentity
 
 # Best first; only the ones this onnxruntime build offers are used.
 PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -100,6 +102,24 @@ class OnnxRuntimeBackend(Backend):
         except BackendUnavailable:
             return []
         return [p for p in PROVIDER_PRIORITY if p in offered]
+
+    @classmethod
+    def identity(cls) -> RuntimeIdentity:
+        """ONNX Runtime builds its own engines here (agent/quantize.py): a saved optimised graph is tied
+        to the ORT version and the execution provider it was optimised for, INT8 kernels to the CPU
+        architecture, so those are what an engine's fingerprint carries."""
+        ok, reason = cls.available()
+        providers = cls.providers()
+        return RuntimeIdentity(
+            runtime=cls.key,
+            available=ok,
+            reason=reason,
+            runtime_version=cls.version(),
+            device=platform.machine() or None,
+            compute=providers[0] if providers else None,
+            can_build=ok,
+            build_note=None if ok else reason,
+        )
 
     def __init__(
         self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None
