@@ -194,7 +194,13 @@ def test_dockerfile_structure(path: Path, scripts: dict[str, str]) -> None:
                 copied.update(kept)
     # what `pip install .` needs: the project file, its readme and every package
     readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["readme"]
-    for needed in ("pyproject.toml", readme, "agent/cli.py", "agent/server.py", "fieldtui/protocol/__init__.py"):
+    for needed in (
+        "pyproject.toml",
+        readme,
+        "agent/cli.py",
+        "agent/server.py",
+        "fieldtui/protocol/__init__.py",
+    ):
         assert needed in copied, f"{path.name}: {needed} does not reach the build"
     assert not any(c.startswith(("tests/", ".venv/", ".git/")) for c in copied)
 
