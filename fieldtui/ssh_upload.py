@@ -127,7 +127,7 @@ async def _stream(
 
 
 async def _disk_full(conn: asyncssh.SSHClientConnection, folder: str) -> str | None:
-    """"the device's disk is full" when that is why a write failed (SFTP only says "Failure")."""
+    """ "the device's disk is full" when that is why a write failed (SFTP only says "Failure")."""
     if conn.is_closed():
         return None
     free = await free_bytes(conn, folder)

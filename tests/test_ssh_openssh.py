@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from tests.real_sshd are parameters here)
 """The SSH fallback against Debian's real OpenSSH server (tests/real_sshd.py): the ``fieldtui`` CLI with
 the technician's own ``~/.ssh/config`` alias and ``known_hosts`` -> asyncssh -> ``sshd`` on 127.0.0.1 ->
 the device user's login shell -> the real ``fieldtui-agent`` from its default home, with a serving agent
