@@ -86,6 +86,12 @@ class _HostKeyCheck(asyncssh.SSHClient):
         return self.accepted
 
 
+def _kind(key: asyncssh.SSHKey) -> str:
+    """``ed25519``, ``rsa``, ``ecdsa``: the key's type as OpenSSH names its host key files."""
+    name = key.get_algorithm()
+    return next((k for k in ("ed25519", "ecdsa", "rsa", "ed448") if k in name), name)
+
+
 def fingerprint(key: asyncssh.SSHKey) -> str:
     return key.get_fingerprint("sha256")
 
@@ -138,9 +144,9 @@ class SSHSession:
                     "and connect again"
                 ) from None
             raise HostKeyUnknown(
-                f"{where} is not a known SSH host; its key fingerprint is {fingerprint(key)}. Compare it with "
-                "the device's (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it) and run again "
-                "with --accept-new to trust it",
+                f"{where} is not a known SSH host; its {_kind(key)} key fingerprint is {fingerprint(key)}. "
+                f"Compare it with the device's (`ssh-keygen -lf /etc/ssh/ssh_host_{_kind(key)}_key.pub` on "
+                "it) and run again with --accept-new to trust it",
                 host=where,
                 fingerprint=fingerprint(key),
             ) from None

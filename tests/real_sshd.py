@@ -234,6 +234,11 @@ class RealServer:
     def fingerprint(self) -> str:
         return fingerprint_of(self.host_pub)
 
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """Every host key's fingerprint -> its ``ssh-keygen -lf`` line's type (ED25519, RSA)."""
+        return {fingerprint_of(pub): pub.stem.split("_")[1] for pub in self.base.glob("host_*.pub")}
+
     def known_hosts_line(self) -> str:
         kind, blob = self.host_pub.read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
