@@ -33,6 +33,13 @@ def live_version(agent) -> str | None:
         return http.get("/v1/status").json()["model"]["version"]
 
 
+def serving(agent) -> tuple[str | None, str | None]:
+    """(version, sha256) of the model the agent serves: what a failed push must leave alone."""
+    with agent.client() as http:
+        model = http.get("/v1/status").json()["model"]
+    return model["version"], model["sha256"]
+
+
 def stored_versions(agent) -> list[str]:
     with agent.client() as http:
         return [v.version for v in ModelList.model_validate_json(http.get("/v1/models").content).versions]
@@ -140,17 +147,7 @@ def test_a_login_banner_is_one_line_and_changes_nothing(
     agent = device_agent()
     real_server("openssh")
     ok_json(capsys, "pair", ALIAS, "--json")
-    ok_json(
-        capsys,
-        "push",
-        ALIAS,
-        str(sm.detector(tmp_path / "v1.onnx")),
-        "--version",
-        "v1",
-        "--activate",
-        "--ssh",
-        "--json",
-    )
+    before = serving(agent)
     device.write(".bashrc", BANNER + (device.home / ".bashrc").read_text())  # above Debian's guard
     expected = (
         "fieldtui: the login shell on fielddev prints 'Welcome to fielddev (Yocto 4.0, kirkstone)' before "
@@ -161,28 +158,24 @@ def test_a_login_banner_is_one_line_and_changes_nothing(
     assert fail_line(capsys, "push", ALIAS, str(v2), "--version", "v2", "--activate", "--ssh") == expected
     assert fail_line(capsys, "rollback", ALIAS, "--ssh") == expected
     assert fail_line(capsys, "status", ALIAS, "--ssh") == expected
-    assert staging_left(device) == [] and stored_versions(agent) == ["v1"] and live_version(agent) == "v1"
+    assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
 
 
-def test_push_without_sftp_streams_through_cat(capsys, laptop, device, real_server, device_agent, tmp_path):
-    """OpenSSH with no ``Subsystem sftp`` line: asyncssh's SFTP request is refused; the bytes go through
-    ``cat`` on an exec channel and the sha256 is checked on the device before ``models add``."""
-    agent = device_agent()
+def test_push_without_sftp_streams_through_cat(capsys, laptop, device, real_server, tmp_path):
+    """OpenSSH with no ``Subsystem sftp`` line refuses asyncssh's SFTP request: the bytes go through
+    ``cat`` on an exec channel, the sha256 is checked on the device, then ``models add`` (which refuses
+    this file: the streamed copy is removed all the same). Dropbear without sftp-server, where the SFTP
+    channel opens and ends at once, pushes and activates in tests/test_ssh_dropbear.py."""
     real_server("openssh", sftp=False)
     ok_json(capsys, "pair", ALIAS, "--json")
-    v1 = big_model(tmp_path / "v1.onnx")
-    code, out, err = run(capsys, "push", ALIAS, str(v1), "--version", "v1", "--activate", "--ssh", "--json")
-    assert code == 0, err
-    assert "uploaded by `cat` over SSH (the device has no SFTP server); " in err
-    pushed = PushResult.model_validate_json(out)
-    assert pushed.version.manifest.sha256 == sm.sha256(v1) and pushed.activation.state == "succeeded"
-    assert live_version(agent) == "v1" and staging_left(device) == []
-
-    bogus = tmp_path / "notes.onnx"  # models add refuses it: the streamed file is removed all the same
-    bogus.write_text("these are my notes, not a model\n" * 10)
-    line = fail_line(capsys, "push", ALIAS, str(bogus), "--version", "v9", "--ssh")
+    bogus = tmp_path / "notes.onnx"
+    bogus.write_text("these are my notes, not a model\n" * 40000)
+    code, out, err = run(capsys, "push", ALIAS, str(bogus), "--version", "v9", "--ssh")
+    assert code == 2 and "uploaded by `cat` over SSH (the device has no SFTP server); " in err
+    line = err.strip().splitlines()[-1]
     assert line.startswith("fieldtui: remote `fieldtui-agent models add` failed (exit 2): ")
-    assert staging_left(device) == [] and stored_versions(agent) == ["v1"]
+    assert "v9 is not an ONNX model" in line
+    assert staging_left(device) == [] and not (device.agent_home / "models" / "v9").exists()
 
 
 def test_a_connection_dropped_mid_upload_changes_nothing(
@@ -194,17 +187,7 @@ def test_a_connection_dropped_mid_upload_changes_nothing(
     agent = device_agent()
     server = real_server("openssh")
     ok_json(capsys, "pair", ALIAS, "--json")
-    ok_json(
-        capsys,
-        "push",
-        ALIAS,
-        str(sm.detector(tmp_path / "v1.onnx")),
-        "--version",
-        "v1",
-        "--activate",
-        "--ssh",
-        "--json",
-    )
+    before = serving(agent)
     big = tmp_path / "big.onnx"
     big.write_bytes(b"\x08\x08" + bytes(48 << 20))
     staging = device.agent_home / "models" / ".staging"
@@ -226,7 +209,7 @@ def test_a_connection_dropped_mid_upload_changes_nothing(
         watcher.join()
     assert killed[0] > 0, "the upload ended before the watcher saw it"
     assert line.startswith("fieldtui: SFTP upload to fielddev:") and "the SSH connection dropped" in line
-    assert staging_left(device) == [] and stored_versions(agent) == ["v1"] and live_version(agent) == "v1"
+    assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
 
 
 @pytest.fixture
@@ -253,17 +236,7 @@ def test_a_full_disk_is_one_line_and_changes_nothing(
     agent = device_agent()  # started after the mount: the agent and the sessions see the same disk
     real_server("openssh")
     ok_json(capsys, "pair", ALIAS, "--json")
-    ok_json(
-        capsys,
-        "push",
-        ALIAS,
-        str(sm.detector(tmp_path / "v1.onnx")),
-        "--version",
-        "v1",
-        "--activate",
-        "--ssh",
-        "--json",
-    )
+    before = serving(agent)
     # Fits the free space once, not twice (staging + store): the agent's own line, nothing kept.
     big = sm.slow_detector(tmp_path / "v2.onnx", size=1024, depth=2)
     line = fail_line(capsys, "push", ALIAS, str(big), "--version", "v2", "--activate", "--ssh")
@@ -271,11 +244,11 @@ def test_a_full_disk_is_one_line_and_changes_nothing(
     assert line.endswith(
         "cannot store v2: No space left on device; free space on the device (remove old versions) and push again"
     )
-    assert staging_left(device) == [] and stored_versions(agent) == ["v1"] and live_version(agent) == "v1"
+    assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
     # Larger than the free space: refused before a byte is sent, with the figures.
     huge = tmp_path / "v3.onnx"
     huge.write_bytes(b"\x08\x08" + bytes(8 << 20))
     line = fail_line(capsys, "push", ALIAS, str(huge), "--version", "v3", "--activate", "--ssh")
     assert line.startswith("fieldtui: the device has ") and "MB free in " in line
     assert "the model needs 8.4 MB" in line and line.endswith("and push again; nothing was sent")
-    assert staging_left(device) == [] and stored_versions(agent) == ["v1"] and live_version(agent) == "v1"
+    assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
