@@ -35,10 +35,9 @@ from fieldtui.protocol import (
 )
 from fieldtui.push import ProgressFn, PushProgress, plan_push
 from fieldtui.ssh import SUDO, RemoteCommandFailed, SSHError, SSHSession, remote_failure, sudo_wants_password
-from fieldtui.ssh_upload import SFTP
 
 SERVICE = "fieldtui-agent"
-DISCARD_TIMEOUT_S = 10.0
+DISCARD_TIMEOUT_S = 5.0
 
 
 class SSHLink(DeviceLink):
@@ -88,9 +87,10 @@ class SSHLink(DeviceLink):
     async def push(
         self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
     ) -> PushResult:
-        """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
+        """Hash here, copy into the agent's staging area (SFTP, or ``cat`` where the device has no SFTP
+        server: :mod:`fieldtui.ssh_upload`), check the sha256 there, ``models add`` (which
         verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
-        removed afterwards; if the link dies first, the agent empties its staging area at its next start.
+        removed afterwards, over a new connection if the link dropped (and else by the agent's next start).
         With ``sudo`` the file goes to a private folder in the SSH user's home instead (removed with it)
         and ``sudo -n fieldtui-agent models add`` reads it from there."""
         size, fmt, sha256, existing = await plan_push(path, version, self.models, on_progress)
@@ -116,11 +116,10 @@ class SSHLink(DeviceLink):
         else:
             folder = _parse_paths(await ssh.agent_json("home"))
         remote = f"{folder}/ssh-{uuid.uuid4().hex[:12]}.{fmt}"
-        how = SFTP
 
         def progress(done: int, total: int) -> None:
             if on_progress:
-                on_progress(PushProgress("uploading", done, total or size, how))
+                on_progress(PushProgress("uploading", done, total or size))
 
         progress(0, size)
         try:
