@@ -106,7 +106,7 @@ async def _stream(
     command = f"umask 077 && mkdir -p {shlex.quote(folder)} && cat > {shlex.quote(remote)}"
     sent = 0
     try:
-        process = await conn.create_process(command, encoding=None)
+        process = await _exec(conn, command)
         with local.open("rb") as f:
             while block := await asyncio.to_thread(f.read, CHUNK):
                 process.stdin.write(block)
@@ -124,6 +124,19 @@ async def _stream(
         if "No space left" in reason:
             reason = await _disk_full(conn, folder) or reason
         raise UploadFailed(f"upload to {host}:{remote} through `cat` failed: {reason}", dropped=False)
+
+
+async def _exec(conn: asyncssh.SSHClientConnection, command: str) -> asyncssh.SSHClientProcess:
+    """``command`` with binary stdin; asked again twice if refused while the link is up (Dropbear
+    2022.83 now and then refuses the session request that follows a failed SFTP one)."""
+    for attempt in range(3):
+        try:
+            return await conn.create_process(command, encoding=None)
+        except asyncssh.ChannelOpenError:
+            if attempt == 2 or conn.is_closed():
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def _disk_full(conn: asyncssh.SSHClientConnection, folder: str) -> str | None:

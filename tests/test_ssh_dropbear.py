@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures imported from tests.real_sshd are parameters here)
+# ruff: noqa: F811  (the fixtures imported from tests.real_ssh_fixtures are parameters here)
 """The SSH fallback against Dropbear (Debian's ``dropbear-bin``), the server of many Yocto and Buildroot
 images: pairing, status and a push with activation, once with OpenSSH's ``sftp-server`` installed (what
 Dropbear runs for SFTP) and once without it, where the push streams through ``cat``."""
@@ -12,7 +12,7 @@ import pytest
 from fieldtui.protocol import DeviceRecord, DeviceStatus, PushResult
 from tests import storemodels as sm
 from tests.console_cli import fail_line, ok_json, run
-from tests.real_sshd import (  # noqa: F401  (fixtures)
+from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
     ALIAS,
     client_key,
     device,

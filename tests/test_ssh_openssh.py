@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures imported from tests.real_sshd are parameters here)
+# ruff: noqa: F811  (the fixtures imported from tests.real_ssh_fixtures are parameters here)
 """The SSH fallback against Debian's real OpenSSH server (tests/real_sshd.py): the ``fieldtui`` CLI with
 the technician's own ``~/.ssh/config`` alias and ``known_hosts`` -> asyncssh -> ``sshd`` on 127.0.0.1 ->
 the device user's login shell -> the real ``fieldtui-agent`` from its default home, with a serving agent
@@ -16,16 +16,16 @@ import pytest
 from fieldtui.protocol import BenchmarkRun, DeviceRecord, DeviceStatus, Job, LogPage, ModelList, PushResult
 from tests import storemodels as sm
 from tests.console_cli import fail_line, ok_json, run
-from tests.real_sshd import (  # noqa: F401  (fixtures)
+from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
     ALIAS,
     client_key,
     device,
     device_agent,
     device_user,
-    keygen,
     laptop,
     real_server,
 )
+from tests.real_sshd import keygen
 
 
 def live_version(agent) -> str | None:

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures imported from tests.real_sshd are parameters here)
+# ruff: noqa: F811  (the fixtures imported from tests.real_ssh_fixtures are parameters here)
 """The sudo path against Debian's real ``sudo``, over real OpenSSH: the agent runs as root from a home
 the SSH user may not read (the packaged unit's private ``StateDirectory``), so pairing falls back to
 ``sudo -n`` by itself and every agent command then runs through it; a push goes through a private
@@ -19,17 +19,15 @@ import pytest
 from fieldtui.protocol import DeviceRecord, DeviceStatus, Job, LogPage, PushResult
 from tests import storemodels as sm
 from tests.console_cli import fail_line, ok_json, run
-from tests.real_sshd import (  # noqa: F401  (fixtures)
-    AGENT,
+from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
     ALIAS,
-    VENV_BIN,
-    DeviceUser,
     client_key,
     device,
     device_user,
     laptop,
     real_server,
 )
+from tests.real_sshd import AGENT, VENV_BIN, DeviceUser
 from tests.test_ssh_openssh import big_model, live_version
 
 SYSTEMCTL = '#!/bin/sh\necho "$(id -u) $*" >> {log}\n'
