@@ -244,8 +244,7 @@ class SSHSession:
     ) -> str:
         """Copy ``local`` to ``remote`` (its folder made 0700 if missing), reporting (done, total) bytes:
         SFTP within the server's limits, else streamed through ``cat`` (:mod:`fieldtui.ssh_upload`).
-        Returns the way it went; :class:`~fieldtui.ssh_upload.UploadFailed` (an :class:`SSHError` is
-        not raised here) with one line saying why."""
+        Returns the way it went; :class:`~fieldtui.ssh_upload.UploadFailed` with one line otherwise."""
         return await copy_file(self.conn, self.endpoint.host, local, remote, on_progress or _no_progress)
 
     async def remove(self, remote: str, *, folder: bool = False) -> None:

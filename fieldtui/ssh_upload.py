@@ -36,11 +36,7 @@ Progress = Callable[[int, int], None]
 
 
 class UploadFailed(ConsoleError):
-    """The copy failed; ``dropped`` says whether the SSH connection itself is gone."""
-
-    def __init__(self, message: str, *, dropped: bool) -> None:
-        super().__init__(message)
-        self.dropped = dropped
+    """The copy failed: one line saying why (the disk is full, the link dropped, what ``cat`` said)."""
 
 
 def sftp_block_size(limits: Any) -> int:
@@ -73,8 +69,7 @@ async def copy_file(
         raise UploadFailed(
             f"the device has {free / 1e6:.1f} MB free in {folder} and the model needs {size / 1e6:.1f} MB "
             "(plus 1 MB for the agent): free some space (`fieldtui models HOST` lists versions to delete) "
-            "and push again; nothing was sent",
-            dropped=False,
+            "and push again; nothing was sent"
         )
     try:
         sftp = await conn.start_sftp_client()
@@ -123,7 +118,7 @@ async def _stream(
         reason = lines[-1] if lines else f"exit status {result.exit_status}"
         if "No space left" in reason:
             reason = await _disk_full(conn, folder) or reason
-        raise UploadFailed(f"upload to {host}:{remote} through `cat` failed: {reason}", dropped=False)
+        raise UploadFailed(f"upload to {host}:{remote} through `cat` failed: {reason}")
 
 
 async def _exec(conn: asyncssh.SSHClientConnection, command: str) -> asyncssh.SSHClientProcess:
@@ -140,7 +135,7 @@ async def _exec(conn: asyncssh.SSHClientConnection, command: str) -> asyncssh.SS
 
 
 async def _disk_full(conn: asyncssh.SSHClientConnection, folder: str) -> str | None:
-    """ "the device's disk is full" when that is why a write failed (SFTP only says "Failure")."""
+    """The sentence to show when a full disk is why a write failed (SFTP only says "Failure"), or None."""
     if conn.is_closed():
         return None
     free = await free_bytes(conn, folder)
@@ -161,7 +156,7 @@ def _failure(
     why: str | None = None,
 ) -> UploadFailed:
     reason = why or getattr(err, "reason", None) or str(err) or type(err).__name__
-    dropped = conn.is_closed()
-    if dropped and why is None:
+    if why is None and conn.is_closed():
         reason = f"the SSH connection dropped ({reason})"
-    return UploadFailed(f"{how} upload to {host}:{remote} failed: {reason}", dropped=dropped)
+    what = f"SFTP upload to {host}:{remote}" if how == SFTP else f"upload to {host}:{remote} through `cat`"
+    return UploadFailed(f"{what} failed: {reason}")
