@@ -1,22 +1,24 @@
-"""SSH push speed: SFTP of a 200 MB file against the same file over the HTTP API, in one run.
+"""SSH push speed against Debian's real OpenSSH: fieldtui's upload beside ``scp`` of the same file to
+the same server, and the HTTP API's upload, in one run.
 
-    .venv/bin/python bench/ssh.py [--mb 200] [--rounds 2]
+    sudo .venv/bin/python bench/ssh.py [--mb 200] [--rounds 2]
 
-One real agent subprocess on 127.0.0.1 (a small generated detector on the demo source at 5 fps, so it
-idles) and the test SSH server in its own process (tests/ssh_server.py: asyncssh, its SFTP writing to
-the real disk) for the same agent home. Per round:
+Needs root (sshd, and a throw-away login made with useradd and removed at the end: tests/real_sshd.py).
+One ``/usr/sbin/sshd`` on 127.0.0.1 with ``Subsystem sftp internal-sftp``; per round, into the login's
+home:
 
-1. SFTP: ``SSHSession.upload`` into the agent's staging area, as ``fieldtui push --ssh`` does, then the
-   remote ``sha256sum`` that push runs before ``models add``; MB/s of the upload alone and of both.
-   Once with asyncssh's default cipher (chacha20-poly1305) and once with ``Ciphers aes128-gcm@openssh.com``
-   from ~/.ssh/config (AES-NI makes it cheaper on x86; a Raspberry Pi 4 has no AES instructions).
-2. HTTP: ``PUT /v1/models/{version}`` through ``AgentClient.upload_model``, as ``fieldtui push`` does.
-   The payload is not a model, so the agent streams and hashes all of it and then refuses it (422)
-   at validation: the time until that answer is the upload part, and that is what is printed.
+1. push: ``SSHSession.upload``, the copy step of ``fieldtui push --ssh`` (SFTP in write requests of the
+   server's ``max_write_len``), then the remote ``sha256sum`` push runs before ``models add``.
+2. scp: ``scp`` of the same file to the same server (OpenSSH 9's scp speaks SFTP too), same key.
+   Both with each side's default cipher (asyncssh and OpenSSH both pick chacha20-poly1305), then both
+   with ``aes128-gcm@openssh.com`` (AES-NI makes it cheaper on x86; a Raspberry Pi 4 has no AES
+   instructions).
+3. HTTP: ``PUT /v1/models/{version}`` through ``AgentClient.upload_model`` to a real agent, as
+   ``fieldtui push`` does; the payload is not a model, so the agent streams and hashes all of it and
+   refuses it (422) at validation: the time until that answer is the upload part.
 
-Both links run on loopback on the same (shared) machine: the figures compare the two code paths'
-costs (encryption, SFTP windowing, ASGI streaming), not a LAN. ``models add`` afterwards (loading
-the model) costs the same on both links and is not measured.
+Everything runs on loopback on one (shared) machine: the figures compare code paths (encryption, SFTP
+windowing, ASGI streaming), not a LAN. push ÷ scp is the ratio of MB/s; the target is at least 0.8.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +42,8 @@ from fieldtui.errors import AgentClientError  # noqa: E402
 from fieldtui.protocol import SSHEndpoint  # noqa: E402
 from fieldtui.push import file_chunks  # noqa: E402
 from fieldtui.ssh import SSHSession  # noqa: E402
+from tests.real_sshd import SSHD as SSHD_BIN  # noqa: E402
+from tests.real_sshd import DeviceUser, OpenSSHServer, keygen, why_no_sshd  # noqa: E402
 from tests.storemodels import detector  # noqa: E402
 
 
@@ -54,17 +59,33 @@ def make_payload(path: Path, mb: int) -> str:
     return digest.hexdigest()
 
 
-async def sftp_round(ssh: SSHSession, payload: Path, staging: str, sha256: str) -> tuple[float, float]:
-    remote = f"{staging}/bench-{time.monotonic_ns()}.onnx"
+async def push_round(ssh: SSHSession, payload: Path, folder: str, sha256: str) -> tuple[float, float]:
+    """(upload seconds, upload + remote sha256 seconds) of one copy as ``fieldtui push --ssh`` makes it."""
+    remote = f"{folder}/bench-{time.monotonic_ns()}.onnx"
     t0 = time.perf_counter()
-    await ssh.upload(payload, remote)
+    how = await ssh.upload(payload, remote)
     t1 = time.perf_counter()
     got = await ssh.sha256(remote)
     t2 = time.perf_counter()
     await ssh.remove(remote)
-    if got != sha256:
-        raise SystemExit(f"sha256 mismatch after SFTP: {got} != {sha256}")
+    if got != sha256 or how != "SFTP":
+        raise SystemExit(f"push went by {how} and the device has sha256 {got}, not {sha256}")
     return t1 - t0, t2 - t0
+
+
+def scp_round(
+    server: OpenSSHServer, key: Path, known: Path, payload: Path, folder: str, cipher: str | None
+) -> float:
+    remote = f"{folder}/scp-{time.monotonic_ns()}.onnx"
+    argv = ["scp", "-q", "-P", str(server.port), "-i", str(key), "-o", "IdentitiesOnly=yes"]
+    argv += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+    if cipher:
+        argv += ["-c", cipher]
+    t0 = time.perf_counter()
+    subprocess.run([*argv, str(payload), f"{server.user.name}@127.0.0.1:{remote}"], check=True)
+    took = time.perf_counter() - t0
+    Path(remote).unlink()
+    return took
 
 
 async def http_round(client: AgentClient, payload: Path, sha256: str, n: int) -> tuple[float, str]:
@@ -79,83 +100,100 @@ async def http_round(client: AgentClient, payload: Path, sha256: str, n: int) ->
 
 
 async def main(args: argparse.Namespace) -> None:
+    if why := why_no_sshd():
+        raise SystemExit(f"bench/ssh.py: {why}")
     with tempfile.TemporaryDirectory(prefix="fieldtui-bench-ssh-") as tmp_name:
         tmp = Path(tmp_name)
-        home = tmp / "agent"
-        home.mkdir(mode=0o700)
-        (home / "config.toml").write_text(f"[models]\nmax_upload_mb = {args.mb * 2}\n")
-        payload = tmp / "payload.onnx"
-        sha256 = make_payload(payload, args.mb)
-        mb = payload.stat().st_size / 1e6
-        # The SSH server in its own process, as sshd is: sharing this interpreter would halve SFTP.
-        server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.ssh_server",
-            str(tmp),
-            str(home),
-            "bench",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
-        ssh_port = int((await server.stdout.readline()).decode() or 0)
-        os.environ["FIELDTUI_SSH_DIR"] = str(tmp / "dot-ssh")
-        with (tmp / "dot-ssh" / "config").open("a") as config:  # the same server, AES-GCM asked for
-            config.write(
-                f"Host bench-aes\n  HostName 127.0.0.1\n  Port {ssh_port}\n  User tech\n"
-                f"  IdentityFile {tmp / 'id_test'}\n  IdentitiesOnly yes\n  Ciphers aes128-gcm@openssh.com\n"
-            )
-        log_path = tmp / "serve.log"
-        with open(log_path, "wb") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *serve_command(home, "demo:?fps=5&size=320x240", mdns=False),
-                "--model",
-                str(detector(tmp / "small.onnx")),  # a small generated detector: the bench is about bytes
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-            )
+        key = keygen(tmp / "id_ed25519")
+        user = DeviceUser(key.with_suffix(".pub").read_text())
+        server = OpenSSHServer(tmp / "sshd", user)
+        proc = None
         try:
+            server.start()
+            dot_ssh = tmp / "dot-ssh"
+            server.write_console_ssh(dot_ssh, "bench", key)
+            with (dot_ssh / "config").open("a") as config:  # the same server, AES-GCM asked for
+                config.write(
+                    f"Host bench-aes\n  HostName 127.0.0.1\n  Port {server.port}\n  User {user.name}\n"
+                    f"  IdentityFile {key}\n  IdentitiesOnly yes\n  Ciphers aes128-gcm@openssh.com\n"
+                )
+            os.environ["FIELDTUI_SSH_DIR"] = str(dot_ssh)
+            folder = user.home / "upload"
+            folder.mkdir(mode=0o700)
+            payload = folder.parent / "payload.onnx"  # read by root (both clients), written into folder
+            sha256 = make_payload(payload, args.mb)
+            user.chown(user.home)
+            mb = payload.stat().st_size / 1e6
+
+            home = tmp / "agent"
+            home.mkdir(mode=0o700)
+            (home / "config.toml").write_text(f"[models]\nmax_upload_mb = {args.mb * 2}\n")
+            log_path = tmp / "serve.log"
+            with open(log_path, "wb") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *serve_command(home, "demo:?fps=5&size=320x240", mdns=False),
+                    "--model",
+                    str(detector(tmp / "small.onnx")),  # a small generated detector: the bench is about bytes
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                )
             info, _ = await wait_ready(proc, home, log_path, 120.0)
-            print(f"payload {mb:.0f} MB; agent at {info.api_url}; SSH server on 127.0.0.1:{ssh_port}")
+            version = subprocess.run([SSHD_BIN, "-V"], capture_output=True, text=True).stderr.strip()
+            print(f"payload {mb:.0f} MB; {version} on 127.0.0.1:{server.port}; agent at {info.api_url}")
             print(
                 f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}"
             )
-            staging = str(home / "models" / ".staging")
             async with (
                 await SSHSession.connect(SSHEndpoint(host="bench")) as ssh,
                 await SSHSession.connect(SSHEndpoint(host="bench-aes")) as ssh_aes,
                 AgentClient(info.api_url, info.token, timeout=30.0) as client,
             ):
-                cipher = ssh.conn.get_extra_info("send_cipher")
-                print(
-                    f"SFTP cipher: {cipher} (asyncssh's first choice); also aes128-gcm via ~/.ssh/config Ciphers"
-                )
-                rates: dict[str, list[float]] = {"sftp": [], "sftp_aes": [], "http": []}
+                print(f"push cipher: {ssh.conn.get_extra_info('send_cipher')} (asyncssh's first choice)")
+                rates: dict[str, list[float]] = {
+                    k: [] for k in ("push", "scp", "push_aes", "scp_aes", "http")
+                }
                 for n in range(args.rounds):
-                    up, with_hash = await sftp_round(ssh, payload, staging, sha256)
-                    up_aes, _ = await sftp_round(ssh_aes, payload, staging, sha256)
+                    up, with_hash = await push_round(ssh, payload, str(folder), sha256)
+                    scp = await asyncio.to_thread(
+                        scp_round, server, key, dot_ssh / "known_hosts", payload, str(folder), None
+                    )
+                    up_aes, _ = await push_round(ssh_aes, payload, str(folder), sha256)
+                    scp_aes = await asyncio.to_thread(
+                        scp_round,
+                        server,
+                        key,
+                        dot_ssh / "known_hosts",
+                        payload,
+                        str(folder),
+                        "aes128-gcm@openssh.com",
+                    )
                     took, outcome = await http_round(client, payload, sha256, n)
-                    rates["sftp"].append(mb / up)
-                    rates["sftp_aes"].append(mb / up_aes)
-                    rates["http"].append(mb / took)
+                    for name, seconds in (
+                        ("push", up),
+                        ("scp", scp),
+                        ("push_aes", up_aes),
+                        ("scp_aes", scp_aes),
+                        ("http", took),
+                    ):
+                        rates[name].append(mb / seconds)
                     print(
-                        f"round {n + 1}: SFTP {mb / up:6.1f} MB/s ({up:.2f} s; with the remote sha256 "
-                        f"{mb / with_hash:5.1f} MB/s)  SFTP aes128-gcm {mb / up_aes:6.1f} MB/s  "
-                        f"HTTP PUT {mb / took:6.1f} MB/s ({took:.2f} s; {outcome})"
+                        f"round {n + 1}: push {mb / up:6.1f} MB/s (with the remote sha256 {mb / with_hash:5.1f}), "
+                        f"scp {mb / scp:6.1f} MB/s; aes128-gcm: push {mb / up_aes:6.1f}, scp {mb / scp_aes:6.1f} MB/s; "
+                        f"HTTP PUT {mb / took:6.1f} MB/s ({outcome})"
                     )
             best = {k: max(v) for k, v in rates.items()}
             print(
-                f"best: SFTP {best['sftp']:.1f} MB/s, SFTP aes128-gcm {best['sftp_aes']:.1f} MB/s, "
-                f"HTTP {best['http']:.1f} MB/s; SFTP/HTTP = {best['sftp'] / best['http']:.2f}, "
-                f"SFTP aes128-gcm/HTTP = {best['sftp_aes'] / best['http']:.2f}"
+                f"best: push {best['push']:.1f} MB/s, scp {best['scp']:.1f} MB/s, push ÷ scp = "
+                f"{best['push'] / best['scp']:.2f} (target >= 0.8); aes128-gcm: push {best['push_aes']:.1f}, "
+                f"scp {best['scp_aes']:.1f} MB/s, push ÷ scp = {best['push_aes'] / best['scp_aes']:.2f}; "
+                f"HTTP {best['http']:.1f} MB/s, push ÷ HTTP = {best['push'] / best['http']:.2f}"
             )
         finally:
-            code = await stop_process(proc)
-            server.stdin.close()
-            await server.wait()
-            print(f"agent stopped (exit {code})")
+            if proc is not None:
+                print(f"agent stopped (exit {await stop_process(proc)})")
+            server.stop()
+            user.remove()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

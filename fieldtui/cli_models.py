@@ -65,7 +65,7 @@ class ProgressLine:
         else:
             self.end()
             line = (
-                "uploaded; the device is checking the model"
+                f"uploaded{f' by {p.stage}' if p.stage else ''}; the device is checking the model"
                 if p.phase == "verifying"
                 else f"{p.phase}: {p.stage or 'queued'}"
             )

@@ -5,6 +5,7 @@ returns. ``restart`` restarts the systemd service rather than the pipeline: what
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from pathlib import Path
@@ -36,6 +37,7 @@ from fieldtui.push import ProgressFn, PushProgress, plan_push
 from fieldtui.ssh import SUDO, RemoteCommandFailed, SSHError, SSHSession, remote_failure, sudo_wants_password
 
 SERVICE = "fieldtui-agent"
+DISCARD_TIMEOUT_S = 5.0
 
 
 class SSHLink(DeviceLink):
@@ -66,6 +68,7 @@ class SSHLink(DeviceLink):
 
     async def restart(self) -> Ack:
         ssh = await self.session()
+        await ssh.check_shell()
         root = (await ssh.run(["id", "-u"])).stdout.strip() == "0"
         argv = ["systemctl", "restart", SERVICE] if root else [*SUDO, "systemctl", "restart", SERVICE]
         result = await ssh.run(argv, check=False)
@@ -84,9 +87,10 @@ class SSHLink(DeviceLink):
     async def push(
         self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
     ) -> PushResult:
-        """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
+        """Hash here, copy into the agent's staging area (SFTP, or ``cat`` where the device has no SFTP
+        server: :mod:`fieldtui.ssh_upload`), check the sha256 there, ``models add`` (which
         verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
-        removed afterwards; if the link dies first, the agent empties its staging area at its next start.
+        removed afterwards, over a new connection if the link dropped (and else by the agent's next start).
         With ``sudo`` the file goes to a private folder in the SSH user's home instead (removed with it)
         and ``sudo -n fieldtui-agent models add`` reads it from there."""
         size, fmt, sha256, existing = await plan_push(path, version, self.models, on_progress)
@@ -119,40 +123,43 @@ class SSHLink(DeviceLink):
 
         progress(0, size)
         try:
-            await ssh.upload(path, remote, progress)
+            how = await ssh.upload(path, remote, progress)
             if on_progress:
-                on_progress(PushProgress("verifying", size, size))
+                on_progress(PushProgress("verifying", size, size, how))
             got = await ssh.sha256(remote)
             if got != sha256:
                 raise ConsoleError(
-                    f"sha256 mismatch after the SFTP upload: expected {sha256[:12]}…, the device has {got[:12] or '?'}…; "
-                    "the upload was discarded, push again"
+                    f"sha256 mismatch after the upload ({how}): expected {sha256[:12]}…, the device has "
+                    f"{got[:12] or '?'}…; the upload was discarded, push again"
                 )
-            return _parse(
-                ModelVersion,
-                (
-                    await ssh.run(
-                        ssh.agent_argv(
-                            "models", "add", remote, "--version", version, "--sha256", sha256, "--json"
-                        )
-                    )
-                ).stdout,
-                ("models", "add"),
-            )
+            add = ssh.agent_argv("models", "add", remote, "--version", version, "--sha256", sha256, "--json")
+            return _parse(ModelVersion, ssh.json_out(await ssh.run(add)), ("models", "add"))
         finally:
-            if ssh.endpoint.sudo:
-                with contextlib.suppress(SSHError):  # a dropped link must not hide why the push failed
-                    await ssh.run(["rm", "-rf", "--", folder], check=False)
-            else:
-                await ssh.remove(remote)
+            await self._discard(folder if ssh.endpoint.sudo else remote, folder=ssh.endpoint.sudo)
+
+    async def _discard(self, remote: str, *, folder: bool) -> None:
+        """Remove the uploaded file (or private folder) whatever happened; over a new connection when the
+        old one dropped mid-upload. Best effort: a dropped link must not hide why the push failed, and the
+        agent's next start empties its staging area anyway."""
+        for attempt in range(2):
+            try:
+                ssh = await asyncio.wait_for(self.session(), DISCARD_TIMEOUT_S)
+                await asyncio.wait_for(ssh.remove(remote, folder=folder), DISCARD_TIMEOUT_S)
+                return
+            except (ConsoleError, OSError, asyncio.TimeoutError):
+                if attempt == 0 and self._session is not None:
+                    with contextlib.suppress(Exception):
+                        self._session.conn.abort()
+                self._session = None
 
     async def _job(self, *args: str) -> Job:
         """A ``models activate|rollback`` job; a failed one is the result (its Job JSON), not an exception."""
         ssh = await self.session()
+        await ssh.check_shell()
         argv = ssh.agent_argv(*args, "--json")
         result = await ssh.run(argv, check=False)
         try:
-            return Job.model_validate_json(result.stdout or "")
+            return Job.model_validate_json(ssh.json_out(result))
         except ValidationError:
             if result.exit_status == 0:
                 raise

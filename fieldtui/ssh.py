@@ -25,6 +25,7 @@ import asyncssh
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import SSHEndpoint
+from fieldtui.ssh_upload import copy_file
 
 SSH_DIR_ENV = "FIELDTUI_SSH_DIR"
 CONNECT_TIMEOUT_S = 10.0
@@ -85,6 +86,12 @@ class _HostKeyCheck(asyncssh.SSHClient):
         return self.accepted
 
 
+def _kind(key: asyncssh.SSHKey) -> str:
+    """``ed25519``, ``rsa``, ``ecdsa``: the key's type as OpenSSH names its host key files."""
+    name = key.get_algorithm()
+    return next((k for k in ("ed25519", "ecdsa", "rsa", "ed448") if k in name), name)
+
+
 def fingerprint(key: asyncssh.SSHKey) -> str:
     return key.get_fingerprint("sha256")
 
@@ -98,6 +105,7 @@ class SSHSession:
         peer = conn.get_extra_info("peername") or (endpoint.host, 0)
         self.address: str = peer[0]  # where ~/.ssh/config sent us: the device's address for HTTP too
         self.user: str = conn.get_extra_info("username") or ""
+        self.shell_clean = False  # seen a command's output without a login banner before it
 
     @classmethod
     async def connect(cls, endpoint: SSHEndpoint, *, accept_new: bool = False) -> SSHSession:
@@ -136,9 +144,9 @@ class SSHSession:
                     "and connect again"
                 ) from None
             raise HostKeyUnknown(
-                f"{where} is not a known SSH host; its key fingerprint is {fingerprint(key)}. Compare it with "
-                "the device's (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it) and run again "
-                "with --accept-new to trust it",
+                f"{where} is not a known SSH host; its {_kind(key)} key fingerprint is {fingerprint(key)}. "
+                f"Compare it with the device's (`ssh-keygen -lf /etc/ssh/ssh_host_{_kind(key)}_key.pub` on "
+                "it) and run again with --accept-new to trust it",
                 host=where,
                 fingerprint=fingerprint(key),
             ) from None
@@ -201,36 +209,48 @@ class SSHSession:
     async def agent_json(self, *args: str, home: bool = True) -> str:
         """Stdout of ``fieldtui-agent ARGS --json``: one JSON document to parse into a protocol model."""
         argv = self.agent_argv(*args, "--json", home=home)
-        return (await self.run(argv)).stdout
+        return self.json_out(await self.run(argv))
+
+    def json_out(self, result: Any) -> str:
+        """The stdout of a ``--json`` command; :class:`SSHError` when the login shell printed text before
+        it (an unguarded ``echo`` in ~/.bashrc: Debian's bash reads it for commands over SSH too)."""
+        out = result.stdout or ""
+        lines = out.lstrip().splitlines()
+        if lines and lines[0][:1] not in "{[" and any(ln[:1] in "{[" for ln in lines[1:]):
+            raise self._banner(lines[0])
+        self.shell_clean = self.shell_clean or bool(lines)
+        return out
+
+    async def check_shell(self) -> None:
+        """Before a command that changes the device: make sure its output will be readable (``true``
+        prints nothing unless the login shell does), so a banner is reported before anything ran."""
+        if not self.shell_clean:
+            lines = ((await self.run(["true"])).stdout or "").strip().splitlines()
+            if lines:
+                raise self._banner(lines[0])
+            self.shell_clean = True
+
+    def _banner(self, first: str) -> SSHError:
+        return SSHError(
+            f"the login shell on {self.endpoint.host} prints {first.strip()[:60]!r} before every "
+            "command's output: make it print only in interactive shells (in ~/.bashrc, below "
+            "`case $- in *i*) ;; *) return;; esac`) and try again"
+        )
 
     # --- files ------------------------------------------------------------------------------------
 
     async def upload(
         self, local: Path, remote: str, on_progress: Callable[[int, int], None] | None = None
-    ) -> None:
-        """SFTP ``local`` to ``remote`` (its folder made 0700 if missing), reporting (done, total) bytes."""
+    ) -> str:
+        """Copy ``local`` to ``remote`` (its folder made 0700 if missing), reporting (done, total) bytes:
+        SFTP within the server's limits, else streamed through ``cat`` (:mod:`fieldtui.ssh_upload`).
+        Returns the way it went; :class:`~fieldtui.ssh_upload.UploadFailed` with one line otherwise."""
+        return await copy_file(self.conn, self.endpoint.host, local, remote, on_progress or _no_progress)
 
-        def progress(_src: bytes, _dst: bytes, done: int, total: int) -> None:
-            if on_progress:
-                on_progress(done, total)
-
-        try:
-            async with self.conn.start_sftp_client() as sftp:
-                folder = remote.rsplit("/", 1)[0]
-                await sftp.makedirs(folder, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
-                await sftp.put(str(local), remote, progress_handler=progress, block_size=1 << 18)
-        except (asyncssh.Error, OSError) as err:
-            reason = getattr(err, "reason", None) or str(err) or type(err).__name__
-            raise SSHError(f"SFTP upload to {self.endpoint.host}:{remote} failed: {reason}") from None
-
-    async def remove(self, remote: str) -> None:
-        """Delete ``remote`` if it is there (best effort: the agent's start empties its staging area)."""
-        try:
-            async with self.conn.start_sftp_client() as sftp:
-                if await sftp.exists(remote):
-                    await sftp.remove(remote)
-        except (asyncssh.Error, OSError):
-            pass
+    async def remove(self, remote: str, *, folder: bool = False) -> None:
+        """Delete ``remote`` (a whole folder with ``folder=True``) if it is there. Raises SSHError only
+        when the link is gone, so the caller can try again over a new one."""
+        await self.run(["rm", "-rf" if folder else "-f", "--", remote], check=False)
 
     async def sha256(self, remote: str) -> str:
         """The sha256 of a file on the device: ``sha256sum``, else Python's hashlib."""
@@ -245,6 +265,10 @@ class SSHSession:
                 ["sha256sum"], result.exit_status, result.stderr or "", self.endpoint.host, None
             )
         return (result.stdout or "").split()[0] if result.stdout else ""
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
 
 
 def sudo_wants_password(stderr: str) -> bool:
