@@ -29,6 +29,8 @@ from fieldtui.ssh_upload import copy_file
 
 SSH_DIR_ENV = "FIELDTUI_SSH_DIR"
 CONNECT_TIMEOUT_S = 10.0
+# Read after ~/.ssh/config, so the technician's own settings win (first value found wins).
+CLIENT_DEFAULTS = Path(__file__).with_name("ssh_defaults.conf")
 AGENT_CLI = "fieldtui-agent"
 SUDO = ["sudo", "-n"]  # never prompt: no terminal over this link, a password prompt would hang
 SUDOERS_EXAMPLE = "/opt/fieldtui/bin/fieldtui-agent"  # where README installs it
@@ -121,7 +123,7 @@ class SSHSession:
         options: dict[str, Any] = {
             "known_hosts": known,
             "client_factory": lambda: check,
-            "config": [str(config)] if config.is_file() else [],
+            "config": [*([str(config)] if config.is_file() else []), str(CLIENT_DEFAULTS)],
             "connect_timeout": CONNECT_TIMEOUT_S,
         }
         if endpoint.port:

@@ -252,3 +252,18 @@ def test_a_full_disk_is_one_line_and_changes_nothing(
     assert line.startswith("fieldtui: the device has ") and "MB free in " in line
     assert "the model needs 8.4 MB" in line and line.endswith("and push again; nothing was sent")
     assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
+
+
+async def test_aes_gcm_is_preferred_unless_the_technicians_config_names_a_cipher(laptop, device, real_server):
+    """fieldtui's defaults (fieldtui/ssh_defaults.conf) are read after ~/.ssh/config: AES-GCM first
+    against a real OpenSSH, whose own first choice is ChaCha20; a Ciphers line of the technician's wins."""
+    from fieldtui.protocol import SSHEndpoint
+    from fieldtui.ssh import SSHSession
+
+    real_server("openssh")
+    async with await SSHSession.connect(SSHEndpoint(host=ALIAS)) as ssh:
+        assert ssh.conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+    config = laptop.dot_ssh / "config"
+    config.write_text(config.read_text() + "  Ciphers chacha20-poly1305@openssh.com\n")
+    async with await SSHSession.connect(SSHEndpoint(host=ALIAS)) as ssh:
+        assert ssh.conn.get_extra_info("send_cipher") == "chacha20-poly1305@openssh.com"
