@@ -7,6 +7,7 @@ bench/cameras.py prints the figures (stall report and reconnect seconds) these t
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,3 +134,30 @@ def test_ffmpeg_mjpeg_server_is_read_and_its_freeze_reported(clip, detector, pip
         server.freeze()
         wait_until(lambda: not p.status().source.up, STALL_S + 4, "the stall to be reported")
         assert "stream stalled" in p.status().source.reason
+
+
+def test_ffmpeg_timeouts_follow_the_libavformat_version():
+    from agent.sources.opencv import ffmpeg_capture_options
+
+    us = int(STALL_S * 1_000_000)
+    # FFmpeg 5 (libavformat 59) renamed rtsp's socket timeout stimeout -> timeout; before, "timeout"
+    # meant "listen for a connection", which would turn the camera client into a server.
+    assert ffmpeg_capture_options(STALL_S, 62) == f"rtsp_transport;tcp|timeout;{us}|rw_timeout;{us}"
+    assert ffmpeg_capture_options(STALL_S, 58) == f"rtsp_transport;tcp|stimeout;{us}|rw_timeout;{us}"
+
+
+def test_capture_options_are_set_before_the_first_capture_and_a_users_own_are_kept(monkeypatch):
+    import cv2
+
+    import agent.sources.opencv as opencv
+
+    monkeypatch.setattr(opencv, "_options_set", False)
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
+    opencv.quiet_cv2()
+
+    major = int(opencv._AVFORMAT.search(cv2.getBuildInformation()).group(1))
+    assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == opencv.ffmpeg_capture_options(STALL_S, major)
+    monkeypatch.setattr(opencv, "_options_set", False)
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;udp")
+    opencv.quiet_cv2()
+    assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "rtsp_transport;udp"

@@ -1,0 +1,131 @@
+"""The agent against Ultralytics itself: real exports of YOLOv8n, YOLO11n, YOLOv10n and YOLO26n (raw,
+``nms=False`` end-to-end, ``nms=True``, ``dynamic=True``), compared box by box with what Ultralytics'
+own predictor detects on the same files and frames (tests/exports/make.py writes both).
+
+The models come from, in order: ``FIELDTUI_EXPORTS`` (a folder made by tests/exports/make.py), or a fresh
+run of make.py with ``FIELDTUI_ULTRALYTICS_PYTHON`` (an interpreter with the ``test-data`` extra) or with
+this interpreter when it has ultralytics and torch. Otherwise the tests skip and say so. Run with ``-s``
+to see the per-model recall, precision and largest confidence difference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.detector import Detector
+from tests.exports.make import FRAMES, REFERENCE, frames
+
+MAKE = Path(__file__).resolve().parent / "exports" / "make.py"
+IOU_MATCH = 0.9
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of x1y1x2y2 boxes: a reference written here, not the agent's NMS code."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+def match(reference: list[dict], boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray):
+    """Greedy one-to-one matching, best reference score first: same class and IoU >= 0.9, or corners
+    within 1 px (a box clipped to a sliver at the image edge has no area to overlap). Returns (matched pairs, conf differences, largest box corner difference in pixels)."""
+    if not reference or not len(scores):
+        return 0, [], 0.0
+    ref_boxes = np.array([r["box"] for r in reference], np.float64)
+    iou = _box_iou(ref_boxes, boxes.astype(np.float64))
+    taken = np.zeros(len(scores), bool)
+    diffs, corner = [], 0.0
+    for i in np.argsort([-r["score"] for r in reference], kind="stable"):
+        close = np.abs(boxes - ref_boxes[i]).max(axis=1) <= 1.0
+        ok = (classes == reference[i]["class"]) & ~taken & ((iou[i] >= IOU_MATCH) | close)
+        if not ok.any():
+            continue
+        j = int(np.argmax(np.where(ok, iou[i] + close, -1)))
+        taken[j] = True
+        diffs.append(abs(float(scores[j]) - reference[i]["score"]))
+        corner = max(corner, float(np.abs(boxes[j] - ref_boxes[i]).max()))
+    return len(diffs), diffs, corner
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> Path:
+    given = os.environ.get("FIELDTUI_EXPORTS")
+    if given:
+        folder = Path(given)
+        if not (folder / "reference.json").is_file():
+            pytest.fail(f"FIELDTUI_EXPORTS={given} has no reference.json: make it with tests/exports/make.py")
+        return folder
+    python = os.environ.get("FIELDTUI_ULTRALYTICS_PYTHON")
+    if not python and all(importlib.util.find_spec(m) for m in ("ultralytics", "torch")):
+        python = sys.executable
+    if not python:
+        pytest.skip(
+            "no Ultralytics exports: install the test-data extra (ultralytics, torch), set "
+            "FIELDTUI_ULTRALYTICS_PYTHON to an interpreter that has it, or FIELDTUI_EXPORTS to a folder "
+            "made by tests/exports/make.py"
+        )
+    out = tmp_path_factory.mktemp("exports")
+    subprocess.run([python, str(MAKE), "--out", str(out)], check=True, timeout=1800, capture_output=True)
+    return out
+
+
+def test_agent_detects_what_ultralytics_detects_on_its_own_exports(exports):
+    reference = json.loads((exports / "reference.json").read_text(encoding="utf-8"))
+    assert reference["frames"] == [list(f) for f in FRAMES]
+    images = frames()
+    rows, failures = [], []
+    for name, model in sorted(reference["models"].items()):
+        n_ref = n_agent = n_matched = 0
+        diffs: list[float] = []
+        corner = 0.0
+        with Detector.load(exports / name, conf=0.25, iou=0.7, max_det=300) as det:
+            layout = det.layout
+            for image, expected in zip(images, model["detections"], strict=True):
+                found = det.detect(image)
+                m, d, c = match(expected, found.boxes, found.scores, found.class_ids)
+                n_ref, n_agent, n_matched = n_ref + len(expected), n_agent + len(found), n_matched + m
+                diffs += d
+                corner = max(corner, c)
+        recall = n_matched / n_ref if n_ref else 1.0
+        precision = n_matched / n_agent if n_agent else 1.0
+        conf_diff = max(diffs, default=0.0)
+        rows.append(
+            f"{name:24} {layout:8} {str(model['outputs']):28} ref {n_ref:3} agent {n_agent:3} "
+            f"recall {recall:.3f} precision {precision:.3f} max conf diff {conf_diff:.2e} max box diff {corner:.3f} px"
+        )
+        if n_ref == 0 or recall < 0.98 or precision < 0.98 or conf_diff > 1e-3:
+            failures.append(rows[-1])
+    print(f"\nagent vs Ultralytics {reference['ultralytics']} predictor, imgsz {reference['imgsz']}:")
+    print("\n".join(rows))
+    assert len(rows) >= 4 and not failures, "\n".join(failures)
+
+
+def test_committed_reference_is_what_the_recipe_makes(exports):
+    """tests/exports/reference.json is the record of one run of make.py: a run with the same ultralytics
+    and torch gives the same boxes (the recipe is seeded and deterministic on CPU)."""
+    fresh = json.loads((exports / "reference.json").read_text(encoding="utf-8"))
+    committed = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    if (fresh["ultralytics"], fresh["torch"]) != (committed["ultralytics"], committed["torch"]):
+        pytest.skip(
+            f"the committed reference was made with ultralytics {committed['ultralytics']} and torch "
+            f"{committed['torch']}, these exports with {fresh['ultralytics']} and {fresh['torch']}"
+        )
+    assert sorted(fresh["models"]) == sorted(committed["models"])
+    for name, model in committed["models"].items():
+        for expected, got in zip(model["detections"], fresh["models"][name]["detections"], strict=True):
+            boxes = np.array([g["box"] for g in got]).reshape(-1, 4)
+            scores = np.array([g["score"] for g in got])
+            classes = np.array([g["class"] for g in got])
+            matched, diffs, _ = match(expected, boxes, scores, classes)
+            assert matched == len(expected) == len(got), name
+            assert max(diffs, default=0.0) < 1e-3, name
