@@ -129,3 +129,77 @@ def test_committed_reference_is_what_the_recipe_makes(exports):
             matched, diffs, _ = match(expected, boxes, scores, classes)
             assert matched == len(expected) == len(got), name
             assert max(diffs, default=0.0) < 1e-3, name
+
+
+# --- YOLOv5's own head [1, 3*A, 5+nc], against a decoder written here --------------------------------
+
+
+def reference_yolov5(pred: np.ndarray, conf: float, iou: float, max_det: int):
+    """YOLOv5's ``non_max_suppression`` (utils/general.py, multi_label=False) on one image, as its source
+    reads, with a textbook per-box greedy NMS loop: objectness > conf first, then score = obj * cls,
+    best class, score > conf, NMS within each class, best first, max_det kept."""
+    x = pred[pred[:, 4] > conf].astype(np.float64)
+    x[:, 5:] *= x[:, 4:5]
+    box = np.concatenate([x[:, :2] - x[:, 2:4] / 2, x[:, :2] + x[:, 2:4] / 2], axis=1)
+    cls = x[:, 5:].argmax(axis=1)
+    score = x[np.arange(len(x)), 5 + cls]
+    box, cls, score = box[score > conf], cls[score > conf], score[score > conf]
+    order = list(np.argsort(-score, kind="stable"))
+    kept: list[int] = []
+    while order and len(kept) < max_det:
+        i = order.pop(0)
+        kept.append(i)
+        order = [
+            j for j in order if cls[j] != cls[i] or _box_iou(box[i : i + 1], box[j : j + 1])[0, 0] <= iou
+        ]
+    return box[kept], score[kept], cls[kept]
+
+
+def reference_scale_boxes(
+    boxes: np.ndarray, input_hw: tuple[int, int], image_hw: tuple[int, int]
+) -> np.ndarray:
+    """YOLOv5's ``scale_boxes``: undo the centred letterbox, clip to the image."""
+    gain = min(input_hw[0] / image_hw[0], input_hw[1] / image_hw[1])
+    pad_x = round((input_hw[1] - image_hw[1] * gain) / 2 - 0.1)
+    pad_y = round((input_hw[0] - image_hw[0] * gain) / 2 - 0.1)
+    out = (boxes - [pad_x, pad_y, pad_x, pad_y]) / gain
+    out[:, 0::2] = out[:, 0::2].clip(0, image_hw[1])
+    out[:, 1::2] = out[:, 1::2].clip(0, image_hw[0])
+    return out
+
+
+def test_yolov5_objectness_head_matches_a_reference_decoder(exports):
+    import onnxruntime as ort
+
+    from agent.preprocess import preprocess
+
+    path = exports / "yolov5-v5head.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not in {exports}: make it with tests/exports/make.py")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n_ref = n_agent = n_matched = 0
+    diffs: list[float] = []
+    with Detector.load(path, conf=0.25, iou=0.45, max_det=300) as det:
+        assert det.layout == "yolov5" and det.output_layout.nc == 80
+        for image in frames():
+            raw = session.run(None, {"images": preprocess(image, 320)[0]})[0]
+            assert raw.shape == (1, 3 * (40 * 40 + 20 * 20 + 10 * 10), 85)
+            box, score, cls = reference_yolov5(raw[0], 0.25, 0.45, 300)
+            expected = [
+                {"box": b.tolist(), "score": float(s), "class": int(c)}
+                for b, s, c in zip(
+                    reference_scale_boxes(box, (320, 320), image.shape[:2]), score, cls, strict=True
+                )
+            ]
+            found = det.detect(image)
+            m, d, _ = match(expected, found.boxes, found.scores, found.class_ids)
+            n_ref, n_agent, n_matched, diffs = (
+                n_ref + len(expected),
+                n_agent + len(found),
+                n_matched + m,
+                diffs + d,
+            )
+    recall, precision = n_matched / max(n_ref, 1), n_matched / max(n_agent, 1)
+    print(f"\nyolov5-v5head.onnx [1,6300,85]: ref {n_ref} agent {n_agent} recall {recall:.3f} "
+          f"precision {precision:.3f} max conf diff {max(diffs, default=0):.2e}")  # fmt: skip
+    assert n_ref >= 10 and recall == precision == 1.0 and max(diffs) < 1e-5

@@ -22,7 +22,8 @@ It is then exported at imgsz 320 four ways: ``raw`` (default: the one-to-many he
 caller), ``e2e`` (``nms=False``: the end-to-end one-to-one head where the model has one), ``nms``
 (``nms=True``: NMS inside the graph) and ``dynamic`` (``dynamic=True``: any input size). Each ONNX is
 run by Ultralytics' predictor (``YOLO(onnx).predict``) on fixed demo frames; boxes, scores and classes
-go to ``reference.json``. tests/test_ultralytics_exports.py runs the agent on the same files and frames
+go to ``reference.json``. Beside them, ``yolov5-v5head.onnx``: the original YOLOv5 head
+(tests/exports/yolov5.py), which the test checks against a decoder of its own. tests/test_ultralytics_exports.py runs the agent on the same files and frames
 and compares box by box. The models stay out of git (9 MB each); the reference is small and committed.
 """
 
@@ -40,7 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing to download: every model is built from its yaml
 
-FAMILIES = ("yolov8n", "yolo11n", "yolov10n", "yolo26n")
+YOLOV5 = "yolov5-v5head"  # tests/exports/yolov5.py: the original anchor-based head, made with torch alone
+FAMILIES = ("yolov8n", "yolo11n", "yolov10n", "yolo26n", YOLOV5)
 VARIANTS = {"raw": {}, "e2e": {"nms": False}, "nms": {"nms": True}, "dynamic": {"dynamic": True}}
 IMGSZ = 320
 SEED = 15
@@ -157,6 +159,7 @@ def onnx_facts(path: Path) -> dict:
 
 
 def make(out: Path, families=FAMILIES) -> dict:
+    import numpy as np
     import torch
     import ultralytics
     from ultralytics import YOLO
@@ -175,7 +178,7 @@ def make(out: Path, families=FAMILIES) -> dict:
     cwd = Path.cwd()
     os.chdir(work)  # Ultralytics writes <yaml stem>.onnx into the working directory
     try:
-        for family in families:
+        for family in (f for f in families if f != YOLOV5):
             try:
                 yolo = YOLO(f"{family}.yaml", task="detect")
             except Exception as err:  # an older ultralytics that does not know this family
@@ -190,6 +193,15 @@ def make(out: Path, families=FAMILIES) -> dict:
                 reference["models"][target.name] = {**onnx_facts(target), "detections": dets}
                 print(f"{target.name}: outputs {reference['models'][target.name]['outputs']}, "
                       f"{sum(map(len, dets))} detections on {len(images)} frames")  # fmt: skip
+        if (
+            YOLOV5 in families
+        ):  # the original YOLOv5 head: no Ultralytics predictor reads it, the test decodes it
+            from agent.preprocess import preprocess
+            from tests.exports import yolov5
+
+            batch = torch.from_numpy(np.concatenate([preprocess(f, IMGSZ)[0] for f in calibration]))
+            yolov5.export(out / f"{YOLOV5}.onnx", batch, IMGSZ)
+            print(f"{YOLOV5}.onnx: outputs {onnx_facts(out / f'{YOLOV5}.onnx')['outputs']}")
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
