@@ -16,6 +16,7 @@ import pytest
 
 from agent.detector import Detector
 from agent.errors import SourceError
+from agent.headless import format_status
 from agent.pipeline import Pipeline
 from agent.sources import open_source
 from agent.sources.base import STALL_S
@@ -114,6 +115,8 @@ def test_rtsp_server_killed_and_restarted_is_reconnected(clip, detector, pipelin
         server.kill()
         wait_until(lambda: p.state == "reconnecting", STALL_S + 4, "reconnecting")
         wait_until(lambda: "connection refused" in (p.status().source.reason or ""), 20, "the refused reason")
+        line = format_status(p.status())  # what `fieldtui-agent run` prints during the outage
+        assert "camera no frames" in line and "camera ok" not in line and "connection refused" in line, line
         server.start()  # the same port, as a camera that rebooted
         before = p.stats.frames_total
         wait_until(lambda: p.state == "running" and p.stats.frames_total > before + 5, 30, "frames again")

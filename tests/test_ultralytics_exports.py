@@ -24,6 +24,8 @@ from agent.detector import Detector
 from tests.exports.make import FRAMES, REFERENCE, frames
 
 MAKE = Path(__file__).resolve().parent / "exports" / "make.py"
+# Making the sixteen exports takes minutes on two cores (only where the test-data extra is installed).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 IOU_MATCH = 0.9
 
 
