@@ -43,15 +43,14 @@ def _positive_int(value: object) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ExportInfo:
-    """The metadata facts the agent acts on; ``None`` wherever the exporter did not say."""
+    """The metadata facts the agent acts on; ``None`` wherever the exporter did not say. (Whether a
+    model is dynamic, and its batch, are read from its input shape, which a backend reports for sure.)"""
 
     task: str | None = None
     end2end: bool | None = None
     nms: bool | None = None  # NMS baked into the graph (Ultralytics ``nms=True``)
-    dynamic: bool | None = None  # exported with dynamic=True
-    imgsz: tuple[int, int] | None = None
-    stride: int | None = None
-    batch: int | None = None
+    imgsz: tuple[int, int] | None = None  # the export size: what a dynamic-size model is fitted into
+    stride: int | None = None  # the largest stride: a dynamic-size model's sides are multiples of it
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> ExportInfo:
@@ -73,8 +72,6 @@ class ExportInfo:
             task=task.strip() if isinstance(task, str) else None,
             end2end=_flag(meta.get("end2end")),
             nms=nms,
-            dynamic=_flag(args.get("dynamic")),
             imgsz=imgsz,
             stride=_positive_int(_literal(meta.get("stride"))),
-            batch=_positive_int(_literal(meta.get("batch"))),
         )

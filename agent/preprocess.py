@@ -2,8 +2,8 @@
 
 The letterbox is Ultralytics' ``LetterBox(auto=False, scaleup=True, center=True)`` step for step (same
 rounding, same INTER_LINEAR resize, same 114 grey); with a ``stride`` it is ``LetterBox(auto=True)``,
-the smallest stride-multiple rectangle Ultralytics' predictor feeds a dynamic-size model. So a model trained and validated with Ultralytics
-sees exactly the pixels it saw there. :class:`Letterbox` remembers the scale and padding so boxes can be
+the smallest stride-multiple rectangle Ultralytics' predictor feeds a dynamic-size model. So a model
+trained and validated with Ultralytics sees exactly the pixels it saw there. :class:`Letterbox` remembers the scale and padding so boxes can be
 mapped back to the original image the way Ultralytics' ``scale_boxes`` does.
 
 :func:`letterbox` returns the padded uint8 image (for drawing and for checking against Ultralytics);

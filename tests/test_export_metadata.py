@@ -28,9 +28,7 @@ NAMES = coco_like_names(80)
 
 def test_export_info_reads_what_ultralytics_writes():
     info = ExportInfo.from_metadata(ultralytics_export_metadata(NAMES, 320, nms=True, dynamic=True, batch=16))
-    assert info == ExportInfo(
-        task="detect", end2end=False, nms=True, dynamic=True, imgsz=(320, 320), stride=32, batch=16
-    )
+    assert info == ExportInfo(task="detect", end2end=False, nms=True, imgsz=(320, 320), stride=32)
     assert ExportInfo.from_metadata({}) == ExportInfo()
     odd = ExportInfo.from_metadata(
         {"nms": "True", "args": "{'nms': False", "imgsz": "640", "stride": "[8, 16, 32]"}
