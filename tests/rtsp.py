@@ -152,14 +152,14 @@ class RtspServer:
 class FfmpegMjpeg:
     """``ffmpeg -f mpjpeg -listen 1``: a real MJPEG-over-HTTP server for one client, paced (``-re``)."""
 
-    def __init__(self, clip: Path) -> None:
-        self.clip = clip
+    def __init__(self, clip: Path | None = None) -> None:
+        self.clip = clip  # None: ffmpeg's own moving test pattern, 320x240 at 15 fps
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> FfmpegMjpeg:
         self.proc = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(self.clip), "-an",
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", *self._input(), "-an",
              "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{self.port}/cam.mjpg"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -171,6 +171,11 @@ class FfmpegMjpeg:
                 return self
             time.sleep(0.05)
         raise RuntimeError("ffmpeg did not listen")
+
+    def _input(self) -> list[str]:
+        if self.clip is not None:
+            return ["-i", str(self.clip)]
+        return ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15"]
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/cam.mjpg"

@@ -125,10 +125,10 @@ def test_rtsp_server_killed_and_restarted_is_reconnected(clip, detector, pipelin
         server.kill()
 
 
-def test_ffmpeg_mjpeg_server_is_read_and_its_freeze_reported(clip, detector, pipelines):
+def test_ffmpeg_mjpeg_server_is_read_and_its_freeze_reported(detector, pipelines):
     if reason := ffmpeg_missing():
         pytest.skip(reason)
-    with FfmpegMjpeg(clip) as server:
+    with FfmpegMjpeg() as server:
         p = Pipeline(detector, server.url())
         pipelines.append(p)
         p.start()
