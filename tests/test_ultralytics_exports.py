@@ -133,6 +133,27 @@ def test_committed_reference_is_what_the_recipe_makes(exports):
             assert max(diffs, default=0.0) < 1e-3, name
 
 
+def test_engine_rebuild_of_a_dynamic_export_is_built_and_compared_at_its_square(exports, tmp_path):
+    """The pipeline feeds a dynamic-size model stride rectangles, but an engine is built at the fixed
+    square: calibration and timing tensors of 192x320 crashed the build ("Got: 192 Expected: 320")."""
+    from agent.bench_frames import scene_frames
+    from agent.detector import file_sha256
+    from agent.engine_build import BuildOptions, BuildSource, rebuild
+    from agent.engines import EngineStore
+
+    source = exports / "yolo11n-dynamic.onnx"
+    held = scene_frames(6, 1280, 720)
+    result = rebuild(
+        EngineStore(tmp_path / "engines"),
+        BuildSource(source, file_sha256(source)),
+        BuildOptions(precision="fp32", held_out=held),
+    )
+    with Detector.load(source) as det:
+        assert det.preprocess(held[0])[0].shape == (1, 3, 192, 320)  # the pipeline still gets rectangles
+    assert result.engine.fingerprint.input_shape == [1, 3, 320, 320]
+    assert result.agreement_f1 == pytest.approx(1.0, abs=0.02)
+
+
 # --- YOLOv5's own head [1, 3*A, 5+nc], against a decoder written here --------------------------------
 
 
