@@ -173,6 +173,11 @@ class Detector:
 
         names, names_source = load_names(meta, path)
         shapes = self._probe_output_shapes()
+        if self.stride and not self._takes_rectangles():
+            log.warning(
+                "%s declares a dynamic input size but fails on rectangles: fed %dx%d squares", name, h, w
+            )
+            self.stride = None
         hint = backend.layout_hint  # e.g. Hailo's on-chip NMS: the backend knows, the shape cannot tell
         if hint is not None and hint[0] == "hailo_nms":
             self.output_layout: OutputLayout = OutputLayout("hailo_nms", hint[1], input_hw=(h, w))
@@ -254,6 +259,18 @@ class Detector:
                 "re-export it with a fixed input size"
             ) from None
         return [tuple(np.shape(o)) for o in outputs]
+
+    def _takes_rectangles(self) -> bool:
+        """Whether a dynamic-size model really runs on the 16:9 stride rectangle it would be fed (some
+        exports name their axes dynamic but bake the export size into a reshape)."""
+        assert self.stride
+        h, w = self.input_shape[2:]
+        rect_h = max(self.stride, -(-h * 9 // 16 // self.stride) * self.stride)
+        try:
+            self.backend.infer(np.full((1, 3, rect_h, w), 114 / 255, dtype=self.input_dtype))
+        except Exception:  # the runtime's own exception types: any failure means "not really dynamic"
+            return False
+        return True
 
     # --- the per-frame template -------------------------------------------------------------
 

@@ -117,3 +117,40 @@ def test_fixed_batch_export_is_refused_with_what_to_do(tmp_path):
     )
     with pytest.raises(ModelError, match=r"fixed batch of 16 images.*re-export it with batch=1"):
         Detector.load(path)
+
+
+def test_dynamic_in_name_only_is_fed_squares(tmp_path, caplog):
+    """An export whose axes are named dynamic but that reshapes its input to the export size."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = end2end_output([(100, 50, 200, 150, 0.9, 0)])
+    nodes = [
+        helper.make_node(
+            "Constant", [], ["shape"], value=numpy_helper.from_array(np.array([1, 3, 320, 320]), "s")
+        ),
+        helper.make_node("Reshape", ["images", "shape"], ["fixed"]),
+        helper.make_node("ReduceMean", ["fixed"], ["mean"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.float32(0), "z")),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Constant", [], ["boxes"], value=numpy_helper.from_array(out, "b")),
+        helper.make_node("Add", ["boxes", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixed-inside",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out.shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in ultralytics_export_metadata(NAMES, 320, end2end=True, dynamic=True).items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    path = tmp_path / "fake-dynamic.onnx"
+    onnx.save(model, str(path))
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    with caplog.at_level(logging.WARNING, logger="fieldtui.agent.detector"), Detector.load(path) as det:
+        assert det.preprocess(frame)[0].shape == (1, 3, 320, 320)
+        assert len(det.detect(frame)) == 1
+    assert "declares a dynamic input size but fails on rectangles" in caplog.text
