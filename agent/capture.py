@@ -17,6 +17,7 @@ from agent.errors import SourceError
 from agent.handoff import Closed, Slot
 from agent.metrics import AgentMetrics
 from agent.sources import Frame, Source, SourceLost, make_source, open_source, redact
+from agent.sources.base import STALL_S
 from agent.stats import RollingStats
 from fieldtui.protocol import SourceStatus
 
@@ -24,7 +25,6 @@ log = logging.getLogger("fieldtui.agent.capture")
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
-STALL_S = 5.0  # a live source silent this long is reported stalled, even while a read is still blocked
 
 
 class Captured:

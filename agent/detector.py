@@ -19,6 +19,7 @@ from agent import postprocess as post
 from agent.backends import get_backend
 from agent.backends.base import Backend
 from agent.errors import AgentError, BackendUnavailable, ImageError, ModelError
+from agent.export_meta import ExportInfo
 from agent.postprocess import Detections, OutputLayout
 from agent.preprocess import Letterbox, preprocess
 from fieldtui.protocol import DetectResult, ImageResult, ModelInfo
@@ -100,17 +101,16 @@ def _complete_names(names: dict[int, str] | None, nc: int, model_name: str) -> d
     return {**{i: f"class_{i}" for i in range(nc)}, **names}
 
 
-def _input_hw(shape: tuple[int | str | None, ...], metadata: dict[str, str]) -> tuple[int, int]:
+def _fixed_hw(shape: tuple[int | str | None, ...]) -> tuple[int, int] | None:
     h, w = shape[2], shape[3]
     if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
         return h, w
+    return None
+
+
+def _input_hw(shape: tuple[int | str | None, ...], info: ExportInfo) -> tuple[int, int]:
     # Dynamic axes: Ultralytics records the export size as metadata "imgsz" ("[640, 640]").
-    try:
-        size = ast.literal_eval(metadata.get("imgsz", ""))
-        size = [size, size] if isinstance(size, int) else list(size)
-        return int(size[0]), int(size[1])
-    except (ValueError, SyntaxError, TypeError, IndexError):
-        return DEFAULT_IMGSZ, DEFAULT_IMGSZ
+    return _fixed_hw(shape) or info.imgsz or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
 
 
 def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
@@ -141,7 +141,8 @@ class Detector:
         self.conf, self.iou, self.max_det = conf, iou, max_det
         meta = backend.metadata
         name = path.name
-        task = meta.get("task")
+        info = ExportInfo.from_metadata(meta)
+        task = info.task
         if task not in (None, "detect"):
             raise ModelError(f"{name} is a {task} model: the agent runs detection models (task=detect)")
         if len(backend.inputs) != 1:
@@ -156,13 +157,27 @@ class Detector:
             raise ModelError(
                 f"{name} input {spec.name} is {spec.dtype}: only float32 and float16 are supported"
             )
-        h, w = _input_hw(spec.shape, meta)
+        batch = spec.shape[0]
+        if isinstance(batch, int) and batch > 1:
+            raise ModelError(
+                f"{name} takes a fixed batch of {batch} images: the agent feeds one frame at a time; "
+                "re-export it with batch=1 (or dynamic=True)"
+            )
+        h, w = _input_hw(spec.shape, info)
         self.input_shape: tuple[int, int, int, int] = (1, 3, h, w)
         self.input_dtype: np.dtype = spec.dtype
+        # A dynamic-size model is fed the way Ultralytics' predictor feeds it: each frame letterboxed
+        # into the smallest stride-multiple rectangle within imgsz (192x320 for 1280x720 at 320), not
+        # the square. A fixed-size model gets its square.
+        self.stride: int | None = None if _fixed_hw(spec.shape) else (info.stride or 32)
 
         names, names_source = load_names(meta, path)
-        end2end = str(meta.get("end2end", "")).strip().lower()
         shapes = self._probe_output_shapes()
+        if self.stride and not self._takes_rectangles():
+            log.warning(
+                "%s declares a dynamic input size but fails on rectangles: fed %dx%d squares", name, h, w
+            )
+            self.stride = None
         hint = backend.layout_hint  # e.g. Hailo's on-chip NMS: the backend knows, the shape cannot tell
         if hint is not None and hint[0] == "hailo_nms":
             self.output_layout: OutputLayout = OutputLayout("hailo_nms", hint[1], input_hw=(h, w))
@@ -171,7 +186,8 @@ class Detector:
                 shapes,
                 (h, w),
                 nc=(max(names) + 1) if names else None,
-                end2end={"true": True, "false": False}.get(end2end),
+                end2end=info.end2end,
+                nms=info.nms,
             )
         self.layout: str = self.output_layout.kind
         self.names: dict[int, str] = _complete_names(names, self.output_layout.nc, name)
@@ -244,10 +260,22 @@ class Detector:
             ) from None
         return [tuple(np.shape(o)) for o in outputs]
 
+    def _takes_rectangles(self) -> bool:
+        """Whether a dynamic-size model really runs on the 16:9 stride rectangle it would be fed (some
+        exports name their axes dynamic but bake the export size into a reshape)."""
+        assert self.stride
+        h, w = self.input_shape[2:]
+        rect_h = max(self.stride, -(-h * 9 // 16 // self.stride) * self.stride)
+        try:
+            self.backend.infer(np.full((1, 3, rect_h, w), 114 / 255, dtype=self.input_dtype))
+        except Exception:  # the runtime's own exception types: any failure means "not really dynamic"
+            return False
+        return True
+
     # --- the per-frame template -------------------------------------------------------------
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        return preprocess(image_bgr, self.input_shape[2:], self.input_dtype)
+        return preprocess(image_bgr, self.input_shape[2:], self.input_dtype, stride=self.stride)
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.backend.infer(tensor)

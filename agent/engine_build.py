@@ -139,6 +139,10 @@ def rebuild(
     with contextlib.ExitStack() as stack:
         stage(0.01, "loading the FP32 model")
         reference = stack.enter_context(Detector.load(source.path, backend="onnxruntime"))
+        # Engines are built at the fixed square input_shape, even from a dynamic-size model (which the
+        # pipeline feeds stride rectangles): the reference is fed squares too, so calibration, timing and
+        # agreement compare like with like.
+        reference.stride = None
         input_shape = list(reference.input_shape)
         input_name = reference.backend.inputs[0].name
         calibration = [reference.preprocess(f)[0] for f in options.calibration] if precision == "int8" else []

@@ -27,6 +27,11 @@ log = logging.getLogger("fieldtui.agent.run")
 def format_status(status: PipelineStatus) -> str:
     """The one-line text form of a status (what ``run`` prints each second)."""
     s = status.sample
+    src = status.source
+    # While no frame arrives, the last health measured describes a picture that is gone: say so instead.
+    no_frames = s is not None and (
+        s.fps <= 0 or status.state in ("reconnecting", "failed") or (src is not None and not src.up)
+    )
     parts: list[str] = []
     if s is not None:
         conf = f"{s.confidence_avg:.2f}" if s.confidence_avg is not None else "-"
@@ -38,7 +43,9 @@ def format_status(status: PipelineStatus) -> str:
             f"drops {100 * s.drop_rate:.1f}%",
         ]
         cam = s.camera
-        if cam is None:
+        if no_frames:
+            parts.append("camera no frames")
+        elif cam is None:
             parts.append("camera -")
         elif cam.ok:
             parts.append("camera ok")
@@ -47,11 +54,10 @@ def format_status(status: PipelineStatus) -> str:
         det = " ".join(f"{name}:{n}" for name, n in sorted(s.detections.items()))
         parts.append(f"det {det}" if det else "det -")
     line = "  ".join(parts)
-    src = status.source
     if status.state != "running" or (src is not None and not src.up):
         why = (src.reason if src is not None else None) or status.error
         line += f"  [{status.state}: {why}]" if why else f"  [{status.state}]"
-    if s is not None and s.camera is not None and not s.camera.ok:
+    if s is not None and not no_frames and s.camera is not None and not s.camera.ok:
         line += "  camera: " + "; ".join(s.camera.reasons)
     return line
 

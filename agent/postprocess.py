@@ -85,13 +85,16 @@ def detect_layout(
     nc: int | None = None,
     *,
     end2end: bool | None = None,
+    nms: bool | None = None,
 ) -> OutputLayout:
     """Choose the layout of output 0 from its concrete shape (run the model once to get it).
 
-    ``nc`` is the class count the model's names imply (None when it has none); ``end2end`` is
-    Ultralytics' metadata flag when present. When a shape fits two layouts (``[1,K,6]`` is end-to-end,
-    YOLOv5 with one class, or transposed YOLOv8 with two), the anchor count for the input size decides.
-    Raises ModelError naming the shapes found and the layouts understood.
+    ``nc`` is the class count the model's names imply (None when it has none); ``end2end`` and ``nms``
+    are Ultralytics' metadata (an end-to-end head, NMS baked in by ``nms=True``) when present: either
+    means boxes after NMS, ``[1,K,6]``, whatever else the shape could be. When a shape fits two layouts
+    (``[1,K,6]`` is end-to-end, YOLOv5 with one class, or transposed YOLOv8 with two), the anchor count
+    for the input size decides. What is still ambiguous is refused, never guessed. Raises ModelError
+    naming the shapes found, why, and the layouts understood.
     """
     shapes = [tuple(int(d) for d in s) for s in output_shapes]
 
@@ -109,12 +112,23 @@ def detect_layout(
     a, b = shape[1], shape[2]
     anchors = anchor_count(input_hw)
 
-    if end2end and b == 6:
-        return OutputLayout("end2end", nc or 0)
+    if end2end or nms:
+        said = "nms=True" if nms else "end2end=True"
+        if b == 6:
+            return OutputLayout("end2end", nc or 0)
+        raise fail(f"the metadata says {said}, which gives boxes after NMS [1,K,6], but output 0 is not that")
     if nc is not None and nc > 0:
         layout = _layout_for_nc(a, b, nc, anchors, end2end)
         if layout is not None:
             return layout
+        if b == 6 and a not in (anchors, 3 * anchors):
+            # Boxes after NMS, or a raw 2-class head whose anchor count does not fit the input size?
+            raise fail(
+                f"{nc} class names but 6 values per row and {a} rows, not the {anchors} anchors of a raw "
+                f"head at {input_hw[0]}x{input_hw[1]}: boxes after NMS would need metadata end2end=True "
+                "or nms=True, which this model does not carry; re-export it with Ultralytics "
+                "(nms=True or nms=False) so the metadata says which"
+            )
     layout = _layout_from_shape(a, b, anchors, end2end)
     if layout is None:
         raise fail("no layout fits")

@@ -1,8 +1,9 @@
 """Frame -> model input: Ultralytics' letterbox, then RGB, /255, NCHW in the model's input dtype.
 
 The letterbox is Ultralytics' ``LetterBox(auto=False, scaleup=True, center=True)`` step for step (same
-rounding, same INTER_LINEAR resize, same 114 grey), so a model trained and validated with Ultralytics
-sees exactly the pixels it saw there. :class:`Letterbox` remembers the scale and padding so boxes can be
+rounding, same INTER_LINEAR resize, same 114 grey); with a ``stride`` it is ``LetterBox(auto=True)``,
+the smallest stride-multiple rectangle Ultralytics' predictor feeds a dynamic-size model. So a model
+trained and validated with Ultralytics sees exactly the pixels it saw there. :class:`Letterbox` remembers the scale and padding so boxes can be
 mapped back to the original image the way Ultralytics' ``scale_boxes`` does.
 
 :func:`letterbox` returns the padded uint8 image (for drawing and for checking against Ultralytics);
@@ -55,26 +56,34 @@ class _Fit:
     right: int
 
 
-def _fit(shape: tuple[int, int], new_shape: int | tuple[int, int]) -> tuple[_Fit, tuple[int, int]]:
-    """Ultralytics' letterbox arithmetic, and the (h, w) target."""
+def _fit(
+    shape: tuple[int, int], new_shape: int | tuple[int, int], stride: int | None = None
+) -> tuple[_Fit, tuple[int, int]]:
+    """Ultralytics' letterbox arithmetic, and the (h, w) target (``stride``: ``auto`` padding)."""
     new_h, new_w = (new_shape, new_shape) if isinstance(new_shape, int) else map(int, new_shape)
     h, w = shape
     r = min(new_h / h, new_w / w)
     # Python's round (half to even) on purpose: it is what Ultralytics uses. At least one pixel, though:
     # a sliver (a 1 x 640 crop) would round to 0 and make OpenCV assert, where Ultralytics would crash.
     unpad_w, unpad_h = max(1, int(round(w * r))), max(1, int(round(h * r)))
-    dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
+    pad_w, pad_h = new_w - unpad_w, new_h - unpad_h
+    if stride:  # auto: pad only up to the next multiple of the stride
+        pad_w, pad_h = pad_w % stride, pad_h % stride
+        new_h, new_w = unpad_h + pad_h, unpad_w + pad_w
+    dw, dh = pad_w / 2, pad_h / 2
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
     return _Fit(r, (unpad_w, unpad_h), top, bottom, left, right), (new_h, new_w)
 
 
-def _resized(image: np.ndarray, new_shape: int | tuple[int, int]) -> tuple[np.ndarray, _Fit, Letterbox]:
+def _resized(
+    image: np.ndarray, new_shape: int | tuple[int, int], stride: int | None = None
+) -> tuple[np.ndarray, _Fit, Letterbox]:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     image = np.ascontiguousarray(image)  # a cropped or flipped view would trip OpenCV; no-op otherwise
     h, w = image.shape[:2]
-    fit, target = _fit((h, w), new_shape)
+    fit, target = _fit((h, w), new_shape, stride)
     if (w, h) != fit.size:
         image = cv2.resize(image, fit.size, interpolation=cv2.INTER_LINEAR)
     lb = Letterbox(ratio=fit.ratio, pad=(float(fit.left), float(fit.top)), shape=(h, w), new_shape=target)
@@ -82,10 +91,15 @@ def _resized(image: np.ndarray, new_shape: int | tuple[int, int]) -> tuple[np.nd
 
 
 def letterbox(
-    image: np.ndarray, new_shape: int | tuple[int, int] = 640, color: int = PAD_VALUE
+    image: np.ndarray,
+    new_shape: int | tuple[int, int] = 640,
+    color: int = PAD_VALUE,
+    *,
+    stride: int | None = None,
 ) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio and pad to ``new_shape`` (h, w), centred, like Ultralytics."""
-    resized, fit, lb = _resized(image, new_shape)
+    """Resize keeping the aspect ratio and pad to ``new_shape`` (h, w), centred, like Ultralytics; with
+    ``stride``, pad only to the next multiple of it (Ultralytics' ``auto=True``)."""
+    resized, fit, lb = _resized(image, new_shape, stride)
     padded = cv2.copyMakeBorder(
         resized, fit.top, fit.bottom, fit.left, fit.right, cv2.BORDER_CONSTANT, value=(color, color, color)
     )
@@ -132,7 +146,11 @@ def to_tensor(padded_bgr: np.ndarray, dtype: np.dtype | type = np.float32) -> np
 
 
 def preprocess(
-    image_bgr: np.ndarray, new_shape: int | tuple[int, int] = 640, dtype: np.dtype | type = np.float32
+    image_bgr: np.ndarray,
+    new_shape: int | tuple[int, int] = 640,
+    dtype: np.dtype | type = np.float32,
+    *,
+    stride: int | None = None,
 ) -> tuple[np.ndarray, Letterbox]:
     """The model input for one frame, and how to map boxes back.
 
@@ -141,7 +159,7 @@ def preprocess(
     the channel split and lookup touch only real pixels (45% fewer for a 16:9 frame).
     """
     table = _unit_table(_check_dtype(dtype))
-    resized, fit, lb = _resized(image_bgr, new_shape)
+    resized, fit, lb = _resized(image_bgr, new_shape, stride)
     new_h, new_w = lb.new_shape
     (w, h), top, left = fit.size, fit.top, fit.left
     out = np.empty((1, 3, new_h, new_w), dtype=table.dtype)

@@ -77,6 +77,42 @@ def ultralytics_metadata(names: dict[int, str] | None, imgsz: int = 640, **extra
     return meta
 
 
+def ultralytics_export_metadata(
+    names: dict[int, str],
+    imgsz: int = 320,
+    *,
+    nms: bool = False,
+    end2end: bool = False,
+    dynamic: bool = False,
+    batch: int = 1,
+) -> dict[str, str]:
+    """Every key Ultralytics 8.3/8.4's ONNX exporter writes, each value ``str()``-ed as it does."""
+    meta = {
+        "description": "Ultralytics YOLO11n model",
+        "author": "Ultralytics",
+        "date": "2026-01-01T00:00:00",
+        "version": "8.4.0",
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "stride": 32,
+        "task": "detect",
+        "batch": batch,
+        "imgsz": [imgsz, imgsz],
+        "names": names,
+        "args": {
+            "batch": batch,
+            "half": False,
+            "dynamic": dynamic,
+            "simplify": True,
+            "opset": None,
+            "nms": nms,
+        },
+        "channels": 3,
+        "end2end": end2end,
+    }
+    return {k: str(v) for k, v in meta.items()}
+
+
 def yolov8_output(
     dets: Sequence[tuple[float, float, float, float, int, float]],
     nc: int,

@@ -161,7 +161,35 @@ def test_status_line_says_why_frames_stopped_and_what_the_camera_shows() -> None
         source=SourceStatus(uri="rtsp://***@cam/live", kind="rtsp", up=False, reason=stalled),
         sample=sample,
     )
+    # No frames arrive: the last camera health (a dark picture) is stale, so it is not shown as current.
     assert format_status(status) == (
-        "fps 0.0  p50 12.1 ms  p95 15.0 ms  conf -  drops 0.3%  camera CHECK  det circle:3 square:1"
-        f"  [reconnecting: {stalled}]  camera: {reasons[0]}"
+        "fps 0.0  p50 12.1 ms  p95 15.0 ms  conf -  drops 0.3%  camera no frames  det circle:3 square:1"
+        f"  [reconnecting: {stalled}]"
     )
+    live = status.model_copy(
+        update={"state": "running", "source": status.source.model_copy(update={"up": True})}
+    )
+    live.sample.fps = 29.8
+    assert format_status(live) == (
+        "fps 29.8  p50 12.1 ms  p95 15.0 ms  conf -  drops 0.3%  camera CHECK  det circle:3 square:1"
+        f"  camera: {reasons[0]}"
+    )
+
+
+def test_status_line_says_no_frames_not_camera_ok_during_an_outage() -> None:
+    """An outage with a last healthy frame printed "camera ok" while fps was 0 and it reconnected."""
+    from agent.headless import format_status
+    from fieldtui.protocol import CameraHealth, Sample, SourceStatus, StageTimes
+
+    healthy = CameraHealth(brightness=120.0, sharpness=300.0, ok=True, reasons=[])
+    sample = Sample(ts=0.0, fps=0.0, latency_p50_ms=0.0, latency_p95_ms=0.0, stages_ms=StageTimes(),
+                    confidence_avg=None, detections={}, drop_rate=0.0, camera=healthy)  # fmt: skip
+    source = SourceStatus(
+        uri="rtsp://cam/live", kind="rtsp", up=False, reason="could not open rtsp://cam/live"
+    )
+    for state in ("reconnecting", "running"):
+        line = format_status(PipelineStatus(state=state, source=source, sample=sample))
+        assert "camera no frames" in line and "camera ok" not in line, line
+    up = SourceStatus(uri="rtsp://cam/live", kind="rtsp", up=True)
+    sample.fps = 25.0
+    assert "camera ok" in format_status(PipelineStatus(state="running", source=up, sample=sample))

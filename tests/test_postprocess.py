@@ -199,6 +199,41 @@ def test_layout_detection(shape, nc, end2end, expected):
     assert detect_layout([shape], (640, 640), nc, end2end=end2end) == expected
 
 
+A320 = anchor_count((320, 320))
+
+
+@pytest.mark.parametrize(
+    ("shape", "nc", "end2end", "nms", "expected"),
+    [
+        # Ultralytics nms=True: [1,300,6] with end2end=False; it was read as a 2-class raw head.
+        ((1, 300, 6), 80, False, True, OutputLayout("end2end", 80)),
+        ((1, 300, 6), None, False, True, OutputLayout("end2end", 0)),
+        ((1, 300, 6), 2, False, True, OutputLayout("end2end", 2)),  # 2 classes: still boxes after NMS
+        ((1, 84, A320), 80, False, False, OutputLayout("yolov8", 80)),  # nms=False: the raw head
+        ((1, 300, 6), 80, True, False, OutputLayout("end2end", 80)),  # YOLOv10 / YOLO26 end-to-end
+        ((1, A320, 6), 2, False, False, OutputLayout("yolov8", 2, transposed=True)),
+    ],
+)
+def test_layout_from_shape_and_export_metadata(shape, nc, end2end, nms, expected):
+    assert detect_layout([shape], (320, 320), nc, end2end=end2end, nms=nms) == expected
+
+
+@pytest.mark.parametrize(
+    ("shape", "nc", "end2end", "nms", "why"),
+    [
+        ((1, 300, 6), 80, False, None, "80 class names but 6 values per row and 300 rows"),
+        ((1, 84, A320), 80, False, True, "the metadata says nms=True"),
+        ((1, 84, A320), 80, True, None, "the metadata says end2end=True"),
+    ],
+)
+def test_ambiguous_or_contradicting_layouts_are_refused_with_the_reason(shape, nc, end2end, nms, why):
+    with pytest.raises(ModelError) as err:
+        detect_layout([shape], (320, 320), nc, end2end=end2end, nms=nms)
+    message = str(err.value)
+    assert why in message
+    assert "[" + ",".join(map(str, shape)) + "]" in message
+
+
 @pytest.mark.parametrize(
     "shapes", [[(1, 1000)], [(1, 3, 4)], [(1, 4, 8400)], [(2, 84, 8400)], [(1, 3, 80, 80)], []]
 )

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from agent.preprocess import Letterbox, letterbox, preprocess, to_tensor
 
 
-def reference_letterbox(img: np.ndarray, new_shape=(640, 640), color=(114, 114, 114)):
-    """Ultralytics ``LetterBox(auto=False, scaleup=True, center=True)``, as its source reads."""
+def reference_letterbox(img: np.ndarray, new_shape=(640, 640), color=(114, 114, 114), auto=False, stride=32):
+    """Ultralytics ``LetterBox(auto=..., scaleup=True, center=True, stride=...)``, as its source reads."""
     shape = img.shape[:2]  # current shape [height, width]
     r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
     new_unpad = int(round(shape[1] * r)), int(round(shape[0] * r))
     dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
+    if auto:  # minimum rectangle
+        dw, dh = np.mod(dw, stride), np.mod(dh, stride)
     dw /= 2
     dh /= 2
     if shape[::-1] != new_unpad:
@@ -155,3 +157,38 @@ def test_unmap_inverts_the_letterbox_and_clips_to_the_image():
 def test_letterbox_is_a_plain_value():
     lb = Letterbox(ratio=0.5, pad=(0.0, 140.0), shape=(720, 1280), new_shape=(640, 640))
     assert lb == Letterbox(0.5, (0.0, 140.0), (720, 1280), (640, 640))
+
+
+AUTO_SIZES = [
+    ((720, 1280), (320, 320), (192, 320)),  # the issue's example: 16:9 at imgsz 320
+    ((1080, 1920), (640, 640), (384, 640)),
+    ((480, 640), (640, 640), (480, 640)),
+    ((640, 480), (320, 320), (320, 256)),  # portrait: pad left and right to a multiple of 32
+    ((333, 517), (640, 640), (416, 640)),  # odd: 412 rows padded to 416, 2 above and 2 below
+    ((640, 640), (640, 640), (640, 640)),
+]
+
+
+@pytest.mark.parametrize(("shape", "new_shape", "expected"), AUTO_SIZES)
+def test_auto_letterbox_matches_ultralytics_for_dynamic_models(shape, new_shape, expected):
+    img = textured(*shape)
+    padded, lb = letterbox(img, new_shape, stride=32)
+    ref = reference_letterbox(img, new_shape, auto=True, stride=32)[0]
+    assert padded.shape[:2] == ref.shape[:2] == expected
+    assert np.array_equal(padded, ref)
+    assert lb.new_shape == expected
+    tensor, lb2 = preprocess(img, new_shape, np.float32, stride=32)
+    assert lb2 == lb
+    assert np.array_equal(tensor, reference_tensor(ref, np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 900), st.integers(1, 900), st.sampled_from([160, 320, 640]), st.sampled_from([32, 64]))
+def test_auto_letterbox_matches_reference_for_any_size(h, w, target, stride):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:: max(1, h // 7), :] = 200
+    assume(round(h * min(target / h, target / w)) >= 1 and round(w * min(target / h, target / w)) >= 1)
+    padded, lb = letterbox(img, target, stride=stride)
+    ref = reference_letterbox(img, (target, target), auto=True, stride=stride)[0]
+    assert np.array_equal(padded, ref)
+    assert (target - padded.shape[0]) % stride == 0 and (target - padded.shape[1]) % stride == 0

@@ -14,6 +14,10 @@ import numpy as np
 
 from agent.errors import SourceError
 
+# One stall timeout for every live source: a stream silent this long is reported stalled (even while a
+# read is still blocked) and reconnected. FFmpeg's own socket timeouts are set to it (agent/sources/opencv.py).
+STALL_S = 5.0
+
 
 class SourceLost(SourceError):
     """A live stream stopped delivering frames; ``str()`` says why (never with credentials)."""

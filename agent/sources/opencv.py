@@ -7,26 +7,60 @@ can act on.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 
 import numpy as np
 
 from agent.errors import SourceError
-from agent.sources.base import Frame, Source, SourceLost
+from agent.sources.base import STALL_S, Frame, Source, SourceLost
 
 OPEN_TIMEOUT_S = 5.0
 # A live stream that delivers nothing for this long is "stalled"; the pipeline then reconnects.
-READ_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = STALL_S
 
 _USB = re.compile(r"^usb:(?://)?(\d+)$", re.IGNORECASE)
+_AVFORMAT = re.compile(r"avformat:\s*YES \((\d+)\.")
+_options_lock = threading.Lock()
+_options_set = False
+
+
+def ffmpeg_capture_options(timeout_s: float, avformat_major: int | None) -> str:
+    """FFmpeg options for every capture (OpenCV's ``OPENCV_FFMPEG_CAPTURE_OPTIONS``: ``key;value|...``).
+
+    Socket timeouts in microseconds, so a camera that hangs is given up on after ``timeout_s`` by FFmpeg
+    itself: ``timeout`` for rtsp (libavformat >= 59, FFmpeg 5; before that rtsp's ``timeout`` meant
+    *listen*, and the socket timeout was ``stimeout``) and for http; ``rw_timeout`` for any protocol's
+    reads. RTSP over TCP, which OpenCV only sets itself when this variable is unset: interleaved RTP
+    gets through NAT and firewalls where UDP does not, and loses no packets.
+    """
+    us = int(timeout_s * 1_000_000)
+    rtsp_timeout = "timeout" if avformat_major is None or avformat_major >= 59 else "stimeout"
+    return f"rtsp_transport;tcp|{rtsp_timeout};{us}|rw_timeout;{us}"
+
+
+def _set_capture_options(cv2) -> None:
+    """Once, before the first capture (OpenCV reads the variable at every open). A value exported by
+    the user is kept as it is."""
+    global _options_set
+    with _options_lock:
+        if _options_set:
+            return
+        m = _AVFORMAT.search(cv2.getBuildInformation())
+        options = ffmpeg_capture_options(STALL_S, int(m.group(1)) if m else None)
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
+        _options_set = True
 
 
 def quiet_cv2():
-    """cv2 with OpenCV's console logging off (FFmpeg's is off already: see agent/sources/__init__.py)."""
+    """cv2 with OpenCV's console logging off (FFmpeg's is off already: see agent/sources/__init__.py)
+    and FFmpeg's timeouts set."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    _set_capture_options(cv2)
     return cv2
 
 
@@ -88,6 +122,10 @@ class OpenCVSource(CaptureSource):
     def open(self) -> None:
         cv2 = quiet_cv2()
         self.close()
+        if isinstance(self._target, str) and self._target[:7].lower() == "rtsp://":
+            from agent.sources.rtsp_probe import probe
+
+            probe(self._target, self.uri, self.open_timeout)  # a refused password is not a network problem
         cap = self._capture(cv2)
         if not cap.isOpened():
             cap.release()
@@ -104,10 +142,12 @@ class OpenCVSource(CaptureSource):
             raise SourceLost(f"{self.uri} is not open")
         started = time.monotonic()
         ok, image = self._cap.read()
+        waited = time.monotonic() - started
+        # A read that took the whole timeout returned because FFmpeg or OpenCV gave up waiting, even
+        # when it hands back a picture (the decoder's last, flushed): the camera has stopped sending.
+        if waited >= self.read_timeout * 0.8:
+            raise SourceLost(f"no frame for {waited:.0f} s from {self.uri}: stream stalled")
         if not ok or image is None:
-            waited = time.monotonic() - started
-            if waited >= self.read_timeout * 0.8:
-                raise SourceLost(f"no frame for {waited:.0f} s from {self.uri}: stream stalled")
             raise SourceLost(f"stream from {self.uri} ended: the camera closed the connection")
         return self._frame(image)
 
