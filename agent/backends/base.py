@@ -38,6 +38,10 @@ class Backend(ABC):
 
     key: ClassVar[str]
     model_format: ClassVar[str]  # file format this backend loads: "onnx", "engine", "hef"
+    # The settings this runtime actually has: a benchmark varies only these, and shows the others as
+    # "n/a" rather than running identical configurations under different labels. TensorRT and HailoRT
+    # have no intra-op thread pool to size; ONNX Runtime adds "threads".
+    knobs: ClassVar[frozenset[str]] = frozenset({"batch"})
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]

@@ -79,6 +79,7 @@ class OnnxRuntimeBackend(Backend):
 
     key = "onnxruntime"
     model_format = "onnx"
+    knobs = frozenset({"threads", "batch"})
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -129,7 +130,8 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or default_threads()
+        self.threads: int = threads or default_threads()
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # Idle pool threads sleep instead of spinning: in the agent they share the CPU with capture,
         # preprocessing and the control plane, which spinning threads starve (2 cores, loaded: about

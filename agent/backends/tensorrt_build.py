@@ -21,6 +21,7 @@ from agent.backends.sidecar import metadata_path, onnx_metadata, write_metadata
 from agent.backends.tensorrt import captured, import_trt, last_error, trt_logger
 from agent.errors import AgentError, BackendUnavailable, ModelError
 from agent.home import atomic_write
+from agent.precision import is_qdq
 from fieldtui.protocol import EngineFingerprint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -138,12 +139,11 @@ def build_engine(
     here = backend_cls.identity()
     if not here.available:
         raise BackendUnavailable(here.reason)
-    try:
-        onnx_bytes = onnx_path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"cannot read {onnx_path}: {err.strerror or err}") from None
-    # An ONNX node's op_type is stored as plain text in the protobuf: a QDQ model contains these names.
-    if precision == "int8" and b"QuantizeLinear" not in onnx_bytes:
+    if not onnx_path.is_file():
+        raise ModelError(f"cannot read {onnx_path}: no such file")
+    # The graph's op types, read without the weights (models with external data exist, and a byte
+    # search also matches a name or doc string that merely spells the operator).
+    if precision == "int8" and not is_qdq(onnx_path):
         raise AgentError(
             f"{onnx_path.name} has no QuantizeLinear/DequantizeLinear nodes: TensorRT INT8 engines are built "
             "from a QDQ model (make one with the ONNX Runtime INT8 rebuild first)",
