@@ -218,3 +218,15 @@ def test_inference_failure_is_one_line(hp, tmp_path, monkeypatch):
             backend.infer(np.zeros((1, 3, 256, 256), np.float32))
     finally:
         backend.close()
+
+
+def test_hef_from_an_unpaired_compiler_says_which_release(hp, tmp_path, monkeypatch):
+    """HailoRT refuses a HEF whose format its release does not support with status 92."""
+
+    def unsupported(self, path, name=""):
+        raise hp.HailoRTException("libhailort failed with error: 92 (HAILO_HEF_NOT_SUPPORTED)")
+
+    monkeypatch.setattr(hp.VDevice, "create_infer_model", unsupported)
+    with pytest.raises(ModelError, match=r"model\.hef was compiled by a Dataflow Compiler that HailoRT 4\.20\.0 "
+                       r"does not support \(HAILO_HEF_NOT_SUPPORTED\): compile it with the DFC of the HailoRT 4\.20"):  # fmt: skip
+        Detector.load(make_hef(hp, tmp_path), backend="hailo")

@@ -207,3 +207,55 @@ def test_tensorrt_int8_build_reads_the_graph_not_the_bytes(trt, tmp_path):
     with pytest.raises(AgentError) as err:  # past the QDQ check: what stops it is later (parse, shape)
         build(external)
     assert "QuantizeLinear" not in str(err.value)
+
+
+def test_staleness_rules_per_runtime():
+    """TensorRT: the exact version (or later, for a version-compatible plan); HailoRT: the arch and the
+    release line (a patch release of the library keeps a HEF loading); the reason names the fix."""
+    from agent.fingerprint import stale_reason
+    from fieldtui.protocol import RuntimeIdentity
+
+    def fp(runtime, version, **extra):
+        return EngineFingerprint(runtime=runtime, runtime_version=version, source_sha256="0" * 64,
+                                 precision="int8", input_shape=[1, 3, 8, 8], **extra)  # fmt: skip
+
+    def here(runtime, version, device=None):
+        return RuntimeIdentity(runtime=runtime, available=True, reason="", runtime_version=version,
+                               device=device, can_build=False)  # fmt: skip
+
+    assert stale_reason(fp("tensorrt", "10.3.0.26"), here("tensorrt", "10.3.0.26")) is None
+    why = stale_reason(fp("tensorrt", "10.3.0.26"), here("tensorrt", "10.3.1.5"))
+    assert why == ("built with TensorRT 10.3.0.26 for another device; this device has 10.3.1.5: rebuild it "
+                   "(--version-compatible keeps the next one loading after a TensorRT upgrade)")  # fmt: skip
+    assert (
+        stale_reason(fp("tensorrt", "10.3.0.26", version_compatible=True), here("tensorrt", "10.7.0.23"))
+        is None
+    )
+    assert "older 10.2.0.19" in stale_reason(
+        fp("tensorrt", "10.3.0.26", version_compatible=True), here("tensorrt", "10.2.0.19")
+    )
+    assert stale_reason(fp("hailo", "4.20.0", device="HAILO8L"), here("hailo", "4.20.1", "HAILO8L")) is None
+    assert "this device has 4.21" in stale_reason(fp("hailo", "4.20.0"), here("hailo", "4.21.0"))
+    assert "this device is HAILO8L" in stale_reason(
+        fp("hailo", "4.20.0", device="HAILO8"), here("hailo", "4.20.0", "HAILO8L")
+    )
+
+
+def test_version_compatible_is_a_rebuild_option_on_every_path():
+    import argparse
+
+    from agent import cli_engines
+    from fieldtui.link_ssh import rebuild_flags
+    from fieldtui.protocol import EngineRebuildRequest
+
+    request = EngineRebuildRequest(backend="tensorrt", precision="fp16", version_compatible=True)
+    assert "--version-compatible" in rebuild_flags(request)
+    assert "--version-compatible" not in rebuild_flags(EngineRebuildRequest())
+    parser = argparse.ArgumentParser()
+    cli_engines.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["engines", "rebuild", "--backend", "tensorrt", "--precision", "fp16", "--version-compatible"]
+    )
+    assert cli_engines._request(args).version_compatible
+    args = parser.parse_args(["engines", "rebuild", "--backend", "tensorrt"])
+    assert not cli_engines._request(args).version_compatible

@@ -86,6 +86,7 @@ class Backend(ABC):
         progress: Callable[[float, str], None],
         check_cancelled: Callable[[], None],
         workspace_mb: int | None = None,
+        version_compatible: bool = False,
         timing_cache: Path | None = None,
         log: Callable[[str], None],
     ) -> EngineFingerprint:

@@ -126,6 +126,7 @@ def build_engine(
     progress: Callable[[float, str], None],
     check_cancelled: Callable[[], None],
     workspace_mb: int | None = None,
+    version_compatible: bool = False,
     timing_cache: Path | None = None,
     log: Callable[[str], None],
 ) -> EngineFingerprint:
@@ -174,6 +175,11 @@ def build_engine(
             config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
+        if version_compatible:
+            # The plan carries the lean runtime and loads on later TensorRT versions (8.6 and up), at
+            # some cost in speed; the rebuild's own p50 against FP32 shows that cost on this device.
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+            log("version-compatible plan: it keeps loading after a TensorRT upgrade (lean runtime inside)")
         dynamic = _check_input_shape(network, tuple(input_shape), onnx_path.name)
         if dynamic:
             profile = builder.create_optimization_profile()
@@ -215,6 +221,7 @@ def build_engine(
         precision=precision,
         input_shape=list(input_shape),
         built=time.time(),
+        version_compatible=version_compatible,
     )
 
 
