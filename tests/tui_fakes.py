@@ -22,6 +22,7 @@ from fieldtui.fleet import Added, Probe
 from fieldtui.palette import class_rgb
 from fieldtui.protocol import (
     CameraHealth,
+    DamagedVersion,
     DeviceInfo,
     DeviceRecord,
     ForwardingRules,
@@ -202,6 +203,9 @@ def model_list() -> ModelList:
             version("v8", 0.1, "inactive", 12_480_211),
             version("v7", 2, "serving", 12_411_904, current=True, serving=True),
             version("v6", 9, "standby", 12_398_017, last_good=True),
+        ],
+        damaged=[
+            DamagedVersion(version="v5", reason="the manifest of v5 is unreadable (EOF); remove the version")
         ],
         history=[
             entry(6, 2, "upload", "v8", None, "stored"),

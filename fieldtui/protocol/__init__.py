@@ -76,6 +76,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     TrioError,
 )
 from fieldtui.protocol.store import (  # noqa: F401
+    DamagedVersion,
     HistoryAction,
     HistoryOutcome,
     ModelEvent,
