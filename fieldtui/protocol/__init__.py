@@ -52,6 +52,9 @@ from fieldtui.protocol.core import (  # noqa: F401
     SourceStatus,
     SSHEndpoint,
     StageTimes,
+    ThreadPolicy,
+    ThreadsChange,
+    ThreadTrial,
     TokenInfo,
 )
 from fieldtui.protocol.engines import (  # noqa: F401
