@@ -31,6 +31,7 @@ from fieldtui.protocol import ThreadPolicy, ThreadTrial
 log = logging.getLogger("fieldtui.agent.threads")
 
 TIE = 0.03  # FPS within 3 % of the best are the same figure on a shared machine
+CONTENDER = 0.85  # after one pass, configurations within 15 % of the best are measured once more
 KEEP_UP = 0.05  # live source: a configuration that drops at most 5 % of the frames keeps up
 RESIZE_FACTOR = 2.0  # a frame area change beyond this (either way) measures again
 WARMUP_FRAMES = 2  # the first frames after a new session pay for its allocations
@@ -55,6 +56,23 @@ def candidate_threads(n: int) -> list[int]:
         t *= 2
     picks.add(n)
     return sorted(picks)
+
+
+def candidates(n: int) -> list[tuple[int, bool]]:
+    """(threads, spinning) to try. With one intra-op thread ONNX Runtime runs the work on the calling
+    thread and has no pool to spin, so spinning is only tried with two threads or more."""
+    return [(t, s) for s in (False, True) for t in candidate_threads(n) if t > 1 or not s]
+
+
+def merge(runs: list[ThreadTrial]) -> ThreadTrial:
+    """One configuration's trials as one: all its frames over all its time."""
+    frames = sum(r.frames for r in runs)
+    seconds = sum(r.frames / r.fps for r in runs)
+    cpu = sum((r.cpu_ms_per_frame or 0.0) * r.frames for r in runs)
+    first = runs[0]
+    return ThreadTrial(threads=first.threads, spinning=first.spinning, fps=round(frames / seconds, 2),
+                       cpu_ms_per_frame=round(cpu / frames, 2), frames=frames,
+                       dropped=sum(r.dropped for r in runs))  # fmt: skip
 
 
 def choose(trials: list[ThreadTrial], live: bool = False) -> ThreadTrial:
@@ -107,12 +125,11 @@ class ThreadTuner:
     def set_fixed(self, threads: int | None) -> ThreadPolicy:
         """Fix the thread count (None: measure again); applied at once when a model is serving."""
         self.fixed = threads
-        if threads:
-            self._set(mode="fixed", threads=threads, spinning=False, trials=[], fps=None,
-                      reason="set by the technician (threads setting)")  # fmt: skip
+        if threads:  # at once, on the caller's thread; a measurement under way stops at its next step
+            self._apply("threads setting")
         else:
             self._set(mode="measuring", reason="measuring (requested)", trials=[], fps=None)
-        self.schedule("threads set to " + (str(threads) if threads else "measure"))
+            self.schedule("measuring requested")
         return self.status()
 
     def stop(self) -> None:
@@ -220,10 +237,21 @@ class ThreadTuner:
             return
         started = time.monotonic()
         before = (backend.threads, backend.spinning)
-        trials: list[ThreadTrial] = []
-        for spinning in (False, True):
-            for threads in candidate_threads(cores()):
+        runs: dict[tuple[int, bool], list[ThreadTrial]] = {}
+        plan = candidates(cores())
+        # One pass over every candidate; then the close ones again in reverse order, so a load that
+        # came or went meanwhile (a shared machine) weighs on each of them alike.
+        for second in (False, True):
+            if second:
+                best_fps = max(merge(r).fps for r in runs.values())
+                plan = [c for c in reversed(plan) if merge(runs[c]).fps >= best_fps * CONTENDER]
+                if len(plan) < 2:
+                    break
+            for threads, spinning in plan:
                 if self._backend() is not backend:  # another model was swapped in: it is measured next
+                    return
+                if self.fixed:  # set meanwhile: it wins over the trial that may have just run
+                    backend.reconfigure(self.fixed, False)
                     return
                 trial = self._trial(backend, threads, spinning)
                 if trial is None:
@@ -231,8 +259,12 @@ class ThreadTuner:
                     self._set(mode="default", threads=before[0], spinning=before[1],
                               reason="frames stopped while measuring; will measure again on the next change")  # fmt: skip
                     return
-                trials.append(trial)
-                self._set(trials=list(trials))
+                runs.setdefault((threads, spinning), []).append(trial)
+                self._set(trials=[merge(r) for r in runs.values()])
+        trials = [merge(r) for r in runs.values()]
+        if self.fixed:
+            backend.reconfigure(self.fixed, False)
+            return
         best = choose(trials, live=bool(getattr(self.pipeline.capture, "live", False)))
         backend.reconfigure(best.threads, best.spinning)
         took = time.monotonic() - started

@@ -19,7 +19,7 @@ from agent.config import ConfigError, load_config
 from agent.detector import Detector, demo_model_path
 from agent.metrics import AgentMetrics
 from agent.pipeline import Pipeline
-from agent.thread_policy import ThreadTuner, candidate_threads, choose, cores
+from agent.thread_policy import ThreadTuner, candidate_threads, candidates, choose, cores, merge
 from fieldtui.protocol import PipelineStatus, ThreadPolicy, ThreadTrial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,10 @@ def test_choice_is_the_fastest_and_ties_go_to_the_cheapest():
     assert choose([trial(1, False, 10, 5, dropped=9), trial(2, False, 14, 9, dropped=5)], live=True).fps == 14
     assert candidate_threads(2) == [1, 2] and candidate_threads(4) == [1, 2, 3, 4]
     assert candidate_threads(16) == [1, 2, 3, 4, 8, 16] and candidate_threads(1) == [1]
+    assert candidates(2) == [(1, False), (2, False), (2, True)]
+    # two passes of one configuration: all its frames over all its time
+    both = merge([trial(2, False, 10.0, 50, frames=10), trial(2, False, 5.0, 70, frames=10)])
+    assert (both.fps, both.cpu_ms_per_frame, both.frames) == (6.67, 60.0, 20)
 
 
 def _video(path: Path, frames: int) -> Path:
@@ -74,7 +78,8 @@ def test_the_pipeline_measures_every_candidate_and_runs_the_best(tmp_path):
     try:
         pipeline.start()
         status = wait_for(lambda: (s := pipeline.status().threads) and s.mode == "measured" and s)
-        expected = {(t, s) for s in (False, True) for t in candidate_threads(cores())}
+        expected = set(candidates(cores()))
+        assert (1, True) not in expected  # one thread has no pool to spin
         assert {(t.threads, t.spinning) for t in status.trials} == expected
         assert all(t.fps > 0 and t.frames >= 4 and t.cpu_ms_per_frame > 0 for t in status.trials)
         best = choose(status.trials)
