@@ -96,6 +96,7 @@ def demo_bench(model: Path, video: Path, rounds: int) -> None:
     fixed: dict[int, list[float]] = {t: [] for t in threads}
     plain: list[float] = []
     policies: list[str] = []
+    ratios: list[float] = []  # per round: defaults / the best fixed --threads of that round
     for _ in range(rounds):  # alternate, so background load hits every side alike
         for b in bl.bare_configs(model, tensor, 1.0):
             bare.setdefault(b.label, []).append(b.fps)
@@ -104,6 +105,7 @@ def demo_bench(model: Path, video: Path, rounds: int) -> None:
         policies.append(f"{run.policy}; settled after {run.settle_s:.1f} s")
         for t in threads:
             fixed[t].append(bl.agent_fps(model, video, threads=t).fps)
+        ratios.append(run.fps / max(fixed[t][-1] for t in threads))
         plain.append(bl.plain_script_fps(model, video, 300))
     costs = bl.stage_costs(model, video)
     print(f"  demo model ({model.name}), {video.name}, {rounds} round(s), {cores()} cores")
@@ -116,9 +118,10 @@ def demo_bench(model: Path, video: Path, rounds: int) -> None:
         print(f"      thread policy: {p}")
     print(f"    plain sequential script                   fps {figures(plain)}")
     best_t = max(fixed, key=lambda t: median(fixed[t]))
-    ratio = median(agent) / median(fixed[best_t])
-    row(f"agent defaults / agent --threads {best_t} (the best fixed)", f"{ratio:.3f}", f">= {RATIO_TARGET}",
-        ratio >= RATIO_TARGET)  # fmt: skip
+    print(f"    agent defaults / the round's best fixed --threads, per round: {figures(ratios)}")
+    ratio = median(ratios)
+    row(f"agent defaults / best fixed --threads (median; overall best {best_t})", f"{ratio:.3f}",
+        f">= {RATIO_TARGET}", ratio >= RATIO_TARGET)  # fmt: skip
     bound, why = costs.bound_fps(cores())
     print(
         f"    stage costs alone (ms/frame): decode {costs.decode_ms:.2f}, preprocess {costs.preprocess_ms:.2f}, "
@@ -149,11 +152,14 @@ def big_bench(model: Path, video: Path, rounds: int, label: str, ultralytics: bo
     plain: list[float] = []
     ultra: list[float] = []
     policies: list[str] = []
+    ratios: list[float] = []  # per round: the agent / the best bare configuration of that round
     for _ in range(rounds):
-        for b in bl.bare_configs(model, tensor, 3.0):
+        sweep = bl.bare_configs(model, tensor, 3.0)
+        for b in sweep:
             bare.setdefault(b.label, []).append(b.fps)
         run = bl.agent_fps(model, video)
         agent.append(run.fps)
+        ratios.append(run.fps / max(b.fps for b in sweep))
         policies.append(f"{run.policy}; settled after {run.settle_s:.1f} s, then {run.frames} frames")
         plain.append(bl.plain_script_fps(model, video, 40))
         if ultralytics:
@@ -168,8 +174,21 @@ def big_bench(model: Path, video: Path, rounds: int, label: str, ultralytics: bo
     if ultra:
         print(f"    Ultralytics predictor (stream=True)       fps {figures(ultra)}")
     best = max(bare, key=lambda k: median(bare[k]))
-    ratio = median(agent) / median(bare[best])
-    row(f"agent defaults / best bare ({best})", f"{ratio:.3f}", f">= {RATIO_TARGET}", ratio >= RATIO_TARGET)
+    print(f"    agent defaults / the round's best bare, per round: {figures(ratios)}")
+    ratio = median(ratios)
+    row(
+        "agent defaults / best bare (median of rounds)",
+        f"{ratio:.3f}",
+        f">= {RATIO_TARGET}",
+        ratio >= RATIO_TARGET,
+    )
+    costs = bl.stage_costs(model, video, frames=8)
+    bound, why = costs.bound_fps(cores())
+    print(
+        f"    stage costs alone (ms/frame): decode {costs.decode_ms:.2f}, preprocess {costs.preprocess_ms:.2f}, "
+        f"infer (1 thread) {costs.infer_ms:.2f}, postprocess {costs.postprocess_ms:.2f}; best bare is {best}"
+    )
+    row(f"physical bound from stage costs ({why})", f"{bound:.2f}", "", None)
     ahead = median(agent) / median(plain)
     row("agent defaults / plain sequential script", f"{ahead:.3f}", "> 1", ahead > 1)
     if ultra:

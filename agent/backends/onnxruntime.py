@@ -35,12 +35,12 @@ _ORT_TYPES = {
 
 
 def default_threads() -> int:
-    """Intra-op threads when none are asked for: every core this process may run on but one.
+    """Intra-op threads a session starts with when none are asked for: every core this process may
+    run on but one, so capture and preprocessing of the next frame have a core while the model infers.
 
-    The agent is a pipeline: capture (video decode) and preprocessing of the next frame run on their
-    own threads while the model infers. Give the runtime every core and they compete with it for each
-    frame; leave them one and they happen in the shadow of inference (bench/pipeline.py measures the
-    difference). One core: one thread.
+    Only a starting point: right for a small model, wrong for one where inference is nearly all the
+    work. The serving pipeline measures the count that gives it the most frames per second
+    (agent/thread_policy.py) and switches to it. One core: one thread.
     """
     try:
         cores = len(os.sched_getaffinity(0))  # what a cgroup or taskset leaves us, not the board's total
