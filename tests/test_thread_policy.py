@@ -176,3 +176,13 @@ def test_status_shows_the_policy_and_the_api_sets_it(inproc_agent):
         assert r.status_code == 422 and agent.service.pipeline.detector.backend.threads == 1
         assert c.put("/v1/pipeline/threads", json={"threads": None}).status_code == 200
         wait_for(lambda: c.get("/v1/status").json()["threads"]["mode"] == "measured")
+
+
+def test_the_console_status_says_how_threads_were_chosen():
+    from fieldtui.cli import _pipeline_lines
+    from tests.tui_fakes import pipeline_status
+
+    lines = _pipeline_lines(pipeline_status())
+    assert lines[-1] == (
+        "threads   measured: 2 threads, spinning off: 24.8 fps, the best of 4 measured in 2.1 s (model loaded)"
+    )
