@@ -178,6 +178,10 @@ class ThreadTuner:
                       reason=f"set by the technician ({why})")  # fmt: skip
             log.info("inference threads: %d (fixed by the threads setting)", self.fixed)
             return
+        if getattr(backend, "threads_requested", None):  # the model was loaded with a count: keep it
+            self._set(mode="fixed", threads=backend.threads, spinning=backend.spinning, trials=[], fps=None,
+                      reason="set when the model was loaded")  # fmt: skip
+            return
         self._measure(backend, why)
 
     def _frames(self) -> int:

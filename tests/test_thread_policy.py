@@ -186,3 +186,17 @@ def test_the_console_status_says_how_threads_were_chosen():
     assert lines[-1] == (
         "threads   measured: 2 threads, spinning off: 24.8 fps, the best of 4 measured in 2.1 s (model loaded)"
     )
+
+
+def test_a_model_loaded_with_a_thread_count_keeps_it():
+    detector = Detector.load(demo_model_path(), threads=1)
+    pipeline = Pipeline(detector, "demo:?size=320x240", metrics=AgentMetrics())
+    try:
+        pipeline.start()
+        status = wait_for(lambda: (s := pipeline.status().threads) and s.mode == "fixed" and s)
+        assert status.threads == 1 and status.reason == "set when the model was loaded"
+        time.sleep(0.5)
+        assert detector.backend.threads == 1 and pipeline.status().threads.mode == "fixed"
+    finally:
+        pipeline.stop()
+        detector.close()

@@ -128,6 +128,7 @@ class OnnxRuntimeBackend(Backend):
         self.path = Path(path)
         self._providers = providers or self.providers()
         self.threads: int = threads or default_threads()
+        self.threads_requested = threads  # None: the serving pipeline may measure and change it
         # Idle pool threads sleep instead of spinning by default: in the agent they share the CPU with
         # capture, preprocessing and the control plane, which spinning threads can starve. Whether that
         # holds for a given model and machine is measured by agent/thread_policy.py.
