@@ -32,6 +32,7 @@ class Bare:
     threads: int
     spinning: bool
     fps: float
+    cpu_ms: float  # process CPU per inference (all its threads, spinning included)
 
     @property
     def label(self) -> str:
@@ -50,11 +51,11 @@ def bare_configs(model: Path, tensor: np.ndarray, seconds: float) -> list[Bare]:
         try:
             for _ in range(3):
                 backend.infer(tensor)
-            n, t0 = 0, time.perf_counter()
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
             while (elapsed := time.perf_counter() - t0) < seconds or n < 3:
                 backend.infer(tensor)
                 n += 1
-            out.append(Bare(threads, spinning, n / elapsed))
+            out.append(Bare(threads, spinning, n / elapsed, (time.process_time() - c0) * 1000 / n))
         finally:
             backend.close()
     return out
