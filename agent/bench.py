@@ -43,15 +43,43 @@ NO_ENGINE_YET = "not available for this backend/model yet"
 REBUILD_HINT = "fieldtui-agent engines rebuild --precision int8"
 
 
+def knobs(backend: str) -> frozenset[str]:
+    """The settings ``backend`` has (see :attr:`agent.backends.base.Backend.knobs`)."""
+    from agent.backends import BACKENDS
+
+    cls = BACKENDS.get(backend)
+    return cls.knobs if cls is not None else frozenset({"batch"})
+
+
 def configurations(request: BenchmarkRequest) -> list[BenchmarkConfig]:
-    """Every combination the request asks for, in a stable order."""
-    return [
-        BenchmarkConfig(mode="model", backend=b, precision=p, threads=t, batch=n)
-        for b in dict.fromkeys(request.backends)
-        for p in dict.fromkeys(request.precisions)
-        for t in dict.fromkeys(request.threads)
-        for n in dict.fromkeys(request.batch_sizes)
-    ]
+    """Every combination the request asks for, in a stable order. Only the knobs a backend has are
+    varied: TensorRT runs each (precision, batch) once, its threads "n/a", not once per thread count."""
+    configs = []
+    for b in dict.fromkeys(request.backends):
+        has_threads = "threads" in knobs(b)
+        threads = dict.fromkeys(request.threads) if has_threads else [None]
+        configs += [
+            BenchmarkConfig(
+                mode="model", backend=b, precision=p, threads=t, threads_apply=has_threads, batch=n
+            )
+            for p in dict.fromkeys(request.precisions)
+            for t in threads
+            for n in dict.fromkeys(request.batch_sizes)
+        ]
+    return configs
+
+
+def is_reference(config: BenchmarkConfig, path: Path, model: Path) -> bool:
+    """The reference row is the reference itself: the FP32 source model on ONNX Runtime with the
+    runtime's own thread count, batch 1 (what :class:`_Reference` loads). Every other row, including
+    an FP32 engine of another backend, gets its agreement measured."""
+    return (
+        config.backend == "onnxruntime"
+        and config.precision == "fp32"
+        and config.threads is None
+        and config.batch == 1
+        and Path(path) == Path(model)
+    )
 
 
 def check_request(request: BenchmarkRequest) -> None:
@@ -200,7 +228,9 @@ def run_model_benchmarks(
         for n, config in enumerate(configs):
             if check is not None:
                 check()
-            label = f"{config.backend} {config.precision} threads={config.threads or 'default'} batch={config.batch}"
+            label = (
+                f"{config.backend} {config.precision} threads={config.threads_label()} batch={config.batch}"
+            )
             step = (lambda f, n=n, label=label: progress((n + f) / len(configs), label)) if progress else None
             if step:
                 step(0.0)
@@ -256,6 +286,7 @@ def _one(
         path, why_not = model_for_precision(backend_cls, model, config.precision, engines, sha256)
         if path is None:
             return skipped(why_not or NO_ENGINE_YET)
+        identity = _identity(path, model, sha256, engines)
         with Detector.load(path, backend=config.backend, threads=config.threads) as detector:
             reason = batch_skip_reason(detector, config.batch)
             if reason is not None:
@@ -269,32 +300,64 @@ def _one(
                 check=check,
                 progress=step,
             )
-            f1 = 1.0  # FP32 is the reference: it agrees with itself by definition
-            if config.precision != "fp32" and held_out:
+            identity["model_sha256"] = detector.sha256
+            if is_reference(config, path, model):
+                identity.update(reference=True, agreement_f1=None, agreement_frames=0)
+            elif held_out:
                 f1 = round(agreement(reference.get(), detector, held_out), 4)
+                identity.update(agreement_f1=f1, agreement_frames=len(held_out))
     except BackendUnavailable as err:
         return skipped(str(err))
     except AgentError as err:
         return skipped(str(err), "failed")
-    return result.model_copy(update={"config": config, "agreement_f1": f1, "agreement_frames": len(held_out)})
+    return result.model_copy(update={"config": config, **identity})
+
+
+def _identity(path: Path, model: Path, sha256: str | None, engines: Any) -> dict[str, Any]:
+    """What traces a row to what ran: the engine store key when ``path`` is an engine of the store."""
+    key = None
+    if engines is not None and Path(path) != Path(model):
+        try:
+            Path(path).resolve().relative_to(Path(engines.root).resolve())
+            key = Path(path).parent.name
+        except (ValueError, AttributeError):
+            key = None
+    return {"engine_key": key}
 
 
 def run_pipeline_benchmark(
     pipeline: Any, duration_s: float, *, check: Cancelled | None = None, progress: Progress | None = None
 ) -> BenchmarkResult:
     """End to end on the live source for ``duration_s``, from the running pipeline's own figures."""
+    from agent.backends import BACKENDS
+    from agent.precision import model_precision
+
     detector = pipeline.detector
     info = getattr(detector, "info", None)
+    backend = info.backend if info else "onnxruntime"
+    cls = BACKENDS.get(backend)
+    has_threads = cls is not None and "threads" in cls.knobs
+    threads = getattr(detector.backend, "threads", None) if has_threads else None
     config = BenchmarkConfig(
         mode="pipeline",
-        backend=info.backend if info else "onnxruntime",
-        precision="fp16" if info is not None and info.input_dtype == "float16" else "fp32",
+        backend=backend,
+        # from the engine's fingerprint or the graph: INT8 QDQ and TensorRT FP16 take float32 input too
+        precision=model_precision(Path(info.path), info.input_dtype) if info else "fp32",
+        threads=threads,
+        threads_apply=has_threads,
     )
+    engine_key = (
+        Path(info.path).parent.name
+        if info and (Path(info.path).parent / "fingerprint.json").exists()
+        else None
+    )
+    identity = {"model_sha256": info.sha256 if info else None, "engine_key": engine_key}
     if pipeline.state not in ("running", "starting"):
         return BenchmarkResult(
             config=config,
             status="failed",
             reason=f"the pipeline is {pipeline.state}: start it (POST /v1/pipeline/start) and run again",
+            **identity,
         )
     first = pipeline.sample()
     clock = CpuClock().start()
@@ -329,4 +392,5 @@ def run_pipeline_benchmark(
         ),
         system=system,
         drop_rate=round(dropped / (frames + dropped), 4) if frames + dropped else 0.0,
+        **identity,
     )

@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         as_fast_as_possible=args.fast,
         json_lines=args.json,
         metrics_host=args.metrics_host,
+        threads=args.threads,
     )
 
 
@@ -79,6 +80,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict:
         "mdns": False if args.no_mdns else None,
         "mdns_interfaces": args.mdns_interface,
         "log_level": "DEBUG" if args.verbose else None,
+        "threads": args.threads,
     }
 
 
@@ -112,6 +114,25 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="onnxruntime", help="backend key (see `fieldtui-agent doctor`)")
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of threads") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{value} threads is out of range; use 1-256")
+    return value
+
+
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        help="inference intra-op threads (default: measured on the running pipeline)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldtui-agent", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -132,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--fast", action="store_true", help="files: as fast as the pipeline goes")
+    _add_threads_flag(p)
     p.add_argument(
         "--json", action="store_true", help="one JSON status (PipelineStatus) per line instead of text"
     )
@@ -153,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
     p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
     p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
+    _add_threads_flag(p)
     p.add_argument(
         "--mdns-interface", action="append", default=None, metavar="IP", help="advertise only on this address"
     )

@@ -37,6 +37,7 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
         else None,
         "accuracy_frames": args.accuracy_frames,
         "workspace_mb": args.workspace_mb,
+        "version_compatible": args.version_compatible or None,
         "activate": args.activate,
     }
     try:
@@ -136,6 +137,7 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
         backend=request.backend,
         precision=request.precision,
         workspace_mb=request.workspace_mb,
+        version_compatible=request.version_compatible,
         calibration=cal,
         held_out=held,
         notes=notes,
@@ -234,5 +236,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration-dir", default=None, metavar="DIR", help="images to calibrate on")
     q.add_argument("--accuracy-frames", type=int, default=None, help="held-out frames for agreement (32)")
     q.add_argument("--workspace-mb", type=int, default=None, help="TensorRT memory pool limit")
+    q.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="TensorRT: a plan that keeps loading after a TensorRT upgrade (may run slower)",
+    )
     q.add_argument("--activate", action="store_true", help="add it to the model store and activate it")
     common(q)

@@ -57,6 +57,7 @@ class AgentConfig:
     mdns: bool = True
     mdns_interfaces: list[str] | None = None  # None: every interface
     log_level: str = "INFO"
+    threads: int | None = None  # inference intra-op threads; None: measured (agent/thread_policy.py)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -76,6 +77,7 @@ _KEYS: dict[str, type] = {
     "mdns": bool,
     "mdns_interfaces": list,
     "log_level": str,
+    "threads": int,
 }
 _KINDS = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -105,6 +107,10 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"port {value} in {origin} is out of range; use 0-65535 (0 picks a free port)")
     if key == "mdns_interfaces" and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"mdns_interfaces in {origin} must be a list of IP address strings")
+    if key == "threads" and not 1 <= value <= 256:
+        raise ConfigError(
+            f"threads {value} in {origin} is out of range; use 1-256, or leave it out to let the agent measure"
+        )
     if key == "log_level":
         value = value.upper()
         if value not in _LOG_LEVELS:

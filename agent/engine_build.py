@@ -60,6 +60,7 @@ class BuildOptions:
     backend: str = "onnxruntime"
     precision: str = "int8"
     workspace_mb: int | None = None
+    version_compatible: bool = False  # TensorRT: BuilderFlag.VERSION_COMPATIBLE
     calibration: Sequence[np.ndarray] = ()  # BGR frames
     held_out: Sequence[np.ndarray] = ()  # BGR frames, for the p50s and the agreement
     notes: list[str] = field(default_factory=list)  # said before the build's own stages (frames used)
@@ -183,6 +184,7 @@ def rebuild(
                     progress=lambda f, s: stage(0.72 + 0.13 * f, s),
                     check_cancelled=check_cancelled,
                     workspace_mb=options.workspace_mb,
+                    version_compatible=options.version_compatible,
                     timing_cache=store.root / f".timing-{backend}.cache",
                     log=say,
                 )

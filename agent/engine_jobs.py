@@ -221,6 +221,7 @@ class Engines:
             backend=request.backend,
             precision=request.precision,
             workspace_mb=request.workspace_mb,
+            version_compatible=request.version_compatible,
             calibration=cal,
             held_out=held,
             notes=notes,

@@ -46,27 +46,60 @@ def write_fingerprint(engine: Path, fingerprint: EngineFingerprint) -> None:
 
 
 def _short(version: str | None) -> str:
-    # "10.3.0.26" -> "10.3": the technician compares minor versions, TensorRT's compatibility unit.
+    # "4.20.0" -> "4.20": a HailoRT release line.
     if not version:
         return "an unknown version"
     return ".".join(version.split(".")[:2])
 
 
+def _parts(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def version_difference(built: EngineFingerprint, here: str) -> str | None:
+    """None when an engine built with ``built.runtime_version`` loads in runtime version ``here``; else
+    the clause that says what this device has.
+
+    - TensorRT: a plan deserialises only in the exact TensorRT version that built it (a patch release
+      too: 10.3.0 plans do not load in 10.3.1), unless it was built with
+      ``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT 8.6 and later), which then loads in the same or any
+      later version through the lean runtime it carries, never an older one (NVIDIA TensorRT
+      Developer Guide, "Version Compatibility").
+    - HailoRT: a HEF is not tied to a library build. HailoRT refuses a HEF compiled for another device
+      architecture (HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE, status 93) and one whose format its release
+      does not support (HAILO_HEF_NOT_SUPPORTED, status 92: "make sure the DFC version is compatible");
+      Hailo pairs each Dataflow Compiler with a HailoRT release line (hailort.h status codes; the
+      Hailo Model Zoo publishes HEFs per release). So a HEF is judged by arch (below) and release
+      line; the library must equal the PCIe driver exactly, which agent/backends/hailo.py checks.
+    - ONNX Runtime: an optimised or quantised graph saved here is compared by release line.
+    """
+    have = built.runtime_version
+    if not have or not here:
+        return None
+    if built.runtime == "tensorrt":
+        if built.version_compatible:
+            if _parts(here) >= _parts(have):
+                return None
+            return (
+                f"this device has the older {here} (a version-compatible plan loads only in later versions)"
+            )
+        return None if here == have else f"this device has {here}"
+    return None if _short(have) == _short(here) else f"this device has {_short(here)}"
+
+
 def stale_reason(built: EngineFingerprint, here: RuntimeIdentity) -> str | None:
     """None when an engine with fingerprint ``built`` can load on a device offering ``here``; otherwise
-    one line saying what differs, e.g. "built with TensorRT 10.3 for sm_87; this device has 10.7"."""
+    one line saying what differs, e.g. "built with TensorRT 10.3.0.26 for Orin sm_87; this device has
+    10.3.1.5: rebuild it"."""
     if built.runtime != here.runtime:
         return f"built for {built.runtime}, not {here.runtime}"
     name = {"tensorrt": "TensorRT", "hailo": "HailoRT", "onnxruntime": "ONNX Runtime"}.get(
         built.runtime, built.runtime
     )
     diffs = []
-    if (
-        here.runtime_version
-        and built.runtime_version
-        and _short(built.runtime_version) != _short(here.runtime_version)
-    ):
-        diffs.append(f"this device has {_short(here.runtime_version)}")
+    version = version_difference(built, here.runtime_version or "")
+    if version:
+        diffs.append(version)
     if here.device and built.device and built.device != here.device:
         diffs.append(f"this device is {here.device}")
     if here.compute and built.compute and built.compute != here.compute:
@@ -74,4 +107,8 @@ def stale_reason(built: EngineFingerprint, here: RuntimeIdentity) -> str | None:
     if not diffs:
         return None
     target = " ".join(x for x in (built.device, built.compute) if x) or "another device"
-    return f"built with {name} {_short(built.runtime_version)} for {target}; {', '.join(diffs)}: rebuild it"
+    shown = built.runtime_version if built.runtime == "tensorrt" else _short(built.runtime_version)
+    hint = ""
+    if built.runtime == "tensorrt" and not built.version_compatible and version:
+        hint = " (--version-compatible keeps the next one loading after a TensorRT upgrade)"
+    return f"built with {name} {shown or 'an unknown version'} for {target}; {', '.join(diffs)}: rebuild it{hint}"

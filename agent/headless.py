@@ -86,6 +86,7 @@ def run_headless(
     *,
     metrics_host: str = "0.0.0.0",
     out: TextIO | None = None,
+    threads: int | None = None,
 ) -> int:
     """Run the loop until a signal, ``duration`` seconds, or the end of a file; 0 on a clean stop.
 
@@ -103,7 +104,7 @@ def run_headless(
     restore: list[tuple[int, object]] = []
     try:
         metrics = AgentMetrics()
-        pipeline = Pipeline(detector, source, metrics=metrics, fast=as_fast_as_possible)
+        pipeline = Pipeline(detector, source, metrics=metrics, fast=as_fast_as_possible, threads=threads)
         if metrics_port is not None:
             server = _serve_metrics(metrics.registry, metrics_host, metrics_port)
         if threading.current_thread() is threading.main_thread():

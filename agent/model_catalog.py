@@ -20,7 +20,14 @@ from agent.model_settings import ModelSettings
 from agent.model_upload import Upload
 from agent.models import ModelStore, check_version, format_for
 from agent.probation import health_check
-from fieldtui.protocol import ModelInfo, ModelList, ModelManifest, ModelVersion, ProbationStatus
+from fieldtui.protocol import (
+    DamagedVersion,
+    ModelInfo,
+    ModelList,
+    ModelManifest,
+    ModelVersion,
+    ProbationStatus,
+)
 
 CONFIGURED = "the configured model"
 
@@ -115,6 +122,7 @@ class ModelCatalog:
             current=current,
             last_good=target,
             versions=versions,
+            damaged=[DamagedVersion(version=v, reason=why) for v, why in self.store.damaged()],
             history=self.history.recent(history),
             probation=live.probation,
             keep=self.settings.keep,
@@ -190,11 +198,15 @@ class ModelCatalog:
         protect = {live.serving, current, live.standby}
         with contextlib.suppress(Conflict):
             protect.add(self.rollback_target(live.serving if live.running else current))
+        damaged = dict(self.store.damaged())
         removed = self.store.prune(protect)
         for version in removed:
-            self.history.add(
-                "remove", version, "removed", reason=f"pruned: more than {self.settings.keep} versions kept"
+            why = (
+                f"pruned: damaged ({damaged[version]})"
+                if version in damaged
+                else f"pruned: more than {self.settings.keep} versions kept"
             )
+            self.history.add("remove", version, "removed", reason=why)
         return removed
 
     def remove(self, version: str) -> ModelList:

@@ -138,14 +138,32 @@ class ModelStore:
         return self.dir(version) / self.manifest(version).file
 
     def versions(self) -> list[ModelManifest]:
-        """Every complete version, newest first (a folder without a readable manifest is skipped)."""
+        """Every complete version, newest first (one whose manifest is unreadable is in :meth:`damaged`)."""
         found = []
-        for entry in self.root.iterdir() if self.root.is_dir() else []:
-            if entry.name.startswith(".") or entry.name in RESERVED or not entry.is_dir():
-                continue
+        for entry in self._folders():
             with contextlib.suppress(AgentError):
                 found.append(self.manifest(entry.name))
         return sorted(found, key=lambda m: (m.created, m.version), reverse=True)
+
+    def damaged(self) -> list[tuple[str, str]]:
+        """(version, why) for each version folder whose manifest exists but cannot be read: never
+        loaded, shown with the reason, removable by delete and prune."""
+        found = []
+        for entry in self._folders():
+            if not (entry / MANIFEST).is_file():
+                continue  # not a version: a leftover that clean_staging removes
+            try:
+                self.manifest(entry.name)
+            except AgentError as err:
+                found.append((entry.name, str(err)))
+        return sorted(found)
+
+    def _folders(self) -> list[Path]:
+        return [
+            entry
+            for entry in (self.root.iterdir() if self.root.is_dir() else [])
+            if not entry.name.startswith(".") and entry.name not in RESERVED and entry.is_dir()
+        ]
 
     def verify(self, version: str) -> ModelManifest:
         """The manifest, after checking the file's size and sha256 against it (ModelError if damaged)."""
@@ -273,10 +291,14 @@ class ModelStore:
         log.info("removed model %s", version)
 
     def prune(self, protect: set[str | None]) -> list[str]:
-        """Remove the oldest versions beyond ``settings.keep``, never one in ``protect``."""
+        """Remove damaged versions, then the oldest beyond ``settings.keep``; never one in ``protect``."""
+        removed: list[str] = []
+        for version, _ in self.damaged():
+            if version not in protect:
+                self.remove(version)
+                removed.append(version)
         versions = self.versions()
         excess = len(versions) - self.settings.keep
-        removed: list[str] = []
         for manifest in reversed(versions):  # oldest first
             if excess <= 0:
                 break

@@ -42,6 +42,7 @@ from agent.health import HealthMonitor
 from agent.metrics import AgentMetrics, StateSnapshot
 from agent.sources import open_source, redact
 from agent.stats import RollingStats
+from agent.thread_policy import ThreadTuner
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus
 
 __all__ = ["Pipeline", "run_headless"]
@@ -78,9 +79,17 @@ class Pipeline:
     """The camera -> detector loop. Public methods are thread-safe; the caller owns the detector."""
 
     def __init__(
-        self, detector: Any, source_uri: str, *, metrics: AgentMetrics | None = None, fast: bool = False
+        self,
+        detector: Any,
+        source_uri: str,
+        *,
+        metrics: AgentMetrics | None = None,
+        fast: bool = False,
+        threads: int | None = None,
     ) -> None:
         self._detector = detector
+        # intra-op threads: measured on this pipeline, or ``threads`` when set (agent/thread_policy.py)
+        self.tuner = ThreadTuner(self, fixed=threads)
         self.fast = fast
         self.metrics = metrics if metrics is not None else AgentMetrics()
         self.metrics.set_state_provider(self._snapshot)
@@ -135,12 +144,14 @@ class Pipeline:
         for t in self._threads:
             t.start()
         self.capture.start(self._slots[0])
+        self.tuner.schedule("model loaded")
         self.started_at = time.time()
         log.info("pipeline started on %s", source.uri)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop and join every thread, then close the source. Safe to call twice."""
         deadline = time.monotonic() + timeout
+        self.tuner.stop()
         for slot in self._slots:
             slot.close()
         clean = self.capture.stop(timeout)
@@ -184,6 +195,7 @@ class Pipeline:
         if not done:
             log.warning("frames still in flight on the old detector after %.0f s", SWAP_WAIT_S)
         log.info("detector swapped: %s -> %s", getattr(old, "path", "?"), getattr(new, "path", "?"))
+        self.tuner.schedule("model swapped in")
         return old
 
     def add_listener(self, fn: Listener) -> None:
@@ -239,6 +251,7 @@ class Pipeline:
             sample=self.sample(),
             error=self._error,
             started_at=self.started_at,
+            threads=self.tuner.status(),
         )
 
     def _snapshot(self) -> StateSnapshot:

@@ -128,7 +128,7 @@ class AgentService:
             # the store's current version (reconciled after a crash), else the configured/demo model
             models = ModelManager.open(config, db)
             detector = models.startup_detector()
-            pipeline = Pipeline(detector, config.source, metrics=AgentMetrics())
+            pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
             return cls(
                 config,
                 pipeline=pipeline,

@@ -208,6 +208,12 @@ async def put_round(client: AgentClient, path: Path, sha: str, version: str) -> 
     return sent_at - t0, time.perf_counter() - t0, answer
 
 
+def ratio_passes(ratios: list[float]) -> bool:
+    """The throughput target is judged on the median round, not the best: one lucky round on a noisy
+    machine must not print PASS."""
+    return statistics.median(ratios) >= RATIO_TARGET
+
+
 async def main(mb: int, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="fieldtui-bench-store-"))
     payload = work / "payload.onnx"
@@ -285,10 +291,10 @@ async def main(mb: int, rounds: int) -> None:
         )
         print(f"  agent answer: {answer}")
         print(f"  VmHWM of the agent after all rounds: {status_kb(proc.pid, 'VmHWM') / 1024:.0f} MB")
-        best, worst_growth = max(ratios), max(growths)
+        median_ratio, worst_growth = statistics.median(ratios), max(growths)
         print(
-            f"  TARGET  PUT/sink throughput ratio (answered, best of {rounds}): {best:.2f}   median "
-            f"{statistics.median(ratios):.2f}   target >= {RATIO_TARGET}   {'PASS' if best >= RATIO_TARGET else 'FAIL'}"
+            f"  TARGET  PUT/sink throughput ratio (answered, median of {rounds}): {median_ratio:.2f}   best "
+            f"{max(ratios):.2f}   target >= {RATIO_TARGET}   {'PASS' if ratio_passes(ratios) else 'FAIL'}"
         )
         print(
             f"  TARGET  agent peak RSS growth during a push (worst round): {worst_growth:.1f} MB   target <= "

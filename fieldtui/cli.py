@@ -187,6 +187,8 @@ def _pipeline_lines(st: PipelineStatus) -> list[str]:
             ratio = f"  sharpness {c.sharpness_ratio:.2f}x" if c.sharpness_ratio is not None else ""
             verdict = "ok" if c.ok else "; ".join(c.reasons) or "not ok"
             lines.append(f"camera    {verdict}  brightness {c.brightness:.0f}{ratio}")
+    if st.threads is not None:
+        lines.append(f"threads   {st.threads.mode}: {st.threads.reason}")
     return lines
 
 

@@ -67,6 +67,7 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
         "calibration_dir": args.calibration_dir,
         "accuracy_frames": args.accuracy_frames,
         "activate": args.activate,
+        "version_compatible": args.version_compatible or None,
     }
     return request_from(EngineRebuildRequest, "rebuild", fields)
 
@@ -94,6 +95,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="INT8: frames to calibrate on (64)")
     p.add_argument("--calibration-dir", default=None, metavar="DIR", help="a folder of images on the device")
     p.add_argument("--accuracy-frames", type=int, default=None, help="held-out frames for agreement (32)")
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="TensorRT: a plan that keeps loading after a TensorRT upgrade (may run slower)",
+    )
     p.add_argument("--activate", action="store_true", help="add it to the model store and activate it")
     p.add_argument("--json", action="store_true", help="print one EngineRebuildResult JSON document")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")

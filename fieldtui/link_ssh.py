@@ -248,6 +248,8 @@ def rebuild_flags(request: EngineRebuildRequest) -> list[str]:
     ):
         if value is not None:
             flags += [flag, str(value)]
+    if request.version_compatible:
+        flags.append("--version-compatible")
     return [*flags, "--activate"] if request.activate else flags
 
 

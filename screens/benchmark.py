@@ -26,6 +26,7 @@ from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
+from fieldtui.protocol.bench import agreement_label
 from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
@@ -235,7 +236,7 @@ class BenchmarkScreen(Screen[None]):
                 _f(r.per_frame_ms, ".2f"),
                 _f(r.fps, ".1f"),
                 _f(system.cpu_percent if system else None, ".0f"),
-                _f(r.agreement_f1, ".2f"),
+                agreement_label(r),
                 versus(r),
             )
         self.query_one("#chart", ConfigBars).show(run.results)

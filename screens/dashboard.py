@@ -41,7 +41,7 @@ from fieldtui.errors import AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
 from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
 from screens.dialogs import ConfirmDialog, PromptDialog
-from screens.panels import camera_text, identity_text, link_badge, source_text
+from screens.panels import camera_text, identity_text, link_badge, source_text, threads_text
 from screens.telemetry import Telemetry
 from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
@@ -278,7 +278,10 @@ class DashboardScreen(SSHWatch, Screen[None]):
             t.tail(t.p95, width),
             caption=f"p50 {s.latency_p50_ms:.1f} ms · p95 {s.latency_p95_ms:.1f} ms",
         )
-        self.query_one("#fps", TimeChart).plot(t.tail(t.fps, width), caption=f"{s.fps:.1f} fps")
+        threads = threads_text(self.status.threads if self.status is not None else None)
+        self.query_one("#fps", TimeChart).plot(
+            t.tail(t.fps, width), caption=f"{s.fps:.1f} fps" + (f" · {threads}" if threads else "")
+        )
         conf = "-" if s.confidence_avg is None else f"{s.confidence_avg:.2f}"
         self.query_one("#confidence", TimeChart).plot(
             t.tail(t.confidence, width), caption=f"avg {conf} · alert under {CONFIDENCE_ALERT:.2f}"

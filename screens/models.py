@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.jobwatch import watch_job
-from fieldtui.protocol import Job, ModelList, ModelVersion
+from fieldtui.protocol import DamagedVersion, Job, ModelList, ModelVersion
 from fieldtui.push import PushProgress, push_model
 from screens.dialogs import ConfirmDialog
 from screens.replies import Reply, read_reply
@@ -149,7 +149,7 @@ class ModelsScreen(Screen[None]):
         if not listing.versions:
             line.append("   nothing stored yet: p pushes a model file", style="bold")
         self.query_one("#serving", Static).update(line)
-        self._fill_versions(listing.versions)
+        self._fill_versions(listing.versions, listing.damaged)
         history = self.query_one("#history", DataTable)
         history.clear()
         for h in listing.history:
@@ -162,7 +162,7 @@ class ModelsScreen(Screen[None]):
                 h.reason or "",
             )
 
-    def _fill_versions(self, versions: list[ModelVersion]) -> None:
+    def _fill_versions(self, versions: list[ModelVersion], damaged: list[DamagedVersion] = ()) -> None:
         table = self.query_one("#versions", DataTable)
         keep = self.selected()
         table.clear()
@@ -183,7 +183,11 @@ class ModelsScreen(Screen[None]):
                 m.layout,
                 key=v.version,
             )
-        if keep is not None and keep in {v.version for v in versions}:
+        for d in damaged:  # never loaded; d deletes it (prune does too)
+            table.add_row(
+                " ", d.version, Text("damaged", style="bold red"), "-", "-", "-", "-", d.reason, key=d.version
+            )
+        if keep is not None and keep in {v.version for v in versions} | {d.version for d in damaged}:
             table.move_cursor(row=table.get_row_index(keep))
 
     def selected(self) -> str | None:

@@ -218,3 +218,49 @@ def test_inference_failure_is_one_line(hp, tmp_path, monkeypatch):
             backend.infer(np.zeros((1, 3, 256, 256), np.float32))
     finally:
         backend.close()
+
+
+def test_hef_from_an_unpaired_compiler_says_which_release(hp, tmp_path, monkeypatch):
+    """HailoRT refuses a HEF whose format its release does not support with status 92."""
+
+    def unsupported(self, path, name=""):
+        raise hp.HailoRTException("libhailort failed with error: 92 (HAILO_HEF_NOT_SUPPORTED)")
+
+    monkeypatch.setattr(hp.VDevice, "create_infer_model", unsupported)
+    with pytest.raises(ModelError, match=r"model\.hef was compiled by a Dataflow Compiler that HailoRT 4\.20\.0 "
+                       r"does not support \(HAILO_HEF_NOT_SUPPORTED\): compile it with the DFC of the HailoRT 4\.20"):  # fmt: skip
+        Detector.load(make_hef(hp, tmp_path), backend="hailo")
+
+
+def test_fake_chip_nms_is_its_own_producer(hp):
+    """The fake's on-chip NMS shares no code with the agent's postprocess, and writes the documented
+    HAILO_NMS_BY_CLASS frame: per class a count, then [y_min, x_min, y_max, x_max, score] normalised."""
+    import ast
+    import inspect
+
+    from hailo_platform import _infer
+
+    tree = ast.parse(inspect.getsource(_infer))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.split(".")[0] == "agent" for m in imported if m)
+    # 4 anchors, 2 classes, on a 100 x 200 (h x w) input: anchors 0 and 1 overlap (IoU 0.78), 2 is apart,
+    # 3 scores under the threshold
+    raw = np.array(
+        [
+            [50, 55, 150, 20],  # cx
+            [50, 50, 40, 20],  # cy
+            [40, 40, 20, 10],  # w
+            [20, 20, 10, 10],  # h
+            [0.9, 0.8, 0.05, 0.1],  # class 0
+            [0.0, 0.0, 0.7, 0.1],  # class 1
+        ],
+        np.float32,
+    )
+    head = {"classes": 2, "max_bboxes_per_class": 3, "score_threshold": 0.2, "iou_threshold": 0.7}
+    frame = _infer.by_class_frame(raw, head, (100, 200))
+    assert frame.shape == (2 * (1 + 5 * 3),)
+    assert frame[0] == 1 and frame[16] == 1  # one box per class survives
+    np.testing.assert_allclose(frame[1:6], [0.4, 0.15, 0.6, 0.35, 0.9], atol=1e-6)
+    np.testing.assert_allclose(frame[17:22], [0.35, 0.7, 0.45, 0.8, 0.7], atol=1e-6)
+    assert not frame[6:16].any() and not frame[22:].any()  # padding

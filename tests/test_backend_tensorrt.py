@@ -254,14 +254,15 @@ def test_stale_fingerprint_is_refused_before_deserialising(trt, cuda, tmp_path, 
     with pytest.raises(StaleEngine) as err:
         Detector.load(build.path, backend="tensorrt")
     assert str(err.value) == (
-        "model.engine is stale: built with TensorRT 10.3 for Orin (fake) sm_87; this device has 10.7: rebuild it"
+        "model.engine is stale: built with TensorRT 10.3.0.26 for Orin (fake) sm_87; this device has 10.7.0.23: "
+        "rebuild it (--version-compatible keeps the next one loading after a TensorRT upgrade)"
     )
     assert err.value.status == 409 and calls == trt.DESERIALIZE_CALLS  # the plan was never handed over
     monkeypatch.setattr(trt, "__version__", "10.3.0.26")
     monkeypatch.setattr(cuda, "MAJOR", 7)
     monkeypatch.setattr(cuda, "MINOR", 2)
     with pytest.raises(
-        StaleEngine, match="built with TensorRT 10.3 for Orin \\(fake\\) sm_87; this device has sm_72"
+        StaleEngine, match="built with TensorRT 10.3.0.26 for Orin \\(fake\\) sm_87; this device has sm_72"
     ):
         Detector.load(build.path, backend="tensorrt")
     assert calls == trt.DESERIALIZE_CALLS
@@ -307,3 +308,35 @@ def test_model_for_precision_serves_the_built_precision(trt, tmp_path):
     assert path is None and why == "model.engine is a fp16 engine; build a int8 one to measure it"
     path, why = TensorRtBackend.model_for_precision(demo_model_path(), "fp16")
     assert path is None and "`fieldtui-agent engines rebuild --backend tensorrt --precision fp16`" in why
+
+
+def test_a_patch_upgrade_makes_an_engine_stale_unless_built_version_compatible(
+    trt, cuda, tmp_path, monkeypatch
+):
+    """TensorRT plans load only in the exact version that built them: 10.3.0 -> 10.3.1 is stale (it
+    showed "ok" when only major.minor were compared, then failed to deserialise). A plan built with
+    BuilderFlag.VERSION_COMPATIBLE says so in its fingerprint, loads in later versions, not older ones."""
+    from agent.engines import EngineStore, engine_key
+
+    plain = Build(tmp_path / "plain", "fp16")
+    compatible = Build(tmp_path / "compatible", "fp16", version_compatible=True)
+    assert not plain.fingerprint.version_compatible and compatible.fingerprint.version_compatible
+    assert trt.BUILDS[-1]["flags"] == ["FP16", "VERSION_COMPATIBLE"]
+    assert any("version-compatible plan" in line for line in compatible.log)
+    monkeypatch.setattr(trt, "__version__", "10.3.1.5")
+    with pytest.raises(StaleEngine, match=r"built with TensorRT 10\.3\.0\.26 .*this device has 10\.3\.1\.5"):
+        Detector.load(plain.path, backend="tensorrt")
+    with Detector.load(compatible.path, backend="tensorrt") as det:  # runs through its lean runtime
+        assert len(det.detect(DemoScene(seed=1).render(0.5)[0]).boxes) >= 0
+    monkeypatch.setattr(trt, "__version__", "10.2.0.19")
+    with pytest.raises(StaleEngine, match="this device has the older 10.2.0.19"):
+        Detector.load(compatible.path, backend="tensorrt")
+    # the engine list says the same (what GET /v1/engines and the engine_stale metric read)
+    monkeypatch.setattr(trt, "__version__", "10.3.1.5")
+    store = EngineStore(tmp_path / "engines")
+    key = engine_key("tensorrt", "fp16", "0" * 64)
+    with store.stage(key, "tensorrt") as staged:
+        staged.engine_path.write_bytes(plain.path.read_bytes())
+        store.commit(staged, plain.fingerprint.model_copy(update={"source_sha256": "0" * 64}), {})
+    (info,) = store.list([TensorRtBackend.identity()])
+    assert info.stale and "this device has 10.3.1.5" in info.stale_reason

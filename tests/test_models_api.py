@@ -374,3 +374,26 @@ def test_during_probation_the_previous_model_is_kept_and_a_rollback_returns_to_i
             v1_first.outcome == "interrupted" and v1_first.reason == "probation cut short: v2 was activated"
         )
         assert next(h for h in models.history if h.version == "v2").outcome == "rolled_back"
+
+
+def test_a_version_with_an_unreadable_manifest_is_listed_damaged_and_can_be_removed(store_agent, files):
+    agent = store_agent(probation_s=0, keep=5)
+    with agent.client() as c:
+        for name in ("v1", "v2"):
+            assert upload(c, files[name], name).status_code == 201
+        (agent.home / "models" / "v2" / "manifest.json").write_text('{"version": "v2", "sha2')  # cut short
+        models = listing(c)
+        assert [v.version for v in models.versions] == ["v1"]
+        (damaged,) = models.damaged
+        assert damaged.version == "v2" and damaged.reason.startswith("the manifest of v2 is unreadable (")
+        assert damaged.reason.endswith("; remove the version")
+        assert any(line.startswith("damaged   v2: the manifest of v2") for line in models.summary_lines())
+        r = c.delete("/v1/models/v2")
+        assert r.status_code == 200 and r.json()["damaged"] == []
+        assert not (agent.home / "models" / "v2").exists()
+        # prune removes damaged versions too, with the reason in the history
+        (agent.home / "models" / "v1" / "manifest.json").write_text("not json")
+        assert upload(c, files["v2"], "v3").status_code == 201  # an upload prunes
+        models = listing(c)
+        assert models.damaged == [] and not (agent.home / "models" / "v1").exists()
+        assert next(h for h in models.history if h.version == "v1").reason.startswith("pruned: damaged (")

@@ -22,6 +22,7 @@ from fieldtui.fleet import Added, Probe
 from fieldtui.palette import class_rgb
 from fieldtui.protocol import (
     CameraHealth,
+    DamagedVersion,
     DeviceInfo,
     DeviceRecord,
     ForwardingRules,
@@ -42,6 +43,8 @@ from fieldtui.protocol import (
     Sample,
     SourceStatus,
     StageTimes,
+    ThreadPolicy,
+    ThreadTrial,
     TrioError,
 )
 
@@ -140,6 +143,22 @@ def pipeline_status(last: Sample | None = None) -> PipelineStatus:
         ),
         sample=last,
         started_at=T0 - 3600,
+        threads=ThreadPolicy(
+            mode="measured",
+            threads=2,
+            spinning=False,
+            fps=24.8,
+            reason="2 threads, spinning off: 24.8 fps, the best of 4 measured in 2.1 s (model loaded)",
+            trials=[
+                ThreadTrial(threads=t, spinning=s, fps=f, cpu_ms_per_frame=c, frames=20)
+                for t, s, f, c in (
+                    (1, False, 17.1, 61.0),
+                    (2, False, 24.8, 70.2),
+                    (1, True, 17.3, 66.0),
+                    (2, True, 24.1, 83.5),
+                )
+            ],
+        ),
     )
 
 
@@ -202,6 +221,9 @@ def model_list() -> ModelList:
             version("v8", 0.1, "inactive", 12_480_211),
             version("v7", 2, "serving", 12_411_904, current=True, serving=True),
             version("v6", 9, "standby", 12_398_017, last_good=True),
+        ],
+        damaged=[
+            DamagedVersion(version="v5", reason="the manifest of v5 is unreadable (EOF); remove the version")
         ],
         history=[
             entry(6, 2, "upload", "v8", None, "stored"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from agent.api.deps import Service
-from fieldtui.protocol import Job, PipelineStatus, Problem, SourceChange
+from fieldtui.protocol import Job, PipelineStatus, Problem, SourceChange, ThreadPolicy, ThreadsChange
 
 router = APIRouter(prefix="/v1/pipeline", tags=["pipeline"])
 
@@ -38,3 +38,11 @@ def set_source(service: Service, body: SourceChange) -> Job:
     new source cannot be opened the job fails with the reason and the old source keeps running.
     The change lasts until the agent restarts; ``source`` in config.toml is what it starts with."""
     return service.change_source(body.uri)
+
+
+@router.put("/threads", response_model=ThreadPolicy)
+def set_threads(service: Service, body: ThreadsChange) -> ThreadPolicy:
+    """Fix inference's intra-op thread count (``{"threads": 2}``), or ``{"threads": null}`` to let the
+    agent measure the best again. Applied on the running pipeline without a restart; lasts until the
+    agent restarts (``threads`` in config.toml is what it starts with)."""
+    return service.pipeline.tuner.set_fixed(body.threads)

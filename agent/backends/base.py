@@ -38,6 +38,10 @@ class Backend(ABC):
 
     key: ClassVar[str]
     model_format: ClassVar[str]  # file format this backend loads: "onnx", "engine", "hef"
+    # The settings this runtime actually has: a benchmark varies only these, and shows the others as
+    # "n/a" rather than running identical configurations under different labels. TensorRT and HailoRT
+    # have no intra-op thread pool to size; ONNX Runtime adds "threads".
+    knobs: ClassVar[frozenset[str]] = frozenset({"batch"})
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -82,6 +86,7 @@ class Backend(ABC):
         progress: Callable[[float, str], None],
         check_cancelled: Callable[[], None],
         workspace_mb: int | None = None,
+        version_compatible: bool = False,
         timing_cache: Path | None = None,
         log: Callable[[str], None],
     ) -> EngineFingerprint:

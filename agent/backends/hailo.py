@@ -199,6 +199,14 @@ class HailoBackend(Backend):
             self._vdevice = hp.VDevice()
             model = self._vdevice.create_infer_model(str(self.path))
         except hp.HailoRTException as err:
+            if "HEF_NOT_SUPPORTED" in str(
+                err
+            ):  # status 92: compiled by a DFC this library does not pair with
+                raise ModelError(
+                    f"{name} was compiled by a Dataflow Compiler that HailoRT {here.runtime_version} does not "
+                    f"support (HAILO_HEF_NOT_SUPPORTED): compile it with the DFC of the HailoRT "
+                    f"{_short(here.runtime_version or '')} release, or install the HailoRT it was compiled for"
+                ) from None
             raise ModelError(f"{name} is not a HEF HailoRT {here.runtime_version} can load ({err}); "
                              "compile it again or copy it again if the transfer was cut short") from None  # fmt: skip
         outputs = list(model.output_names)

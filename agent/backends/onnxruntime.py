@@ -35,12 +35,12 @@ _ORT_TYPES = {
 
 
 def default_threads() -> int:
-    """Intra-op threads when none are asked for: every core this process may run on but one.
+    """Intra-op threads a session starts with when none are asked for: every core this process may
+    run on but one, so capture and preprocessing of the next frame have a core while the model infers.
 
-    The agent is a pipeline: capture (video decode) and preprocessing of the next frame run on their
-    own threads while the model infers. Give the runtime every core and they compete with it for each
-    frame; leave them one and they happen in the shadow of inference (bench/pipeline.py measures the
-    difference). One core: one thread.
+    Only a starting point: right for a small model, wrong for one where inference is nearly all the
+    work. The serving pipeline measures the count that gives it the most frames per second
+    (agent/thread_policy.py) and switches to it. One core: one thread.
     """
     try:
         cores = len(os.sched_getaffinity(0))  # what a cgroup or taskset leaves us, not the board's total
@@ -79,6 +79,7 @@ class OnnxRuntimeBackend(Backend):
 
     key = "onnxruntime"
     model_format = "onnx"
+    knobs = frozenset({"threads", "batch"})
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -124,32 +125,49 @@ class OnnxRuntimeBackend(Backend):
     def __init__(
         self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None
     ) -> None:
-        ort = _import_ort()
         self.path = Path(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        # Idle pool threads sleep instead of spinning: in the agent they share the CPU with capture,
-        # preprocessing and the control plane, which spinning threads starve (2 cores, loaded: about
-        # half the CPU per inference of the demo model, and a faster pipeline; see bench/pipeline.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # errors only: ORT's warnings are not the technician's business
-        chosen = providers or self.providers()
-        try:
-            self._session: Any = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
-        except Exception as err:  # ORT raises its own pybind exception types; translate them all
-            raise ModelError(
-                f"{self.path.name} is not a loadable ONNX model ({_ort_reason(err)}): re-export it "
-                "(e.g. `yolo export format=onnx`) or copy it again if the transfer was cut short"
-            ) from None
+        self._providers = providers or self.providers()
+        self.threads: int = threads or default_threads()
+        self.threads_requested = threads  # None: the serving pipeline may measure and change it
+        # Idle pool threads sleep instead of spinning by default: in the agent they share the CPU with
+        # capture, preprocessing and the control plane, which spinning threads can starve. Whether that
+        # holds for a given model and machine is measured by agent/thread_policy.py.
+        self.spinning = False
+        self._session: Any = self._open(self.threads, self.spinning)
         self.inputs = [_spec(i) for i in self._session.get_inputs()]
         self.outputs = [_spec(o) for o in self._session.get_outputs()]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.active_providers: list[str] = list(self._session.get_providers())
         self._input_name = self.inputs[0].name if self.inputs else ""
         self._output_names = [o.name for o in self.outputs]
+
+    def _open(self, threads: int, spinning: bool) -> Any:
+        ort = _import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the technician's business
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers)
+        except Exception as err:  # ORT raises its own pybind exception types; translate them all
+            raise ModelError(
+                f"{self.path.name} is not a loadable ONNX model ({_ort_reason(err)}): re-export it "
+                "(e.g. `yolo export format=onnx`) or copy it again if the transfer was cut short"
+            ) from None
+
+    def reconfigure(self, threads: int, spinning: bool) -> None:
+        """Run from now on with ``threads`` intra-op threads and spinning on or off. ONNX Runtime fixes
+        both when a session is created, so a new session replaces the old one; a call already inside
+        the old session finishes there (``infer`` holds its own reference), nothing waits."""
+        if self._session is None:
+            raise ModelError(f"{self.path.name} was closed (the model was swapped or unloaded)")
+        if (threads, spinning) == (self.threads, self.spinning):
+            return
+        session = self._open(threads, spinning)
+        self._session, self.threads, self.spinning = session, threads, spinning
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         session = self._session

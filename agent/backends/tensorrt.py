@@ -204,6 +204,10 @@ class TensorRtBackend(Backend):
         logger = trt_logger(trt)
         with captured(logger) as lines:
             self._runtime = trt.Runtime(logger)
+            if built is not None and built.version_compatible:
+                # a version-compatible plan runs the lean runtime it carries: host code TensorRT only
+                # executes when allowed; the agent built this plan itself (fingerprint beside it)
+                self._runtime.engine_host_code_allowed = True
             engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
             raise ModelError(

@@ -21,6 +21,7 @@ from agent.backends.sidecar import metadata_path, onnx_metadata, write_metadata
 from agent.backends.tensorrt import captured, import_trt, last_error, trt_logger
 from agent.errors import AgentError, BackendUnavailable, ModelError
 from agent.home import atomic_write
+from agent.precision import is_qdq
 from fieldtui.protocol import EngineFingerprint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -125,6 +126,7 @@ def build_engine(
     progress: Callable[[float, str], None],
     check_cancelled: Callable[[], None],
     workspace_mb: int | None = None,
+    version_compatible: bool = False,
     timing_cache: Path | None = None,
     log: Callable[[str], None],
 ) -> EngineFingerprint:
@@ -138,12 +140,11 @@ def build_engine(
     here = backend_cls.identity()
     if not here.available:
         raise BackendUnavailable(here.reason)
-    try:
-        onnx_bytes = onnx_path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"cannot read {onnx_path}: {err.strerror or err}") from None
-    # An ONNX node's op_type is stored as plain text in the protobuf: a QDQ model contains these names.
-    if precision == "int8" and b"QuantizeLinear" not in onnx_bytes:
+    if not onnx_path.is_file():
+        raise ModelError(f"cannot read {onnx_path}: no such file")
+    # The graph's op types, read without the weights (models with external data exist, and a byte
+    # search also matches a name or doc string that merely spells the operator).
+    if precision == "int8" and not is_qdq(onnx_path):
         raise AgentError(
             f"{onnx_path.name} has no QuantizeLinear/DequantizeLinear nodes: TensorRT INT8 engines are built "
             "from a QDQ model (make one with the ONNX Runtime INT8 rebuild first)",
@@ -174,6 +175,11 @@ def build_engine(
             config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
+        if version_compatible:
+            # The plan carries the lean runtime and loads on later TensorRT versions (8.6 and up), at
+            # some cost in speed; the rebuild's own p50 against FP32 shows that cost on this device.
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+            log("version-compatible plan: it keeps loading after a TensorRT upgrade (lean runtime inside)")
         dynamic = _check_input_shape(network, tuple(input_shape), onnx_path.name)
         if dynamic:
             profile = builder.create_optimization_profile()
@@ -215,6 +221,7 @@ def build_engine(
         precision=precision,
         input_shape=list(input_shape),
         built=time.time(),
+        version_compatible=version_compatible,
     )
 
 

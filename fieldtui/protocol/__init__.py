@@ -52,6 +52,9 @@ from fieldtui.protocol.core import (  # noqa: F401
     SourceStatus,
     SSHEndpoint,
     StageTimes,
+    ThreadPolicy,
+    ThreadsChange,
+    ThreadTrial,
     TokenInfo,
 )
 from fieldtui.protocol.engines import (  # noqa: F401
@@ -76,6 +79,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     TrioError,
 )
 from fieldtui.protocol.store import (  # noqa: F401
+    DamagedVersion,
     HistoryAction,
     HistoryOutcome,
     ModelEvent,

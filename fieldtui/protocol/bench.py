@@ -38,7 +38,16 @@ class BenchmarkConfig(Model):
     backend: str
     precision: str = "fp32"
     threads: int | None = None
+    threads_apply: bool = Field(
+        default=True, description="False: the backend has no thread knob (TensorRT, Hailo): shown as n/a"
+    )
     batch: int = 1
+
+    def threads_label(self) -> str:
+        """``n/a`` where the backend has no thread knob, ``default`` where the runtime chose, else the count."""
+        if not self.threads_apply:
+            return "n/a"
+        return "default" if self.threads is None else str(self.threads)
 
 
 class LatencyStats(Model):
@@ -86,9 +95,15 @@ class BenchmarkResult(Model):
     system: SystemUse | None = None
     drop_rate: float | None = Field(default=None, description="pipeline mode only")
     agreement_f1: float | None = Field(
-        default=None, description="F1 at IoU 0.5 against the FP32 model's detections (1.0 for fp32)"
+        default=None,
+        description="F1 at IoU 0.5 against the reference's detections, measured (None for the reference)",
     )
     agreement_frames: int = 0
+    reference: bool = Field(
+        default=False, description="this row is the reference itself: FP32 source model on ONNX Runtime"
+    )
+    model_sha256: str | None = Field(default=None, description="sha256 of the file that ran")
+    engine_key: str | None = Field(default=None, description="engine store key, None for the source model")
     comparison: Comparison | None = None
 
 
@@ -112,17 +127,25 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def agreement_label(r: BenchmarkResult) -> str:
+    """``reference`` for the reference row, the measured F1, or ``-`` when none was measured."""
+    return "reference" if r.reference else _fmt(r.agreement_f1, ".2f")
+
+
 def benchmark_table(run: BenchmarkRun) -> list[str]:
     """One rendering of a benchmark run for both command lines: a row per configuration, the per-frame
     latency and FPS side by side, and the change against the previous run of the same configuration."""
     lines = [
         f"model {run.model} ({run.model_sha256[:12]}) on device {run.device_id[:12]}, run {run.id[:12]}",
-        f"{'mode':<8} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'ms/frame':>9} {'fps':>8} {'cpu%':>6} {'rss MB':>7} {'F1':>5}  vs previous",
+        f"{'mode':<8} {'backend':<12} {'prec':<5} {'thr':>7} {'batch':>5} {'sha256':<8} {'engine':<24} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'ms/frame':>9} {'fps':>8} {'cpu%':>6} {'rss MB':>7} {'F1':>9}  vs previous",
     ]
     for r in run.results:
         c = r.config
-        head = f"{c.mode:<8} {c.backend:<12} {c.precision:<5} {c.threads or '-':>3} {c.batch:>5}"
+        head = (
+            f"{c.mode:<8} {c.backend:<12} {c.precision:<5} {c.threads_label():>7} {c.batch:>5} "
+            f"{(r.model_sha256 or '-')[:8]:<8} {r.engine_key or '-':<24}"
+        )
         if r.status != "ok":
             lines.append(f"{head}  {r.status}: {r.reason}")
             continue
@@ -137,7 +160,7 @@ def benchmark_table(run: BenchmarkRun) -> list[str]:
             f"{head} {_fmt(lat.p50_ms if lat else None, '.2f'):>8} "
             f"{_fmt(lat.p99_ms if lat else None, '.2f'):>8} {_fmt(r.per_frame_ms, '.2f'):>9} "
             f"{_fmt(r.fps):>8} {_fmt(sys_.cpu_percent if sys_ else None, '.0f'):>6} "
-            f"{_fmt(sys_.rss_mb if sys_ else None, '.0f'):>7} {_fmt(r.agreement_f1, '.2f'):>5}  {versus}"
+            f"{_fmt(sys_.rss_mb if sys_ else None, '.0f'):>7} {agreement_label(r):>9}  {versus}"
         )
     system = next((r.system for r in run.results if r.system is not None), None)
     if system is not None:

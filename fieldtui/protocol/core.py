@@ -106,6 +106,39 @@ class ModelInfo(Model):
     names: dict[int, str]
 
 
+class ThreadTrial(Model):
+    """One configuration the thread policy ran the live pipeline with, and what it measured."""
+
+    threads: int
+    spinning: bool
+    fps: float = Field(description="frames the pipeline finished per second with this configuration")
+    cpu_ms_per_frame: float | None = Field(default=None, description="process CPU time per frame")
+    frames: int = 0
+    dropped: int = Field(default=0, description="live sources: frames the pipeline could not take meanwhile")
+
+
+class ThreadPolicy(Model):
+    """How many intra-op threads inference runs with, and why: measured on this model, machine and
+    source (``measured``), set by the technician (``fixed``), being measured now (``measuring``), or
+    not a knob of this backend (``n/a``)."""
+
+    mode: Literal["measuring", "measured", "fixed", "default", "n/a"]
+    threads: int | None = None
+    spinning: bool | None = None
+    reason: str = ""
+    fps: float | None = Field(default=None, description="pipeline FPS measured with the chosen configuration")
+    trials: list[ThreadTrial] = Field(default_factory=list)
+    frame_size: list[int] | None = Field(default=None, description="[width, height] measured on")
+    took_s: float | None = None
+    measured_at: float | None = None
+
+
+class ThreadsChange(Model):
+    """``PUT /v1/pipeline/threads``: a fixed intra-op thread count, or None to measure again."""
+
+    threads: int | None = Field(default=None, ge=1, le=256)
+
+
 class PipelineStatus(Model):
     state: PipelineState
     source: SourceStatus | None = None
@@ -113,6 +146,7 @@ class PipelineStatus(Model):
     sample: Sample | None = None
     error: str | None = None
     started_at: float | None = None
+    threads: ThreadPolicy | None = None
 
 
 class HealthReport(Model):

@@ -26,6 +26,11 @@ class EngineFingerprint(Model):
     precision: Precision
     input_shape: list[int] = Field(description="the fixed input shape the engine was built for")
     built: float | None = Field(default=None, description="unix time of the build")
+    version_compatible: bool = Field(
+        default=False,
+        description="TensorRT: built with BuilderFlag.VERSION_COMPATIBLE (loads on later TensorRT versions "
+        "through the lean runtime it carries); otherwise only the exact version that built it loads it",
+    )
 
 
 class EngineInfo(Model):
@@ -77,6 +82,11 @@ class EngineRebuildRequest(Model):
     )
     accuracy_frames: int = Field(default=32, ge=0, le=500, description="held-out frames for agreement")
     workspace_mb: int | None = Field(default=None, ge=16, le=65536, description="TensorRT memory pool limit")
+    version_compatible: bool = Field(
+        default=False,
+        description="TensorRT: build a version-compatible plan that keeps loading after a TensorRT upgrade "
+        "(carries the lean runtime; can run slower: the rebuild measures its p50 against FP32)",
+    )
     activate: bool = Field(
         default=False, description="add the engine to the model store and activate it (health-checked)"
     )

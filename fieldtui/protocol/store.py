@@ -83,6 +83,14 @@ class ProbationStatus(Model):
     frames: int = 0
 
 
+class DamagedVersion(Model):
+    """A version folder whose manifest cannot be read: listed with why, never loaded; delete or prune
+    removes it."""
+
+    version: str
+    reason: str
+
+
 class ModelList(Model):
     """``GET /v1/models`` and ``fieldtui-agent models list --json``."""
 
@@ -92,6 +100,9 @@ class ModelList(Model):
         default=None, description="where a rollback would go (None: the configured model, or nowhere)"
     )
     versions: list[ModelVersion] = Field(default_factory=list, description="newest first")
+    damaged: list[DamagedVersion] = Field(
+        default_factory=list, description="versions whose manifest is unreadable, with the reason"
+    )
     history: list[ModelHistoryEntry] = Field(default_factory=list, description="newest first")
     probation: ProbationStatus | None = None
     keep: int
@@ -123,6 +134,8 @@ class ModelList(Model):
             lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         else:
             lines.append("no versions stored")
+        for d in self.damaged:
+            lines.append(f"damaged   {d.version}: {d.reason}")
         for h in self.history[:history]:
             when = dt.datetime.fromtimestamp(h.ts).strftime("%Y-%m-%d %H:%M:%S")
             what = f"{h.action} {h.version or '(configured model)'}"

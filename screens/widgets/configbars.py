@@ -11,8 +11,10 @@ from screens.widgets.bars import bar
 
 
 def config_label(c: BenchmarkConfig) -> str:
-    """``onnxruntime int8 t4 b8``: threads ``t-`` when the runtime chose them."""
-    return f"{c.backend} {c.precision} t{c.threads or '-'} b{c.batch}"
+    """``onnxruntime int8 t4 b8``: threads ``t-`` when the runtime chose them, ``tn/a`` where the
+    backend has no thread knob."""
+    threads = "n/a" if not c.threads_apply else c.threads or "-"
+    return f"{c.backend} {c.precision} t{threads} b{c.batch}"
 
 
 class ConfigBars(Static):

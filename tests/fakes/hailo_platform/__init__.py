@@ -9,7 +9,8 @@ Implements the surface agent/backends/hailo.py calls, with HailoRT's names: ``De
 
 What is fake: a "HEF" (written by :func:`make_hef`, the fake's stand-in for Hailo's Dataflow Compiler)
 is a JSON header plus an ONNX detector's bytes; "on-chip NMS" runs that detector with ONNX Runtime on
-the input buffer and the agent's own decoding and NMS, so detections are real.
+the input buffer and the fake's own per-class NMS (hailo_platform/_infer.py), independent of the agent's
+decoding, so a test that compares the two checks the agent's parsing against another producer.
 
 Test knobs (module attributes): ``__version__`` (the library), ``FAKE_DRIVER_VERSION`` (the PCIe driver;
 ``FIELDTUI_FAKE_HAILO_DRIVER`` in the environment overrides it), ``FAKE_FIRMWARE_VERSION``,

@@ -1,8 +1,8 @@
 """FAKE HailoRT InferModel API (tests only; see the package docstring).
 
 ``ConfiguredInferModel.run`` reads the uint8 NHWC input buffer, runs the HEF's embedded ONNX detector
-with ONNX Runtime, decodes and suppresses with the agent's own postprocess (the "on-chip NMS"), and
-writes the raw HAILO_NMS_BY_CLASS frame into the output buffer: for each class a float32 count, then
+with ONNX Runtime, decodes and suppresses with the fake's own NMS (:func:`by_class_frame`, written from
+HailoRT's documented output format and sharing no code with the agent's postprocess), and writes the raw HAILO_NMS_BY_CLASS frame into the output buffer: for each class a float32 count, then
 that many ``[y_min, x_min, y_max, x_max, score]`` normalised to the input, padded to
 ``max_bboxes_per_class``. ``get_buffer()`` parses it back into per-class arrays as HailoRT's wrapper does.
 """
@@ -152,8 +152,6 @@ class ConfiguredInferModel:
         self.shut_down = True
 
     def _infer(self, b: Bindings) -> None:
-        from agent.postprocess import OutputLayout, decode, nms
-
         model, head = self._model, self._model.hef.header["output"]
         image, out = b._input._buffer, b._output._buffer
         h, w, c = model.input().shape
@@ -172,17 +170,47 @@ class ConfiguredInferModel:
                 )
             tensor = (image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).astype(np.float32)
             raw = self._session.run(None, {self._session.get_inputs()[0].name: tensor})[0]
-        nc, per = head["classes"], head["max_bboxes_per_class"]
-        boxes, scores, classes = decode(raw, OutputLayout("yolov8", nc), head["score_threshold"])
-        keep = nms(boxes, scores, classes, head["iou_threshold"], nc * per)
-        frame = np.zeros(nc * (1 + 5 * per), np.float32)
-        scale = np.array([h, w, h, w], np.float32)
-        for cls in range(nc):
-            mine = [k for k in keep if classes[k] == cls][:per]  # keep is best first
-            base = cls * (1 + 5 * per)
-            frame[base] = len(mine)
-            for j, k in enumerate(mine):
-                x1, y1, x2, y2 = boxes[k]
-                yxyx = np.clip(np.array([y1, x1, y2, x2], np.float32) / scale, 0.0, 1.0)
-                frame[base + 1 + 5 * j : base + 6 + 5 * j] = [*yxyx, scores[k]]
-        out.reshape(-1)[:] = frame
+        out.reshape(-1)[:] = by_class_frame(raw[0], head, (h, w))
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    y1 = np.maximum(box[0], others[:, 0])
+    x1 = np.maximum(box[1], others[:, 1])
+    y2 = np.minimum(box[2], others[:, 2])
+    x2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def by_class_frame(raw: np.ndarray, head: dict[str, Any], hw: tuple[int, int]) -> np.ndarray:
+    """The fake chip's NMS, written from HailoRT's documented HAILO_NMS_BY_CLASS output and nothing of
+    the agent's: ``raw`` is the detector head ``[4 + nc, N]`` (centre x, centre y, width, height in
+    input pixels, then one score per class). For each class on its own: candidates scoring at least
+    ``score_threshold``, best first, each kept unless it overlaps a kept one by more than
+    ``iou_threshold``, at most ``max_bboxes_per_class``; written as a float32 count followed by that many
+    ``[y_min, x_min, y_max, x_max, score]`` normalised to the input height and width, and zero padding
+    up to ``max_bboxes_per_class`` entries per class."""
+    nc, per = head["classes"], head["max_bboxes_per_class"]
+    h, w = hw
+    cx, cy, bw, bh = raw[0], raw[1], raw[2], raw[3]
+    yxyx = np.stack([(cy - bh / 2) / h, (cx - bw / 2) / w, (cy + bh / 2) / h, (cx + bw / 2) / w], axis=1)
+    yxyx = np.clip(yxyx, 0.0, 1.0).astype(np.float32)
+    frame = np.zeros(nc * (1 + 5 * per), np.float32)
+    for cls in range(nc):
+        scores = raw[4 + cls]
+        idx = np.flatnonzero(scores >= head["score_threshold"])
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        kept: list[int] = []
+        for i in idx:
+            if len(kept) == per:
+                break
+            if kept and (_iou(yxyx[i], yxyx[kept]) > head["iou_threshold"]).any():
+                continue
+            kept.append(int(i))
+        base = cls * (1 + 5 * per)
+        frame[base] = len(kept)
+        for j, i in enumerate(kept):
+            frame[base + 1 + 5 * j : base + 6 + 5 * j] = [*yxyx[i], scores[i]]
+    return frame

@@ -260,6 +260,7 @@ class Builder:
             "compute": f"sm_{_cuda.MAJOR}{_cuda.MINOR}",
             "fp16": BuilderFlag.FP16 in config._flags,
             "int8": int8,
+            "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config._flags,
             "inputs": [[t.name, list(t.shape), int(t.dtype), list(shapes[t.name])] for t in network._inputs],
             "outputs": [
                 [t.name, list(s), int(t.dtype)] for t, s in zip(network._outputs, outputs, strict=True)

@@ -20,9 +20,16 @@ from tensorrt._types import DataType, Dims, ILogger, TensorIOMode, nptype
 # --- runtime --------------------------------------------------------------------------------------
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
 class Runtime:
     def __init__(self, logger: ILogger) -> None:
         self.logger = logger
+        # TensorRT's IRuntime::setEngineHostCodeAllowed: a version-compatible plan runs the lean runtime
+        # it carries only when the application allows host code in plans.
+        self.engine_host_code_allowed = False
 
     def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
         _pkg.DESERIALIZE_CALLS += 1
@@ -34,7 +41,17 @@ class Runtime:
             return None
         head, _, onnx_bytes = data[len(PLAN_MAGIC) :].partition(b"\n")
         header = json.loads(head)
-        if header["version"] != _pkg.__version__:
+        if header.get("version_compatible"):
+            # Version-compatible plans (TensorRT >= 8.6) load in the same or a later version, never an older.
+            if not self.engine_host_code_allowed:
+                self.logger.log(err, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization "
+                                "assertion safeVersionRead == kSAFE_SERIALIZATION_VERSION failed. Cannot deserialize "
+                                "version-compatible engine: engine host code is not allowed.)")  # fmt: skip
+                return None
+            older = _version(_pkg.__version__) < _version(header["version"])
+        else:
+            older = header["version"] != _pkg.__version__
+        if older:
             self.logger.log(err, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization "
                             "assertion stdVersionRead == kSERIALIZATION_VERSION failed.Version tag does not match. "
                             f"Note: Current Version: {_pkg.__version__}, Serialized Engine Version: {header['version']})")  # fmt: skip

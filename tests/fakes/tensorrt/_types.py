@@ -66,6 +66,8 @@ class BuilderFlag(enum.IntEnum):
     GPU_FALLBACK = 3
     REFIT = 4
     TF32 = 6
+    VERSION_COMPATIBLE = 14
+    EXCLUDE_LEAN_RUNTIME = 15
 
 
 class ErrorCode(enum.IntEnum):
