@@ -100,6 +100,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                 args.version,
                 activate=args.activate,
                 on_progress=None if args.quiet else progress,
+                force=args.force,
             ),
         )
     finally:
@@ -184,6 +185,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", required=True, help="version name on the device, like v7 or 2024.06.1")
     p.add_argument(
         "--activate", action="store_true", help="activate it once stored (health check, probation)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="store (and activate) it although the same bytes or version failed or were rolled back before",
     )
     p.add_argument("--json", action="store_true", help="print one PushResult JSON document")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -44,7 +44,13 @@ class DeviceLink:
         raise NotImplementedError
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         raise NotImplementedError
 

@@ -67,7 +67,13 @@ class HttpLink(DeviceLink):
         return Ack(message="the agent restarted its pipeline")
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         self._need_token()
         return await push_model(
@@ -77,6 +83,7 @@ class HttpLink(DeviceLink):
             activate=activate,
             on_progress=on_progress,
             job_timeout=self.job_timeout,
+            force=force,
         )
 
     async def rollback(self) -> Job:

@@ -82,7 +82,13 @@ class SSHLink(DeviceLink):
         return Ack(message=f"{SERVICE} restarted on {self.endpoint.host} (systemd)")
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         """Hash here, SFTP into the agent's staging area, check the sha256 there, ``models add`` (which
         verifies and loads it as an HTTP upload would), then ``models activate``. The uploaded file is
@@ -94,17 +100,24 @@ class SSHLink(DeviceLink):
         stored = (
             existing
             if existing is not None
-            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress)
+            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress, force)
         )
         job = None
         if activate:
             if on_progress:
                 on_progress(PushProgress("activating", 0, 100, "over SSH"))
-            job = await self._job("models", "activate", version)
+            job = await self._job("models", "activate", version, *(["--force"] if force else []))
         return PushResult(version=stored, uploaded=uploaded, activation=job)
 
     async def _upload_and_add(
-        self, path: Path, version: str, fmt: str, size: int, sha256: str, on_progress: ProgressFn | None
+        self,
+        path: Path,
+        version: str,
+        fmt: str,
+        size: int,
+        sha256: str,
+        on_progress: ProgressFn | None,
+        force: bool = False,
     ) -> ModelVersion:
         ssh = await self.session()
         if ssh.endpoint.sudo:  # the SSH user cannot write the agent's staging area: its own 0700 folder
@@ -133,7 +146,15 @@ class SSHLink(DeviceLink):
                 (
                     await ssh.run(
                         ssh.agent_argv(
-                            "models", "add", remote, "--version", version, "--sha256", sha256, "--json"
+                            "models",
+                            "add",
+                            remote,
+                            "--version",
+                            version,
+                            "--sha256",
+                            sha256,
+                            "--json",
+                            *(["--force"] if force else []),
                         )
                     )
                 ).stdout,

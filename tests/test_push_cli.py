@@ -116,6 +116,7 @@ def test_models_and_rollback(device, files, capsys):
     assert lines[1].split() == [
         "VERSION",
         "STATE",
+        "VERDICT",
         "CURRENT",
         "SIZE",
         "SHA256",
@@ -123,7 +124,7 @@ def test_models_and_rollback(device, files, capsys):
         "CREATED",
         "SOURCE",
     ]
-    assert any(line.split()[:3] == ["v1", "serving", "*"] for line in lines)
+    assert any(line.split()[:4] == ["v1", "serving", "passed", "*"] for line in lines)
     assert any(line.endswith("rollback v1: good - rollback requested") for line in lines)
     assert any(line.endswith("activate v2: rolled_back - rollback requested") for line in lines)
 

@@ -19,7 +19,7 @@ from screens.dialogs import ConfirmDialog
 from screens.models import ModelsScreen
 from screens.push_dialog import PushDialog
 from tests import storemodels as sm
-from tests.storeclient import listing
+from tests.storeclient import activate, listing, upload
 from tests.tui_pilot import SIZE, app_on, until
 
 
@@ -168,3 +168,43 @@ async def test_leaving_mid_push_leaves_no_worker_touching_the_screen(device, fil
         await pilot.pause(0.3)
         assert _serving(device) == "v1"
     assert app._exception is None
+
+
+async def test_a_failed_version_asks_naming_why_and_no_rollback_is_offered_that_would_be_refused(
+    device, tmp_path
+):
+    nan = sm.nan_detector(tmp_path / "nan.onnx")
+    with device.client() as c:
+        assert upload(c, nan, "nan").status_code == 201
+        assert activate(c, "nan").state == "failed"  # NaN on live frames: a verdict with a reason
+    app = app_on(device, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_models(app, pilot)
+        line = str(screen.query_one("#serving").render())
+        assert "no rollback: nothing else has passed probation" in line
+        await pilot.press("r")  # the configured model serves and nothing passed: the agent would say 409
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ModelsScreen)
+        assert any("nothing to roll back to" in n.message for n in app._notifications)
+        table = screen.query_one("#versions", DataTable)
+        assert str(table.get_row("nan")[3]) == "failed"
+        table.move_cursor(row=table.get_row_index("nan"))
+        await pilot.press("a")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        assert app.screen.question.startswith("nan failed before. Activate it again")
+        assert "nan gives NaN values on live frames" in app.screen.detail
+        await pilot.press("n")  # no: nothing is tried
+        await pilot.pause(0.2)
+        with device.client() as c:
+            assert [h.outcome for h in listing(c).history if h.action == "activate"] == ["failed"]
+        await pilot.press("a")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")  # yes: tried again on purpose (forced), and it fails again
+        await until(pilot, "the second try", lambda: not screen.busy and len(_activations(device)) == 2)
+        assert _activations(device) == ["failed", "failed"]
+    assert app._exception is None
+
+
+def _activations(agent) -> list[str]:
+    with agent.client() as c:
+        return [h.outcome for h in listing(c).history if h.action == "activate"]

@@ -76,6 +76,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     TrioError,
 )
 from fieldtui.protocol.store import (  # noqa: F401
+    BAD_VERDICTS,
     HistoryAction,
     HistoryOutcome,
     ModelEvent,
@@ -87,5 +88,7 @@ from fieldtui.protocol.store import (  # noqa: F401
     ProbationStatus,
     PushResult,
     RegistryOffer,
+    RollbackPlan,
     TensorInfo,
+    Verdict,
 )
