@@ -31,6 +31,7 @@ from fieldtui.protocol import Job, ModelEvent, ProbationStatus
 log = logging.getLogger("fieldtui.agent.activation")
 
 STORE_LOCK_WAIT_S = 30.0
+BASELINE_TTL_S = 5.0
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ModelManager(ModelCatalog):
         self.serving_since = time.monotonic()  # when it was swapped in (frames before are another's)
         self.watch = FrameWatch()
         self._probation: _Probation | None = None
+        self._baseline_cache: tuple[float, Any] | None = None
         self._store_lock = lock
         self._service: Any = None
         self.poller: Any = None
@@ -112,6 +114,21 @@ class ModelManager(ModelCatalog):
             p.standby.close()
         if self._store_lock is not None:
             self._store_lock.release()
+
+    def health_baseline(self) -> Any:
+        """Last good's recorded confidence for the health verdict (agent/verdict.py), read from the
+        history at most every few seconds."""
+        from agent.verdict import Baseline
+
+        now = time.monotonic()
+        cached = self._baseline_cache
+        if cached is not None and now - cached[0] < BASELINE_TTL_S:
+            return cached[1]
+        good = self.last_good()
+        figures = self.history.figures_of(good) or {}
+        baseline = Baseline(self.label(good), figures.get("confidence"))
+        self._baseline_cache = (now, baseline)
+        return baseline
 
     def live(self) -> Live:
         with self._lock:
@@ -279,6 +296,7 @@ class ModelManager(ModelCatalog):
             self.history.update(
                 row, "good", reason="probation off ([models] probation_s = 0)", details=details
             )
+        self._baseline_cache = None
         self.prune()
         log.info("model %s activated (previous: %s)", version, self.label(serving))
         entry = self.history.get(row)
@@ -359,6 +377,7 @@ class ModelManager(ModelCatalog):
             else f"only {new.frames} frames to judge (source down?)"
         )
         self.history.update(p.row, "good", reason=note, details={"probation": new.as_dict()})
+        self._baseline_cache = None
         p.standby.close()
         log.info("model %s passed probation (%s)", p.version, new.as_dict())
         self.prune()
@@ -448,6 +467,7 @@ class ModelManager(ModelCatalog):
         if replaced_row is not None:
             self.history.update(replaced_row, "rolled_back", reason=reason)
         self.history.update(row, "good")
+        self._baseline_cache = None
         log.warning("%s", summary)
         entry = self.history.get(row)
         return entry.model_dump(mode="json") if entry else {"version": target}

@@ -153,6 +153,7 @@ def format_status(entry: SavedDevice, ds: DeviceStatus) -> list[str]:
         + (f": {'; '.join(h.reasons)}" if h.reasons else "")
         + f"  (up {_since(time.time() - h.uptime_s)})",
     ]
+    lines += [f"          {note}" for note in h.notes]  # a probation under way
     lines += _pipeline_lines(st)
     return lines
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 from textual.worker import WorkerState
 
 from fieldtui.client import AgentClient
@@ -19,7 +19,7 @@ from screens.dialogs import ConfirmDialog
 from screens.models import ModelsScreen
 from screens.push_dialog import PushDialog
 from tests import storemodels as sm
-from tests.storeclient import activate, listing, upload
+from tests.storeclient import activate, listing, upload, wait_for
 from tests.tui_pilot import SIZE, app_on, until
 
 
@@ -208,3 +208,35 @@ async def test_a_failed_version_asks_naming_why_and_no_rollback_is_offered_that_
 def _activations(agent) -> list[str]:
     with agent.client() as c:
         return [h.outcome for h in listing(c).history if h.action == "activate"]
+
+
+async def test_an_automatic_rollback_is_explained_in_a_toast_and_the_dashboards_event_line(
+    inproc_agent, tmp_path
+):
+    home = tmp_path / "probation-home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[models]\nprobation_s = 2\nprobation_min_frames = 5\n")
+    agent = inproc_agent(home, source="demo:?fps=20&size=320x240")
+    files = sm.make(tmp_path / "files", "v1", "weak")
+    with agent.client() as c:
+        for name in ("v1", "weak"):
+            assert upload(c, files[name], name).status_code == 201
+        assert activate(c, "v1").state == "succeeded"
+        await asyncio.to_thread(wait_for, lambda: listing(c).history[0].outcome == "good", 20)
+    app = app_on(agent, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        dash = app.screen
+        await until(pilot, "the first sample", lambda: dash.telemetry.latest is not None)
+        with agent.client() as c:
+            assert (await asyncio.to_thread(activate, c, "weak")).state == "succeeded"
+        await until(
+            pilot, "the rollback", lambda: dash.last_event is not None and "auto-rollback" in dash.last_event
+        )
+        toast = next(n for n in app._notifications if n.title == "Automatic rollback")
+        assert toast.message.startswith("auto-rollback from weak to v1: confidence 0.27 vs 0.9")
+        assert toast.severity == "warning"
+        await until(pilot, "the event line", lambda: "↺" in str(dash.query_one("#findings", Static).render()))
+        line = str(dash.query_one("#findings", Static).render()).split("↺", 1)[1]
+        assert "auto-rollback from weak to v1: confidence 0.27 vs 0.9" in line
+    assert app._exception is None
