@@ -109,7 +109,7 @@ class ModelManager(ModelCatalog):
                 p.row,
                 "interrupted",
                 reason=f"the agent stopped during {p.version}'s probation; the next start serves "
-                f"last good {self.label(p.good)} again",
+                f"{self.good_label(p.good)} again",
             )
             p.standby.close()
         if self._store_lock is not None:
@@ -126,7 +126,7 @@ class ModelManager(ModelCatalog):
             return cached[1]
         good = self.last_good()
         figures = self.history.figures_of(good) or {}
-        baseline = Baseline(self.label(good), figures.get("confidence"))
+        baseline = Baseline(good, figures.get("confidence"))
         self._baseline_cache = (now, baseline)
         return baseline
 
@@ -212,7 +212,7 @@ class ModelManager(ModelCatalog):
             fault_point("after_load", version)
             ctx.check_cancelled()
             ref, ref_loaded = self._reference(good, serving, p)
-            ctx.progress(0.4, f"health check on live frames, beside last good {self.label(good)}")
+            ctx.progress(0.4, f"health check on live frames, beside {self.good_label(good)}")
             figures = health_check(
                 new,
                 ref,
@@ -243,9 +243,9 @@ class ModelManager(ModelCatalog):
                 ended.row,
                 "superseded",
                 reason=f"superseded: {version} was activated during its probation, before a verdict; "
-                f"{version} is judged against last good {self.label(good)}",
+                f"{version} is judged against {self.good_label(good)}",
             )
-        summary = f"{version} activated; on probation against last good {self.label(good)}"
+        summary = f"{version} activated; on probation against {self.good_label(good)}"
         event = ModelEvent(
             **new.info.model_dump(),
             change="activated",

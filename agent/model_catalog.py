@@ -33,6 +33,10 @@ from fieldtui.protocol import (
 CONFIGURED = "the configured model"
 
 
+def good_phrase(version: str | None) -> str:
+    return f"last good {version}" if version is not None else f"{CONFIGURED} (last good)"
+
+
 @dataclass(frozen=True)
 class Live:
     """What runs right now (all empty with no agent serving)."""
@@ -71,6 +75,11 @@ class ModelCatalog:
     def label(version: str | None) -> str:
         return version if version is not None else CONFIGURED
 
+    @staticmethod
+    def good_label(version: str | None) -> str:
+        """Last good as a sentence names it: "last good v2", "the configured model (last good)"."""
+        return good_phrase(version)
+
     def load(self, version: str | None, manifest: ModelManifest | None = None) -> Any:
         """A Detector for ``version`` (None: the configured or demo model), loaded and warmed up."""
         from agent.detector import Detector
@@ -107,7 +116,7 @@ class ModelCatalog:
         except Conflict:
             return None
         if target is None:
-            why = "no other version has passed probation, so the configured model is last good"
+            why = "no other version has passed probation"
         else:
             why = "the newest version that passed probation"
         return RollbackPlan(version=target, label=self.label(target), why=why)

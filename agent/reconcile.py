@@ -95,12 +95,15 @@ def reconcile(manager: ModelManager) -> Any:
         elif row.version == current:  # switched in, never proven
             good = manager.last_good(excluding=current)
             plan.append(
-                (good, f"the agent stopped before {row.version} was proven; back to last good {label(good)}")
+                (
+                    good,
+                    f"the agent stopped before {row.version} was proven; back to {manager.good_label(good)}",
+                )
             )
             settle[row.id] = (
                 "interrupted",
                 f"the agent stopped before {row.version} was proven; "
-                f"the next start went back to last good {label(good)}",
+                f"the next start went back to {manager.good_label(good)}",
             )
         else:
             history.update(
@@ -115,7 +118,7 @@ def reconcile(manager: ModelManager) -> Any:
         elif row.action == "activate":
             good = manager.last_good(excluding=current)
             plan.append(
-                (good, f"{current} was never proven ({row.outcome}); back to last good {label(good)}")
+                (good, f"{current} was never proven ({row.outcome}); back to {manager.good_label(good)}")
             )
     for version in history.good_versions():
         plan.append(

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from agent.model_catalog import good_phrase
 from fieldtui.protocol import HealthLevel, PipelineStatus, ProbationStatus
 
 CONFIDENCE_ALERT = 0.60  # packaging's alert rule: confidence under this for 10 min
@@ -37,7 +38,7 @@ RANK = {"ok": 0, "degraded": 1, "failing": 2}
 class Baseline:
     """Last good's recorded confidence: what the live confidence is held against."""
 
-    label: str  # "v2", or "the configured model"
+    version: str | None  # None: the configured model
     confidence: float | None
 
 
@@ -88,8 +89,8 @@ def health_verdict(
                 found.append(
                     (
                         "degraded",
-                        f"confidence {conf:.2f} vs {baseline.confidence:.2f} for last good "
-                        f"{baseline.label}{cause}",
+                        f"confidence {conf:.2f} vs {baseline.confidence:.2f} for "
+                        f"{good_phrase(baseline.version)}{cause}",
                     )
                 )
         elif conf is not None and conf < CONFIDENCE_ALERT:
@@ -107,10 +108,10 @@ def health_verdict(
     found += list(extra)
     notes = []
     if probation is not None:
-        against = probation.last_good or "the configured model"
         left = max(0.0, probation.ends - now)
         notes.append(
-            f"{probation.version} on probation for {left:.0f} s more, judged against last good {against}"
+            f"{probation.version} on probation for {left:.0f} s more, judged against "
+            f"{good_phrase(probation.last_good)}"
         )
     found.sort(key=lambda item: -RANK[item[0]])  # stable: the order above within a level
     status: HealthLevel = found[0][0] if found else "ok"
