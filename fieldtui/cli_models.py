@@ -124,6 +124,19 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_activate(args: argparse.Namespace) -> int:
+    job = with_link(args, lambda link: link.activate(args.version, force=args.force))
+    if args.json:
+        _print_json(job)
+    if job.state != "succeeded":
+        raise ConsoleError(
+            f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
+        )
+    if not args.json:
+        print(_activation_line(job, args.version))
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     job = with_link(args, lambda link: link.rollback())
     if args.json:
@@ -196,6 +209,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device to answer")
     link_flags(p)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("activate", help="switch a device to a stored model version (health check, probation)")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument(
+        "--force", action="store_true", help="also a version that failed or was rolled back before"
+    )
+    p.add_argument("--json", action="store_true", help="print the finished Job")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--job-timeout", type=float, default=120.0, help="seconds to wait for the activation")
+    link_flags(p)
+    p.set_defaults(func=cmd_activate)
 
     p = sub.add_parser("rollback", help="go back to the device's last good model version")
     p.add_argument("host", metavar="HOST")

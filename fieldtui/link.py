@@ -128,6 +128,9 @@ class FallbackLink(DeviceLink):
             lambda link: link.push(path, version, activate=activate, on_progress=on_progress, force=force)
         )
 
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        return await self._either(lambda link: link.activate(version, force=force))
+
     async def rollback(self) -> Job:
         return await self._either(lambda link: link.rollback())
 

@@ -54,6 +54,9 @@ class DeviceLink:
     ) -> PushResult:
         raise NotImplementedError
 
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        raise NotImplementedError
+
     async def rollback(self) -> Job:
         raise NotImplementedError
 

@@ -86,6 +86,11 @@ class HttpLink(DeviceLink):
             force=force,
         )
 
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        self._need_token()
+        job = await self.client.activate_model(version, force=force)
+        return await follow_job(self.client, job, timeout=self.job_timeout)
+
     async def rollback(self) -> Job:
         self._need_token()
         return await follow_job(self.client, await self.client.rollback_model(), timeout=self.job_timeout)

@@ -181,6 +181,9 @@ class SSHLink(DeviceLink):
                 argv, result.exit_status, result.stderr or "", self.endpoint.host, None
             ) from None
 
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        return await self._job("models", "activate", version, *(["--force"] if force else []))
+
     async def rollback(self) -> Job:
         return await self._job("models", "rollback")
 
