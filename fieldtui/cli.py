@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
 from fieldtui.cli_link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
+from fieldtui.cli_types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("discover", help="list agents found over mDNS, merged with saved devices")
     p.add_argument("--json", action="store_true", help="print one DiscoveryResult JSON document")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to browse (default 3)")
+    p.add_argument("--timeout", type=seconds(60), default=3.0, help="seconds to browse (default 3)")
     p.add_argument("--prometheus-sd", metavar="FILE", help="also write a Prometheus file_sd JSON file")
     p.add_argument(
         "--interface", action="append", metavar="IP", help="browse on this local address (repeatable)"
@@ -353,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="identity, health, pipeline, model and last sample of one device")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--json", action="store_true", help="print one DeviceStatus JSON document")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the device (default 5)")
+    p.add_argument(
+        "--timeout", type=seconds(), default=5.0, help="seconds to wait for the device (default 5)"
+    )
     link_flags(p)
     p.set_defaults(func=cmd_status)
 
@@ -368,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a local demo agent, pair it and show its live status")
     p.add_argument("--faults", action="store_true", help="inject camera faults (blur, dark, freeze, cover)")
     p.add_argument("--plain", "--no-tui", action="store_true", help="one status line a second, no TUI")
-    p.add_argument("--lines", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
+    p.add_argument("--lines", type=count(), default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
 
     from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
@@ -379,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--condition", metavar="TEXT", help="what Trio should judge (default: the device's)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds the device waits for Trio (max 30)")
+    p.add_argument(
+        "--timeout", type=seconds(30), default=None, help="seconds the device waits for Trio (max 30)"
+    )
     p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
     p.set_defaults(func=cmd_trio_test)
     add_link_parsers(sub)
