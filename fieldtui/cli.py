@@ -25,6 +25,7 @@ from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
+from fieldtui.redact import RedactingStream
 
 log = logging.getLogger("fieldtui")
 
@@ -398,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line this command prints, argparse's errors included, passes fieldtui/redact.py first
+    # (the TUI draws on the terminal itself, not through these streams).
+    out, err_stream = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err_stream)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err_stream
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -19,10 +19,12 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
+from fieldtui.redact import redact
 from screens.commands import DeviceCommands
 from screens.devices import DevicesScreen
 
@@ -57,6 +59,20 @@ class FieldtuiApp(App[None]):
         self.fleet = fleet
         self.clock = clock
         self._open_first = open_device
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast of every screen passes here: credentials in it are hidden (fieldtui/redact.py)."""
+        super().notify(
+            redact(message), title=redact(title), severity=severity, timeout=timeout, markup=markup
+        )
 
     async def on_mount(self) -> None:
         # Pushed, not returned from get_default_screen(): Textual loads a screen's CSS_PATH on push only.
