@@ -215,6 +215,15 @@ async def _probe(record: DeviceRecord, token: str, keep_name: bool) -> DeviceRec
     )
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    config = ConsoleConfig()
+    entry = config.remove(args.host)
+    d = entry.device
+    what = "its token and TLS pin are" if d.tls_fingerprint else "its token is"
+    print(f"forgot {d.name} ({d.id or 'no id'}) at {d.api_url}: {what} no longer saved in {config.path}")
+    return 0
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     token = sys.stdin.readline().strip() if args.token == "-" else args.token.strip()
     if not token:
@@ -351,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--interface", action="append", metavar="IP", help="browse on this local address (repeatable)"
     )
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("forget", help="remove a saved device, its token and TLS pin")
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("status", help="identity, health, pipeline, model and last sample of one device")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")

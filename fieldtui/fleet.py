@@ -118,6 +118,16 @@ class Fleet:
             return []
         return empty_hints(waited, self.interfaces)
 
+    def is_saved(self, device: DeviceRecord) -> bool:
+        return any(s.key == device_key(device) for s in self._saved)
+
+    def forget(self, device: DeviceRecord) -> SavedDevice:
+        """Remove a saved device with its token and TLS pin (UnknownDevice when it is not saved). An
+        agent still announcing itself over mDNS shows up again, unpaired."""
+        entry = self.config.remove(device_key(device))
+        self._saved = self.config.load()
+        return entry
+
     def token(self, device: DeviceRecord) -> str | None:
         key = device_key(device)
         entry = next((s for s in self._saved if s.key == key), None)
