@@ -1,9 +1,10 @@
-"""Forgetting a device: ``fieldtui forget HOST`` and ``x`` in the device list (asks first) remove the
-saved token and TLS pin from the console's config, and nothing else."""
+"""Changing the saved devices by hand. Forgetting: ``fieldtui forget HOST`` and ``x`` in the device list
+(asks first) remove the saved token and TLS pin, and nothing else. Adding: the dialog answers at once
+for a host that is not an address, and saves only a device whose token it could check."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Static
 
 from fieldtui.cli import main
 from fieldtui.config import ConsoleConfig
@@ -57,4 +58,31 @@ async def test_forget_in_the_device_list_asks_first(tmp_path):
         await until(pilot, "the row gone", lambda: app.screen.query_one(DataTable).row_count == 0)
         assert _saved(config) == []
         assert any(n.title == "Device forgotten" for n in app._notifications)
+    assert app._exception is None
+
+
+async def test_the_add_dialog_refuses_a_bad_or_unreachable_host_at_once_and_saves_nothing(tmp_path):
+    from screens.add_device import AddDeviceScreen
+
+    config = ConsoleConfig(tmp_path / "console")
+    app = FieldtuiApp(Fleet(config, mdns=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the device list", lambda: isinstance(app.screen, DevicesScreen))
+        for host, words in (
+            ("💥", "is not a saved device, host name or address"),
+            ("127.0.0.1:9", "nothing was saved"),
+        ):
+            await pilot.press("a")
+            await until(pilot, "the dialog", lambda: isinstance(app.screen, AddDeviceScreen))
+            dialog = app.screen
+            dialog.query_one("#host", Input).value = host
+            dialog.query_one("#token", Input).value = "some-token"
+            dialog.query_one("#token", Input).focus()
+            await pilot.press("enter", "enter")  # token, then the fingerprint field submits
+            error = dialog.query_one("#error", Static)
+            await until(pilot, "the answer", lambda w=words, e=error: w in str(e.render()), timeout=10)
+            assert isinstance(app.screen, AddDeviceScreen)  # still open: fix it, or escape
+            await pilot.press("escape")
+            await until(pilot, "the list again", lambda: isinstance(app.screen, DevicesScreen))
+        assert config.load() == []
     assert app._exception is None
