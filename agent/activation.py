@@ -245,7 +245,8 @@ class ModelManager(ModelCatalog):
                 reason=f"superseded: {version} was activated during its probation, before a verdict; "
                 f"{version} is judged against {self.good_label(good)}",
             )
-        summary = f"{version} activated; on probation against {self.good_label(good)}"
+        why = f" ({ctx.params['reason']})" if ctx.params.get("reason") else ""  # pull mode says where from
+        summary = f"{version} activated{why}; on probation against {self.good_label(good)}"
         event = ModelEvent(
             **new.info.model_dump(),
             change="activated",

@@ -236,7 +236,13 @@ async def test_an_automatic_rollback_is_explained_in_a_toast_and_the_dashboards_
         toast = next(n for n in app._notifications if n.title == "Automatic rollback")
         assert toast.message.startswith("auto-rollback from weak to v1: confidence 0.27 vs 0.9")
         assert toast.severity == "warning"
-        await until(pilot, "the event line", lambda: "↺" in str(dash.query_one("#findings", Static).render()))
-        line = str(dash.query_one("#findings", Static).render()).split("↺", 1)[1]
+        findings = dash.query_one("#findings", Static)
+
+        def event_line() -> str:
+            text = str(findings.render())
+            return text.split("↺", 1)[1] if "↺" in text else ""
+
+        await until(pilot, "the event line", lambda: "auto-rollback" in event_line())
+        line = str(findings.render()).split("↺", 1)[1]
         assert "auto-rollback from weak to v1: confidence 0.27 vs 0.9" in line
     assert app._exception is None
