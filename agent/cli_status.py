@@ -132,6 +132,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{result.device.name}  health {result.health.status}  pipeline {result.status.state}")
         for reason in result.health.reasons:
             print(f"  {reason}")
+        for note in result.health.notes:  # a probation under way
+            print(f"  {note}")
     return 0
 
 
