@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.cli_args import count, home_flags
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table
 
@@ -108,12 +108,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model file (default: the store's current version)")
     p.add_argument("--backend", action="append", default=None, help="backend key; repeat for several")
     p.add_argument("--precision", action="append", default=None, help="fp32, fp16, int8; repeatable")
-    p.add_argument(
-        "--threads", action="append", type=count(), default=None, help="runtime threads; repeatable"
-    )
-    p.add_argument("--batch", action="append", type=count(), default=None, help="batch size; repeatable")
-    p.add_argument("--iterations", type=count(), default=None, help="timed calls per configuration (50)")
-    p.add_argument("--warmup", type=count(0), default=None, help="untimed calls first (5)")
+    p.add_argument("--threads", action="append", type=int, default=None, help="runtime threads; repeatable")
+    p.add_argument("--batch", action="append", type=int, default=None, help="batch size; repeatable")
+    p.add_argument("--iterations", type=int, default=None, help="timed calls per configuration (50)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (5)")
     p.add_argument("--frames", default=None, metavar="DIR", help="images to run on (default: demo scene)")
     p.add_argument("--json", action="store_true", help="print one JSON document (BenchmarkRun)")
     p.set_defaults(func=cmd_bench)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.cli_args import count, home_flags
+from agent.cli_args import home_flags
 from agent.errors import AgentError
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 
@@ -230,9 +230,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision", default=None, help="int8 (default), fp32 (graph-optimised), fp16 (TensorRT)"
     )
     q.add_argument("--version", default=None, help="model store version to build from (default: serving)")
-    q.add_argument("--frames", type=count(), default=None, help="INT8: frames to calibrate on (64)")
+    q.add_argument("--frames", type=int, default=None, help="INT8: frames to calibrate on (64)")
     q.add_argument("--calibration-dir", default=None, metavar="DIR", help="images to calibrate on")
-    q.add_argument("--accuracy-frames", type=count(), default=None, help="held-out frames for agreement (32)")
-    q.add_argument("--workspace-mb", type=count(), default=None, help="TensorRT memory pool limit")
+    q.add_argument("--accuracy-frames", type=int, default=None, help="held-out frames for agreement (32)")
+    q.add_argument("--workspace-mb", type=int, default=None, help="TensorRT memory pool limit")
     q.add_argument("--activate", action="store_true", help="add it to the model store and activate it")
     common(q)

@@ -285,10 +285,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(getattr(signal, name), task.cancel)
         await run_demo(args.faults, lines=args.lines)
 
-    try:
-        asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("demo agent stopped", file=sys.stderr)
+    with suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(main())  # run_demo says how it ended: agent stopped, or left to the other demo
     return 0
 
 

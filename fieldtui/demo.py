@@ -354,9 +354,22 @@ async def run_demo(
 ) -> None:
     """The body of ``fieldtui demo``: start, pair, watch until Ctrl-C (or ``lines`` lines), stop."""
     err.write("starting the demo agent (model, camera, API)...\n")
-    async with start_demo_agent(faults, home=home) as demo:
-        err.write(demo_banner(demo) + "\n")
-        if faults:
-            err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
-        err.flush()
-        await watch(demo.client, out, lines=lines)
+    ended: str | None = None
+    try:
+        async with start_demo_agent(faults, home=home) as demo:
+            ended = (
+                "left the demo agent running for the other demo" if demo.attached else "demo agent stopped"
+            )
+            err.write(demo_banner(demo) + "\n")
+            await _watch_demo(demo, faults, out, err, lines)
+    finally:
+        if ended is not None:  # after the agent stopped (or was left running), Ctrl-C included
+            err.write(ended + "\n")
+            err.flush()
+
+
+async def _watch_demo(demo: DemoAgent, faults: bool, out: TextIO, err: TextIO, lines: int | None) -> None:
+    if faults:
+        err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
+    err.flush()
+    await watch(demo.client, out, lines=lines)
