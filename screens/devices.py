@@ -277,8 +277,10 @@ class DevicesScreen(Screen[None]):
         text.append(f"  from {', '.join(r.origin) or '?'}", style="dim")
         if row.error:
             text.append(f"\n{row.error}", style="red")
-        elif row.probe is not None and row.probe.health.reasons:
-            text.append("\n" + "; ".join(row.probe.health.reasons), style="yellow")
+        elif row.probe is not None and (row.probe.health.reasons or row.probe.health.notes):
+            # the agent's verdict as the dashboard and `fieldtui status` show it: reasons, then notes
+            health = row.probe.health
+            text.append("\n" + "; ".join([*health.reasons, *health.notes]), style="yellow")
         detail.update(text)
 
     def selected_key(self) -> str | None:
