@@ -275,18 +275,35 @@ class ModelsScreen(Screen[None]):
                 on_progress=self._progress,
                 job_timeout=self.job_timeout,
             )
-            activation = (
-                await self._follow(await self.api.activate_model(version), "activating") if activate else None
-            )
+            activation = None
+            if activate and await self._retry_confirmed(result.version):
+                force = result.version.verdict in BAD_VERDICTS
+                activation = await self._follow(
+                    await self.api.activate_model(version, force=force), "activating"
+                )
         except (AgentClientError, ConsoleError) as err:
             self.post_message(self.StoreChanged("Push failed", str(err), False))
             return
         text = f"{version} stored" if result.uploaded else f"{version} was already on the device (same bytes)"
         ok = True
+        if activate and activation is None:
+            text += f"; not activated ({result.version.verdict.replace('_', ' ')} before)"
         if activation is not None:
             outcome, ok = self._job_text(f"activation of {version}", activation)
             text += f"; {outcome}"
         self.post_message(self.StoreChanged("Push", text, ok))
+
+    async def _retry_confirmed(self, entry: ModelVersion) -> bool:
+        """True unless ``entry`` failed before and the technician, told why, declines to try it again."""
+        if entry.verdict not in BAD_VERDICTS:
+            return True
+        question, detail = self._retry_question(entry)
+        return bool(await self.app.push_screen_wait(ConfirmDialog(question, "Activate anyway", detail)))
+
+    def _retry_question(self, entry: ModelVersion) -> tuple[str, str]:
+        how = entry.verdict.replace("_", " ")
+        question = f"{entry.version} {how} before. Activate it again on {self.record.name}?"
+        return question, f"Why it {how}: {entry.verdict_reason or 'no reason recorded'}"
 
     async def _follow(self, job: Job, phase: str) -> Job:
         """A store job to its end from the agent's SSE ``job`` events, each change a StepMade."""
@@ -309,9 +326,7 @@ class ModelsScreen(Screen[None]):
                 if yes and self._start(f"activating {version} again…"):
                     self.run_job(f"activation of {version}", "activating", version, force=True)
 
-            how = entry.verdict.replace("_", " ")
-            question = f"{version} {how} before. Activate it again on {self.record.name}?"
-            detail = f"Why it {how}: {entry.verdict_reason or 'no reason recorded'}"
+            question, detail = self._retry_question(entry)
             self.app.push_screen(ConfirmDialog(question, "Activate anyway", detail), answered)
             return
         if self._start(f"activating {version}…"):

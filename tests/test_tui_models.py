@@ -202,6 +202,18 @@ async def test_a_failed_version_asks_naming_why_and_no_rollback_is_offered_that_
         await pilot.press("y")  # yes: tried again on purpose (forced), and it fails again
         await until(pilot, "the second try", lambda: not screen.busy and len(_activations(device)) == 2)
         assert _activations(device) == ["failed", "failed"]
+        # pushing the same file again with "activate" ticked asks the same question before activating
+        await pilot.press("p")
+        await until(pilot, "the push dialog", lambda: isinstance(app.screen, PushDialog))
+        app.screen.query_one("#path", Input).value = str(nan)
+        app.screen.query_one("#version", Input).focus()
+        await pilot.press(*"nan", "enter")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        assert "nan gives NaN values on live frames" in app.screen.detail
+        await pilot.press("n")
+        await until(pilot, "the push's end", lambda: not screen.busy)
+        assert any(n.message.endswith("; not activated (failed before)") for n in app._notifications)
+        assert _activations(device) == ["failed", "failed"]
     assert app._exception is None
 
 
