@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from agent.cli_args import home_flags
+from agent.cli_args import fraction, home_flags, port, seconds
 from agent.errors import AgentError
 
 log = logging.getLogger("fieldtui.agent")
@@ -141,17 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="run the detector on image files")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model_flags(p)
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--conf", type=fraction, default=0.25, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=fraction, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("run", help="run the camera -> detector loop headless, a status line a second")
     _add_model_flags(p)
     p.add_argument("--source", default="demo:", help="demo:, file path, rtsp://, http(s)://, usb:N")
-    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-port", type=port(), default=None, help="serve Prometheus /metrics on this port")
     p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--duration", type=seconds, default=None, help="stop after this many seconds")
     p.add_argument("--fast", action="store_true", help="files: as fast as the pipeline goes")
     _add_threads_flag(p)
     p.add_argument(
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the agent: pipeline, HTTP control API and mDNS advertisement")
     home_flags(p)
     p.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=None, help="port to listen on (default 8470; 0 picks one)")
+    p.add_argument("--port", type=port(), default=None, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
     p.add_argument(

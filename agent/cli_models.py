@@ -122,8 +122,12 @@ def _online(args: argparse.Namespace, home: Any) -> Any:
                 "X-Model-Sha256": args.sha256 or file_sha256(path),
                 "X-Model-Format": format_for(path.name),
             }
+            query = "?force=true" if args.force else ""
             response = agent.call(
-                "PUT", f"/v1/models/{quote(args.version, safe='')}", content=_chunks(path), headers=headers
+                "PUT",
+                f"/v1/models/{quote(args.version, safe='')}{query}",
+                content=_chunks(path),
+                headers=headers,
             )
             return ModelVersion.model_validate_json(response.content)
         if args.action == "remove":
@@ -133,7 +137,7 @@ def _online(args: argparse.Namespace, home: Any) -> Any:
         path = (
             "/v1/models/rollback"
             if args.action == "rollback"
-            else f"/v1/models/{quote(args.version, safe='')}/activate"
+            else f"/v1/models/{quote(args.version, safe='')}/activate" + ("?force=true" if args.force else "")
         )
         return agent.wait(Job.model_validate_json(agent.call("POST", path).content))
 
@@ -173,13 +177,19 @@ def _offline(args: argparse.Namespace, config: Any) -> Any:
             return manager.list()
         if args.action == "add":
             return manager.add_file(
-                Path(args.file), args.version, args.sha256, source=f"added on the device from {args.file}"
+                Path(args.file),
+                args.version,
+                args.sha256,
+                source=f"added on the device from {args.file}",
+                force=args.force,
             )[0]
         if args.action == "remove":
             return manager.remove(args.version)
         if args.action == "activate":
             return _offline_job(
-                "model.activate", {"version": args.version}, manager.activate_offline(args.version)
+                "model.activate",
+                {"version": args.version},
+                manager.activate_offline(args.version, force=args.force),
             )
         return _offline_job("model.rollback", {}, manager.rollback_offline())
     finally:
@@ -246,9 +256,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("file", metavar="FILE")
     q.add_argument("--version", required=True, help="version name, like v7 or 2024.06.1")
     q.add_argument("--sha256", default=None, help="refuse the file unless it has this sha256")
+    q.add_argument("--force", action="store_true", help="store it although the same bytes failed before")
     common(q)
     q = actions.add_parser("activate", help="switch to a stored version (health check and probation)")
     q.add_argument("version", metavar="VERSION")
+    q.add_argument("--force", action="store_true", help="activate it although it failed before")
     common(q)
     common(actions.add_parser("rollback", help="go back to the last good version"))
     q = actions.add_parser("remove", help="delete a stored version (never the serving or current one)")

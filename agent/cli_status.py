@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.cli_args import home_flags
+from agent.cli_args import count, home_flags
 from fieldtui.protocol import (
     AgentPaths,
     DeviceInfo,
@@ -132,6 +132,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{result.device.name}  health {result.health.status}  pipeline {result.status.state}")
         for reason in result.health.reasons:
             print(f"  {reason}")
+        for note in result.health.notes:  # a probation under way
+            print(f"  {note}")
     return 0
 
 
@@ -178,7 +180,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", help="recent agent log lines (agent.log, else the service journal)")
     home_flags(p, json="print one JSON document")
-    p.add_argument("--lines", type=int, default=100, help="how many (default 100)")
+    p.add_argument("--lines", type=count(), default=100, help="how many (default 100)")
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser("home", help="where the agent home, its staging area and its log are")
     home_flags(p, json="print one JSON document")

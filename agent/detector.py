@@ -300,7 +300,11 @@ class Detector:
 
 
 def _check_image_path(p: Path) -> None:
-    if not p.exists():
+    try:
+        found = p.exists()
+    except OSError as err:  # a name too long for the file system, say
+        raise ImageError(f"not a usable image path ({err.strerror or err}): {str(p)[:80]}") from None
+    if not found:
         raise ImageError(f"image not found: {p}")
     if not p.is_file():
         raise ImageError(f"not an image file: {p} (pass image files, not a folder)")

@@ -20,9 +20,18 @@ from pathlib import Path
 from agent.sources import redact as redact_uri
 from fieldtui.protocol import LogLine, LogPage
 
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-_SECRET_PARAM = re.compile(
-    r"(?i)\b(token|access_token|api_key|apikey|password|passwd|secret)(=|:\s*)([^\s&\"',;]+)"
+# Only what is a secret, never a word that looks like one ("basic fusions", "the token: expired" stay):
+# an Authorization header's credentials, a bearer token (long, as tokens are), key=value pairs and
+# quoted JSON values under a secret's name.
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization\s*[:=]\s*(?:bearer|basic|digest|token)?\s*)([^\s\"',;]+)")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/-]{16,}=*")
+_NAMES = r"(?:token|access_token|api_key|apikey|password|passwd|secret)"
+_SECRET_PARAM = re.compile(rf"(?i)\b({_NAMES}=)([^\s&\"',;]+)")
+_SECRET_JSON = re.compile(rf"(?i)(\"{_NAMES}\"\s*:\s*\")([^\"]*)")
+# "api_key: sk-12345" is a key; "the token: expired" is a word: a value counts when it has a digit or a
+# symbol in it, or is as long as keys are.
+_SECRET_COLON = re.compile(
+    rf"(?i)\b({_NAMES}:\s*)(?=[^\s&\"',;]*[0-9._~+/=-]|[^\s&\"',;]{{16}})([^\s&\"',;]+)"
 )
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -34,8 +43,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     text = redact_uri(text)  # user:password@ and secret query parameters, as sources report them
+    text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}***", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
+    text = _SECRET_COLON.sub(lambda m: f"{m.group(1)}***", text)
+    return _SECRET_JSON.sub(lambda m: f"{m.group(1)}***", text)
 
 
 class RedactingFormatter(logging.Formatter):

@@ -3,7 +3,7 @@
 TXT record (every entry well under 255 bytes)::
 
     id=<device id>  ver=<agent version>  api=v1  model=<active model>  backend=<backend key>
-    tls=0 | <sha256 fingerprint of the certificate>
+    tls=0 | <sha256 fingerprint of the certificate>  health=ok | degraded | failing (agent/verdict.py)
 
 The A records name a host of our own (``fieldtui-<id>.local.``) rather than the machine's hostname,
 so the agent never contends with Avahi or systemd-resolved, which already answer for ``<hostname>.local``.

@@ -21,15 +21,21 @@ from agent.model_upload import Upload
 from agent.models import ModelStore, check_version, format_for
 from agent.probation import health_check
 from fieldtui.protocol import (
+    BAD_VERDICTS,
     DamagedVersion,
     ModelInfo,
     ModelList,
     ModelManifest,
     ModelVersion,
     ProbationStatus,
+    RollbackPlan,
 )
 
 CONFIGURED = "the configured model"
+
+
+def good_phrase(version: str | None) -> str:
+    return f"last good {version}" if version is not None else f"{CONFIGURED} (last good)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,11 @@ class ModelCatalog:
     def label(version: str | None) -> str:
         return version if version is not None else CONFIGURED
 
+    @staticmethod
+    def good_label(version: str | None) -> str:
+        """Last good as a sentence names it: "last good v2", "the configured model (last good)"."""
+        return good_phrase(version)
+
     def load(self, version: str | None, manifest: ModelManifest | None = None) -> Any:
         """A Detector for ``version`` (None: the configured or demo model), loaded and warmed up."""
         from agent.detector import Detector
@@ -81,24 +92,53 @@ class ModelCatalog:
         detector.info = detector.info.model_copy(update={"version": version})
         return detector
 
-    def rollback_target(self, serving: str | None) -> str | None:
-        """Where a rollback goes: the most recently proven version other than ``serving``, else the
-        configured model; Conflict when ``serving`` already is the configured model and nothing else is."""
+    def last_good(self, excluding: str | None = None) -> str | None:
+        """The newest stored version that passed probation (other than ``excluding``), else None: the
+        configured model. A version on probation, superseded, failed or rolled back never is."""
         for version in self.history.good_versions():
-            if version != serving and self.store.has(version):
+            if version != excluding and self.store.has(version):
                 return version
-        if serving is None:
-            raise Conflict(f"nothing to roll back to: {CONFIGURED} serves and no earlier version proved good")
+        return None
+
+    def rollback_target(self, serving: str | None) -> str | None:
+        """Where a rollback goes: last good other than ``serving`` (the configured model when no
+        version passed); Conflict when ``serving`` already is the configured model and nothing passed."""
+        target = self.last_good(excluding=serving)
+        if target is None and serving is None:
+            raise Conflict(
+                f"nothing to roll back to: {CONFIGURED} serves and no version has passed probation"
+            )
+        return target
+
+    def rollback_plan(self, serving: str | None) -> RollbackPlan | None:
+        """Where a rollback from ``serving`` goes and why; None when the agent would refuse it."""
+        try:
+            target = self.rollback_target(serving)
+        except Conflict:
+            return None
+        if target is None:
+            why = "no other version has passed probation"
+        else:
+            why = "the newest version that passed probation"
+        return RollbackPlan(version=target, label=self.label(target), why=why)
+
+    def bad_twin(self, sha256: str) -> tuple[str, str, str | None] | None:
+        """(version, verdict, reason) of a version with these bytes that failed or was rolled back."""
+        verdicts = self.history.verdicts()
+        for version in self.history.versions_with_sha(sha256):
+            verdict, reason, _ = verdicts.get(version, ("never_activated", None, 0))
+            if verdict in BAD_VERDICTS:
+                return version, verdict, reason
         return None
 
     def list(self, history: int = 50) -> ModelList:
         live = self.live()
         serving = live.serving
         current = self.store.current()
-        try:  # with no agent serving (the offline CLI), a rollback would start from current
-            target: str | None = self.rollback_target(serving if live.running else current)
-        except Conflict:
-            target = None
+        # with no agent serving (the offline CLI), a rollback would start from current
+        plan = self.rollback_plan(serving if live.running else current)
+        target = plan.version if plan is not None else None
+        verdicts = self.history.verdicts()
         versions = []
         for manifest in self.store.versions():
             v = manifest.version
@@ -107,6 +147,7 @@ class ModelCatalog:
                 state = "probation" if live.probation is not None else "serving"
             elif v == live.standby:
                 state = "standby"
+            verdict, why, _ = verdicts.get(v, ("never_activated", None, 0))
             versions.append(
                 ModelVersion(
                     version=v,
@@ -115,12 +156,15 @@ class ModelCatalog:
                     serving=live.running and v == serving,
                     state=state,
                     last_good=v == target,
+                    verdict=verdict,
+                    verdict_reason=why if verdict in (*BAD_VERDICTS, "superseded", "interrupted") else None,
                 )
             )
         return ModelList(
             serving=live.info,
             current=current,
             last_good=target,
+            rollback=plan,
             versions=versions,
             damaged=[DamagedVersion(version=v, reason=why) for v, why in self.store.damaged()],
             history=self.history.recent(history),
@@ -135,18 +179,38 @@ class ModelCatalog:
                 return item
         raise NotFound(f"no model version {version!r} on this device; GET /v1/models lists them")
 
+    def check_retry(self, version: str, force: bool) -> None:
+        """Conflict naming the earlier reason when ``version`` failed or was rolled back before and
+        ``force`` is not given: trying a known-bad model again must be a decision, not a slip."""
+        verdict, why, _ = self.history.verdicts().get(version, ("never_activated", None, 0))
+        if verdict in BAD_VERDICTS and not force:
+            raise Conflict(
+                f"{version} {verdict.replace('_', ' ')} before: {why or 'no reason recorded'}; "
+                "activate it with --force (?force=true) to try it again"
+            )
+
     # --- uploads --------------------------------------------------------------------------------
 
     def begin_upload(
-        self, version: str, sha256: str, *, size: int | None, fmt: str, source: str
+        self, version: str, sha256: str, *, size: int | None, fmt: str, source: str, force: bool = False
     ) -> Upload | ModelManifest:
-        """An Upload to write into, or the stored manifest when the same bytes are there already."""
+        """An Upload to write into, or the stored manifest when the same bytes are there already.
+        Bytes that failed before under another name are refused (Conflict) unless ``force``."""
         existing = self.store.check_new(version, sha256, size)
         if existing is not None:
             return existing
-        row = self.history.add(
-            "upload", version, "started", details={"sha256": sha256, "size": size, "source": source}
-        )
+        twin = self.bad_twin(sha256)
+        if twin is not None and not force:
+            old, verdict, why = twin
+            raise Conflict(
+                f"{version} has the same sha256 ({sha256[:12]}…) as {old}, which "
+                f"{verdict.replace('_', ' ')}: {why or 'no reason recorded'}; nothing was stored "
+                "(push with --force, or ?force=true, to store it anyway)"
+            )
+        details: dict[str, Any] = {"sha256": sha256, "size": size, "source": source}
+        if twin is not None:
+            details["forced"] = f"same bytes as {twin[0]}, which {twin[1].replace('_', ' ')}"
+        row = self.history.add("upload", version, "started", details=details)
         return self.store.begin_upload(
             version,
             sha256,
@@ -162,7 +226,7 @@ class ModelCatalog:
         return self.describe(manifest.version)
 
     def add_file(
-        self, path: Path, version: str, sha256: str | None, *, source: str
+        self, path: Path, version: str, sha256: str | None, *, source: str, force: bool = False
     ) -> tuple[ModelVersion, bool]:
         """Store a model file from this machine (the CLI's ``add``): the same path as an upload."""
         from agent.detector import file_sha256
@@ -177,7 +241,9 @@ class ModelCatalog:
                 status=422,
             )
         size = path.stat().st_size
-        upload = self.begin_upload(version, actual, size=size, fmt=format_for(path.name), source=source)
+        upload = self.begin_upload(
+            version, actual, size=size, fmt=format_for(path.name), source=source, force=force
+        )
         if isinstance(upload, ModelManifest):
             return self.describe(version), False
         try:
@@ -191,22 +257,26 @@ class ModelCatalog:
         return self.stored(manifest), created
 
     def prune(self) -> list[str]:
-        """Remove the oldest versions beyond ``keep``; never the serving, current, standby or
-        rollback-target one."""
+        """Remove versions beyond ``keep``: failed and rolled-back ones first, then the oldest; never
+        the serving, current, standby, last good or rollback-target one. Each removal is in the history."""
         live = self.live()
         current = self.store.current()
-        protect = {live.serving, current, live.standby}
+        protect = {live.serving, current, live.standby, self.last_good()}
         with contextlib.suppress(Conflict):
             protect.add(self.rollback_target(live.serving if live.running else current))
         damaged = dict(self.store.damaged())
-        removed = self.store.prune(protect)
+        verdicts = self.history.verdicts()
+        bad = {v for v, (verdict, _, _) in verdicts.items() if verdict in BAD_VERDICTS}
+        removed = self.store.prune(protect, first=bad)
         for version in removed:
-            why = (
+            verdict, why, _ = verdicts.get(version, ("never_activated", None, 0))
+            was = f" ({verdict.replace('_', ' ')}: {why})" if version in bad else ""
+            reason = (
                 f"pruned: damaged ({damaged[version]})"
                 if version in damaged
-                else f"pruned: more than {self.settings.keep} versions kept"
+                else f"pruned{was}: more than {self.settings.keep} versions kept"
             )
-            self.history.add("remove", version, "removed", reason=why)
+            self.history.add("remove", version, "removed", reason=reason)
         return removed
 
     def remove(self, version: str) -> ModelList:
@@ -230,10 +300,11 @@ class ModelCatalog:
 
     # --- no agent serving (the CLI on a stopped device) -----------------------------------------
 
-    def activate_offline(self, version: str) -> dict[str, Any]:
+    def activate_offline(self, version: str, *, force: bool = False) -> dict[str, Any]:
         """Make ``version`` current while no agent runs: verified and test-loaded now, health-checked
         on live frames never (there are none); the next start loads it and records the outcome."""
-        manifest = self.store.verify(check_version(version))
+        self.check_retry(check_version(version), force)
+        manifest = self.store.verify(version)
         previous = self.store.current()
         with contextlib.closing(self.load(version, manifest)) as detector:
             figures = health_check(

@@ -2,8 +2,12 @@
 
 A row is written *before* a step that changes anything (outcome ``started``) and updated after it, so
 a crash leaves a row that says what was under way; the next start closes such rows as ``interrupted``
-with what it did about it. "Last good" - where a rollback goes - is read from here: the versions whose
-latest serving row (activate, rollback, auto_rollback, startup) ended ``good``.
+with what it did about it.
+
+Each version's *verdict* is read from here too: how its latest activation ended (passed, failed,
+rolled back, superseded, ...). "Last good" - where a rollback goes, and what every candidate is judged
+against - is the newest version whose verdict is ``passed``; its figures (confidence, inference time)
+are the ones its probation measured, or those measured live while it served, before a later activation.
 """
 
 from __future__ import annotations
@@ -14,10 +18,22 @@ import time
 from typing import Any
 
 from agent.state import StateDB
-from fieldtui.protocol import ModelHistoryEntry
+from fieldtui.protocol import ModelHistoryEntry, Verdict
 
 SERVING_ACTIONS = ("activate", "rollback", "auto_rollback", "startup")
 OPEN_OUTCOMES = ("started", "probation", "pending")
+# an activation row's outcome -> the version's verdict
+VERDICTS: dict[str, Verdict] = {
+    "good": "passed",
+    "failed": "failed",
+    "refused": "failed",
+    "rolled_back": "rolled_back",
+    "superseded": "superseded",
+    "started": "on_probation",
+    "probation": "on_probation",
+    "interrupted": "interrupted",
+    "pending": "pending",
+}
 
 
 class ModelHistory:
@@ -96,15 +112,50 @@ class ModelHistory:
         )
         return self._entry(rows[0]) if rows else None
 
-    def good_versions(self) -> list[str]:
-        """Versions whose latest serving row ended ``good``, most recently proven first."""
-        marks = ",".join("?" * len(SERVING_ACTIONS))
+    def verdicts(self) -> dict[str, tuple[Verdict, str | None, int]]:
+        """Each activated version's verdict: (verdict, reason, row id), from its latest activation
+        (a failure to load at start counts too). Versions never activated are absent."""
         rows = self.db.execute(
-            f"""SELECT h.version FROM model_history h
-                JOIN (SELECT version, MAX(id) AS id FROM model_history
-                      WHERE version IS NOT NULL AND action IN ({marks}) GROUP BY version) last
-                  ON h.id = last.id
-                WHERE h.outcome = 'good' ORDER BY h.id DESC""",
-            SERVING_ACTIONS,
+            """SELECT id, version, action, outcome, reason FROM model_history
+               WHERE version IS NOT NULL AND (action = 'activate' OR (action = 'startup' AND outcome = 'failed'))
+               ORDER BY id"""
+        )
+        found: dict[str, tuple[Verdict, str | None, int]] = {}
+        for r in rows:
+            verdict = VERDICTS.get(r["outcome"])
+            if verdict is not None:
+                found[r["version"]] = (verdict, r["reason"], r["id"])
+        return found
+
+    def good_versions(self) -> list[str]:
+        """Versions whose verdict is ``passed``, the most recently activated first."""
+        passed = [(row, v) for v, (verdict, _, row) in self.verdicts().items() if verdict == "passed"]
+        return [v for _, v in sorted(passed, reverse=True)]
+
+    def figures_of(self, version: str | None) -> dict[str, Any] | None:
+        """The newest figures recorded for ``version`` (None: the configured model) while it was good:
+        its passing probation's, or the baseline measured live while it served, just before a later
+        activation. None when nothing was recorded."""
+        rows = self.db.execute(
+            "SELECT * FROM model_history WHERE action = 'activate' AND (version IS ? OR previous IS ?) "
+            "ORDER BY id DESC LIMIT 200",
+            (version, version),
+        )
+        for r in rows:
+            details = json.loads(r["details"] or "{}")
+            passed = r["version"] == version and version is not None and r["outcome"] == "good"
+            if passed and details.get("probation", {}).get("confidence") is not None:
+                return {**details["probation"], "source": f"its probation (row {r['id']})"}
+            baseline = details.get("baseline") or {}
+            if r["previous"] == version and baseline.get("measured") == "live" and baseline.get("frames"):
+                return {**baseline, "source": f"measured live before row {r['id']}"}
+        return None
+
+    def versions_with_sha(self, sha256: str) -> list[str]:
+        """Versions ever stored with these bytes (from the upload rows: also those removed since)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT version FROM model_history WHERE action = 'upload' AND outcome = 'stored' "
+            "AND json_extract(details, '$.sha256') = ?",
+            (sha256,),
         )
         return [r["version"] for r in rows]

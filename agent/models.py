@@ -290,8 +290,9 @@ class ModelStore:
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("removed model %s", version)
 
-    def prune(self, protect: set[str | None]) -> list[str]:
-        """Remove damaged versions, then the oldest beyond ``settings.keep``; never one in ``protect``."""
+    def prune(self, protect: set[str | None], first: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Remove damaged versions, then versions beyond ``settings.keep``, never one in ``protect``:
+        those in ``first`` (failed ones) before the others, oldest first within each."""
         removed: list[str] = []
         for version, _ in self.damaged():
             if version not in protect:
@@ -299,7 +300,8 @@ class ModelStore:
                 removed.append(version)
         versions = self.versions()
         excess = len(versions) - self.settings.keep
-        for manifest in reversed(versions):  # oldest first
+        oldest = list(reversed(versions))
+        for manifest in sorted(oldest, key=lambda m: m.version not in first):  # stable: oldest first
             if excess <= 0:
                 break
             if manifest.version in protect:

@@ -1,15 +1,17 @@
 """The checks an activation stands on: the health check before the swap, the probation after it.
 
-*Health check* (before anything changes): the new model runs on recent live frames beside the current
-one; every output must be finite, postprocessing must work, and its median inference time must stay
-within ``latency_factor`` x the current model's (+ ``latency_slack_ms``, so the timer noise of tiny models
-is not a verdict). Both models run on the same frames in the same thread, interleaved, so a busy CPU
-slows both alike.
+*Health check* (before anything changes): the new model runs on recent live frames beside last good
+(the newest version that passed probation, or the configured model - never one still on probation);
+every output must be finite, postprocessing must work, and its median inference time must stay within
+``latency_factor`` x last good's (+ ``latency_slack_ms``, so the timer noise of tiny models is not a
+verdict). Both models run on the same frames in the same thread, interleaved, so a busy CPU slows both
+alike.
 
 *Probation* (after the swap): :class:`FrameWatch`, a pipeline listener, keeps each frame's confidence
 (the mean score of its detections, 0 for a frame without any); at the end of the window the new model's
-mean is compared with the previous model's over the time before the swap, and its live inference time
-with the one the pipeline measured before. A collapse of either is a failed probation.
+mean is compared with last good's figures (measured live before the swap when last good was serving,
+else those recorded with its history entry), and so is its live inference time. A collapse of either is
+a failed probation.
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ def health_check(
     *,
     label: str,
     current_label: str,
+    serving_label: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``new`` (and ``current``, for the latency baseline) on ``frames``; the figures, or ModelError
-    saying what failed. ``frames`` empty: one blank frame (said so in the figures)."""
+    """Run ``new`` (and ``current`` - last good - for the latency baseline) on ``frames``; the figures,
+    or ModelError saying what failed. ``frames`` empty: one blank frame (said so in the figures).
+    ``serving_label``: what keeps serving when ``new`` is refused (default: ``current_label``)."""
+    serving_label = serving_label or current_label
     live = bool(frames)
     frames = frames or [blank_frame(new.input_shape)]
     rounds = max(settings.health_frames, 1)
@@ -111,14 +116,14 @@ def health_check(
                 kind = "NaN" if np.isnan(arr).any() else "infinite"
                 raise ModelError(
                     f"{label} gives {kind} values on {'live' if live else 'test'} frames ({bad} of "
-                    f"{arr.size} in output {k}); not activated, {current_label} keeps serving"
+                    f"{arr.size} in output {k}); not activated, {serving_label} keeps serving"
                 )
         try:
             new.postprocess(outputs, lb)
         except Exception as err:  # noqa: BLE001 - any failure here is a verdict on the model
             raise ModelError(
                 f"{label}'s outputs cannot be postprocessed ({type(err).__name__}: {err}); not activated, "
-                f"{current_label} keeps serving"
+                f"{serving_label} keeps serving"
             ) from None
         new_ms.append(ms)
         if current is not None:
@@ -138,7 +143,7 @@ def health_check(
             raise ModelError(
                 f"{label} is too slow: {new_med:.1f} ms per inference against {cur_med:.1f} ms for "
                 f"{current_label} (limit {settings.latency_factor:g}x + {settings.latency_slack_ms:g} ms = "
-                f"{limit:.1f} ms); not activated, {current_label} keeps serving"
+                f"{limit:.1f} ms); not activated, {serving_label} keeps serving"
             )
     return figures
 
@@ -166,3 +171,16 @@ def judge(new: Figures, old: Figures, settings: ModelSettings, *, label: str, ol
                 f"for {old_label} (limit {limit:.1f} ms)"
             )
     return None
+
+
+def compare(new: Figures, old: Figures, old_label: str, seconds: float) -> str:
+    """The one-line comparison a technician reads in a toast: "confidence 0.42 vs 0.98 for v2 over 60 s"
+    (and the inference times when the confidence held up)."""
+    if new.confidence is not None and old.confidence is not None:
+        text = f"confidence {new.confidence:.2f} vs {old.confidence:.2f} for {old_label} over {seconds:.0f} s"
+        if new.infer_ms is not None and old.infer_ms is not None and new.confidence >= old.confidence / 2:
+            text += f", {new.infer_ms:.1f} ms per inference vs {old.infer_ms:.1f} ms"
+        return text
+    if new.infer_ms is not None and old.infer_ms is not None:
+        return f"{new.infer_ms:.1f} ms per inference vs {old.infer_ms:.1f} ms for {old_label} over {seconds:.0f} s"
+    return f"{new.frames} frames over {seconds:.0f} s, nothing recorded for {old_label} to compare with"

@@ -5,8 +5,9 @@ The history (agent/model_history.py) says what was under way when the previous a
 
 - an upload ``started``: its staging folder is gone now; the row says whether it had been committed;
 - an activation ``started`` or on ``probation`` whose version ``current`` already names: it was never
-  proven, so the previous model is served again (a model that crashes the agent must not come back on
-  every restart); one not yet switched in is simply recorded as interrupted;
+  proven, so last good (the newest version that passed probation, else the configured model) is served
+  again - a model that crashes the agent must not come back on every restart, and neither must one that
+  was itself still on probation; one not yet switched in is simply recorded as interrupted;
 - a rollback that had not finished is finished;
 - a ``pending`` activation (made with the agent stopped) is loaded now, and the row says how it went.
 
@@ -92,16 +93,17 @@ def reconcile(manager: ModelManager) -> Any:
             plan.append((row.version, f"finishing the rollback to {label(row.version)} the agent was doing"))
             settle[row.id] = ("good", "finished at the next start")
         elif row.version == current:  # switched in, never proven
+            good = manager.last_good(excluding=current)
             plan.append(
                 (
-                    row.previous,
-                    f"the agent stopped before {row.version} was proven; back to {label(row.previous)}",
+                    good,
+                    f"the agent stopped before {row.version} was proven; back to {manager.good_label(good)}",
                 )
             )
             settle[row.id] = (
                 "interrupted",
                 f"the agent stopped before {row.version} was proven; "
-                f"the next start went back to {label(row.previous)}",
+                f"the next start went back to {manager.good_label(good)}",
             )
         else:
             history.update(
@@ -114,8 +116,9 @@ def reconcile(manager: ModelManager) -> Any:
         if row is None or row.outcome in ("good", "pending"):
             plan.append((current, None))
         elif row.action == "activate":
+            good = manager.last_good(excluding=current)
             plan.append(
-                (row.previous, f"{current} was never proven ({row.outcome}); back to {label(row.previous)}")
+                (good, f"{current} was never proven ({row.outcome}); back to {manager.good_label(good)}")
             )
     for version in history.good_versions():
         plan.append(

@@ -17,14 +17,12 @@ from urllib.parse import urljoin, urlsplit
 
 from agent.errors import AgentError
 from agent.models import check_sha256, check_version, format_for
-from fieldtui.protocol import ModelManifest, RegistryOffer
+from fieldtui.protocol import BAD_VERDICTS, ModelManifest, RegistryOffer
 
 if TYPE_CHECKING:
     from agent.activation import ModelManager
 
 log = logging.getLogger("fieldtui.agent.pull")
-
-REFUSED = ("failed", "rolled_back", "refused")
 
 
 class RegistryPoller:
@@ -100,12 +98,13 @@ class RegistryPoller:
                 )
         else:
             self.download(offer)
-        row = manager.history.serving_row(version)
-        if row is not None and row.outcome in REFUSED:
+        verdict, why, _ = manager.history.verdicts().get(version, ("never_activated", None, 0))
+        if verdict in BAD_VERDICTS:  # the store's own verdict: the same one a technician's --force overrides
+            shown = verdict.replace("_", " ")
             if (version, offer.sha256) not in self._skipped:
                 self._skipped.add((version, offer.sha256))
-                log.warning("pull mode: %s was %s before (%s); not retried", version, row.outcome, row.reason)
-            return f"{version} was {row.outcome} before; not retried"
+                log.warning("pull mode: %s %s before (%s); not retried", version, shown, why)
+            return f"{version} {shown} before; not retried"
         if manager.activation_pending(version):
             return f"{version} is being activated"
         job = manager.submit_activate(version, reason=f"update from registry {self.url}")

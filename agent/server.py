@@ -29,7 +29,7 @@ from agent.logbuf import LogBuffer, rotating_file_handler
 from agent.service import AgentService
 from agent.sources import redact
 from fieldtui import __version__
-from fieldtui.protocol import API_VERSION, ModelInfo
+from fieldtui.protocol import API_VERSION, HealthReport, ModelInfo
 
 log = logging.getLogger("fieldtui.agent.server")
 
@@ -234,6 +234,7 @@ async def _advertise(service: AgentService, config: AgentConfig, port: int) -> A
             "model": service.model_label(),
             "backend": info.backend if info is not None else config.backend,
             "tls": service.tls.fingerprint if service.tls else "0",
+            "health": service.health().status,
         },
     )
     await advertiser.start()
@@ -248,5 +249,10 @@ async def _advertise(service: AgentService, config: AgentConfig, port: int) -> A
         with contextlib.suppress(RuntimeError):
             asyncio.run_coroutine_threadsafe(advertiser.update(fields), loop)
 
+    def on_health(report: HealthReport) -> None:  # the verdict's level only: a short, stable TXT entry
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(advertiser.update({"health": report.status}), loop)
+
     service.model_listeners.append(on_model)
+    service.health_listeners.append(on_health)
     return advertiser

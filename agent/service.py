@@ -31,6 +31,7 @@ from agent.logbuf import LEVELS, LogBuffer
 from agent.state import StateDB
 from agent.stats import WINDOW_S
 from agent.tls import TlsMaterial, ensure_tls
+from agent.verdict import START_GRACE_S, health_verdict
 
 if TYPE_CHECKING:
     from agent.activation import ModelManager
@@ -48,7 +49,6 @@ from fieldtui.protocol import (
 log = logging.getLogger("fieldtui.agent.service")
 
 SAMPLE_INTERVAL_S = 0.4  # SSE samples at 2.5 Hz: "about 2 Hz" with room for a busy CPU
-START_GRACE_S = 10.0  # a pipeline that has processed nothing after this long is failing
 CONTROL_WAIT_S = 15.0  # how long start/stop wait for a running pipeline job before answering 409
 BACKENDS_TTL_S = 60.0
 
@@ -84,6 +84,7 @@ class AgentService:
         self.logs = logs if logs is not None else LogBuffer(secrets=lambda: (self.token,))
         self.logs.on_line = lambda line: self.bus.publish("log", line)
         self.model_listeners: list[Callable[[ModelInfo], None]] = []
+        self.health_listeners: list[Callable[[HealthReport], None]] = []  # the mDNS TXT ``health``
         self._control = threading.Lock()  # one pipeline start/stop/restart/source change at a time
         self._last_health: tuple[str, tuple[str, ...]] | None = None
         self._backends: tuple[float, list[BackendInfo]] | None = None
@@ -199,8 +200,14 @@ class AgentService:
                     report.status,
                     f": {'; '.join(report.reasons)}" if report.reasons else "",
                 )
+            changed = self._last_health is None or report.status != self._last_health[0]
             self._last_health = key
             self.bus.publish("health", report)
+            for listener in list(self.health_listeners) if changed else []:
+                try:
+                    listener(report)
+                except Exception:  # noqa: BLE001 - a listener must not stop the telemetry tick
+                    log.exception("health listener %r failed", listener)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop jobs and the pipeline (joined), then close state.db. Safe to call twice."""
@@ -222,29 +229,20 @@ class AgentService:
     # --- reading --------------------------------------------------------------------------------
 
     def health(self) -> HealthReport:
+        """The one verdict (agent/verdict.py): pipeline, source, camera, confidence against last
+        good's baseline, dropped frames, and the probation under way."""
         st: PipelineStatus = self.pipeline.status()
-        failing: list[str] = []
-        degraded: list[str] = []
-        source = st.source
-        if st.state == "failed":
-            failing.append(f"pipeline failed: {st.error or 'see GET /v1/logs'}")
-        elif st.state == "stopped":
-            why = source.reason if source is not None and source.reason else "stopped on request"
-            degraded.append(f"pipeline stopped ({why}); POST /v1/pipeline/start to start it")
-        else:
-            if source is not None and not source.up:
-                degraded.append(f"source down: {source.reason or 'no frames from ' + source.uri}")
-            running_for = time.time() - (st.started_at or time.time())
-            sample = st.sample
-            if running_for > START_GRACE_S and (sample is None or sample.fps <= 0):
-                failing.append(f"no frames processed in the last {WINDOW_S:.0f} s")
-        camera = st.sample.camera if st.sample is not None else None
-        if camera is not None and not camera.ok:
-            degraded.append("camera: " + ("; ".join(camera.reasons) or "unhealthy"))
-        status = "failing" if failing else "degraded" if degraded else "ok"
+        models = self.models
+        verdict = health_verdict(
+            st,
+            window_s=WINDOW_S,
+            baseline=models.health_baseline() if models is not None else None,
+            probation=models.live().probation if models is not None else None,
+        )
         return HealthReport(
-            status=status,
-            reasons=failing + degraded,
+            status=verdict.status,
+            reasons=verdict.reasons,
+            notes=verdict.notes,
             version=__version__,
             uptime_s=round(time.monotonic() - self.started, 1),
         )
@@ -394,6 +392,16 @@ class _ControlPlaneCollector(Collector):
             "events a slow SSE subscriber lost (its queue was full)",
             value=svc.bus.dropped,
         )
+        health = GaugeMetricFamily(
+            "fieldtui_agent_health", "1 for the agent's health verdict now (GET /v1/health)", labels=["state"]
+        )
+        try:
+            status = svc.health().status
+        except AgentError:  # state.db closed: shutting down
+            status = None
+        for state in ("ok", "degraded", "failing"):
+            health.add_metric([state], float(state == status))
+        yield health
         yield GaugeMetricFamily(
             "fieldtui_agent_uptime_seconds",
             "seconds since the agent started",

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
 from fieldtui.cli_link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
+from fieldtui.cli_types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
+from fieldtui.redact import RedactingStream
 
 log = logging.getLogger("fieldtui")
 
@@ -153,6 +155,7 @@ def format_status(entry: SavedDevice, ds: DeviceStatus) -> list[str]:
         + (f": {'; '.join(h.reasons)}" if h.reasons else "")
         + f"  (up {_since(time.time() - h.uptime_s)})",
     ]
+    lines += [f"          {note}" for note in h.notes]  # a probation under way
     lines += _pipeline_lines(st)
     return lines
 
@@ -212,6 +215,15 @@ async def _probe(record: DeviceRecord, token: str, keep_name: bool) -> DeviceRec
     return record.model_copy(
         update={"id": info.id, "name": name, "version": info.version, "last_seen": time.time()}
     )
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    config = ConsoleConfig()
+    entry = config.remove(args.host)
+    d = entry.device
+    what = "its token and TLS pin are" if d.tls_fingerprint else "its token is"
+    print(f"forgot {d.name} ({d.id or 'no id'}) at {d.api_url}: {what} no longer saved in {config.path}")
+    return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -275,10 +287,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(getattr(signal, name), task.cancel)
         await run_demo(args.faults, lines=args.lines)
 
-    try:
-        asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("demo agent stopped", file=sys.stderr)
+    with suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(main())  # run_demo says how it ended: agent stopped, or left to the other demo
     return 0
 
 
@@ -344,17 +354,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("discover", help="list agents found over mDNS, merged with saved devices")
     p.add_argument("--json", action="store_true", help="print one DiscoveryResult JSON document")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to browse (default 3)")
+    p.add_argument("--timeout", type=seconds(60), default=3.0, help="seconds to browse (default 3)")
     p.add_argument("--prometheus-sd", metavar="FILE", help="also write a Prometheus file_sd JSON file")
     p.add_argument(
         "--interface", action="append", metavar="IP", help="browse on this local address (repeatable)"
     )
     p.set_defaults(func=cmd_discover)
 
+    p = sub.add_parser("forget", help="remove a saved device, its token and TLS pin")
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    p.set_defaults(func=cmd_forget)
+
     p = sub.add_parser("status", help="identity, health, pipeline, model and last sample of one device")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--json", action="store_true", help="print one DeviceStatus JSON document")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the device (default 5)")
+    p.add_argument(
+        "--timeout", type=seconds(), default=5.0, help="seconds to wait for the device (default 5)"
+    )
     link_flags(p)
     p.set_defaults(func=cmd_status)
 
@@ -369,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a local demo agent, pair it and show its live status")
     p.add_argument("--faults", action="store_true", help="inject camera faults (blur, dark, freeze, cover)")
     p.add_argument("--plain", "--no-tui", action="store_true", help="one status line a second, no TUI")
-    p.add_argument("--lines", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
+    p.add_argument("--lines", type=count(), default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
 
     from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
@@ -380,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--condition", metavar="TEXT", help="what Trio should judge (default: the device's)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds the device waits for Trio (max 30)")
+    p.add_argument(
+        "--timeout", type=seconds(30), default=None, help="seconds the device waits for Trio (max 30)"
+    )
     p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
     p.set_defaults(func=cmd_trio_test)
     add_link_parsers(sub)
@@ -394,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line this command prints, argparse's errors included, passes fieldtui/redact.py first
+    # (the TUI draws on the terminal itself, not through these streams).
+    out, err_stream = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err_stream)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err_stream
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -11,6 +11,7 @@ import argparse
 
 from fieldtui.cli_jobs import request_from, run_job
 from fieldtui.cli_link import link_flags
+from fieldtui.cli_types import count, seconds
 from fieldtui.protocol import BenchmarkRequest, benchmark_table
 
 
@@ -38,13 +39,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--backend", action="append", default=None, help="backend key; repeat for several")
     p.add_argument("--precision", action="append", default=None, help="fp32, fp16, int8; repeatable")
-    p.add_argument("--threads", action="append", type=int, default=None, help="runtime threads; repeatable")
-    p.add_argument("--batch", action="append", type=int, default=None, help="batch size; repeatable")
-    p.add_argument("--iterations", type=int, default=None, help="timed calls per configuration (50)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (5)")
+    p.add_argument(
+        "--threads", action="append", type=count(), default=None, help="runtime threads; repeatable"
+    )
+    p.add_argument("--batch", action="append", type=count(), default=None, help="batch size; repeatable")
+    p.add_argument("--iterations", type=count(), default=None, help="timed calls per configuration (50)")
+    p.add_argument("--warmup", type=count(0), default=None, help="untimed calls first (5)")
     p.add_argument("--mode", choices=("model", "pipeline"), default=None, help="pipeline: the live loop")
-    p.add_argument("--duration", type=float, default=None, help="pipeline mode: seconds to watch (5)")
+    p.add_argument("--duration", type=seconds(), default=None, help="pipeline mode: seconds to watch (5)")
     p.add_argument("--json", action="store_true", help="print one BenchmarkRun JSON document")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
+    p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
     link_flags(p)
     p.set_defaults(func=cmd_bench)

@@ -12,6 +12,7 @@ import argparse
 
 from fieldtui.cli_jobs import request_from, run_job
 from fieldtui.cli_link import _print_json, link_flags, with_link
+from fieldtui.cli_types import count, seconds
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult
 
 
@@ -81,7 +82,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("engines", help="a device's engines: fingerprints, which are stale and why")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--json", action="store_true", help="print one EngineList JSON document")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
+    p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
     link_flags(p)
     p.set_defaults(func=cmd_engines)
 
@@ -92,9 +93,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="onnxruntime (default) or tensorrt")
     p.add_argument("--precision", default=None, help="int8 (default), fp32, fp16 (TensorRT)")
     p.add_argument("--version", default=None, help="model store version to build from (default: serving)")
-    p.add_argument("--frames", type=int, default=None, help="INT8: frames to calibrate on (64)")
+    p.add_argument("--frames", type=count(), default=None, help="INT8: frames to calibrate on (64)")
     p.add_argument("--calibration-dir", default=None, metavar="DIR", help="a folder of images on the device")
-    p.add_argument("--accuracy-frames", type=int, default=None, help="held-out frames for agreement (32)")
+    p.add_argument("--accuracy-frames", type=count(), default=None, help="held-out frames for agreement (32)")
     p.add_argument(
         "--version-compatible",
         action="store_true",
@@ -102,6 +103,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--activate", action="store_true", help="add it to the model store and activate it")
     p.add_argument("--json", action="store_true", help="print one EngineRebuildResult JSON document")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
+    p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
     link_flags(p)
     p.set_defaults(func=cmd_rebuild)

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from fieldtui.config import ConsoleConfig, SavedDevice
+from fieldtui.cli_types import count, port, seconds
+from fieldtui.config import ConsoleConfig, SavedDevice, check_host
 from fieldtui.errors import ConsoleError
 from fieldtui.link import DeviceLink, open_link
 from fieldtui.protocol import SSHEndpoint
@@ -58,7 +59,11 @@ def cmd_pair(args: argparse.Namespace) -> int:
     from fieldtui.pair import pair_over_ssh
 
     endpoint = SSHEndpoint(
-        host=args.host, port=args.ssh_port, user=args.ssh_user, agent_home=args.agent_home, sudo=args.sudo
+        host=check_host(args.host),
+        port=args.ssh_port,
+        user=args.ssh_user,
+        agent_home=args.agent_home,
+        sudo=args.sudo,
     )
     record, token = asyncio.run(pair_over_ssh(endpoint, accept_new=args.accept_new, name=args.name))
     config = ConsoleConfig()
@@ -129,7 +134,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("host", metavar="HOST", help="SSH host or ~/.ssh/config alias of the device")
     p.add_argument("--accept-new", action="store_true", help="trust a host key not yet in known_hosts")
     p.add_argument("--ssh-user", metavar="USER", help="SSH user (default: ~/.ssh/config, else yours)")
-    p.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default: ~/.ssh/config, else 22)")
+    p.add_argument(
+        "--ssh-port", type=port(), metavar="PORT", help="SSH port (default: ~/.ssh/config, else 22)"
+    )
     p.add_argument("--agent-home", metavar="DIR", help="the agent home on the device, if not its default")
     p.add_argument("--name", help="a name to call it by (default: the device's own name)")
     p.add_argument(
@@ -142,9 +149,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("logs", help="recent agent log lines of a device (its journal or agent.log over SSH)")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
-    p.add_argument("--lines", type=int, default=100, help="how many (default 100)")
+    p.add_argument("--lines", type=count(), default=100, help="how many (default 100)")
     p.add_argument("--json", action="store_true", help="print one LogPage JSON document")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=seconds(), default=10.0)
     link_flags(p)
     p.set_defaults(func=cmd_logs)
 
@@ -153,13 +160,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print one Ack JSON document")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=seconds(), default=10.0)
     link_flags(p)
     p.set_defaults(func=cmd_restart)
 
     p = sub.add_parser("doctor", help="a device's backends and why each is or is not available")
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print the BackendInfo list as JSON")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=seconds(), default=10.0)
     link_flags(p)
     p.set_defaults(func=cmd_doctor)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fieldtui.cli_link import link_flags, with_link
+from fieldtui.cli_types import count, port, seconds
 from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.protocol import Job
@@ -100,6 +101,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                 args.version,
                 activate=args.activate,
                 on_progress=None if args.quiet else progress,
+                force=args.force,
             ),
         )
     finally:
@@ -120,6 +122,19 @@ def cmd_push(args: argparse.Namespace) -> int:
             )
         if not args.json:
             print(_activation_line(job, args.version))
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    job = with_link(args, lambda link: link.activate(args.version, force=args.force))
+    if args.json:
+        _print_json(job)
+    if job.state != "succeeded":
+        raise ConsoleError(
+            f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
+        )
+    if not args.json:
+        print(_activation_line(job, args.version))
     return 0
 
 
@@ -185,17 +200,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--activate", action="store_true", help="activate it once stored (health check, probation)"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="store (and activate) it although the same bytes or version failed or were rolled back before",
+    )
     p.add_argument("--json", action="store_true", help="print one PushResult JSON document")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device to answer")
+    p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds to wait for the device to answer")
     link_flags(p)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("activate", help="switch a device to a stored model version (health check, probation)")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument(
+        "--force", action="store_true", help="also a version that failed or was rolled back before"
+    )
+    p.add_argument("--json", action="store_true", help="print the finished Job")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
+    p.add_argument("--job-timeout", type=seconds(), default=120.0, help="seconds to wait for the activation")
+    link_flags(p)
+    p.set_defaults(func=cmd_activate)
 
     p = sub.add_parser("rollback", help="go back to the device's last good model version")
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print the finished Job")
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--job-timeout", type=float, default=120.0, help="seconds to wait for the rollback")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
+    p.add_argument("--job-timeout", type=seconds(), default=120.0, help="seconds to wait for the rollback")
     link_flags(p)
     p.set_defaults(func=cmd_rollback)
 
@@ -204,14 +236,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("host", metavar="HOST")
     p.add_argument("--json", action="store_true", help="print one ModelList JSON document")
-    p.add_argument("--history", type=int, default=8, help="history rows to show (default 8)")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--history", type=count(0), default=8, help="history rows to show (default 8)")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("registry", help="serve a folder of models to devices in pull mode")
     reg = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     s = reg.add_parser("serve", help="serve DIR: GET /latest?device_id=ID and the model files")
     s.add_argument("dir", metavar="DIR", help="folder of model files named by version (v7.onnx, ...)")
-    s.add_argument("--port", type=int, default=8471, help="port to listen on (default 8471; 0 picks one)")
+    s.add_argument("--port", type=port(0), default=8471, help="port to listen on (default 8471; 0 picks one)")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     s.set_defaults(func=cmd_registry_serve)

@@ -377,6 +377,7 @@ class AgentClient:
         sha256: str,
         fmt: str = "onnx",
         timeout: float = 300.0,
+        force: bool = False,
     ) -> ModelVersion:
         """PUT a model, the body streamed from ``body`` (exactly ``size`` bytes). The agent answers
         once it has verified and validated the model, hence the long read timeout."""
@@ -388,16 +389,18 @@ class AgentClient:
         }
         response = await self.request(
             "PUT",
-            f"/v1/models/{quote(version, safe='')}",
+            f"/v1/models/{quote(version, safe='')}" + ("?force=true" if force else ""),
             content=body,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(self.timeout, 5.0)),
         )
         return _parse(response, ModelVersion)
 
-    async def activate_model(self, version: str) -> Job:
-        """Activation is a job (health check, swap, then probation): follow it with :meth:`wait_job`."""
-        return await self._post(f"/v1/models/{quote(version, safe='')}/activate", Job)
+    async def activate_model(self, version: str, *, force: bool = False) -> Job:
+        """Activation is a job (health check, swap, then probation): follow it with :meth:`wait_job`.
+        ``force``: also a version that failed or was rolled back before (else 409 naming why)."""
+        query = "?force=true" if force else ""
+        return await self._post(f"/v1/models/{quote(version, safe='')}/activate{query}", Job)
 
     async def rollback_model(self) -> Job:
         return await self._post("/v1/models/rollback", Job)

@@ -10,8 +10,10 @@ of either.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable
@@ -70,21 +72,53 @@ def parse_host(text: str) -> tuple[str, int | None, bool | None]:
     """
     text = text.strip()
     if "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UnknownDevice(f"{text!r} is not an agent URL: use http://HOST:PORT or https://HOST:PORT")
         try:
-            port = parts.port
-        except ValueError as err:
-            raise UnknownDevice(f"{text!r} has a bad port: {err}") from None
-        return parts.hostname, port, parts.scheme == "https"
+            parts = urlsplit(text)
+            hostname, port = parts.hostname, parts.port
+        except ValueError as err:  # "http://[::1" (no closing bracket), a port out of range
+            raise UnknownDevice(f"{text!r} is not an agent URL ({err}): use http(s)://HOST:PORT") from None
+        if parts.scheme not in ("http", "https") or not hostname:
+            raise UnknownDevice(f"{text!r} is not an agent URL: use http://HOST:PORT or https://HOST:PORT")
+        return _host(text, hostname), port, parts.scheme == "https"
     if text.startswith("["):  # [v6] or [v6]:port
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed or not _is_ip(host):
+            raise UnknownDevice(f"{text!r} is not an address: write an IPv6 address as [fe80::1]:8470")
         return host, _port(text, rest.lstrip(":")) if rest else None, None
     if text.count(":") == 1:
         host, _, port = text.partition(":")
-        return host, _port(text, port), None
-    return text, None, None
+        return _host(text, host), _port(text, port), None
+    return _host(text, text), None, None
+
+
+HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])  # fe80::1%eth0: a zone is fine
+    except ValueError:
+        return False
+    return True
+
+
+def check_host(host: str) -> str:
+    """``host`` when it is a host name, an SSH alias or an IP address; UnknownDevice otherwise."""
+    return _host(host, host.strip())
+
+
+def _host(text: str, host: str) -> str:
+    """``host`` if it is a host name or an IP address; UnknownDevice saying what to type otherwise (a
+    name with shell characters, an emoji, spaces must not reach DNS, httpx or a log line unchecked)."""
+    if _is_ip(host) or HOSTNAME_RE.fullmatch(host):
+        return host
+    shown = text if len(text) <= 80 else text[:80] + "…"
+    raise UnknownDevice(
+        f"{shown!r} is not a saved device, host name or address: use a name from `fieldtui discover`, "
+        "HOST, HOST:PORT, [IPv6]:PORT or http(s)://HOST:PORT"
+    )
 
 
 def _port(text: str, port: str) -> int:

@@ -5,6 +5,10 @@ agent) on 127.0.0.1 with the synthetic ``demo:`` camera, optionally with faults 
 mDNS on loopback; waits until it answers; reads its token the way pairing over SSH does
 (``fieldtui-agent token --json``); saves it as a device; and stops it cleanly (SIGTERM, wait) on exit.
 The TUI reuses it; :func:`run_demo` is the text version: one status line a second from the live samples.
+
+One demo agent per home: the demo that starts it holds a lock on ``HOME/.demo.lock``; a second
+``fieldtui demo`` finds the lock taken, attaches to the running agent (its own pid and port, read from
+the agent's runtime file) and says so, and leaves it running when it ends.
 """
 
 from __future__ import annotations
@@ -42,7 +46,44 @@ class DemoAgent:
     device: DeviceRecord  # as saved in the console config
     client: AgentClient  # open, authenticated, pinned when TLS is on
     home: Path
-    pid: int
+    pid: int | None  # the agent's process (None: an attached agent whose runtime file says nothing)
+    attached: bool = False  # started by another `fieldtui demo`: this one neither started nor stops it
+
+
+class DemoLock:
+    """An exclusive ``flock`` on ``HOME/.demo.lock`` held by the demo that runs the agent of that home."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid in the agent's runtime file (``agent.json``), when one is serving from ``home``."""
+    import json
+
+    try:
+        pid = json.loads((home / "agent.json").read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None
 
 
 def default_home() -> Path:
@@ -153,6 +194,69 @@ async def start_demo_agent(
     """Run a local demo agent for the duration of the ``async with`` block; see the module docstring."""
     home = (home or default_home()).expanduser().absolute()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = DemoLock(home / ".demo.lock")
+    if not lock.acquire():  # another `fieldtui demo` runs this home's agent: use it, leave it running
+        info, device = await wait_attached(home, ready_timeout)
+        saved = (config or ConsoleConfig()).save_device(_record(info, device), info.token)
+        async with AgentClient.for_device(saved.device, info.token) as client:
+            yield DemoAgent(
+                device=saved.device, client=client, home=home, pid=running_pid(home), attached=True
+            )
+        return
+    try:
+        async with _started(home, faults, config, tls, mdns, fps, ready_timeout) as demo:
+            yield demo
+    finally:
+        lock.release()
+
+
+def _record(info: TokenInfo, device: DeviceInfo) -> DeviceRecord:
+    host, port, https = parse_host(info.api_url)
+    return DeviceRecord(
+        id=info.device_id,
+        name=device.name,  # the running agent's (`token` reports the config's, not --name)
+        host=host,
+        port=port or DEFAULT_PORT,
+        addresses=[host],
+        tls=bool(https),
+        tls_fingerprint=info.tls_fingerprint,
+        origin=["manual"],
+        last_seen=time.time(),
+    )
+
+
+async def wait_attached(home: Path, timeout: float) -> tuple[TokenInfo, DeviceInfo]:
+    """The running demo agent of ``home`` (the other demo may still be starting it)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if running_pid(home) is not None:
+            try:
+                info = await read_token(home)
+                async with AgentClient(info.api_url, info.token, info.tls_fingerprint, timeout=2.0) as c:
+                    device = await c.device()
+                if device.id == info.device_id:
+                    return info, device
+                last = f"{info.api_url} is another device ({device.id})"
+            except (DemoError, AgentClientError) as err:
+                last = str(err)
+        await asyncio.sleep(0.3)
+    raise DemoError(
+        f"another `fieldtui demo` holds {home}, but its agent did not answer within {timeout:g} s ({last}); "
+        "stop that demo, or give this one its own home"
+    )
+
+
+@asynccontextmanager
+async def _started(
+    home: Path,
+    faults: bool,
+    config: ConsoleConfig | None,
+    tls: bool,
+    mdns: bool,
+    fps: float | None,
+    ready_timeout: float,
+) -> AsyncIterator[DemoAgent]:
     log_path = home / "demo-serve.log"
     cmd = serve_command(home, demo_source(faults, fps), tls=tls, mdns=mdns)
     with open(log_path, "wb") as log_file:  # this run only: its tail explains a failed start
@@ -165,23 +269,25 @@ async def start_demo_agent(
         )
     try:
         info, device = await wait_ready(proc, home, log_path, ready_timeout)
-        host, port, https = parse_host(info.api_url)
-        record = DeviceRecord(
-            id=info.device_id,
-            name=device.name,  # the running agent's (`token` reports the config's, not --name)
-            host=host,
-            port=port or DEFAULT_PORT,
-            addresses=[host],
-            tls=bool(https),
-            tls_fingerprint=info.tls_fingerprint,
-            origin=["manual"],
-            last_seen=time.time(),
-        )
-        saved = (config or ConsoleConfig()).save_device(record, info.token)
+        saved = (config or ConsoleConfig()).save_device(_record(info, device), info.token)
         async with AgentClient.for_device(saved.device, info.token) as client:
             yield DemoAgent(device=saved.device, client=client, home=home, pid=proc.pid)
     finally:
         await stop_process(proc)
+
+
+def demo_banner(demo: DemoAgent) -> str:
+    """What the demo says about its agent: where it runs, and who stops it."""
+    where = f"{demo.device.name} at {demo.device.api_url} (pid {demo.pid or '?'}, home {demo.home})"
+    if demo.attached:
+        return (
+            f"another `fieldtui demo` is already running its agent from {demo.home}: attached to it, "
+            f"{where}; it keeps running when this one ends and stops with that demo."
+        )
+    return (
+        f"demo agent {where}; saved as a device: `fieldtui status {demo.device.name}` works from another "
+        "terminal. Ctrl-C stops it."
+    )
 
 
 # --- the text demo ----------------------------------------------------------------------------------
@@ -248,13 +354,22 @@ async def run_demo(
 ) -> None:
     """The body of ``fieldtui demo``: start, pair, watch until Ctrl-C (or ``lines`` lines), stop."""
     err.write("starting the demo agent (model, camera, API)...\n")
-    async with start_demo_agent(faults, home=home) as demo:
-        err.write(
-            f"demo agent {demo.device.name} at {demo.device.api_url} (pid {demo.pid}, home {demo.home}); "
-            f"saved as a device: `fieldtui status {demo.device.name}` works from another terminal. "
-            "Ctrl-C stops it.\n"
-        )
-        if faults:
-            err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
-        err.flush()
-        await watch(demo.client, out, lines=lines)
+    ended: str | None = None
+    try:
+        async with start_demo_agent(faults, home=home) as demo:
+            ended = (
+                "left the demo agent running for the other demo" if demo.attached else "demo agent stopped"
+            )
+            err.write(demo_banner(demo) + "\n")
+            await _watch_demo(demo, faults, out, err, lines)
+    finally:
+        if ended is not None:  # after the agent stopped (or was left running), Ctrl-C included
+            err.write(ended + "\n")
+            err.flush()
+
+
+async def _watch_demo(demo: DemoAgent, faults: bool, out: TextIO, err: TextIO, lines: int | None) -> None:
+    if faults:
+        err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
+    err.flush()
+    await watch(demo.client, out, lines=lines)

@@ -1,8 +1,11 @@
-"""What a sample and the agent's health say together, in words a technician can act on.
+"""What a device's health is, in words a technician can act on.
 
-Low confidence alone cannot tell a dirty lens from a drifting scene or model: the Prometheus alert
-(confidence below 0.60) fires for both. The camera statistics beside it can: "confidence 0.41 and
-sharpness down 70%" points at the lens, "confidence 0.41 with a healthy camera" at the scene or the model.
+The agent computes the one verdict (agent/verdict.py: camera, confidence against last good's baseline,
+frame rate, drops, probation) and every surface shows it as it is: :func:`diagnose` returns the agent's
+reasons unchanged whenever the agent's report is at hand. Only without one (an agent that has not said
+yet) does it read the sample itself, with the same words: low confidence alone cannot tell a dirty lens
+from a drifting scene or model, the camera statistics beside it can ("confidence 0.41 and sharpness down
+70%" points at the lens, "confidence 0.41 with a healthy camera" at the scene or the model).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ def _camera_cause(camera: CameraHealth) -> str | None:
 
 
 def diagnose(sample: Sample | None, health: HealthReport | None = None) -> list[str]:
-    """Findings, most telling first; empty when all is well."""
+    """Findings, most telling first; empty when all is well. With the agent's ``health``: exactly its
+    reasons, so the dashboard, the device list and ``fieldtui status`` never disagree."""
+    if health is not None:
+        return list(health.reasons)
     out: list[str] = []
     camera = sample.camera if sample is not None else None
     if sample is not None:
@@ -55,7 +61,4 @@ def diagnose(sample: Sample | None, health: HealthReport | None = None) -> list[
                 f"dropping {sample.drop_rate * 100:.0f}% of frames: inference can't keep up "
                 f"(p95 {sample.latency_p95_ms:.0f} ms); a faster backend or a lower source rate"
             )
-    if health is not None:
-        # The agent's own reasons, except the camera ones already said above in other words.
-        out += [r for r in health.reasons if not (camera is not None and r.startswith("camera:"))]
     return list(dict.fromkeys(out))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fieldtui.config import ConsoleConfig, SavedDevice, device_key
+from fieldtui.config import ConsoleConfig, SavedDevice, check_host, device_key
 from fieldtui.discovery import Browser, empty_hints, merge
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError
 from fieldtui.protocol import DEFAULT_PORT, SERVICE_TYPE, DeviceRecord, HealthReport, PipelineStatus
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # httpx is imported on the first link, not before the device 
 log = logging.getLogger("fieldtui.fleet")
 
 HINTS_AFTER_S = 3.0  # mDNS gets this long before the console says what to check
+ADD_CHECK_S = 5.0  # adding a device by hand: the check of its token answers within this, whatever happens
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,16 @@ class Fleet:
             return []
         return empty_hints(waited, self.interfaces)
 
+    def is_saved(self, device: DeviceRecord) -> bool:
+        return any(s.key == device_key(device) for s in self._saved)
+
+    def forget(self, device: DeviceRecord) -> SavedDevice:
+        """Remove a saved device with its token and TLS pin (UnknownDevice when it is not saved). An
+        agent still announcing itself over mDNS shows up again, unpaired."""
+        entry = self.config.remove(device_key(device))
+        self._saved = self.config.load()
+        return entry
+
     def token(self, device: DeviceRecord) -> str | None:
         key = device_key(device)
         entry = next((s for s in self._saved if s.key == key), None)
@@ -162,14 +173,16 @@ class Fleet:
     ) -> Added:
         """Check the token against the device and save it (config file 0600).
 
-        A device that is off right now is saved with a warning (preparing a site visit is legitimate);
-        a refused token or a changed certificate is an error and nothing is saved.
+        Only a checked device is saved: a host that is not an address, a device that does not answer
+        within ``ADD_CHECK_S``, a refused token or a changed certificate is an error saying why, and
+        nothing is saved (``fieldtui add`` saves an unreachable device on purpose, with a warning).
         """
-        from fieldtui.client import AgentClient, normalize_fingerprint
+        from fieldtui.client import normalize_fingerprint
 
         host, token = host.strip(), token.strip()
         if not host:
             raise ConsoleError("host is empty: type the device's address, e.g. 192.168.1.40")
+        check_host(host)
         port = port or DEFAULT_PORT
         if not 0 < port < 65536:
             raise ConsoleError(f"port {port} is out of range: use 1 to 65535 (the agent's default is 8470)")
@@ -192,8 +205,8 @@ class Fleet:
         )
         warning = None
         try:
-            async with AgentClient.for_device(record, token, timeout=min(self.timeout, 3.0)) as client:
-                info = await client.device()
+            # one deadline for it all: a name lookup that hangs is not covered by the HTTP timeouts
+            info = await asyncio.wait_for(self._identify(record, token), ADD_CHECK_S)
             record = record.model_copy(
                 update={
                     "id": info.id,
@@ -207,12 +220,23 @@ class Fleet:
                 f"{record.api_url} refused this token ({err.detail}); nothing was saved"
             ) from None
         except AgentUnreachable as err:
-            warning = f"saved without checking: {err}"
+            raise ConsoleError(f"{err}; nothing was saved") from None
+        except asyncio.TimeoutError:
+            raise ConsoleError(
+                f"no answer from {record.api_url} within {ADD_CHECK_S:.0f} s; nothing was saved "
+                "(check the address, or pair over SSH)"
+            ) from None
         except AgentClientError as err:  # a changed pin, not an agent...: saving would only hide it
             raise ConsoleError(f"{err}; nothing was saved") from None
         saved = self.config.save_device(record, token)
         self._saved = self.config.load()
         return Added(device=saved.device, warning=warning)
+
+    async def _identify(self, record: DeviceRecord, token: str):
+        from fieldtui.client import AgentClient
+
+        async with AgentClient.for_device(record, token, timeout=min(self.timeout, 3.0)) as client:
+            return await client.device()
 
     # --- pairing over SSH ---------------------------------------------------------------------------
 

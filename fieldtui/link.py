@@ -116,11 +116,20 @@ class FallbackLink(DeviceLink):
         return await self._either(lambda link: link.restart())
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         return await self._either(
-            lambda link: link.push(path, version, activate=activate, on_progress=on_progress)
+            lambda link: link.push(path, version, activate=activate, on_progress=on_progress, force=force)
         )
+
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        return await self._either(lambda link: link.activate(version, force=force))
 
     async def rollback(self) -> Job:
         return await self._either(lambda link: link.rollback())

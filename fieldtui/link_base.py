@@ -44,8 +44,17 @@ class DeviceLink:
         raise NotImplementedError
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
+        raise NotImplementedError
+
+    async def activate(self, version: str, *, force: bool = False) -> Job:
         raise NotImplementedError
 
     async def rollback(self) -> Job:

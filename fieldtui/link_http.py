@@ -67,7 +67,13 @@ class HttpLink(DeviceLink):
         return Ack(message="the agent restarted its pipeline")
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         self._need_token()
         return await push_model(
@@ -77,7 +83,13 @@ class HttpLink(DeviceLink):
             activate=activate,
             on_progress=on_progress,
             job_timeout=self.job_timeout,
+            force=force,
         )
+
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        self._need_token()
+        job = await self.client.activate_model(version, force=force)
+        return await follow_job(self.client, job, timeout=self.job_timeout)
 
     async def rollback(self) -> Job:
         self._need_token()

@@ -85,7 +85,13 @@ class SSHLink(DeviceLink):
         return Ack(message=f"{SERVICE} restarted on {self.endpoint.host} (systemd)")
 
     async def push(
-        self, path: Path, version: str, *, activate: bool = False, on_progress: ProgressFn | None = None
+        self,
+        path: Path,
+        version: str,
+        *,
+        activate: bool = False,
+        on_progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> PushResult:
         """Hash here, copy into the agent's staging area (SFTP, or ``cat`` where the device has no SFTP
         server: :mod:`fieldtui.ssh_upload`), check the sha256 there, ``models add`` (which
@@ -98,17 +104,24 @@ class SSHLink(DeviceLink):
         stored = (
             existing
             if existing is not None
-            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress)
+            else await self._upload_and_add(path, version, fmt, size, sha256, on_progress, force)
         )
         job = None
         if activate:
             if on_progress:
                 on_progress(PushProgress("activating", 0, 100, "over SSH"))
-            job = await self._job("models", "activate", version)
+            job = await self._job("models", "activate", version, *(["--force"] if force else []))
         return PushResult(version=stored, uploaded=uploaded, activation=job)
 
     async def _upload_and_add(
-        self, path: Path, version: str, fmt: str, size: int, sha256: str, on_progress: ProgressFn | None
+        self,
+        path: Path,
+        version: str,
+        fmt: str,
+        size: int,
+        sha256: str,
+        on_progress: ProgressFn | None,
+        force: bool = False,
     ) -> ModelVersion:
         ssh = await self.session()
         if ssh.endpoint.sudo:  # the SSH user cannot write the agent's staging area: its own 0700 folder
@@ -132,7 +145,17 @@ class SSHLink(DeviceLink):
                     f"sha256 mismatch after the upload ({how}): expected {sha256[:12]}…, the device has "
                     f"{got[:12] or '?'}…; the upload was discarded, push again"
                 )
-            add = ssh.agent_argv("models", "add", remote, "--version", version, "--sha256", sha256, "--json")
+            add = ssh.agent_argv(
+                "models",
+                "add",
+                remote,
+                "--version",
+                version,
+                "--sha256",
+                sha256,
+                "--json",
+                *(["--force"] if force else []),
+            )
             return _parse(ModelVersion, ssh.json_out(await ssh.run(add)), ("models", "add"))
         finally:
             await self._discard(folder if ssh.endpoint.sudo else remote, folder=ssh.endpoint.sudo)
@@ -166,6 +189,9 @@ class SSHLink(DeviceLink):
             raise remote_failure(
                 argv, result.exit_status, result.stderr or "", self.endpoint.host, None
             ) from None
+
+    async def activate(self, version: str, *, force: bool = False) -> Job:
+        return await self._job("models", "activate", version, *(["--force"] if force else []))
 
     async def rollback(self) -> Job:
         return await self._job("models", "rollback")

@@ -150,6 +150,7 @@ async def push_model(
     activate: bool = False,
     on_progress: ProgressFn | None = None,
     job_timeout: float = 120.0,
+    force: bool = False,
 ) -> PushResult:
     """Upload ``path`` as ``version`` (skipped when the device has the same bytes), then activate it if
     asked. A failed activation is not an exception here: the result's ``activation`` job says why."""
@@ -160,11 +161,14 @@ async def push_model(
         body = file_chunks(path, size, on_progress)
         if on_progress:
             on_progress(PushProgress("uploading", 0, size))
-        stored = await client.upload_model(version, body, size=size, sha256=sha256, fmt=fmt)
+        stored = await client.upload_model(version, body, size=size, sha256=sha256, fmt=fmt, force=force)
         uploaded = True
     job = None
     if activate:
         job = await follow_job(
-            client, await client.activate_model(version), timeout=job_timeout, on_progress=on_progress
+            client,
+            await client.activate_model(version, force=force),
+            timeout=job_timeout,
+            on_progress=on_progress,
         )
     return PushResult(version=stored, uploaded=uploaded, activation=job)

@@ -19,10 +19,12 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
+from fieldtui.redact import redact
 from screens.commands import DeviceCommands
 from screens.devices import DevicesScreen
 
@@ -57,6 +59,20 @@ class FieldtuiApp(App[None]):
         self.fleet = fleet
         self.clock = clock
         self._open_first = open_device
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast of every screen passes here: credentials in it are hidden (fieldtui/redact.py)."""
+        super().notify(
+            redact(message), title=redact(title), severity=severity, timeout=timeout, markup=markup
+        )
 
     async def on_mount(self) -> None:
         # Pushed, not returned from get_default_screen(): Textual loads a screen's CSS_PATH on push only.
@@ -165,20 +181,24 @@ def run(fleet: Any = None) -> int:
 
 def run_demo(faults: bool = False, *, err=sys.stderr) -> int:
     """``fieldtui demo``: a local agent, paired, on its dashboard; quitting stops the agent."""
-    from fieldtui.demo import start_demo_agent
+    from fieldtui.demo import demo_banner, start_demo_agent
     from fieldtui.fleet import Fleet
 
     async def main() -> None:
         err.write("starting the demo agent (model, camera, API)...\n")
         err.flush()
         async with start_demo_agent(faults) as demo:
+            if demo.attached:
+                err.write(demo_banner(demo) + "\n")
+                err.flush()
             app = FieldtuiApp(Fleet(), open_device=demo.device)
             loop = asyncio.get_running_loop()
             for name in ("SIGTERM", "SIGHUP"):  # a closed terminal quits in order: the agent is stopped
                 with suppress(AttributeError, NotImplementedError, RuntimeError):
                     loop.add_signal_handler(getattr(signal, name), app.exit)
             await app.run_async()
-        err.write("demo agent stopped\n")
+            attached = demo.attached
+        err.write("left the demo agent running for the other demo\n" if attached else "demo agent stopped\n")
 
     asyncio.run(main())
     return 0

@@ -22,6 +22,7 @@ widget from a worker; only message handlers do.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from typing import Any
 
@@ -47,6 +48,12 @@ from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
 from screens.widgets.chart import TimeChart
+
+CHANGE_TITLES = {
+    "activated": "Model activated",
+    "rolled_back": "Rolled back",
+    "auto_rolled_back": "Automatic rollback",
+}
 
 
 def retryable(err: AgentClientError) -> bool:
@@ -123,6 +130,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         self.health: HealthReport | None = None
         self.link_up = False
         self.rendered_ts: float | None = None  # ts of the sample on screen (bench/tui.py reads it)
+        self.last_event: str | None = None  # the latest model change and why, under the findings
         self.renders = 0
         self._last_render = 0.0
         self._render_timer: Timer | None = None
@@ -187,6 +195,8 @@ class DashboardScreen(SSHWatch, Screen[None]):
             try:
                 device = await self.api.device()
                 self.post_message(self.Connected(device, await self.api.status()))
+                # the agent's verdict now, not at its next change: the findings show nothing else
+                self.post_message(self.EventArrived("health", await self.api.health()))
                 stream = self.api.events(last_event_id=last_event_id, max_retries=0, on_state=on_state)
                 async with stream:
                     async for event, model in stream:
@@ -232,9 +242,22 @@ class DashboardScreen(SSHWatch, Screen[None]):
             self.health = message.model
             self._schedule_render()
         elif isinstance(message.model, ModelInfo) and self.status is not None:
-            self.status = self.status.model_copy(update={"model": message.model})
+            model = message.model
+            self.status = self.status.model_copy(update={"model": model})
             self._show_identity()
-            self.notify(f"now running {message.model.version or message.model.path}", title="Model changed")
+            now = f"now running {model.version or model.path}"
+            change = getattr(model, "change", None)
+            why = getattr(model, "summary", None) or getattr(model, "reason", None)
+            title = CHANGE_TITLES.get(change, "Model changed")
+            # an automatic action is explained where the technician looks: the toast and the event line
+            self.last_event = f"{dt.datetime.fromtimestamp(self.clock()):%H:%M:%S} {why or now}"
+            self.notify(
+                why or now,
+                title=title,
+                severity="warning" if change == "auto_rolled_back" else "information",
+                timeout=20 if change == "auto_rolled_back" else 6,
+            )
+            self._schedule_render()
 
     @on(LinkLost)
     def _link_lost(self, message: LinkLost) -> None:
@@ -295,9 +318,14 @@ class DashboardScreen(SSHWatch, Screen[None]):
         level = self.health.status if self.health is not None else ("degraded" if problems else "ok")
         findings.set_classes(f"-{level}")
         if problems:
-            findings.update(Text("\n".join(f"• {p}" for p in problems)))
+            text = Text("\n".join(f"• {p}" for p in problems))
         else:
-            findings.update(Text("✓ all well: confidence, camera and frame rate look normal", style="green"))
+            text = Text("✓ all well: confidence, camera and frame rate look normal", style="green")
+        for note in self.health.notes if self.health is not None else []:
+            text.append(f"\n· {note}", style="yellow")
+        if self.last_event is not None:
+            text.append(f"\n↺ {self.last_event}", style="dim")
+        findings.update(text)
         self.rendered_ts = s.ts
         self.renders += 1
 

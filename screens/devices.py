@@ -24,6 +24,7 @@ from fieldtui.config import device_key
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.fleet import Added, Probe
 from fieldtui.protocol import DeviceRecord
+from screens.dialogs import ConfirmDialog
 from screens.timefmt import ago
 
 POLL_EVERY_S = 2.0
@@ -107,6 +108,7 @@ class DevicesScreen(Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("a", "add", "Add"),
         Binding("p", "pair", "Pair"),
+        Binding("x", "forget", "Forget"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -275,8 +277,10 @@ class DevicesScreen(Screen[None]):
         text.append(f"  from {', '.join(r.origin) or '?'}", style="dim")
         if row.error:
             text.append(f"\n{row.error}", style="red")
-        elif row.probe is not None and row.probe.health.reasons:
-            text.append("\n" + "; ".join(row.probe.health.reasons), style="yellow")
+        elif row.probe is not None and (row.probe.health.reasons or row.probe.health.notes):
+            # the agent's verdict as the dashboard and `fieldtui status` show it: reasons, then notes
+            health = row.probe.health
+            text.append("\n" + "; ".join([*health.reasons, *health.notes]), style="yellow")
         detail.update(text)
 
     def selected_key(self) -> str | None:
@@ -338,6 +342,34 @@ class DevicesScreen(Screen[None]):
 
         self.app.push_screen(AddDeviceScreen(self.fleet), added)
 
+    def action_forget(self) -> None:
+        key = self.selected_key()
+        row = self.rows.get(key) if key else None
+        if row is None:
+            return
+        record = row.record
+        if not self.fleet.is_saved(record):
+            self.notify(f"{record.name} is not saved: there is nothing to forget", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.fleet.forget(record)
+            except ConsoleError as err:
+                self.notify(str(err), severity="error")
+                return
+            self.reload()
+            self.notify(f"{record.name}: its token and TLS pin are removed", title="Device forgotten")
+
+        question = f"Forget {record.name} ({record.api_url})?"
+        detail = (
+            "Its saved token and TLS pin are removed from this laptop; the device itself is not changed. "
+            "If it still announces itself over mDNS it shows up again, unpaired."
+        )
+        self.app.push_screen(ConfirmDialog(question, "Forget", detail), answered)
+
     def action_pair(self) -> None:
         from screens.pair_dialog import PairDialog
 
@@ -359,4 +391,7 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Refresh devices", "probe every device again now", self.action_refresh),
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
+            SystemCommand(
+                "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget
+            ),
         ]

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.jobwatch import watch_job
-from fieldtui.protocol import DamagedVersion, Job, ModelList, ModelVersion
+from fieldtui.protocol import BAD_VERDICTS, DamagedVersion, Job, ModelList, ModelVersion
 from fieldtui.push import PushProgress, push_model
 from screens.dialogs import ConfirmDialog
 from screens.replies import Reply, read_reply
@@ -37,7 +37,14 @@ PHASES = {
     "activating": "activating",
     "rolling back": "rolling back",
 }
-OUTCOME_STYLE = {"good": "green", "failed": "red", "rolled_back": "yellow", "auto_rolled_back": "red"}
+OUTCOME_STYLE = {
+    "good": "green",
+    "failed": "red",
+    "rolled_back": "yellow",
+    "auto_rolled_back": "red",
+    "superseded": "yellow",
+}
+VERDICT_STYLE = {"passed": "green", "failed": "red", "rolled_back": "red", "superseded": "yellow"}
 
 
 def size_text(n: int) -> str:
@@ -114,7 +121,9 @@ class ModelsScreen(Screen[None]):
         self.sub_title = f"{self.record.name}: models"
         versions = self.query_one("#versions", DataTable)
         versions.border_title = "versions"
-        versions.add_columns(" ", "version", "state", "size", "sha256", "created", "format", "layout")
+        versions.add_columns(
+            " ", "version", "state", "verdict", "size", "sha256", "created", "format", "layout"
+        )
         history = self.query_one("#history", DataTable)
         history.border_title = "history (newest first)"
         history.add_columns("when", "action", "version", "was", "outcome", "reason")
@@ -138,7 +147,10 @@ class ModelsScreen(Screen[None]):
         self.listing = listing = message.value
         serving = listing.serving.version or listing.serving.path if listing.serving else "nothing"
         line = Text.assemble(("serving ", "dim"), (serving, "bold green"))
-        line.append(f"   rollback goes to {listing.last_good or 'the configured model'}", style="dim")
+        if listing.rollback is not None:
+            line.append(f"   rollback goes to {listing.rollback.label} ({listing.rollback.why})", style="dim")
+        else:
+            line.append("   no rollback: nothing else has passed probation", style="dim")
         if listing.probation is not None:
             line.append(f"   {listing.probation.version} on probation", style="yellow")
             # Read again until probation ends; the timer dies with the screen.
@@ -172,10 +184,12 @@ class ModelsScreen(Screen[None]):
             state = Text(v.state, style="green" if v.serving else "yellow" if v.state == "probation" else "")
             if v.last_good and not v.serving:
                 state.append(" · rollback target", style="dim")
+            verdict = Text(v.verdict.replace("_", " "), style=VERDICT_STYLE.get(v.verdict, "dim"))
             table.add_row(
                 mark,
                 v.version,
                 state,
+                verdict,
                 size_text(m.size),
                 m.sha256[:12],
                 stamp(m.created),
@@ -232,6 +246,13 @@ class ModelsScreen(Screen[None]):
 
     def _job_text(self, what: str, job: Job) -> tuple[str, bool]:
         if job.state == "succeeded":
+            result = job.result or {}
+            if job.kind == "model.rollback" and "version" in result:
+                target = result.get("version") or "the configured model"
+                return (
+                    f"rolled back to {target} (was {result.get('previous') or 'the configured model'})",
+                    True,
+                )
             return f"{what}: done", True
         return f"{what} {job.state}: {job.error or job.stage or 'no reason given'}", False
 
@@ -258,18 +279,35 @@ class ModelsScreen(Screen[None]):
                 on_progress=self._progress,
                 job_timeout=self.job_timeout,
             )
-            activation = (
-                await self._follow(await self.api.activate_model(version), "activating") if activate else None
-            )
+            activation = None
+            if activate and await self._retry_confirmed(result.version):
+                force = result.version.verdict in BAD_VERDICTS
+                activation = await self._follow(
+                    await self.api.activate_model(version, force=force), "activating"
+                )
         except (AgentClientError, ConsoleError) as err:
             self.post_message(self.StoreChanged("Push failed", str(err), False))
             return
         text = f"{version} stored" if result.uploaded else f"{version} was already on the device (same bytes)"
         ok = True
+        if activate and activation is None:
+            text += f"; not activated ({result.version.verdict.replace('_', ' ')} before)"
         if activation is not None:
             outcome, ok = self._job_text(f"activation of {version}", activation)
             text += f"; {outcome}"
         self.post_message(self.StoreChanged("Push", text, ok))
+
+    async def _retry_confirmed(self, entry: ModelVersion) -> bool:
+        """True unless ``entry`` failed before and the technician, told why, declines to try it again."""
+        if entry.verdict not in BAD_VERDICTS:
+            return True
+        question, detail = self._retry_question(entry)
+        return bool(await self.app.push_screen_wait(ConfirmDialog(question, "Activate anyway", detail)))
+
+    def _retry_question(self, entry: ModelVersion) -> tuple[str, str]:
+        how = entry.verdict.replace("_", " ")
+        question = f"{entry.version} {how} before. Activate it again on {self.record.name}?"
+        return question, f"Why it {how}: {entry.verdict_reason or 'no reason recorded'}"
 
     async def _follow(self, job: Job, phase: str) -> Job:
         """A store job to its end from the agent's SSE ``job`` events, each change a StepMade."""
@@ -283,29 +321,56 @@ class ModelsScreen(Screen[None]):
 
     def action_activate(self) -> None:
         version = self.selected()
-        if version is None or not self._start(f"activating {version}…"):
+        if version is None:
             return
-        self.run_job(f"activation of {version}", "activating", version)
+        entry = self._entry(version)
+        if entry is not None and entry.verdict in BAD_VERDICTS:
+            # A version that failed before is tried again only on purpose, knowing why it failed.
+            def answered(yes: bool | None) -> None:
+                if yes and self._start(f"activating {version} again…"):
+                    self.run_job(f"activation of {version}", "activating", version, force=True)
+
+            question, detail = self._retry_question(entry)
+            self.app.push_screen(ConfirmDialog(question, "Activate anyway", detail), answered)
+            return
+        if self._start(f"activating {version}…"):
+            self.run_job(f"activation of {version}", "activating", version)
+
+    def _entry(self, version: str) -> ModelVersion | None:
+        versions = self.listing.versions if self.listing is not None else []
+        return next((v for v in versions if v.version == version), None)
 
     def action_rollback(self) -> None:
         if self.listing is None:
             return
+        plan = self.listing.rollback
         serving = self.listing.serving.version if self.listing.serving else None
-        target = self.listing.last_good or "the configured model"
+        if plan is None:  # the agent would answer 409: say why instead of offering it
+            self.notify(
+                f"nothing to roll back to: {serving or 'the configured model'} serves and no other "
+                "version has passed probation",
+                severity="warning",
+                timeout=8,
+            )
+            return
 
         def answered(yes: bool | None) -> None:
-            if yes and self._start(f"rolling back to {target}…"):
+            if yes and self._start(f"rolling back to {plan.label}…"):
                 self.run_job("rollback", "rolling back", None)
 
-        question = f"Roll {self.record.name} back from {serving or 'its model'} to {target}?"
-        detail = "The pipeline swaps models between frames; the history records the rollback."
+        question = f"Roll {self.record.name} back from {serving or 'the configured model'} to {plan.label}?"
+        detail = (
+            f"{plan.label}: {plan.why}. The pipeline swaps models between frames; the history records it."
+        )
         self.app.push_screen(ConfirmDialog(question, "Roll back", detail), answered)
 
     @work(exclusive=True, exit_on_error=False, group="store")
-    async def run_job(self, what: str, phase: str, version: str | None) -> None:
+    async def run_job(self, what: str, phase: str, version: str | None, force: bool = False) -> None:
         """Start an activation (``version``) or a rollback (None) and follow its job to the end."""
         try:
-            job = await (self.api.activate_model(version) if version else self.api.rollback_model())
+            job = await (
+                self.api.activate_model(version, force=force) if version else self.api.rollback_model()
+            )
             job = await self._follow(job, phase)
         except AgentClientError as err:
             self.post_message(self.StoreChanged(what.capitalize(), str(err), False))

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import ForwardingRules, ForwardingState, ForwardingUpdate, ForwardResult
+from fieldtui.redact import redact
 
 
 def fields(rows: list[tuple[str, Any]]) -> Table:
@@ -37,7 +38,10 @@ def endpoint(state: ForwardingState) -> str:
     if state.mode == "frame":
         url = state.frame_url if "://" in state.frame_url else state.base_url.rstrip("/") + state.frame_url
         return f"POST {url} (a JPEG per forward)"
-    return f"{state.base_url} pulls {state.stream_url or '(no stream_url set: Trio has nothing to watch)'}"
+    pulled = (
+        redact(state.stream_url) if state.stream_url else "(no stream_url set: Trio has nothing to watch)"
+    )
+    return f"{state.base_url} pulls {pulled}"
 
 
 def settings_table(state: ForwardingState) -> Table:

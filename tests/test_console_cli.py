@@ -167,6 +167,7 @@ def test_demo_prints_live_lines_until_sigterm_then_stops_its_agent(console_dir, 
     assert proc.returncode == 0, err
     assert all(" fps " in line and "p95" in line and "camera" in line for line in lines), lines
     assert "demo agent fieldtui-demo at http://127.0.0.1:" in err and "camera faults at blur@20" in err
+    assert err.rstrip().endswith("demo agent stopped")
     assert "Traceback" not in err
     [saved] = ConsoleConfig(console_dir).load()
     assert saved.device.name == "fieldtui-demo" and saved.token == (home / "token").read_text().strip()

@@ -69,6 +69,7 @@ async def test_a_serving_agent_is_found_with_its_txt_fields_and_says_goodbye(sta
             "model": "tiny",
             "backend": "onnxruntime",
             "tls": "0",
+            "health": "ok",
         }
         port = int(agent.url.rsplit(":", 1)[1])
         assert watch.info.port == port
@@ -113,6 +114,29 @@ async def test_swapping_the_model_updates_the_txt_record(inproc_agent, tmp_path)
             old.close()
             await watch.wait_for(ServiceStateChange.Updated, 3.0)
             assert (await watch.txt())["model"] == "second-model"
+        finally:
+            await advertiser.stop()
+
+
+async def test_the_health_verdict_is_in_the_txt_record_and_follows_it(inproc_agent, tmp_path):
+    """TXT ``health`` is the agent's one verdict (GET /v1/health), re-announced when its level changes."""
+    from agent.config import load_config
+    from agent.server import _advertise
+
+    agent = await asyncio.to_thread(inproc_agent)
+    name = f"mdns-health-{uuid.uuid4().hex[:8]}"
+    config = load_config(
+        home=agent.home, env={}, overrides={"name": name, "host": "127.0.0.1", "mdns_interfaces": LOOPBACK}
+    )
+    async with Watch(name) as watch:
+        advertiser = await _advertise(agent.service, config, 4243)
+        try:
+            await watch.wait_for(ServiceStateChange.Added, 3.0)
+            assert (await watch.txt())["health"] == "ok"
+            await asyncio.to_thread(agent.service.stop_pipeline)
+            await watch.wait_for(ServiceStateChange.Updated, 5.0)
+            assert (await watch.txt())["health"] == "degraded"
+            assert agent.service.health().status == "degraded"
         finally:
             await advertiser.stop()
 

@@ -352,28 +352,35 @@ def test_results_keep_flowing_while_a_model_activates(store_agent, files):
     pytest.fail(f"the pipeline stalls beyond the bound even with nothing activating ({len(versions)} tries)")
 
 
-def test_during_probation_the_previous_model_is_kept_and_a_rollback_returns_to_it(store_agent, files):
+def test_a_second_activation_supersedes_the_first_probation_and_rollback_goes_to_last_good(
+    store_agent, files
+):
     agent = store_agent(probation_s=60)
     with agent.client() as c:
         for name in ("v1", "v2"):
             assert upload(c, files[name], name).status_code == 201
         assert activate(c, "v1").state == "succeeded"
-        assert activate(c, "v2").state == "succeeded"  # v1's probation cut short, v2's begins
+        assert activate(c, "v2").state == "succeeded"  # v1's probation ends unjudged, v2's begins
         models = listing(c)
         assert models.probation.version == "v2" and models.probation.previous == "v1"
-        assert {v.version: v.state for v in models.versions} == {"v2": "probation", "v1": "standby"}
-        r = c.delete("/v1/models/v1")
-        assert r.status_code == 409 and "instant rollback" in r.json()["detail"]
+        # v1 never passed: v2 is judged against the configured model, which stays loaded for a rollback
+        assert models.probation.last_good is None
+        assert {v.version: (v.state, v.verdict) for v in models.versions} == {
+            "v2": ("probation", "on_probation"),
+            "v1": ("inactive", "superseded"),
+        }
+        assert models.rollback.version is None and "no other version has passed" in models.rollback.why
         job = wait_job(c, c.post("/v1/models/rollback").json()["id"])
-        # v1 never finished its own probation (not "good"), so only the standby path goes back to it
-        assert job.state == "succeeded" and (job.result["version"], job.result["previous"]) == ("v1", "v2")
+        # never to v1, which was superseded without passing
+        assert job.state == "succeeded" and (job.result["version"], job.result["previous"]) == (None, "v2")
         models = listing(c)
-        assert models.serving.version == "v1" and models.probation is None
-        v1_first = next(h for h in reversed(models.history) if h.version == "v1" and h.action == "activate")
-        assert (
-            v1_first.outcome == "interrupted" and v1_first.reason == "probation cut short: v2 was activated"
-        )
+        assert models.serving.version is None and models.probation is None
+        v1_row = next(h for h in models.history if h.version == "v1" and h.action == "activate")
+        assert v1_row.outcome == "superseded"
+        assert v1_row.reason.startswith("superseded: v2 was activated during its probation")
         assert next(h for h in models.history if h.version == "v2").outcome == "rolled_back"
+        assert models.rollback is None  # the configured model serves and nothing passed: none offered
+        assert c.post("/v1/models/rollback").status_code == 409
 
 
 def test_a_version_with_an_unreadable_manifest_is_listed_damaged_and_can_be_removed(store_agent, files):

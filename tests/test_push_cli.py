@@ -116,6 +116,7 @@ def test_models_and_rollback(device, files, capsys):
     assert lines[1].split() == [
         "VERSION",
         "STATE",
+        "VERDICT",
         "CURRENT",
         "SIZE",
         "SHA256",
@@ -123,7 +124,7 @@ def test_models_and_rollback(device, files, capsys):
         "CREATED",
         "SOURCE",
     ]
-    assert any(line.split()[:3] == ["v1", "serving", "*"] for line in lines)
+    assert any(line.split()[:4] == ["v1", "serving", "passed", "*"] for line in lines)
     assert any(line.endswith("rollback v1: good - rollback requested") for line in lines)
     assert any(line.endswith("activate v2: rolled_back - rollback requested") for line in lines)
 
@@ -157,3 +158,24 @@ def test_pushing_the_same_bytes_twice_at_once_stores_them_once(device, files, ca
     with device.client() as c:
         models = wait_for(lambda: listing(c))
         assert [v.version for v in models.versions] == ["v2"]
+
+
+def test_a_known_bad_model_needs_force_and_the_refusal_names_why(device, files, capsys):
+    code, _, err = run(capsys, "push", "dock-1", str(files["nan"]), "--version", "nan", "--quiet")
+    assert code == 0, err
+    line = one_line_error(capsys, "activate", "dock-1", "nan")
+    assert line.startswith("fieldtui: activation of nan failed: nan gives NaN values on live frames")
+    line = one_line_error(capsys, "activate", "dock-1", "nan")  # refused before anything is tried
+    assert "nan failed before: nan gives NaN values" in line and "--force" in line
+    line = one_line_error(capsys, "activate", "dock-1", "nan", "--force")  # tried again, on purpose
+    assert line.startswith("fieldtui: activation of nan failed: nan gives NaN values")
+    # the same bytes under another name: refused, naming the earlier failure, unless forced
+    line = one_line_error(capsys, "push", "dock-1", str(files["nan"]), "--version", "nan2", "--quiet")
+    assert "same sha256" in line and "as nan, which failed: nan gives NaN values" in line
+    code, out, err = run(
+        capsys, "push", "dock-1", str(files["nan"]), "--version", "nan2", "--quiet", "--force"
+    )
+    assert code == 0 and out.startswith("stored nan2"), err
+    with device.client() as c:
+        outcomes = [h.outcome for h in listing(c).history if h.action == "activate"]
+    assert outcomes == ["failed", "failed"]  # the refused try left nothing to record

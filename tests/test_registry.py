@@ -144,7 +144,7 @@ def test_an_agent_pulls_activates_and_does_not_retry_a_model_that_was_rolled_bac
             sm.detector(folder / "weak.onnx", seed=3, score=0.27)
             (folder / "latest").write_text("weak")
             poller = agent.service.models.poller
-            wait_for(lambda: poller.last == "weak was rolled_back before; not retried", timeout=60)
+            wait_for(lambda: poller.last == "weak rolled back before; not retried", timeout=60)
             models = listing(c)
             assert models.serving.version == "v2"
             weak = [h for h in models.history if h.version == "weak" and h.action == "activate"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import time
 import uuid
 
 import pytest
@@ -55,11 +56,16 @@ async def test_a_refused_token_saves_nothing_and_says_so(agent_inproc, tmp_path)
     await fleet.close()
 
 
-async def test_an_agent_that_is_off_is_saved_with_a_warning(tmp_path):
-    fleet = Fleet(ConsoleConfig(tmp_path / "console"), mdns=False)
-    added = await fleet.add("127.0.0.1", _closed_port(), "some-token")
-    assert added.warning.startswith("saved without checking: connection refused")
-    assert [d.host for d in fleet.devices()] == ["127.0.0.1"]
+async def test_an_unreachable_or_invalid_host_is_not_saved_and_says_so_at_once(tmp_path):
+    config = ConsoleConfig(tmp_path / "console")
+    fleet = Fleet(config, mdns=False)
+    with pytest.raises(ConsoleError, match="connection refused.*nothing was saved"):
+        await fleet.add("127.0.0.1", _closed_port(), "some-token")
+    t0 = time.monotonic()
+    with pytest.raises(ConsoleError, match="is not a saved device, host name or address"):
+        await fleet.add("💥", 8470, "some-token")
+    assert time.monotonic() - t0 < 1.0  # refused before any lookup, not after a minute of waiting
+    assert config.load() == [] and fleet.devices() == []
     await fleet.close()
 
 

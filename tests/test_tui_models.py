@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 from textual.worker import WorkerState
 
 from fieldtui.client import AgentClient
@@ -19,7 +19,7 @@ from screens.dialogs import ConfirmDialog
 from screens.models import ModelsScreen
 from screens.push_dialog import PushDialog
 from tests import storemodels as sm
-from tests.storeclient import listing
+from tests.storeclient import activate, listing, upload, wait_for
 from tests.tui_pilot import SIZE, app_on, until
 
 
@@ -167,4 +167,94 @@ async def test_leaving_mid_push_leaves_no_worker_touching_the_screen(device, fil
         assert all(w.state == WorkerState.CANCELLED for w in workers)
         await pilot.pause(0.3)
         assert _serving(device) == "v1"
+    assert app._exception is None
+
+
+async def test_a_failed_version_asks_naming_why_and_no_rollback_is_offered_that_would_be_refused(
+    device, tmp_path
+):
+    nan = sm.nan_detector(tmp_path / "nan.onnx")
+    with device.client() as c:
+        assert upload(c, nan, "nan").status_code == 201
+        assert activate(c, "nan").state == "failed"  # NaN on live frames: a verdict with a reason
+    app = app_on(device, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_models(app, pilot)
+        line = str(screen.query_one("#serving").render())
+        assert "no rollback: nothing else has passed probation" in line
+        await pilot.press("r")  # the configured model serves and nothing passed: the agent would say 409
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ModelsScreen)
+        assert any("nothing to roll back to" in n.message for n in app._notifications)
+        table = screen.query_one("#versions", DataTable)
+        assert str(table.get_row("nan")[3]) == "failed"
+        table.move_cursor(row=table.get_row_index("nan"))
+        await pilot.press("a")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        assert app.screen.question.startswith("nan failed before. Activate it again")
+        assert "nan gives NaN values on live frames" in app.screen.detail
+        await pilot.press("n")  # no: nothing is tried
+        await pilot.pause(0.2)
+        with device.client() as c:
+            assert [h.outcome for h in listing(c).history if h.action == "activate"] == ["failed"]
+        await pilot.press("a")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")  # yes: tried again on purpose (forced), and it fails again
+        await until(pilot, "the second try", lambda: not screen.busy and len(_activations(device)) == 2)
+        assert _activations(device) == ["failed", "failed"]
+        # pushing the same file again with "activate" ticked asks the same question before activating
+        await pilot.press("p")
+        await until(pilot, "the push dialog", lambda: isinstance(app.screen, PushDialog))
+        app.screen.query_one("#path", Input).value = str(nan)
+        app.screen.query_one("#version", Input).focus()
+        await pilot.press(*"nan", "enter")
+        await until(pilot, "the confirmation", lambda: isinstance(app.screen, ConfirmDialog))
+        assert "nan gives NaN values on live frames" in app.screen.detail
+        await pilot.press("n")
+        await until(pilot, "the push's end", lambda: not screen.busy)
+        assert any(n.message.endswith("; not activated (failed before)") for n in app._notifications)
+        assert _activations(device) == ["failed", "failed"]
+    assert app._exception is None
+
+
+def _activations(agent) -> list[str]:
+    with agent.client() as c:
+        return [h.outcome for h in listing(c).history if h.action == "activate"]
+
+
+async def test_an_automatic_rollback_is_explained_in_a_toast_and_the_dashboards_event_line(
+    inproc_agent, tmp_path
+):
+    home = tmp_path / "probation-home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[models]\nprobation_s = 2\nprobation_min_frames = 5\n")
+    agent = inproc_agent(home, source="demo:?fps=20&size=320x240")
+    files = sm.make(tmp_path / "files", "v1", "weak")
+    with agent.client() as c:
+        for name in ("v1", "weak"):
+            assert upload(c, files[name], name).status_code == 201
+        assert activate(c, "v1").state == "succeeded"
+        await asyncio.to_thread(wait_for, lambda: listing(c).history[0].outcome == "good", 20)
+    app = app_on(agent, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        dash = app.screen
+        await until(pilot, "the first sample", lambda: dash.telemetry.latest is not None)
+        with agent.client() as c:
+            assert (await asyncio.to_thread(activate, c, "weak")).state == "succeeded"
+        await until(
+            pilot, "the rollback", lambda: dash.last_event is not None and "auto-rollback" in dash.last_event
+        )
+        toast = next(n for n in app._notifications if n.title == "Automatic rollback")
+        assert toast.message.startswith("auto-rollback from weak to v1: confidence 0.27 vs 0.9")
+        assert toast.severity == "warning"
+        findings = dash.query_one("#findings", Static)
+
+        def event_line() -> str:
+            text = str(findings.render())
+            return text.split("↺", 1)[1] if "↺" in text else ""
+
+        await until(pilot, "the event line", lambda: "auto-rollback" in event_line())
+        line = str(findings.render()).split("↺", 1)[1]
+        assert "auto-rollback from weak to v1: confidence 0.27 vs 0.9" in line
     assert app._exception is None

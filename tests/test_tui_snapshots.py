@@ -53,8 +53,14 @@ def _record(name: str, host: str, **kw) -> DeviceRecord:
 
 def _live_agent(degrade_last: int = 12) -> FakeAgent:
     feed = samples(90, degrade_last=degrade_last)
-    health = HealthReport(
-        status="degraded", reasons=["camera: sharpness down 70%: lens dirty?"], version="0.1.0", uptime_s=3600
+    health = HealthReport(  # as agent/verdict.py words it
+        status="degraded",
+        reasons=[
+            "camera: sharpness down 70%: lens dirty or out of focus?",
+            "confidence 0.41 vs 0.88 for last good v6 (the camera finding above may explain it)",
+        ],
+        version="0.1.0",
+        uptime_s=3600,
     )
     return FakeAgent(
         status=pipeline_status(feed[-1]),

@@ -150,13 +150,21 @@ def test_findings_combine_confidence_and_camera(confidence, camera, expected):
         assert finding.startswith(f"confidence {confidence:.2f}")
 
 
-def test_findings_add_drops_and_the_agents_other_reasons():
-    s = sample(1, T0).model_copy(update={"drop_rate": 0.35})
+def test_with_the_agents_report_the_findings_are_its_reasons_and_nothing_else():
+    """One verdict: the dashboard shows what the device list and `fieldtui status` show."""
+    drifting = sample(1, T0, confidence=0.44, camera=CameraHealth(brightness=120, sharpness=300))
+    drifting = drifting.model_copy(update={"drop_rate": 0.35})
+    ok = HealthReport(status="ok", version="0", uptime_s=1)
+    assert diagnose(drifting, ok) == []  # the agent judged it against last good's baseline: ok
     health = HealthReport(
         status="failing", reasons=["pipeline failed: x", "camera: y"], version="0", uptime_s=1
     )
-    found = diagnose(s, health)
-    assert found[0].startswith("dropping 35% of frames") and found[1] == "pipeline failed: x"
+    assert diagnose(drifting, health) == ["pipeline failed: x", "camera: y"]
+    # without a report (none received yet) the sample is read, in the same words
+    found = diagnose(drifting)
+    assert found[0].startswith("confidence 0.44 with a healthy camera") and found[1].startswith(
+        "dropping 35%"
+    )
     assert diagnose(sample(1, T0)) == [] and diagnose(None) == []
 
 

@@ -40,6 +40,7 @@ from fieldtui.protocol import (
     ModelManifest,
     ModelVersion,
     PipelineStatus,
+    RollbackPlan,
     Sample,
     SourceStatus,
     StageTimes,
@@ -219,16 +220,25 @@ def model_list() -> ModelList:
         last_good="v6",
         versions=[
             version("v8", 0.1, "inactive", 12_480_211),
-            version("v7", 2, "serving", 12_411_904, current=True, serving=True),
-            version("v6", 9, "standby", 12_398_017, last_good=True),
+            version("v7", 2, "serving", 12_411_904, current=True, serving=True, verdict="passed"),
+            version("v6", 9, "inactive", 12_398_017, last_good=True, verdict="passed"),
         ],
         damaged=[
             DamagedVersion(version="v5", reason="the manifest of v5 is unreadable (EOF); remove the version")
         ],
+        rollback=RollbackPlan(version="v6", label="v6", why="the newest version that passed probation"),
         history=[
             entry(6, 2, "upload", "v8", None, "stored"),
             entry(5, 20, "activate", "v7", "v6", "good"),
-            entry(4, 26, "auto_rollback", "v6", "v7", "good", "v7: confidence 0.31 under 0.60 for 60 s"),
+            entry(
+                4,
+                26,
+                "auto_rollback",
+                "v6",
+                "v7",
+                "good",
+                "auto-rollback from v7 to v6: confidence 0.31 vs 0.92 for v6 over 60 s",
+            ),
             entry(3, 27, "activate", "v7", "v6", "rolled_back", "confidence 0.31 under 0.60 for 60 s"),
             entry(2, 48, "upload", "v7", None, "stored"),
             entry(1, 216, "activate", "v6", None, "good"),

@@ -32,6 +32,7 @@ BATCH = 1 << 20  # bytes handed to the writer thread at a time
 IDLE_TIMEOUT_S = 60.0  # an upload that sends nothing for this long is abandoned
 
 Version = Annotated[str, Path(description="version name: 1-64 of A-Z a-z 0-9 . _ - +, no '..'")]
+Force = Annotated[bool, Query(description="go ahead although the same bytes or version failed before")]
 
 
 def _manager(service: Service):
@@ -53,11 +54,15 @@ def rollback(service: Service) -> Job:
 
 
 @router.post(
-    "/{version:path}/activate", response_model=Job, status_code=202, responses={404: {"model": Problem}}
+    "/{version:path}/activate",
+    response_model=Job,
+    status_code=202,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
 )
-def activate(service: Service, version: Version) -> Job:
-    """A ``model.activate`` job: load, health-check on live frames, swap, then a probation window."""
-    return _manager(service).submit_activate(check_version(version))
+def activate(service: Service, version: Version, force: Force = False) -> Job:
+    """A ``model.activate`` job: load, health-check on live frames beside last good, swap, then a
+    probation window. A version that failed or was rolled back before is 409 unless ``force``."""
+    return _manager(service).submit_activate(check_version(version), force=force)
 
 
 @router.get("/{version:path}", response_model=ModelVersion, responses={404: {"model": Problem}})
@@ -166,9 +171,12 @@ def _content_length(request: Request) -> int:
         422: {"model": Problem},
     },
 )
-async def put_model(request: Request, response: Response, service: Service, version: Version):
+async def put_model(
+    request: Request, response: Response, service: Service, version: Version, force: Force = False
+):
     """Upload a model: the body is the file; ``X-Model-Sha256`` its sha256, ``X-Model-Format`` onnx
-    (default), engine or hef. 201 when stored, 200 when the same bytes were there."""
+    (default), engine or hef. 201 when stored, 200 when the same bytes were there; 409 when these bytes
+    failed or were rolled back before under another name, unless ``force``."""
     manager = _manager(service)
     check_version(version)
     size = _content_length(request)
@@ -176,7 +184,7 @@ async def put_model(request: Request, response: Response, service: Service, vers
     fmt = format_for(request.headers.get("x-model-format") or "onnx")
     peer = request.client.host if request.client else "unknown"
     begun = await run_in_threadpool(
-        manager.begin_upload, version, sha256, size=size, fmt=fmt, source=f"upload from {peer}"
+        manager.begin_upload, version, sha256, size=size, fmt=fmt, source=f"upload from {peer}", force=force
     )
     if isinstance(begun, ModelManifest):
         response.status_code = 200

@@ -79,6 +79,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     TrioError,
 )
 from fieldtui.protocol.store import (  # noqa: F401
+    BAD_VERDICTS,
     DamagedVersion,
     HistoryAction,
     HistoryOutcome,
@@ -91,5 +92,7 @@ from fieldtui.protocol.store import (  # noqa: F401
     ProbationStatus,
     PushResult,
     RegistryOffer,
+    RollbackPlan,
     TensorInfo,
+    Verdict,
 )

@@ -150,8 +150,11 @@ class PipelineStatus(Model):
 
 
 class HealthReport(Model):
+    """The agent's one verdict (agent/verdict.py): every console surface shows this, never its own."""
+
     status: HealthLevel
-    reasons: list[str] = []
+    reasons: list[str] = Field(default=[], description="worst first; empty when ok")
+    notes: list[str] = Field(default=[], description="worth knowing, not a fault: a probation under way")
     version: str
     uptime_s: float
 

@@ -20,7 +20,8 @@ HistoryOutcome = Literal[
     "probation",  # serving, watched against the previous model
     "good",  # serving and proven (probation passed, or loaded at start)
     "failed",  # checked and found wanting; the previous model kept serving
-    "rolled_back",  # was serving, replaced by the previous model
+    "rolled_back",  # was serving, replaced by the last good model
+    "superseded",  # another activation ended its probation before a verdict (not a pass)
     "interrupted",  # the agent stopped half-way; see the reason for what the next start did
     "removed",
 ]
@@ -51,6 +52,19 @@ class ModelManifest(Model):
     source: str = Field(description="where it came from: an upload, a registry, a file added on the device")
 
 
+Verdict = Literal[
+    "passed",  # passed its probation (or was activated with probation off): it may be last good
+    "failed",  # its activation or probation failed; see the reason
+    "rolled_back",  # was serving and rolled back; see the reason
+    "superseded",  # its probation was ended by another activation before a verdict
+    "on_probation",
+    "interrupted",  # the agent stopped before a verdict
+    "pending",  # made current with the agent stopped: judged at the next start
+    "never_activated",
+]
+BAD_VERDICTS = ("failed", "rolled_back")
+
+
 class ModelVersion(Model):
     version: str
     manifest: ModelManifest
@@ -58,6 +72,8 @@ class ModelVersion(Model):
     serving: bool = Field(description="the pipeline runs it right now")
     state: Literal["serving", "probation", "standby", "inactive"]
     last_good: bool = Field(default=False, description="a rollback would go to this version")
+    verdict: Verdict = Field(default="never_activated", description="how its latest activation ended")
+    verdict_reason: str | None = Field(default=None, description="why it failed or was rolled back")
 
 
 class ModelHistoryEntry(Model):
@@ -81,6 +97,18 @@ class ProbationStatus(Model):
     started: float
     ends: float
     frames: int = 0
+    last_good: str | None = Field(
+        default=None, description="what it is judged against and where a failure goes (None: configured)"
+    )
+    baseline_confidence: float | None = Field(default=None, description="last good's confidence")
+
+
+class RollbackPlan(Model):
+    """Where ``POST /v1/models/rollback`` goes right now, and why there."""
+
+    version: str | None = Field(description="None: the configured model")
+    label: str = Field(description="the version, or 'the configured model'")
+    why: str
 
 
 class DamagedVersion(Model):
@@ -98,6 +126,9 @@ class ModelList(Model):
     current: str | None = None
     last_good: str | None = Field(
         default=None, description="where a rollback would go (None: the configured model, or nowhere)"
+    )
+    rollback: RollbackPlan | None = Field(
+        default=None, description="where a rollback goes now; None: nowhere (the agent answers 409)"
     )
     versions: list[ModelVersion] = Field(default_factory=list, description="newest first")
     damaged: list[DamagedVersion] = Field(
@@ -120,14 +151,24 @@ class ModelList(Model):
             p = self.probation
             left = max(0.0, p.ends - dt.datetime.now().timestamp())
             lines.append(f"probation {p.version}: {p.frames} frames so far, {left:.0f} s left")
-        rows = [("VERSION", "STATE", "CURRENT", "SIZE", "SHA256", "LAYOUT", "CREATED", "SOURCE")]
+        rows = [("VERSION", "STATE", "VERDICT", "CURRENT", "SIZE", "SHA256", "LAYOUT", "CREATED", "SOURCE")]
         for v in self.versions:
             m = v.manifest
             state = v.state + (" (rollback target)" if v.last_good else "")
             created = dt.datetime.fromtimestamp(m.created).strftime("%Y-%m-%d %H:%M")
             size = f"{m.size / 1e6:.1f} MB"
             rows.append(
-                (v.version, state, "*" if v.current else "", size, m.sha256[:12], m.layout, created, m.source)
+                (
+                    v.version,
+                    state,
+                    v.verdict.replace("_", " "),
+                    "*" if v.current else "",
+                    size,
+                    m.sha256[:12],
+                    m.layout,
+                    created,
+                    m.source,
+                )
             )
         if len(rows) > 1:
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -136,6 +177,10 @@ class ModelList(Model):
             lines.append("no versions stored")
         for d in self.damaged:
             lines.append(f"damaged   {d.version}: {d.reason}")
+        if self.rollback is not None:
+            lines.append(f"rollback  goes to {self.rollback.label}: {self.rollback.why}")
+        else:
+            lines.append("rollback  nowhere to go: nothing has passed probation besides what serves")
         for h in self.history[:history]:
             when = dt.datetime.fromtimestamp(h.ts).strftime("%Y-%m-%d %H:%M:%S")
             what = f"{h.action} {h.version or '(configured model)'}"
@@ -150,6 +195,11 @@ class ModelEvent(ModelInfo):
     change: Literal["activated", "rolled_back", "auto_rolled_back"] | None = None
     reason: str | None = None
     previous: str | None = None
+    summary: str | None = Field(
+        default=None,
+        description="one line for a toast or an event line, e.g. 'auto-rollback from junk2 to v2: "
+        "confidence 0.42 vs 0.98 for v2 over 60 s'",
+    )
 
 
 class RegistryOffer(Model):
