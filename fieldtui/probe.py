@@ -43,7 +43,9 @@ def _size_word(n: int) -> str:
     return f"{n:,} addresses"
 
 
-def parse_range(text: str, *, force: bool = False) -> Network:
+def parse_range(
+    text: str, *, force: bool = False, larger: str = "add --force if you really mean it"
+) -> Network:
     """``text`` as a network to probe, or a ConsoleError that is one line saying what to type.
 
     A bare address is a one-address range; host bits are allowed (``10.0.5.7/24`` is 10.0.5.0/24), as
@@ -79,7 +81,7 @@ def parse_range(text: str, *, force: bool = False) -> Network:
         largest = "/22" if net.version == 4 else "/118"
         raise ConsoleError(
             f"--probe {net}: {_size_word(size)} is more than a {largest} ({_size_word(MAX_ADDRESSES)}); "
-            "name a smaller range, or add --force if you really mean it"
+            f"name a smaller range, or {larger}"
         )
     return net
 

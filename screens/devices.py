@@ -73,9 +73,12 @@ class DeviceRow:
         else:
             health = Text(p.health.status, style=HEALTH_STYLE.get(p.health.status, ""))
         model_name = (model.version or model.path.rsplit("/", 1)[-1]) if model else r.model
+        address = Text(f"{r.host}:{r.port}")
+        if "probe" in r.origin:
+            address.append(" (probe)", style="dim")  # found by sweeping a subnet, not over mDNS
         values = [
             Text(r.name, style="bold"),
-            Text(f"{r.host}:{r.port}"),
+            address,
             Text(link_label(r), style="green" if r.tls and r.tls_fingerprint else ""),
             Text((model.backend if model else r.backend) or "-"),
             Text(model_name or "-"),
@@ -107,6 +110,7 @@ class DevicesScreen(Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("a", "add", "Add"),
         Binding("p", "pair", "Pair"),
+        Binding("s", "probe_subnet", "Probe subnet"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -118,6 +122,13 @@ class DevicesScreen(Screen[None]):
         def __init__(self, key: str, probe: Probe | None, error: str | None) -> None:
             super().__init__()
             self.key, self.probe, self.error = key, probe, error
+
+    class Swept(Message):
+        """A subnet probe finished: ``summary`` to tell, or ``error``."""
+
+        def __init__(self, summary: str | None, error: str | None = None) -> None:
+            super().__init__()
+            self.summary, self.error = summary, error
 
     class FleetChanged(Message):
         """mDNS saw a device appear, change or go; only the newest matters."""
@@ -353,10 +364,46 @@ class DevicesScreen(Screen[None]):
         self.poll_devices()  # exclusive: restarts with every device due now
         self.notify("Probing every device again.", timeout=2)
 
+    def action_probe_subnet(self) -> None:
+        from screens.probe_dialog import ProbeDialog, ProbeRequest
+
+        def chosen(request: ProbeRequest | None) -> None:
+            if request is not None:
+                ranges = ", ".join(map(str, request.networks))
+                self.notify(f"Probing {ranges} for agents…", timeout=3)
+                self.sweep(request.networks, request.ports)
+
+        self.app.push_screen(ProbeDialog(), chosen)
+
+    @work(exclusive=True, exit_on_error=False, group="sweep")
+    async def sweep(self, networks: list[Any], ports: list[int]) -> None:
+        """Probe the ranges through the fleet; what answers joins the list, marked "(probe)"."""
+        try:
+            report = await self.fleet.sweep(networks, ports)
+        except (ConsoleError, OSError) as err:
+            self.post_message(self.Swept(None, str(err)))
+            return
+        self.post_message(self.Swept(report.summary()))
+
+    @on(Swept)
+    def _swept(self, message: Swept) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="Probe failed", severity="error")
+            return
+        self.reload()
+        self.poll_devices()  # the new devices get their health and status now
+        summary = message.summary or ""
+        self.notify(summary[0].upper() + summary[1:] + ".", title="Probe finished", timeout=6)
+
     def commands(self) -> list[SystemCommand]:
         return [
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
             SystemCommand("Refresh devices", "probe every device again now", self.action_refresh),
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
+            SystemCommand(
+                "Probe a subnet",
+                "find agents where mDNS cannot reach (blocked multicast)",
+                self.action_probe_subnet,
+            ),
         ]

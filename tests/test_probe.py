@@ -19,6 +19,7 @@ from fieldtui.config import ConsoleConfig
 from fieldtui.discovery import merge, merge_probed
 from fieldtui.probe import MAX_ADDRESSES, Prober, addresses, parse_ports, parse_range
 from fieldtui.protocol import DeviceRecord, DiscoveryResult, HealthReport
+from screens.app import FieldtuiApp
 from tests.conftest import REPO
 from tests.loopback_agents import common_port, device_id, start_agents
 
@@ -187,3 +188,49 @@ async def test_ipv6_loopback_is_probed_by_its_literal(agents):
     port, _, _ = agents
     report = await Prober(concurrency=2).run([parse_range("::1/128")], [port])
     assert report.probed == 1 and report.devices == []  # no agent listens on ::1: nothing, no error
+
+
+# --- the device list's "probe subnet" action (Textual pilot) ------------------------------------
+
+
+async def test_the_device_list_probes_a_subnet_and_lists_what_answers(agents, tmp_path):
+    from textual.widgets import Input, Static
+
+    from fieldtui.fleet import Fleet
+    from fieldtui.probe import own_subnets
+    from screens.devices import DevicesScreen
+    from screens.probe_dialog import ProbeDialog
+    from tests.tui_pilot import SIZE, until
+
+    port, ids, _ = agents
+    app = FieldtuiApp(Fleet(ConsoleConfig(tmp_path / "console"), mdns=False))
+    async with app.run_test(size=SIZE) as pilot:
+        devices = app.screen
+        assert isinstance(devices, DevicesScreen) and devices.rows == {}
+        await pilot.press("s")
+        await until(pilot, "the probe dialog", lambda: isinstance(app.screen, ProbeDialog))
+        dialog = app.screen
+        ranges, ports = dialog.query_one("#ranges", Input), dialog.query_one("#ports", Input)
+        subnets = own_subnets()  # proposed, never probed here: only loopback is
+        assert ranges.value == (str(subnets[0].network) if subnets else "")
+        for s in subnets:
+            assert str(s.network) in str(dialog.query_one("#subnets", Static).render())
+
+        ranges.value = "10.0.0.0/21"  # too large without --force: refused in the dialog, nothing sent
+        ports.value = str(port)
+        ports.focus()
+        await pilot.press("enter")
+        error = str(dialog.query_one("#error", Static).render())
+        assert app.screen is dialog and "more than a /22" in error and "--force" in error
+
+        ranges.value = "127.0.0.0/29"
+        ports.focus()
+        await pilot.press("enter")
+        await until(pilot, "the agents found by probe", lambda: set(ids.values()) <= set(devices.rows), 30)
+        assert app.screen is devices
+        for host, ident in ids.items():
+            row = devices.rows[ident]
+            assert row.record.host == host and "probe" in row.record.origin
+            assert row.cells(0.0)[1].plain == f"{host}:{port} (probe)"
+        # the list then polls them like any other device: health is public, no token needed
+        await until(pilot, "health", lambda: devices.rows[ids["127.0.0.2"]].probe is not None, 30)
