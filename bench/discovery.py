@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fieldtui.probe import CONNECT_TIMEOUT_S, Prober, addresses, parse_ports, parse_range  # noqa: E402
+from tests.loopback_agents import common_port  # noqa: E402
 
 RANGE = "127.0.0.0/24"
 START_TIMEOUT_S = 90.0
@@ -79,24 +80,6 @@ class SocketSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def common_port(hosts: list[str]) -> int:
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            free = True
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    try:
-                        s.bind((host, port))
-                    except OSError:
-                        free = False
-                        break
-            if free:
-                return port
-    raise SystemExit("no port is free on all the agents' addresses")
 
 
 def silence(hosts: list[str], port: int) -> list[socket.socket]:

@@ -6,21 +6,17 @@ loopback /29 with ``--port P``. Nothing but loopback is ever probed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from fieldtui.cli import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.discovery import merge, merge_probed
 from fieldtui.probe import MAX_ADDRESSES, Prober, addresses, parse_ports, parse_range
 from fieldtui.protocol import DeviceRecord, DiscoveryResult, HealthReport
 from screens.app import FieldtuiApp
-from tests.conftest import REPO
+from tests.console_cli import ok_json, run
 from tests.loopback_agents import common_port, device_id, start_agents
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -32,18 +28,6 @@ def agents(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path):
     port = common_port(HOSTS)
     with start_agents(tmp_path_factory.mktemp("probe"), tiny_model, HOSTS, port, tls=[TLS_HOST]) as running:
         yield port, {host: device_id(a) for host, a in zip(HOSTS, running, strict=True)}, running
-
-
-def fieldtui(*args: str, config_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FIELDTUI_CONFIG_DIR": str(config_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "fieldtui", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-    )
 
 
 # --- guard rails ---------------------------------------------------------------------------------
@@ -87,9 +71,8 @@ def test_a_hostile_range_is_one_clear_line_and_probes_nothing(argv, message, cap
 
     monkeypatch.setattr(Prober, "run", never)
     monkeypatch.setattr("fieldtui.discovery.discover", never)  # nor browsed: the command stops first
-    assert main(["discover", *argv]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    code, out, err = run(capsys, "discover", *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("fieldtui: ") and message in err
     assert not (tmp_path / "console").exists()  # nothing written either
 
@@ -139,18 +122,17 @@ def test_health_names_the_device_it_comes_from(agents):
     assert health.id == ids["127.0.0.2"] and health.name == "probe-0"
 
 
-def test_discover_probe_finds_the_agents_and_merges_a_saved_one(agents, tmp_path):
+def test_discover_probe_finds_the_agents_and_merges_a_saved_one(agents, tmp_path, capsys, monkeypatch):
     port, ids, running = agents
     config_dir = tmp_path / "console"
+    monkeypatch.setenv("FIELDTUI_CONFIG_DIR", str(config_dir))
     # Saved at an old address: the probe finds it elsewhere, and it stays one record (same id).
     old = DeviceRecord(id=ids["127.0.0.3"], name="gate-3", host="127.0.0.9", port=port, origin=["manual"])
     ConsoleConfig(config_dir).save_device(old, running[1].token)
-    proc = fieldtui(
-        "discover", "--probe", "127.0.0.0/29", "--port", str(port), "--json", "--timeout", "0.3",
-        config_dir=config_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    result = DiscoveryResult.model_validate_json(proc.stdout)
+    doc = ok_json(
+        capsys, "discover", "--probe", "127.0.0.0/29", "--port", str(port), "--json", "--timeout", "0.3"
+    )
+    result = DiscoveryResult.model_validate(doc)
     ours = {d.id: d for d in result.devices if d.id in ids.values()}
     assert len(ours) == 3 and [d.id for d in result.devices].count(ids["127.0.0.3"]) == 1
     for host, ident in ids.items():
@@ -166,10 +148,11 @@ def test_discover_probe_finds_the_agents_and_merges_a_saved_one(agents, tmp_path
     [entry] = ConsoleConfig(config_dir).load()
     assert entry.device.host == "127.0.0.3" and "mdns" not in entry.device.origin
 
-    table = fieldtui("discover", "--probe", "127.0.0.2/31", "--port", str(port), "--timeout", "0.3",
-                     config_dir=config_dir)  # fmt: skip
-    assert table.returncode == 0, table.stderr
-    row = next(line for line in table.stdout.splitlines() if line.startswith("probe-0 "))
+    code, out, err = run(
+        capsys, "discover", "--probe", "127.0.0.2/31", "--port", str(port), "--timeout", "0.3"
+    )
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("probe-0 "))
     assert f"127.0.0.2:{port}" in row and row.split()[-2:] == ["online", "probe"]
 
 
