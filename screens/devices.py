@@ -266,7 +266,10 @@ class DevicesScreen(Screen[None]):
         elif self.rows:
             empty.update(Text(f"no device matches {self.filter_text!r}: esc clears the filter"))
         else:
-            lines = ["No devices yet. Press a to add one by address and token, or run `fieldtui demo`."]
+            lines = [
+                "No devices yet. Press a to add one by address and token, s to probe a subnet "
+                "(when multicast is blocked), or run `fieldtui demo`."
+            ]
             empty.update(Text("\n".join(lines + self.fleet.hints())))
 
     @on(DataTable.RowHighlighted)
