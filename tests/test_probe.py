@@ -1,11 +1,19 @@
 """``fieldtui discover --probe``: finding agents by sweeping an address range, for networks that block mDNS.
 
 Real agents on 127.0.0.2, 127.0.0.3 and 127.0.0.4 (HTTPS), all on one port P, found by probing a
-loopback /29 with ``--port P``. Nothing but loopback is ever probed.
+loopback /29 with ``--port P``; and, where the test may make one (root, iproute2), an agent on the
+default port in a network namespace behind a veth pair, with addresses that have no host, as on a LAN.
+Nothing is probed but loopback and the namespace this test makes.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +24,7 @@ from fieldtui.discovery import merge, merge_probed
 from fieldtui.probe import MAX_ADDRESSES, Prober, addresses, parse_ports, parse_range
 from fieldtui.protocol import DeviceRecord, DiscoveryResult, HealthReport
 from screens.app import FieldtuiApp
+from tests.conftest import REPO, _clean_env, _terminate, wait_for_runtime
 from tests.console_cli import ok_json, run
 from tests.loopback_agents import common_port, device_id, start_agents
 
@@ -217,3 +226,74 @@ async def test_the_device_list_probes_a_subnet_and_lists_what_answers(agents, tm
             assert row.cells(0.0)[1].plain == f"{host}:{port} (probe)"
         # the list then polls them like any other device: health is public, no token needed
         await until(pilot, "health", lambda: devices.rows[ids["127.0.0.2"]].probe is not None, 30)
+
+
+# --- a real LAN segment: an agent in a network namespace this test makes -------------------------
+
+
+@pytest.fixture
+def netns_agent(tmp_path: Path, tiny_model: Path):
+    """An agent on port 8470 at .2 of a random 198.18.x.y/29 (benchmark space) inside a namespace this
+    test creates, joined to this one by a veth pair (.1 here); .3 to .6 have no host, as on a LAN."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2 (`ip`)")
+    tag = secrets.token_hex(3)
+    ns, here, there = f"ftprobe-{tag}", f"ftp{tag}h", f"ftp{tag}d"
+    net = ipaddress.ip_network(f"198.18.{secrets.randbelow(256)}.{8 * secrets.randbelow(32)}/29")
+    made: list[list[str]] = []
+
+    def ip(*args: str) -> None:
+        proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+        if proc.returncode != 0:
+            raise OSError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+    try:
+        ip("netns", "add", ns)
+        made.append(["netns", "del", ns])
+        ip("link", "add", here, "type", "veth", "peer", "name", there)
+        made.append(["link", "del", here])
+        ip("link", "set", there, "netns", ns)
+        ip("addr", "add", f"{net[1]}/29", "dev", here)
+        ip("link", "set", here, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{net[2]}/29", "dev", there)
+        ip("netns", "exec", ns, "ip", "link", "set", there, "up")
+    except OSError as err:
+        for args in reversed(made):
+            subprocess.run(["ip", *args], capture_output=True, timeout=10)
+        pytest.skip(f"cannot make a network namespace here: {err}")
+    home, log = tmp_path / "netns-agent", tmp_path / "netns-agent.stderr"
+    args = ["ip", "netns", "exec", ns, sys.executable, "-m", "agent", "serve", "--home", str(home)]
+    args += [
+        "--host",
+        str(net[2]),
+        "--port",
+        "8470",
+        "--no-mdns",
+        "--model",
+        str(tiny_model),
+        "--name",
+        "in-ns",
+    ]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=_clean_env(None), cwd=REPO)
+    try:
+        wait_for_runtime(home, proc, log)
+        yield net, (home / "device_id").read_text().strip()
+    finally:
+        _terminate(proc)
+        for args in reversed(made):
+            subprocess.run(["ip", *args], capture_output=True, timeout=10)
+
+
+def test_a_probe_finds_an_agent_across_a_veth_link_on_the_default_port(
+    netns_agent, capsys, monkeypatch, tmp_path
+):
+    net, ident = netns_agent
+    monkeypatch.setenv("FIELDTUI_CONFIG_DIR", str(tmp_path / "console"))
+    doc = ok_json(capsys, "discover", "--probe", str(net), "--json", "--timeout", "0.3")
+    result = DiscoveryResult.model_validate(doc)
+    assert all(ipaddress.ip_address(d.host) in net for d in result.devices if "probe" in d.origin)
+    [found] = [d for d in result.devices if d.id == ident]
+    assert (found.host, found.port, found.origin, found.name) == (str(net[2]), 8470, ["probe"], "in-ns")
+    # .3 to .6 never answer (no host): they cost the connect timeout, and the sweep still ends
+    assert result.hints[0].startswith(f"Probe of {net} on port 8470: 6 addresses in ")
