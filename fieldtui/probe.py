@@ -195,20 +195,26 @@ class Prober:
         targets = addresses(networks)
         report = ProbeReport([str(n) for n in networks], list(ports), len(targets))
         started = time.monotonic()
-        limit = asyncio.Semaphore(self.concurrency)
+        # A fixed pool of workers pulling from one lazy queue: at most ``concurrency`` connections,
+        # and a forced /16 costs no more memory than a /24.
+        queue = ((host, port) for host in targets for port in ports)
+        found: list[DeviceRecord] = []
         async with self._client(tls=False) as plain, self._client(tls=True) as tls:
 
-            async def one(host: str, port: int) -> DeviceRecord | None:
-                async with limit:
+            async def worker() -> None:
+                for host, port in queue:
                     self.open_now += 1
                     self.peak_open = max(self.peak_open, self.open_now)
                     try:
-                        return await self._ask(plain, tls, host, port)
+                        record = await self._ask(plain, tls, host, port)
                     finally:
                         self.open_now -= 1
+                    if record is not None:
+                        found.append(record)
 
-            found = await asyncio.gather(*(one(h, p) for h in targets for p in ports))
-        report.devices = [d for d in found if d is not None]
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(targets) * len(ports)))))
+        order = {host: i for i, host in enumerate(targets)}
+        report.devices = sorted(found, key=lambda d: (order[d.host], d.port))
         report.elapsed_s = time.monotonic() - started
         report.peak_open = self.peak_open
         return report
