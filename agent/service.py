@@ -245,6 +245,8 @@ class AgentService:
             notes=verdict.notes,
             version=__version__,
             uptime_s=round(time.monotonic() - self.started, 1),
+            id=self.device_id,  # as mDNS advertises: lets a console that probed an address merge it
+            name=self.config.name,
         )
 
     def status(self) -> PipelineStatus:

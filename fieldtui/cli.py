@@ -79,7 +79,7 @@ def _tls_column(d: DeviceRecord) -> str:
 def print_devices(result: DiscoveryResult) -> None:
     rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM")]
     for d in result.devices:
-        state = "lost" if d.lost else "online" if "mdns" in d.origin else "saved"
+        state = "lost" if d.lost else "online" if {"mdns", "probe"} & set(d.origin) else "saved"
         rows.append(
             (
                 d.name,
@@ -105,13 +105,25 @@ def print_devices(result: DiscoveryResult) -> None:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     from fieldtui.discovery import discover
+    from fieldtui.probe import parse_ports, parse_range
 
     if args.timeout <= 0:
         raise ConsoleError("--timeout must be a positive number of seconds")
+    if (args.port or args.force) and not args.probe:
+        raise ConsoleError("--port and --force go with --probe CIDR, e.g. --probe 10.0.5.0/24 --port 9000")
+    # Every range and port is checked before anything is sent: a bad one changes nothing.
+    networks = [parse_range(text, force=args.force) for text in args.probe or ()]
+    ports = parse_ports(args.port)
     config = ConsoleConfig()
     saved = config.load()
     result, found = asyncio.run(
-        discover(args.timeout, interfaces=args.interface, saved=[s.device for s in saved])
+        discover(
+            args.timeout,
+            interfaces=args.interface,
+            saved=[s.device for s in saved],
+            probe=networks,
+            probe_ports=ports,
+        )
     )
     config.refresh_seen(found)
     if args.prometheus_sd:
@@ -359,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interface", action="append", metavar="IP", help="browse on this local address (repeatable)"
     )
+    p.add_argument(
+        "--probe",
+        action="append",
+        metavar="CIDR",
+        help="also ask every address of this range on the agent's port, for networks that block "
+        "multicast (repeatable; at most a /22 without --force)",
+    )
+    p.add_argument(
+        "--port", action="append", metavar="N", help="probe this port too, besides 8470 (repeatable)"
+    )
+    p.add_argument("--force", action="store_true", help="allow a --probe range larger than a /22")
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("forget", help="remove a saved device, its token and TLS pin")

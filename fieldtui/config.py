@@ -218,7 +218,7 @@ class ConsoleConfig:
                 "tls": fresh.tls or entry.device.tls,
                 "last_seen": fresh.last_seen or time.time(),
             }
-            if "mdns" not in entry.device.origin:
+            if "mdns" in fresh.origin and "mdns" not in entry.device.origin:
                 update["origin"] = [*entry.device.origin, "mdns"]
             new = entry.device.model_copy(update=update)
             if new != entry.device:

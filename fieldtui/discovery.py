@@ -5,6 +5,8 @@ each resolved service into a :class:`~fieldtui.protocol.DeviceRecord` (TXT ``id`
 ``model``, ``backend``, ``tls``). A device that goes away stays listed with ``lost=True``: a technician
 wants to see that the camera at gate 3 vanished, not have it silently drop off the list.
 :func:`discover` is the one-shot form the CLI uses; when mDNS finds nothing it says what to check.
+Where multicast is blocked, it also sweeps the address ranges the technician names
+(:mod:`fieldtui.probe`); what the probe finds joins the same records, marked with origin ``probe``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from fieldtui.protocol import SERVICE_TYPE, DeviceRecord, DiscoveryResult
 if TYPE_CHECKING:  # zeroconf is imported when browsing starts: after the device list is on screen
     from zeroconf import ServiceStateChange, Zeroconf
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+    from fieldtui.probe import Network
 
 log = logging.getLogger("fieldtui.discovery")
 
@@ -86,6 +90,31 @@ def _same_device(a: DeviceRecord, b: DeviceRecord) -> bool:
         return a.id == b.id
     hosts_a = {a.host, *a.addresses}
     return a.port == b.port and (b.host in hosts_a or bool(hosts_a & set(b.addresses)))
+
+
+def merge_probed(mdns: Iterable[DeviceRecord], probed: Iterable[DeviceRecord]) -> list[DeviceRecord]:
+    """mDNS records with the probe's: one record per device, marked ``probe`` when the probe saw it.
+
+    mDNS knows more (model, backend, the advertised certificate), so for a device both found it stays
+    the base; the probe adds its address and, from an agent without an mDNS ``id``, the id.
+    """
+    out = list(mdns)
+    for p in probed:
+        i = next((i for i, m in enumerate(out) if _same_device(m, p)), None)
+        if i is None:
+            out.append(p)
+            continue
+        m = out[i]
+        out[i] = m.model_copy(
+            update={
+                "id": m.id or p.id,
+                "addresses": list(dict.fromkeys([*m.addresses, *p.addresses])),
+                "origin": list(dict.fromkeys([*m.origin, "probe"])),
+                "lost": False,
+                "last_seen": max(filter(None, (m.last_seen, p.last_seen)), default=None),
+            }
+        )
+    return out
 
 
 def merge(mdns: Iterable[DeviceRecord], saved: Iterable[DeviceRecord]) -> list[DeviceRecord]:
@@ -158,7 +187,8 @@ def empty_hints(timeout: float, interfaces: Sequence[str] | None) -> list[str]:
         hints.append("This machine has no network address besides loopback: join the devices' network first.")
     hints += [
         "Agent not running? On the device: `systemctl status fieldtui-agent` (or `fieldtui-agent serve`).",
-        "Multicast blocked? Guest Wi-Fi and client isolation drop mDNS: use the device's address directly, "
+        "Multicast blocked? Guest Wi-Fi and client isolation drop mDNS: probe the devices' subnet, "
+        "`fieldtui discover --probe 10.0.5.0/24`, or use the device's address directly, "
         "`fieldtui status HOST` or `fieldtui add HOST --token T`.",
         f"Wrong interface? Local interfaces: {listing}. Pick one with --interface ADDRESS.",
         "Firewall? mDNS needs UDP port 5353 in and out on this machine (e.g. `sudo ufw allow 5353/udp`).",
@@ -284,14 +314,31 @@ async def discover(
     interfaces: Sequence[str] | None = None,
     saved: Iterable[DeviceRecord] = (),
     service_type: str = SERVICE_TYPE,
+    probe: Sequence[Network] = (),
+    probe_ports: Sequence[int] = (),
 ) -> tuple[DiscoveryResult, list[DeviceRecord]]:
-    """Browse for ``timeout`` seconds; return the merged result and the raw mDNS records."""
-    async with Browser(interfaces, service_type=service_type) as browser:
-        await asyncio.sleep(timeout)
-        await browser.settle()
-        found = [d for d in browser.devices() if not d.lost]
-    saved = list(saved)
-    devices = merge(found, saved)
-    hints = empty_hints(timeout, interfaces) if not found else []
+    """Browse for ``timeout`` seconds (sweeping ``probe`` ranges meanwhile, if any); return the merged
+    result and the live records (mDNS, then the probe's)."""
+
+    async def browse() -> list[DeviceRecord]:
+        async with Browser(interfaces, service_type=service_type) as browser:
+            await asyncio.sleep(timeout)
+            await browser.settle()
+            return [d for d in browser.devices() if not d.lost]
+
+    report = None
+    if probe:
+        from fieldtui.probe import probe as sweep
+
+        found, report = await asyncio.gather(browse(), sweep(probe, probe_ports))
+        probed = report.devices
+    else:
+        found, probed = await browse(), []
+    live = merge_probed(found, probed)
+    devices = merge(live, list(saved))
+    hints = empty_hints(timeout, interfaces) if not live else []
+    if report is not None:
+        summary = report.summary()
+        hints.insert(0, summary[0].upper() + summary[1:] + ".")
     hints += pin_hints(devices, found)
-    return DiscoveryResult(devices=devices, hints=hints), found
+    return DiscoveryResult(devices=devices, hints=hints), live

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fieldtui.config import ConsoleConfig, SavedDevice, check_host, device_key
-from fieldtui.discovery import Browser, empty_hints, merge
+from fieldtui.discovery import Browser, empty_hints, merge, merge_probed
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError
 from fieldtui.protocol import DEFAULT_PORT, SERVICE_TYPE, DeviceRecord, HealthReport, PipelineStatus
 
 if TYPE_CHECKING:  # httpx is imported on the first link, not before the device list is on screen
     from fieldtui.client import AgentClient
+    from fieldtui.probe import Network, ProbeReport
 
 log = logging.getLogger("fieldtui.fleet")
 
@@ -68,6 +69,7 @@ class Fleet:
         self._saved: list[SavedDevice] = []
         self._clients: dict[str, tuple[tuple[str, str | None, str | None], AgentClient]] = {}
         self._retired: list[AgentClient] = []
+        self._probed: list[DeviceRecord] = []  # what the last sweeps found (where mDNS cannot reach)
 
     async def start(self, on_change: Callable[[], None] | None = None) -> None:
         """Read the saved devices and start browsing mDNS; ``on_change`` runs when mDNS sees a change."""
@@ -101,12 +103,22 @@ class Fleet:
 
     def devices(self) -> list[DeviceRecord]:
         """Saved devices merged with mDNS; lost ones stay, marked ``lost``. Saved ones learn new addresses."""
-        found = self._browser.devices() if self._browser is not None else []
+        found = merge_probed(self._browser.devices() if self._browser is not None else [], self._probed)
         live = [d for d in found if not d.lost]
         if live:
             self.config.refresh_seen(live)
         self._saved = self.config.load()
         return merge(found, [s.device for s in self._saved])
+
+    async def sweep(self, networks: Sequence[Network], ports: Sequence[int]) -> ProbeReport:
+        """Probe address ranges (checked by :func:`fieldtui.probe.parse_range`) for agents; what answers
+        joins :meth:`devices`, marked ``probe``, until the console closes."""
+        from fieldtui.probe import probe
+
+        report = await probe(networks, ports)
+        keep = [p for p in self._probed if not any(device_key(p) == device_key(d) for d in report.devices)]
+        self._probed = keep + report.devices
+        return report
 
     def hints(self) -> list[str]:
         """What to check when mDNS has found nothing (empty before it had a fair chance)."""

@@ -74,9 +74,12 @@ class DeviceRow:
         else:
             health = Text(p.health.status, style=HEALTH_STYLE.get(p.health.status, ""))
         model_name = (model.version or model.path.rsplit("/", 1)[-1]) if model else r.model
+        address = Text(f"{r.host}:{r.port}")
+        if "probe" in r.origin:
+            address.append(" (probe)", style="dim")  # found by sweeping a subnet, not over mDNS
         values = [
             Text(r.name, style="bold"),
-            Text(f"{r.host}:{r.port}"),
+            address,
             Text(link_label(r), style="green" if r.tls and r.tls_fingerprint else ""),
             Text((model.backend if model else r.backend) or "-"),
             Text(model_name or "-"),
@@ -109,6 +112,7 @@ class DevicesScreen(Screen[None]):
         Binding("a", "add", "Add"),
         Binding("p", "pair", "Pair"),
         Binding("x", "forget", "Forget"),
+        Binding("s", "probe_subnet", "Probe subnet"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -120,6 +124,13 @@ class DevicesScreen(Screen[None]):
         def __init__(self, key: str, probe: Probe | None, error: str | None) -> None:
             super().__init__()
             self.key, self.probe, self.error = key, probe, error
+
+    class Swept(Message):
+        """A subnet probe finished: ``summary`` to tell, or ``error``."""
+
+        def __init__(self, summary: str | None, error: str | None = None) -> None:
+            super().__init__()
+            self.summary, self.error = summary, error
 
     class FleetChanged(Message):
         """mDNS saw a device appear, change or go; only the newest matters."""
@@ -257,7 +268,10 @@ class DevicesScreen(Screen[None]):
         elif self.rows:
             empty.update(Text(f"no device matches {self.filter_text!r}: esc clears the filter"))
         else:
-            lines = ["No devices yet. Press a to add one by address and token, or run `fieldtui demo`."]
+            lines = [
+                "No devices yet. Press a to add one by address and token, s to probe a subnet "
+                "(when multicast is blocked), or run `fieldtui demo`."
+            ]
             empty.update(Text("\n".join(lines + self.fleet.hints())))
 
     @on(DataTable.RowHighlighted)
@@ -385,6 +399,37 @@ class DevicesScreen(Screen[None]):
         self.poll_devices()  # exclusive: restarts with every device due now
         self.notify("Probing every device again.", timeout=2)
 
+    def action_probe_subnet(self) -> None:
+        from screens.probe_dialog import ProbeDialog, ProbeRequest
+
+        def chosen(request: ProbeRequest | None) -> None:
+            if request is not None:
+                ranges = ", ".join(map(str, request.networks))
+                self.notify(f"Probing {ranges} for agents…", timeout=3)
+                self.sweep(request.networks, request.ports)
+
+        self.app.push_screen(ProbeDialog(), chosen)
+
+    @work(exclusive=True, exit_on_error=False, group="sweep")
+    async def sweep(self, networks: list[Any], ports: list[int]) -> None:
+        """Probe the ranges through the fleet; what answers joins the list, marked "(probe)"."""
+        try:
+            report = await self.fleet.sweep(networks, ports)
+        except (ConsoleError, OSError) as err:
+            self.post_message(self.Swept(None, str(err)))
+            return
+        self.post_message(self.Swept(report.summary()))
+
+    @on(Swept)
+    def _swept(self, message: Swept) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="Probe failed", severity="error")
+            return
+        self.reload()
+        self.poll_devices()  # the new devices get their health and status now
+        summary = message.summary or ""
+        self.notify(summary[0].upper() + summary[1:] + ".", title="Probe finished", timeout=6)
+
     def commands(self) -> list[SystemCommand]:
         return [
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
@@ -393,5 +438,10 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
             SystemCommand(
                 "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget
+            ),
+            SystemCommand(
+                "Probe a subnet",
+                "find agents where mDNS cannot reach (blocked multicast)",
+                self.action_probe_subnet,
             ),
         ]

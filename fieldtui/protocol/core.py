@@ -157,6 +157,11 @@ class HealthReport(Model):
     notes: list[str] = Field(default=[], description="worth knowing, not a fault: a probation under way")
     version: str
     uptime_s: float
+    # Who answered: the same id and name mDNS advertises (no secret), so a console that finds the
+    # agent by probing an address range merges it with the saved and mDNS records of the same device.
+    # None from agents older than the probe.
+    id: str | None = None
+    name: str | None = None
 
 
 class BackendInfo(Model):
@@ -289,7 +294,8 @@ class DeviceRecord(Model):
     version: str | None = None
     model: str | None = None
     backend: str | None = None
-    origin: list[Literal["mdns", "saved", "manual", "ssh"]] = []
+    # "probe": answered GET /v1/health when `discover --probe` swept an address range (no mDNS needed)
+    origin: list[Literal["mdns", "saved", "manual", "ssh", "probe"]] = []
     lost: bool = False
     last_seen: float | None = None
     ssh: SSHEndpoint | None = None
