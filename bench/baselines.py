@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.backends.onnxruntime import OnnxRuntimeBackend
-from agent.detector import Detector
-from agent.metrics import AgentMetrics
-from agent.pipeline import Pipeline
-from agent.thread_policy import candidates, cores
+from agent.frames.metrics import AgentMetrics
+from agent.frames.pipeline import Pipeline
+from agent.frames.thread_policy import candidates, cores
+from agent.inference.backends.onnxruntime import OnnxRuntimeBackend
+from agent.inference.detector import Detector
 
 ULTRA_PYTHON = Path(os.environ.get("FIELDTUI_BENCH_ULTRALYTICS_PYTHON", "/nonexistent"))
 

@@ -32,9 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.detector import Detector  # noqa: E402
-from agent.pipeline import Pipeline  # noqa: E402
-from agent.sources.base import STALL_S  # noqa: E402
+from agent.frames.pipeline import Pipeline  # noqa: E402
+from agent.frames.sources.base import STALL_S  # noqa: E402
+from agent.inference.detector import Detector  # noqa: E402
 from tests.rtsp import FfmpegMjpeg, RtspServer, h264_clip, rtsp_missing  # noqa: E402
 
 

@@ -5,7 +5,7 @@ figures; never asserts).
     .venv/bin/python bench/engines.py --quick    # demo model only, fewer timed calls
 
 Each model is rebuilt exactly as ``fieldtui-agent engines rebuild --precision int8`` does
-(agent/engine_build.py: fixed shapes, quant_pre_process, static INT8 QDQ per-channel calibrated on demo
+(agent/engines/build.py: fixed shapes, quant_pre_process, static INT8 QDQ per-channel calibrated on demo
 scene frames preprocessed as the pipeline does, the graph-optimised model saved), into a temporary
 engine store. Then FP32 (the source model, as the agent serves it) and the INT8 engine are timed
 alternately on the same tensors, so a busy CPU slows both alike, and their detections compared on
@@ -29,11 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.agreement import agreement  # noqa: E402
-from agent.bench_frames import scene_frames  # noqa: E402
-from agent.detector import Detector, demo_model_path, file_sha256  # noqa: E402
-from agent.engine_build import BuildOptions, BuildSource, alternating_p50s, rebuild  # noqa: E402
-from agent.engines import EngineStore  # noqa: E402
+from agent.bench.frames import scene_frames  # noqa: E402
+from agent.engines.build import BuildOptions, BuildSource, alternating_p50s, rebuild  # noqa: E402
+from agent.engines.store import EngineStore  # noqa: E402
+from agent.inference.agreement import agreement  # noqa: E402
+from agent.inference.detector import Detector, demo_model_path, file_sha256  # noqa: E402
 from bench.convnet import make_conv_detector  # noqa: E402
 
 CALIBRATION_FRAMES = 32

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.postprocess import OutputLayout, postprocess  # noqa: E402
-from agent.preprocess import letterbox, preprocess, to_tensor  # noqa: E402
+from agent.inference.postprocess import OutputLayout, postprocess  # noqa: E402
+from agent.inference.preprocess import letterbox, preprocess, to_tensor  # noqa: E402
 
 LETTERBOX_TARGET_MS = 3.0
 POSTPROCESS_TARGET_MS = 1.0

@@ -37,12 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.detector import Detector, demo_model_path  # noqa: E402
-from agent.health import measure  # noqa: E402
-from agent.postprocess import OutputLayout, postprocess  # noqa: E402
-from agent.preprocess import letterbox, preprocess  # noqa: E402
-from agent.sources.demo import DemoScene  # noqa: E402
-from agent.thread_policy import candidate_threads, cores  # noqa: E402
+from agent.frames.health import measure  # noqa: E402
+from agent.frames.sources.demo import DemoScene  # noqa: E402
+from agent.frames.thread_policy import candidate_threads, cores  # noqa: E402
+from agent.inference.detector import Detector, demo_model_path  # noqa: E402
+from agent.inference.postprocess import OutputLayout, postprocess  # noqa: E402
+from agent.inference.preprocess import letterbox, preprocess  # noqa: E402
 from bench.convnet import make_conv_detector  # noqa: E402
 from bench.inference import (  # noqa: E402
     LETTERBOX_TARGET_MS,

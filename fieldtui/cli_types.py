@@ -1,6 +1,6 @@
 """Argument types for the ``fieldtui`` command line: a hostile or mistyped number is refused by argparse
 with one line naming the flag ("argument --timeout: 99 is more than 30 seconds"), never carried into a
-request where it would surface as a traceback. (agent/cli_args.py holds the same for ``fieldtui-agent``.)"""
+request where it would surface as a traceback. (agent/cli/args.py holds the same for ``fieldtui-agent``.)"""
 
 from __future__ import annotations
 

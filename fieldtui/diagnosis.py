@@ -1,6 +1,6 @@
 """What a device's health is, in words a technician can act on.
 
-The agent computes the one verdict (agent/verdict.py: camera, confidence against last good's baseline,
+The agent computes the one verdict (agent/server/verdict.py: camera, confidence against last good's baseline,
 frame rate, drops, probation) and every surface shows it as it is: :func:`diagnose` returns the agent's
 reasons unchanged whenever the agent's report is at hand. Only without one (an agent that has not said
 yet) does it read the sample itself, with the same words: low confidence alone cannot tell a dirty lens

@@ -24,7 +24,7 @@ from fieldtui.protocol import Job, ModelList, ModelVersion, PushResult
 
 CHUNK = 1 << 20
 FORMATS = {".onnx": "onnx", ".engine": "engine", ".hef": "hef"}
-# The agent's rule for version names (agent/models.py), checked here too so that a typo is caught
+# The agent's rule for version names (agent/store/models.py), checked here too so that a typo is caught
 # before a large file is hashed.
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 

@@ -1,6 +1,6 @@
 """Credentials never shown: the one place console output passes through before a person sees it.
 
-The agent already redacts what it returns (agent/logbuf.py, agent/sources); what is left are the
+The agent already redacts what it returns (agent/core/logbuf.py, agent/sources); what is left are the
 strings the console itself echoes - a source URI the technician typed, a stream URL Trio pulls, an
 address in an error line. :func:`redact` hides URI userinfo and secret query parameters; the TUI's
 toasts (screens/app.py) and every line the ``fieldtui`` command prints (:class:`RedactingStream`,

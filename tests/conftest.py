@@ -17,7 +17,7 @@
 
 ``agent_inproc``
     The same agent in this process (uvicorn in a thread, no subprocess start-up), with
-    ``agent.service`` (the :class:`~agent.service.AgentService`) for white-box checks. Cheaper;
+    ``agent.server.service`` (the :class:`~agent.server.service.AgentService`) for white-box checks. Cheaper;
     use it when the test does not need signals or a separate process. ``inproc_agent(...)`` is the
     factory (``auth_policy=``, ``source=``) behind it.
 
@@ -192,9 +192,9 @@ def inproc_agent(tmp_path: Path, tiny_model: Path) -> Iterator[Callable[..., Run
     """Factory: ``inproc_agent(home=None, *, source="demo:", model=tiny, auth_policy=None, tls=False)``."""
     import logging
 
-    from agent.config import load_config
-    from agent.server import bind_socket, make_server
-    from agent.service import AgentService
+    from agent.core.config import load_config
+    from agent.server.app import bind_socket, make_server
+    from agent.server.service import AgentService
 
     cleanups: list[Callable[[], None]] = []
     counter = iter(range(1000))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from agent.api import create_app
-from agent.auth import AuthPolicy
+from agent.server.api import create_app
+from agent.server.auth import AuthPolicy
 
 PUBLIC = {("GET", "/v1/health"), ("GET", "/metrics")}
 # Generous: the matrix makes many failures from 127.0.0.1 on purpose; the brake is tested below.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.api.problems import INTERNAL_DETAIL
+from agent.server.api.problems import INTERNAL_DETAIL
 
 
 def problem_of(response, status: int) -> dict:

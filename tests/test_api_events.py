@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agent.events import EventBus
+from agent.core.events import EventBus
 from fieldtui.protocol import LogLine, Sample
 
 
@@ -119,7 +119,7 @@ def test_a_source_change_shows_in_samples_and_job_events(agent_proc):
 
 
 def test_a_model_swap_is_announced(agent_inproc, tmp_path):
-    from agent.detector import Detector
+    from agent.inference.detector import Detector
 
     second = tmp_path / "second.onnx"
     second.write_bytes(agent_inproc.service.pipeline.detector.path.read_bytes())
@@ -226,7 +226,7 @@ async def test_a_stream_with_a_backlog_still_lets_the_loop_run():
     """Regression (found by the fuzz): with events queued, the stream never awaited anything, so the
     loop could not notice a dead client, and asyncio's "socket.send() raised exception" warnings
     became new `log` events for the same stream: the agent spun and stopped answering."""
-    from agent.api.events import _stream
+    from agent.server.api.events import _stream
 
     bus = EventBus(queue_size=512)
     bus.attach(asyncio.get_running_loop())

@@ -15,7 +15,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.api import create_app
+from agent.server.api import create_app
 from fieldtui.protocol import Problem
 
 printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)

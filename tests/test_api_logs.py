@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agent.logbuf import LogBuffer, redact, rotating_file_handler
+from agent.core.logbuf import LogBuffer, redact, rotating_file_handler
 
 
 def test_redaction_covers_uris_headers_parameters_and_the_token():

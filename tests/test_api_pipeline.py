@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from agent.device import find_accelerators
+from agent.server.device import find_accelerators
 from fieldtui.protocol import DeviceInfo, HealthReport, Job, PipelineStatus
 
 
@@ -109,9 +109,9 @@ def test_a_covered_camera_makes_health_degraded_with_the_reason(inproc_agent):
 
 
 def test_a_source_that_never_delivers_is_failing(inproc_agent, monkeypatch):
-    import agent.service
+    from agent.server import service as service_module
 
-    monkeypatch.setattr(agent.service, "START_GRACE_S", 0.5)  # instead of waiting 10 s
+    monkeypatch.setattr(service_module, "START_GRACE_S", 0.5)  # instead of waiting 10 s
     agent = inproc_agent(source="rtsp://127.0.0.1:1/cam")  # nothing listens there: retried forever
     with agent.client() as c:
         health = wait_until(lambda: (h := c.get("/v1/health").json())["status"] == "failing" and h)

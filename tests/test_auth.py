@@ -13,9 +13,9 @@ import sys
 import httpx
 import pytest
 
-from agent.auth import AuthPolicy, FailureThrottle, bearer_token, load_or_create_token, token_matches
-from agent.home import AgentHome
-from agent.tls import ensure_tls
+from agent.core.home import AgentHome
+from agent.server.auth import AuthPolicy, FailureThrottle, bearer_token, load_or_create_token, token_matches
+from agent.server.tls import ensure_tls
 from fieldtui.protocol import TokenInfo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,7 +165,7 @@ def test_tls_agent_serves_the_pinned_certificate(inproc_agent):
 
 def test_a_new_token_never_starts_like_a_flag(monkeypatch):
     # `fieldtui add HOST --token -x...` would read the token as an option: such draws are redrawn.
-    from agent import auth
+    from agent.server import auth
 
     draws = iter(["-starts-with-a-dash", "--two", "kept-token"])
     monkeypatch.setattr(auth.secrets, "token_urlsafe", lambda n: next(draws))

@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import postprocess as post
-from agent.agreement import f1_score
-from agent.backends import BACKENDS, get_backend
-from agent.backends import hailo as hailo_backend
-from agent.backends.hailo import BUILD_NOTE, HailoBackend, nms_rows
-from agent.backends.sidecar import onnx_metadata, write_metadata
-from agent.detector import Detector, demo_model_path
-from agent.errors import AgentError, BackendUnavailable, ModelError
-from agent.fingerprint import StaleEngine, write_fingerprint
-from agent.model_upload import inspect_model
-from agent.preprocess import letterbox
-from agent.sources.demo import DemoScene
+from agent.core.errors import AgentError, BackendUnavailable, ModelError
+from agent.engines.fingerprint import StaleEngine, write_fingerprint
+from agent.frames.sources.demo import DemoScene
+from agent.inference import postprocess as post
+from agent.inference.agreement import f1_score
+from agent.inference.backends import BACKENDS, get_backend
+from agent.inference.backends import hailo as hailo_backend
+from agent.inference.backends.hailo import BUILD_NOTE, HailoBackend, nms_rows
+from agent.inference.backends.sidecar import onnx_metadata, write_metadata
+from agent.inference.detector import Detector, demo_model_path
+from agent.inference.preprocess import letterbox
+from agent.store.upload import inspect_model
 from fieldtui.protocol import EngineFingerprint
 from tests.sdk_fakes import fake_sdks
 

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.agreement import f1_score
-from agent.backends import BACKENDS, get_backend
-from agent.backends.sidecar import METADATA
-from agent.backends.tensorrt import TensorRtBackend
-from agent.detector import Detector, demo_model_path, file_sha256
-from agent.errors import AgentError, BackendUnavailable, ModelError
-from agent.fingerprint import FINGERPRINT, StaleEngine, write_fingerprint
-from agent.jobs import JobCancelled
-from agent.model_upload import inspect_model
-from agent.sources.demo import DemoScene
+from agent.core.errors import AgentError, BackendUnavailable, ModelError
+from agent.core.jobs import JobCancelled
+from agent.engines.fingerprint import FINGERPRINT, StaleEngine, write_fingerprint
+from agent.frames.sources.demo import DemoScene
+from agent.inference.agreement import f1_score
+from agent.inference.backends import BACKENDS, get_backend
+from agent.inference.backends.sidecar import METADATA
+from agent.inference.backends.tensorrt import TensorRtBackend
+from agent.inference.detector import Detector, demo_model_path, file_sha256
+from agent.store.upload import inspect_model
 from tests.sdk_fakes import fake_sdks
 
 SHAPE = (1, 3, 256, 256)
@@ -316,7 +316,7 @@ def test_a_patch_upgrade_makes_an_engine_stale_unless_built_version_compatible(
     """TensorRT plans load only in the exact version that built them: 10.3.0 -> 10.3.1 is stale (it
     showed "ok" when only major.minor were compared, then failed to deserialise). A plan built with
     BuilderFlag.VERSION_COMPATIBLE says so in its fingerprint, loads in later versions, not older ones."""
-    from agent.engines import EngineStore, engine_key
+    from agent.engines.store import EngineStore, engine_key
 
     plain = Build(tmp_path / "plain", "fp16")
     compatible = Build(tmp_path / "compatible", "fp16", version_compatible=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.agreement import agreement, f1_score
-from agent.bench import run_model_benchmarks
-from agent.bench_frames import scene_frames
-from agent.detector import Detector
+from agent.bench.frames import scene_frames
+from agent.bench.runner import run_model_benchmarks
+from agent.inference.agreement import agreement, f1_score
+from agent.inference.detector import Detector
 from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, Job
 from tests import modelgen as mg
 
@@ -239,8 +239,8 @@ def test_console_bench_runs_the_job_on_the_device(agent_inproc, tmp_path):
 
 def test_a_reduced_precision_from_a_registered_backend_reports_its_agreement(tmp_path, frames, monkeypatch):
     """The hook later engines use: a backend whose int8 model sees less gets F1 < 1 beside its speed."""
-    from agent import backends
-    from agent.backends.onnxruntime import OnnxRuntimeBackend
+    from agent.inference import backends
+    from agent.inference.backends.onnxruntime import OnnxRuntimeBackend
 
     full = _model(tmp_path / "full.onnx", DETS)
     fewer = _model(tmp_path / "int8.onnx", [d for d in DETS if d[4] != 2])
@@ -268,7 +268,7 @@ def test_a_reduced_precision_from_a_registered_backend_reports_its_agreement(tmp
 
 
 def test_device_readings_come_from_the_files_that_exist(tmp_path):
-    from agent import bench_probe
+    from agent.bench import probe as bench_probe
 
     for i, millideg in enumerate(("41000", "57500", "oops")):
         zone = tmp_path / "thermal" / f"thermal_zone{i}"

@@ -16,13 +16,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agent.backends.tensorrt import TensorRtBackend
-from agent.bench import configurations, run_model_benchmarks, run_pipeline_benchmark
-from agent.bench_frames import scene_frames
-from agent.detector import demo_model_path, file_sha256
-from agent.engines import EngineStore, engine_key
-from agent.fingerprint import write_fingerprint
-from agent.precision import is_qdq, model_precision
+from agent.bench.frames import scene_frames
+from agent.bench.runner import configurations, run_model_benchmarks, run_pipeline_benchmark
+from agent.engines.fingerprint import write_fingerprint
+from agent.engines.store import EngineStore, engine_key
+from agent.inference.backends.tensorrt import TensorRtBackend
+from agent.inference.detector import demo_model_path, file_sha256
+from agent.inference.precision import is_qdq, model_precision
 from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, EngineFingerprint, ModelInfo, benchmark_table
 from tests import modelgen as mg
 from tests.sdk_fakes import fake_sdks
@@ -46,8 +46,8 @@ def frames() -> list[np.ndarray]:
 def test_an_fp32_row_of_another_backend_is_compared_not_assumed(tmp_path, frames, monkeypatch):
     """A backend whose FP32 model sees less than the reference: its F1 is measured (4/5), not 1.0;
     the reference row says "reference" and carries no made-up figure."""
-    from agent import backends
-    from agent.backends.onnxruntime import OnnxRuntimeBackend
+    from agent.inference import backends
+    from agent.inference.backends.onnxruntime import OnnxRuntimeBackend
 
     full = _model(tmp_path / "full.onnx", DETS)
     fewer = _model(tmp_path / "fp32-engine.onnx", [d for d in DETS if d[4] != 2])
@@ -188,7 +188,7 @@ def test_qdq_is_found_by_op_type_even_with_external_data(tmp_path):
 def test_tensorrt_int8_build_reads_the_graph_not_the_bytes(trt, tmp_path):
     """A plain model whose bytes spell QuantizeLinear is refused for INT8; a QDQ model whose file
     keeps its weights in external data is accepted past that check."""
-    from agent.errors import AgentError
+    from agent.core.errors import AgentError
 
     plain = onnx.load(str(demo_model_path()))
     plain.doc_string = "QuantizeLinear DequantizeLinear"
@@ -212,7 +212,7 @@ def test_tensorrt_int8_build_reads_the_graph_not_the_bytes(trt, tmp_path):
 def test_staleness_rules_per_runtime():
     """TensorRT: the exact version (or later, for a version-compatible plan); HailoRT: the arch and the
     release line (a patch release of the library keeps a HEF loading); the reason names the fix."""
-    from agent.fingerprint import stale_reason
+    from agent.engines.fingerprint import stale_reason
     from fieldtui.protocol import RuntimeIdentity
 
     def fp(runtime, version, **extra):
@@ -244,7 +244,7 @@ def test_staleness_rules_per_runtime():
 def test_version_compatible_is_a_rebuild_option_on_every_path():
     import argparse
 
-    from agent import cli_engines
+    from agent.cli import engines as cli_engines
     from fieldtui.link_ssh import rebuild_flags
     from fieldtui.protocol import EngineRebuildRequest
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from agent.cli import main as agent_main
-from agent.detector import demo_model_path, file_sha256
-from agent.engines import engine_key
+from agent.cli.main import main as agent_main
+from agent.engines.store import engine_key
+from agent.inference.detector import demo_model_path, file_sha256
 from fieldtui.protocol import EngineList, EngineRebuildResult, ModelList
 from tests.test_ssh import console, device_home, fail_line, ok_json, run, ssh_dir, ssh_server  # noqa: F401
 

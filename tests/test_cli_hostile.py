@@ -14,8 +14,8 @@ import traceback
 
 import pytest
 
-from agent.cli import build_parser as agent_parser
-from agent.cli import main as agent_main
+from agent.cli.main import build_parser as agent_parser
+from agent.cli.main import main as agent_main
 from fieldtui.cli import build_parser as console_parser
 from fieldtui.cli import main as console_main
 

@@ -16,7 +16,7 @@ import cv2
 import httpx
 import pytest
 
-from agent.sources.demo import DemoScene
+from agent.frames.sources.demo import DemoScene
 from fieldtui.protocol import PipelineStatus
 
 SECRET = "hunter2"
@@ -146,7 +146,7 @@ def test_metrics_port_in_use_is_one_line() -> None:
 
 
 def test_status_line_says_why_frames_stopped_and_what_the_camera_shows() -> None:
-    from agent.headless import format_status
+    from agent.cli.headless import format_status
     from fieldtui.protocol import CameraHealth, Sample, SourceStatus, StageTimes
 
     reasons = ["image very dark (brightness 12): lens covered or lights off?"]
@@ -178,7 +178,7 @@ def test_status_line_says_why_frames_stopped_and_what_the_camera_shows() -> None
 
 def test_status_line_says_no_frames_not_camera_ok_during_an_outage() -> None:
     """An outage with a last healthy frame printed "camera ok" while fps was 0 and it reconnected."""
-    from agent.headless import format_status
+    from agent.cli.headless import format_status
     from fieldtui.protocol import CameraHealth, Sample, SourceStatus, StageTimes
 
     healthy = CameraHealth(brightness=120.0, sharpness=300.0, ok=True, reasons=[])

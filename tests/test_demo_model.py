@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import pytest
 
-from agent.detector import Detector, demo_model_path
-from agent.sources.demo import CLASSES
+from agent.frames.sources.demo import CLASSES
+from agent.inference.detector import Detector, demo_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(

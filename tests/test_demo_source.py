@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.errors import SourceError
-from agent.sources.demo import (
+from agent.core.errors import SourceError
+from agent.frames.sources.demo import (
     CLASSES,
     LAST_FAULT_SECONDS,
     DemoScene,

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import agent.detector as detector_module
-from agent.backends import BACKENDS, doctor, get_backend
-from agent.backends.onnxruntime import OnnxRuntimeBackend
-from agent.detector import Detector, demo_model_path, detect_images
-from agent.errors import AgentError, BackendUnavailable, ImageError, ModelError
+import agent.inference.detector as detector_module
+from agent.core.errors import AgentError, BackendUnavailable, ImageError, ModelError
+from agent.inference.backends import BACKENDS, doctor, get_backend
+from agent.inference.backends.onnxruntime import OnnxRuntimeBackend
+from agent.inference.detector import Detector, demo_model_path, detect_images
 from tests.modelgen import (
     coco_like_names,
     end2end_output,
@@ -301,7 +301,7 @@ def test_doctor_with_vendor_sdks_present(monkeypatch):
 
 
 def test_default_threads_leave_a_core_to_capture_and_preprocessing(models, monkeypatch):
-    from agent.backends import onnxruntime as ort_backend
+    from agent.inference.backends import onnxruntime as ort_backend
 
     monkeypatch.setattr(ort_backend.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
     assert ort_backend.default_threads() == 3

@@ -14,15 +14,15 @@ import numpy as np
 import onnx
 import pytest
 
-from agent.bench import model_for_precision
-from agent.bench_frames import scene_frames
-from agent.detector import Detector, demo_model_path, file_sha256
-from agent.engine_build import BuildOptions, BuildSource, CannotBuild, check_buildable, rebuild
-from agent.engines import EngineStore, engine_key, identities, identity
-from agent.errors import ModelError
-from agent.fingerprint import read_fingerprint
-from agent.jobs import JobCancelled
-from agent.metrics import AgentMetrics
+from agent.bench.frames import scene_frames
+from agent.bench.runner import model_for_precision
+from agent.core.errors import ModelError
+from agent.core.jobs import JobCancelled
+from agent.engines.build import BuildOptions, BuildSource, CannotBuild, check_buildable, rebuild
+from agent.engines.fingerprint import read_fingerprint
+from agent.engines.store import EngineStore, engine_key, identities, identity
+from agent.frames.metrics import AgentMetrics
+from agent.inference.detector import Detector, demo_model_path, file_sha256
 
 DEMO_SHA = file_sha256(demo_model_path())
 
@@ -126,14 +126,14 @@ def test_an_engine_from_another_runtime_version_is_listed_stale_with_the_reason(
         is None
     )
     # and benchmarks refuse it with the rebuild command instead of loading it
-    from agent.backends import get_backend
+    from agent.inference.backends import get_backend
 
     path, why = model_for_precision(get_backend("onnxruntime"), demo_model_path(), "int8", store)
     assert path is None and "is stale" in why and "engines rebuild" in why
 
 
 def test_benchmarks_run_int8_from_the_engine_store(built, tmp_path):
-    from agent.backends import get_backend
+    from agent.inference.backends import get_backend
 
     root, result, _ = built
     ort = get_backend("onnxruntime")
@@ -215,7 +215,7 @@ def fake_trt(monkeypatch):
 
 
 def test_a_tensorrt_int8_rebuild_hands_the_qdq_model_to_build_engine(fake_trt, tmp_path, frames, monkeypatch):
-    from agent.backends import get_backend
+    from agent.inference.backends import get_backend
 
     trt_cls = get_backend("tensorrt")
     original = trt_cls.build_engine.__func__

@@ -11,10 +11,10 @@ import logging
 import numpy as np
 import pytest
 
-from agent.detector import Detector
-from agent.errors import ModelError
-from agent.export_meta import ExportInfo
-from agent.postprocess import anchor_count
+from agent.core.errors import ModelError
+from agent.inference.detector import Detector
+from agent.inference.export_meta import ExportInfo
+from agent.inference.postprocess import anchor_count
 from tests.modelgen import (
     coco_like_names,
     end2end_output,

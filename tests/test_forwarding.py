@@ -1,4 +1,4 @@
-"""The forwarder (agent/forwarding.py) against the fake Trio server: rules, drops counted, the 429
+"""The forwarder (agent/forwarding/forwarder.py) against the fake Trio server: rules, drops counted, the 429
 back-off as told, redaction before a frame leaves, settings and the key in the agent home."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.forwarding import Forwarder
-from agent.forwarding_store import ForwardingError
-from agent.home import AgentHome
-from agent.postprocess import Detections
-from agent.trio import KEY_ENV
+from agent.core.home import AgentHome
+from agent.forwarding.forwarder import Forwarder
+from agent.forwarding.store import ForwardingError
+from agent.forwarding.trio import KEY_ENV
+from agent.inference.postprocess import Detections
 from fieldtui.protocol import ForwardingRules, ForwardingUpdate
 from tests.fake_trio import FakeTrio, ok, rate_limited
 

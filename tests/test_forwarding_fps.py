@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.detector import Detector
-from agent.forwarding import Forwarder
-from agent.home import AgentHome
-from agent.pipeline import Pipeline
-from agent.sources import Frame, Source
-from agent.trio import KEY_ENV
+from agent.core.home import AgentHome
+from agent.forwarding.forwarder import Forwarder
+from agent.forwarding.trio import KEY_ENV
+from agent.frames.pipeline import Pipeline
+from agent.frames.sources import Frame, Source
+from agent.inference.detector import Detector
 from fieldtui.protocol import ForwardingRules, ForwardingUpdate
 from tests.fake_trio import FakeTrio, hang
 
@@ -80,7 +80,7 @@ def make_pipeline(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             src.open()
             return src
 
-        monkeypatch.setattr("agent.capture.open_source", open_source)
+        monkeypatch.setattr("agent.frames.capture.open_source", open_source)
         detector = Detector.load(tiny_model, threads=1)  # no spinning thread pool: CPU follows frames
         p = Pipeline(detector, "endless:", fast=True)
         made.append((p, detector))

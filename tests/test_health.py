@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.health import HealthMonitor
-from agent.sources.demo import DemoScene
+from agent.frames.health import HealthMonitor
+from agent.frames.sources.demo import DemoScene
 
 
 @pytest.fixture(scope="module")

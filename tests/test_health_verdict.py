@@ -8,7 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from agent.verdict import Baseline, health_verdict
+from agent.server.verdict import Baseline, health_verdict
 from fieldtui.cli import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.diagnosis import diagnose

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from agent.errors import Conflict, ModelError, NotFound
-from agent.jobs import JobContext, JobRunner
-from agent.state import INTERRUPTED, NEVER_STARTED, StateDB
+from agent.core.errors import Conflict, ModelError, NotFound
+from agent.core.jobs import JobContext, JobRunner
+from agent.core.state import INTERRUPTED, NEVER_STARTED, StateDB
 from fieldtui.protocol import Job
 
 

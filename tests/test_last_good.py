@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.activation import ModelManager
-from agent.errors import Conflict
-from agent.model_history import ModelHistory
-from agent.model_settings import ModelSettings
-from agent.models import ModelStore
-from agent.reconcile import reconcile
-from agent.state import StateDB
+from agent.core.errors import Conflict
+from agent.core.state import StateDB
+from agent.store.activation import ModelManager
+from agent.store.history import ModelHistory
+from agent.store.models import ModelStore
+from agent.store.reconcile import reconcile
+from agent.store.settings import ModelSettings
 from tests import storemodels as sm
 from tests.storeclient import ModelEvents, activate, listing, upload, wait_for
 from tests.test_model_store import put

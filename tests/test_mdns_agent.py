@@ -8,7 +8,7 @@ import uuid
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-from agent.mdns import Advertiser, advertised_addresses, instance_name, txt_record
+from agent.server.mdns import Advertiser, advertised_addresses, instance_name, txt_record
 from fieldtui import __version__
 from fieldtui.protocol import SERVICE_TYPE
 
@@ -93,9 +93,9 @@ async def test_tls_fingerprint_is_in_the_txt_record(start_agent):
 
 async def test_swapping_the_model_updates_the_txt_record(inproc_agent, tmp_path):
     """The wiring `serve` uses: a model swap in the service re-announces TXT `model`."""
-    from agent.config import load_config
-    from agent.detector import Detector
-    from agent.server import _advertise
+    from agent.core.config import load_config
+    from agent.inference.detector import Detector
+    from agent.server.app import _advertise
 
     second = tmp_path / "second-model.onnx"
     agent = await asyncio.to_thread(inproc_agent)
@@ -120,8 +120,8 @@ async def test_swapping_the_model_updates_the_txt_record(inproc_agent, tmp_path)
 
 async def test_the_health_verdict_is_in_the_txt_record_and_follows_it(inproc_agent, tmp_path):
     """TXT ``health`` is the agent's one verdict (GET /v1/health), re-announced when its level changes."""
-    from agent.config import load_config
-    from agent.server import _advertise
+    from agent.core.config import load_config
+    from agent.server.app import _advertise
 
     agent = await asyncio.to_thread(inproc_agent)
     name = f"mdns-health-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.metrics import AgentMetrics, StateSnapshot
+from agent.frames.metrics import AgentMetrics, StateSnapshot
 from fieldtui.protocol import CameraHealth, ModelInfo
 
 MODEL = ModelInfo(

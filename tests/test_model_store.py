@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.activation import ModelManager
-from agent.config import ConfigError
-from agent.errors import AgentError, Conflict, ModelError, NotFound
-from agent.model_history import ModelHistory
-from agent.model_settings import MB, ModelSettings
-from agent.model_upload import sniff_onnx
-from agent.models import ModelStore, StoreLock, UploadTooLarge, VersionNameError, check_version
-from agent.reconcile import reconcile
-from agent.state import StateDB
+from agent.core.config import ConfigError
+from agent.core.errors import AgentError, Conflict, ModelError, NotFound
+from agent.core.state import StateDB
+from agent.store.activation import ModelManager
+from agent.store.history import ModelHistory
+from agent.store.models import ModelStore, StoreLock, UploadTooLarge, VersionNameError, check_version
+from agent.store.reconcile import reconcile
+from agent.store.settings import MB, ModelSettings
+from agent.store.upload import sniff_onnx
 from tests import storemodels as sm
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.faults import ACTIVATE_POINTS, FAULT_ENV, PUSH_POINTS
+from agent.core.faults import ACTIVATE_POINTS, FAULT_ENV, PUSH_POINTS
 from fieldtui.protocol import ModelList
 from tests import storemodels as sm
 from tests.storeclient import listing
@@ -28,11 +28,11 @@ SOURCE = "demo:?fps=15&size=160x120"
 def template(tmp_path_factory) -> tuple[Path, Path]:
     """A home with v1 current (made with the agent stopped, so loaded at the first start) and v2 stored;
     and the v2 file, for the push faults."""
-    from agent.model_catalog import ModelCatalog
-    from agent.model_history import ModelHistory
-    from agent.model_settings import ModelSettings
-    from agent.models import ModelStore
-    from agent.state import StateDB
+    from agent.core.state import StateDB
+    from agent.store.catalog import ModelCatalog
+    from agent.store.history import ModelHistory
+    from agent.store.models import ModelStore
+    from agent.store.settings import ModelSettings
 
     files = tmp_path_factory.mktemp("crash-files")
     v1, v2 = sm.detector(files / "v1.onnx", seed=1), sm.detector(files / "v2.onnx", seed=2)
@@ -68,7 +68,7 @@ def crash(start_agent, home: Path, point: str, action) -> None:
 
 def check_restart(inproc_agent, home: Path) -> ModelList:
     """Start again on the same home: the serving model is v1, complete and verified, nothing staged."""
-    from agent.models import ModelStore
+    from agent.store.models import ModelStore
 
     agent = inproc_agent(home, source=SOURCE)
     with agent.client() as c:

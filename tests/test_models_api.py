@@ -127,9 +127,9 @@ def test_path_like_version_names_are_422(agent_for_names, files, target):
 @pytest.fixture(scope="module")
 def agent_for_names(tmp_path_factory):
     """One agent for the whole name matrix (module scope: started once)."""
-    from agent.config import load_config
-    from agent.server import bind_socket, make_server
-    from agent.service import AgentService
+    from agent.core.config import load_config
+    from agent.server.app import bind_socket, make_server
+    from agent.server.service import AgentService
     from tests.conftest import RunningAgent
 
     home = tmp_path_factory.mktemp("names-home")

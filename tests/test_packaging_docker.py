@@ -158,7 +158,7 @@ def test_dockerignore_semantics() -> None:
     assert ignored("agent/__pycache__/x.pyc", rules)
     assert ignored("big.onnx", rules)
     assert not ignored("agent/assets/demo.onnx", rules)
-    assert not ignored("agent/cli.py", rules)
+    assert not ignored("agent/cli/main.py", rules)
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -197,8 +197,8 @@ def test_dockerfile_structure(path: Path, scripts: dict[str, str]) -> None:
     for needed in (
         "pyproject.toml",
         readme,
-        "agent/cli.py",
-        "agent/server.py",
+        "agent/cli/main.py",
+        "agent/server/app.py",
         "fieldtui/protocol/__init__.py",
     ):
         assert needed in copied, f"{path.name}: {needed} does not reach the build"
@@ -207,7 +207,7 @@ def test_dockerfile_structure(path: Path, scripts: dict[str, str]) -> None:
     final = stages[-1]
     cmds = [i.cmd for i in final.instructions]
     entry = exec_form(final.all("ENTRYPOINT")[-1])
-    assert entry[0] in scripts and scripts[entry[0]] == "agent.cli:main", entry
+    assert entry[0] in scripts and scripts[entry[0]] == "agent.cli.main:main", entry
     users = final.all("USER")
     assert users, f"{path.name}: the runtime stage runs as root"
     user = users[-1].args.split(":")[0]

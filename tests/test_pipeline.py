@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from agent.detector import Detector
-from agent.errors import SourceError
-from agent.pipeline import Pipeline
-from agent.sources.demo import DemoScene
+from agent.core.errors import SourceError
+from agent.frames.pipeline import Pipeline
+from agent.frames.sources.demo import DemoScene
+from agent.inference.detector import Detector
 from tests.mjpeg import MjpegCamera
 
 SECRET = "hunter2"
@@ -186,7 +186,7 @@ def test_lost_stream_reconnects_and_says_why(make, detector) -> None:
 
 
 def test_stalled_stream_is_reported_as_stalled(make, detector, monkeypatch) -> None:
-    monkeypatch.setattr("agent.sources.opencv.READ_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("agent.frames.sources.opencv.READ_TIMEOUT_S", 1.0)
     with MjpegCamera() as cam:
         p = make(detector, cam.url())
         p.start()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.errors import ModelError
-from agent.postprocess import Detections, OutputLayout, anchor_count, detect_layout, nms, postprocess
-from agent.preprocess import Letterbox
+from agent.core.errors import ModelError
+from agent.inference.postprocess import (
+    Detections,
+    OutputLayout,
+    anchor_count,
+    detect_layout,
+    nms,
+    postprocess,
+)
+from agent.inference.preprocess import Letterbox
 from tests.modelgen import end2end_output, yolov5_output, yolov8_output
 
 IDENTITY = Letterbox(ratio=1.0, pad=(0.0, 0.0), shape=(640, 640), new_shape=(640, 640))

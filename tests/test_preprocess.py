@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent.preprocess import Letterbox, letterbox, preprocess, to_tensor
+from agent.inference.preprocess import Letterbox, letterbox, preprocess, to_tensor
 
 
 def reference_letterbox(img: np.ndarray, new_shape=(640, 640), color=(114, 114, 114), auto=False, stride=32):

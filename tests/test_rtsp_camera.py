@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.detector import Detector
-from agent.errors import SourceError
-from agent.headless import format_status
-from agent.pipeline import Pipeline
-from agent.sources import open_source
-from agent.sources.base import STALL_S
+from agent.cli.headless import format_status
+from agent.core.errors import SourceError
+from agent.frames.pipeline import Pipeline
+from agent.frames.sources import open_source
+from agent.frames.sources.base import STALL_S
+from agent.inference.detector import Detector
 from tests.rtsp import FfmpegMjpeg, RtspServer, ffmpeg_missing, h264_clip, rtsp_missing
 
 PASSWORD = "s3cr3t-pw"
@@ -140,7 +140,7 @@ def test_ffmpeg_mjpeg_server_is_read_and_its_freeze_reported(detector, pipelines
 
 
 def test_ffmpeg_timeouts_follow_the_libavformat_version():
-    from agent.sources.opencv import ffmpeg_capture_options
+    from agent.frames.sources.opencv import ffmpeg_capture_options
 
     us = int(STALL_S * 1_000_000)
     # FFmpeg 5 (libavformat 59) renamed rtsp's socket timeout stimeout -> timeout; before, "timeout"
@@ -152,7 +152,7 @@ def test_ffmpeg_timeouts_follow_the_libavformat_version():
 def test_capture_options_are_set_before_the_first_capture_and_a_users_own_are_kept(monkeypatch):
     import cv2
 
-    import agent.sources.opencv as opencv
+    import agent.frames.sources.opencv as opencv
 
     monkeypatch.setattr(opencv, "_options_set", False)
     monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)

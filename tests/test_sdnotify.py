@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import sdnotify
-from agent.sdnotify import Notifier, PipelineLiveness, watchdog_interval
+from agent.server import sdnotify
+from agent.server.sdnotify import Notifier, PipelineLiveness, watchdog_interval
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config
+from agent.core.config import ConfigError, load_config
 from fieldtui.protocol import Job, JobList
 
 REPO = Path(__file__).resolve().parent.parent

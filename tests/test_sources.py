@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.errors import SourceError
-from agent.sources import make_source, open_source, redact
-from agent.sources.base import SourceLost
-from agent.sources.files import ImageFolderSource, VideoFileSource
+from agent.core.errors import SourceError
+from agent.frames.sources import make_source, open_source, redact
+from agent.frames.sources.base import SourceLost
+from agent.frames.sources.files import ImageFolderSource, VideoFileSource
 from tests.mjpeg import MjpegCamera
 
 SECRET = "hunter2"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.cli_status import tail_log_file
+from agent.cli.status import tail_log_file
 from fieldtui.protocol import AgentPaths, LogPage
 
 REPO = Path(__file__).resolve().parent.parent

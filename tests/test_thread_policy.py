@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from agent.config import ConfigError, load_config
-from agent.detector import Detector, demo_model_path
-from agent.metrics import AgentMetrics
-from agent.pipeline import Pipeline
-from agent.thread_policy import ThreadTuner, candidate_threads, candidates, choose, cores, merge
+from agent.core.config import ConfigError, load_config
+from agent.frames.metrics import AgentMetrics
+from agent.frames.pipeline import Pipeline
+from agent.frames.thread_policy import ThreadTuner, candidate_threads, candidates, choose, cores, merge
+from agent.inference.detector import Detector, demo_model_path
 from fieldtui.protocol import PipelineStatus, ThreadPolicy, ThreadTrial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_choice_is_the_fastest_and_ties_go_to_the_cheapest():
 def _video(path: Path, frames: int) -> Path:
     import cv2
 
-    from agent.sources.demo import DemoScene
+    from agent.frames.sources.demo import DemoScene
 
     scene = DemoScene(320, 240, seed=3)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))

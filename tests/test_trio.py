@@ -1,4 +1,4 @@
-"""The Trio client (agent/trio.py) against a real fake Trio server on loopback: requests as Trio
+"""The Trio client (agent/forwarding/trio.py) against a real fake Trio server on loopback: requests as Trio
 documents them, and every failure class mapped to an outcome with a remediation."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.trio import REMEDIATION, TrioClient, parse_retry_after
+from agent.forwarding.trio import REMEDIATION, TrioClient, parse_retry_after
 from tests.fake_trio import FakeTrio, close, hang, ok, rate_limited, raw, trio_error
 
 KEY = "sk-trio-test-0123456789abcdef"

@@ -1,4 +1,4 @@
-"""``GET /v1/snapshot.jpg``: the drawing (agent/snapshot.py) and the route, against a real agent."""
+"""``GET /v1/snapshot.jpg``: the drawing (agent/frames/snapshot.py) and the route, against a real agent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.snapshot import render_snapshot
+from agent.frames.snapshot import render_snapshot
 from fieldtui.client import AgentClient
 from fieldtui.errors import AgentClientError, AgentUnauthorized
 from fieldtui.palette import PALETTE_RGB

@@ -53,7 +53,7 @@ def _record(name: str, host: str, **kw) -> DeviceRecord:
 
 def _live_agent(degrade_last: int = 12) -> FakeAgent:
     feed = samples(90, degrade_last=degrade_last)
-    health = HealthReport(  # as agent/verdict.py words it
+    health = HealthReport(  # as agent/server/verdict.py words it
         status="degraded",
         reasons=[
             "camera: sharpness down 70%: lens dirty or out of focus?",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.detector import Detector
+from agent.inference.detector import Detector
 from tests.exports.make import FRAMES, REFERENCE, frames
 
 MAKE = Path(__file__).resolve().parent / "exports" / "make.py"
@@ -136,10 +136,10 @@ def test_committed_reference_is_what_the_recipe_makes(exports):
 def test_engine_rebuild_of_a_dynamic_export_is_built_and_compared_at_its_square(exports, tmp_path):
     """The pipeline feeds a dynamic-size model stride rectangles, but an engine is built at the fixed
     square: calibration and timing tensors of 192x320 crashed the build ("Got: 192 Expected: 320")."""
-    from agent.bench_frames import scene_frames
-    from agent.detector import file_sha256
-    from agent.engine_build import BuildOptions, BuildSource, rebuild
-    from agent.engines import EngineStore
+    from agent.bench.frames import scene_frames
+    from agent.engines.build import BuildOptions, BuildSource, rebuild
+    from agent.engines.store import EngineStore
+    from agent.inference.detector import file_sha256
 
     source = exports / "yolo11n-dynamic.onnx"
     held = scene_frames(6, 1280, 720)
@@ -194,7 +194,7 @@ def reference_scale_boxes(
 def test_yolov5_objectness_head_matches_a_reference_decoder(exports):
     import onnxruntime as ort
 
-    from agent.preprocess import preprocess
+    from agent.inference.preprocess import preprocess
 
     path = exports / "yolov5-v5head.onnx"
     if not path.is_file():

@@ -150,7 +150,7 @@ class PipelineStatus(Model):
 
 
 class HealthReport(Model):
-    """The agent's one verdict (agent/verdict.py): every console surface shows this, never its own."""
+    """The agent's one verdict (agent/server/verdict.py): every console surface shows this, never its own."""
 
     status: HealthLevel
     reasons: list[str] = Field(default=[], description="worst first; empty when ok")

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from agent.detector import Detector
+from agent.inference.detector import Detector
 
 # Scenes the calibration sees: inside train.py's TRAIN_SEEDS (1,000,000..1,999,999), far from the
 # held-out seeds (0..199 in tests, 10,000.. in evaluate.py).

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.agreement import IOU_MATCH as MATCH_IOU
-from agent.agreement import iou_matrix
-from agent.detector import Detector
-from agent.sources.demo import CLASSES, MIN_VISIBLE, DemoScene
+from agent.frames.sources.demo import CLASSES, MIN_VISIBLE, DemoScene
+from agent.inference.agreement import IOU_MATCH as MATCH_IOU
+from agent.inference.agreement import iou_matrix
+from agent.inference.detector import Detector
 
 FAULTS = ("blur", "dark", "cover")
 

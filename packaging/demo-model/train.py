@@ -28,9 +28,9 @@ from calibrate import calibrate  # noqa: E402
 from evaluate import evaluate, report  # noqa: E402
 from net import STRIDE, Exported, ShapeNet, anchor_points, detection_loss  # noqa: E402
 
-from agent.detector import Detector  # noqa: E402
-from agent.preprocess import letterbox, to_tensor  # noqa: E402
-from agent.sources.demo import CLASSES, MIN_VISIBLE, DemoScene  # noqa: E402
+from agent.frames.sources.demo import CLASSES, MIN_VISIBLE, DemoScene  # noqa: E402
+from agent.inference.detector import Detector  # noqa: E402
+from agent.inference.preprocess import letterbox, to_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SEEDS = (1_000_000, 2_000_000)  # scene seeds used for training; everything below is held out

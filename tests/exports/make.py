@@ -61,7 +61,7 @@ REFERENCE = Path(__file__).resolve().parent / "reference.json"
 
 
 def frames(specs=FRAMES):
-    from agent.sources.demo import DemoScene
+    from agent.frames.sources.demo import DemoScene
 
     return [DemoScene(w, h, seed=seed).render(t)[0] for w, h, seed, t in specs]
 
@@ -71,7 +71,7 @@ def reinitialise(yolo, calibration) -> None:
     import torch
     from torch import nn
 
-    from agent.preprocess import preprocess
+    from agent.inference.preprocess import preprocess
 
     torch.manual_seed(SEED)
     net = yolo.model
@@ -196,7 +196,7 @@ def make(out: Path, families=FAMILIES) -> dict:
         if (
             YOLOV5 in families
         ):  # the original YOLOv5 head: no Ultralytics predictor reads it, the test decodes it
-            from agent.preprocess import preprocess
+            from agent.inference.preprocess import preprocess
             from tests.exports import yolov5
 
             batch = torch.from_numpy(np.concatenate([preprocess(f, IMGSZ)[0] for f in calibration]))

@@ -1,6 +1,6 @@
 """FAKE ``hailo_platform`` (HailoRT's Python API), for tests only: not Hailo's code, no Hailo device.
 
-Implements the surface agent/backends/hailo.py calls, with HailoRT's names: ``Device.scan()``,
+Implements the surface agent/inference/backends/hailo.py calls, with HailoRT's names: ``Device.scan()``,
 ``Device(...).control.identify()`` (board info: device architecture, firmware version),
 ``VDevice().create_infer_model(hef_path)`` and the InferModel API (``input()/output()``,
 ``set_format_type``, ``configure()``, ``create_bindings()``, ``set_buffer``, ``run([bindings], timeout)``,

@@ -1,6 +1,6 @@
 """FAKE ``tensorrt`` (TensorRT 10 Python API), for tests only: not NVIDIA's code, no GPU involved.
 
-It implements the documented surface agent/backends/tensorrt*.py calls, with TensorRT's names and
+It implements the documented surface agent/inference/backends/tensorrt*.py calls, with TensorRT's names and
 conventions: ``Builder`` / ``create_network`` / ``OnnxParser`` / ``IBuilderConfig``
 (``set_memory_pool_limit``, ``set_flag``, timing caches, ``progress_monitor``) /
 ``build_serialized_network`` (None on failure or when ``IProgressMonitor.step_complete`` returns False),

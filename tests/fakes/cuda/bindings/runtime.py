@@ -1,6 +1,6 @@
 """FAKE ``cuda.bindings.runtime`` (cuda-python's CUDA runtime API), for tests only.
 
-Implements the calls agent/backends/cuda_mem.py makes, with cuda-python's conventions: every function
+Implements the calls agent/inference/backends/cuda_mem.py makes, with cuda-python's conventions: every function
 returns a tuple whose first item is a ``cudaError_t``. "Device memory" is host memory owned by this
 module; a copy or kernel touching an address outside a live allocation fails with
 ``cudaErrorInvalidValue`` as a real device would. Work queued on a stream (copies and the fake
