@@ -4,7 +4,7 @@ The agent already redacts what it returns (agent/core/logbuf.py, agent/sources);
 strings the console itself echoes - a source URI the technician typed, a stream URL Trio pulls, an
 address in an error line. :func:`redact` hides URI userinfo and secret query parameters; the TUI's
 toasts (screens/app.py) and every line the ``fieldtui`` command prints (:class:`RedactingStream`,
-installed by fieldtui/cli.py) go through it, and screens call it where they show a URL.
+installed by fieldtui/cli/main.py) go through it, and screens call it where they show a URL.
 """
 
 from __future__ import annotations

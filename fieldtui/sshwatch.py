@@ -28,7 +28,7 @@ async def poll_status(
     log_lines: int = 5,
 ) -> None:
     """Read the status every ``every`` seconds until cancelled; the first read brings the log tail too."""
-    from fieldtui.link import SSHLink
+    from fieldtui.link.fallback import SSHLink
     from fieldtui.ssh import HostKeyChanged, HostKeyUnknown
 
     link = SSHLink(endpoint)

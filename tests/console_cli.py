@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fieldtui.cli import main
+from fieldtui.cli.main import main
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

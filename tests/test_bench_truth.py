@@ -245,7 +245,7 @@ def test_version_compatible_is_a_rebuild_option_on_every_path():
     import argparse
 
     from agent.cli import engines as cli_engines
-    from fieldtui.link_ssh import rebuild_flags
+    from fieldtui.link.ssh import rebuild_flags
     from fieldtui.protocol import EngineRebuildRequest
 
     request = EngineRebuildRequest(backend="tensorrt", precision="fp16", version_compatible=True)

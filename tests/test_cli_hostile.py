@@ -16,8 +16,8 @@ import pytest
 
 from agent.cli.main import build_parser as agent_parser
 from agent.cli.main import main as agent_main
-from fieldtui.cli import build_parser as console_parser
-from fieldtui.cli import main as console_main
+from fieldtui.cli.main import build_parser as console_parser
+from fieldtui.cli.main import main as console_main
 
 HOSTILE_TEXT = [
     "💥;rm -rf /",

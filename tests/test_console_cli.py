@@ -178,7 +178,7 @@ def test_demo_prints_live_lines_until_sigterm_then_stops_its_agent(console_dir, 
 
 def test_the_console_never_imports_the_agent_or_vendor_sdks():
     code = (
-        "import sys, fieldtui.cli, fieldtui.client, fieldtui.config, fieldtui.demo, fieldtui.discovery, "
+        "import sys, fieldtui.cli.main, fieldtui.client, fieldtui.config, fieldtui.demo, fieldtui.discovery, "
         "fieldtui.sse; print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'agent', 'cv2', 'onnxruntime', 'numpy', 'fastapi', 'uvicorn'}))"
     )
@@ -190,7 +190,7 @@ def test_the_console_never_imports_the_agent_or_vendor_sdks():
 
 
 def test_table_and_prometheus_targets_for_mixed_devices(capsys):
-    from fieldtui.cli import print_devices, prometheus_sd
+    from fieldtui.cli.main import print_devices, prometheus_sd
     from fieldtui.protocol import DeviceRecord
 
     result = DiscoveryResult(

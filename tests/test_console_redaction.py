@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from fieldtui.cli import main
+from fieldtui.cli.main import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.fleet import Fleet
 from fieldtui.protocol import DeviceRecord

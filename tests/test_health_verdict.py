@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from agent.server.verdict import Baseline, health_verdict
-from fieldtui.cli import main
+from fieldtui.cli.main import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.diagnosis import diagnose
 from fieldtui.fleet import Fleet

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fieldtui.cli import write_prometheus_sd
+from fieldtui.cli.main import write_prometheus_sd
 from fieldtui.protocol import DeviceRecord, DiscoveryResult
 
 REPO = Path(__file__).resolve().parent.parent

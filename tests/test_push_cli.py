@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fieldtui.cli import main
+from fieldtui.cli.main import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.protocol import DeviceRecord, ModelList, PushResult
 from fieldtui.push import file_chunks

@@ -200,7 +200,7 @@ def test_doctor_and_models_over_ssh_match_the_protocol(console, ssh_dir, capsys)
     import asyncio
 
     from fieldtui.config import ConsoleConfig
-    from fieldtui.link import SSHLink
+    from fieldtui.link.fallback import SSHLink
 
     ok_json(capsys, "pair", "dock-1", "--accept-new", "--json")
     entry = ConsoleConfig().find("dock-1") or ConsoleConfig().load()[0]

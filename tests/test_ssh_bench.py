@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fieldtui.link import bench_flags
+from fieldtui.link.fallback import bench_flags
 from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkRun
 from tests import storemodels as sm
 from tests.test_ssh import console, device_home, fail_line, ok_json, run, ssh_dir, ssh_server  # noqa: F401

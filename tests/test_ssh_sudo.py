@@ -74,7 +74,7 @@ def device(tmp_path: Path, agent_home: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def ssh_models(record: DeviceRecord) -> ModelList:
-    from fieldtui.link import SSHLink
+    from fieldtui.link.fallback import SSHLink
 
     assert record.ssh is not None
     async with SSHLink(record.ssh) as link:

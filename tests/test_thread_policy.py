@@ -179,7 +179,7 @@ def test_status_shows_the_policy_and_the_api_sets_it(inproc_agent):
 
 
 def test_the_console_status_says_how_threads_were_chosen():
-    from fieldtui.cli import _pipeline_lines
+    from fieldtui.cli.main import _pipeline_lines
     from tests.tui_fakes import pipeline_status
 
     lines = _pipeline_lines(pipeline_status())

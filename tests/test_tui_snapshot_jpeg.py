@@ -14,7 +14,7 @@ from PIL import Image
 from agent.frames.snapshot import render_snapshot
 from fieldtui.client import AgentClient
 from fieldtui.errors import AgentClientError, AgentUnauthorized
-from fieldtui.palette import PALETTE_RGB
+from fieldtui.protocol.palette import PALETTE_RGB
 
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from fieldtui.errors import AgentUnreachable, ConsoleError
 from fieldtui.fleet import Added, Probe
-from fieldtui.palette import class_rgb
 from fieldtui.protocol import (
     CameraHealth,
     DamagedVersion,
@@ -48,6 +47,7 @@ from fieldtui.protocol import (
     ThreadTrial,
     TrioError,
 )
+from fieldtui.protocol.palette import class_rgb
 
 T0 = 1_790_000_000.0  # the fixed "now" of the snapshots (their clock never moves)
 HOST_FINGERPRINT = "SHA256:3q2+7wX0m1Yk9bLr5TfVh8Jc4NdAe6GuPz2RsKoQiM0"

@@ -18,7 +18,7 @@ def home_flags(p: argparse.ArgumentParser, *, config: bool = True, json: str | N
 
 
 # Argument types: a hostile or mistyped number is refused by argparse with one line naming the flag,
-# never carried into the pipeline or a benchmark (the console's own are in fieldtui/cli_types.py).
+# never carried into the pipeline or a benchmark (the console's own are in fieldtui/cli/types.py).
 
 
 def seconds(text: str) -> float:

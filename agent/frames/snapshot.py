@@ -1,6 +1,6 @@
 """The latest frame with its detections drawn, as JPEG: what the console's camera view shows.
 
-Boxes and ``class 0.87`` labels in a per-class colour (fieldtui.palette, which the console's
+Boxes and ``class 0.87`` labels in a per-class colour (fieldtui.protocol.palette, which the console's
 per-class counts use too). The frame is scaled down first and the boxes with it, so lines and text
 stay crisp at the size the console asked for instead of being blurred by a resize after drawing. cv2 is imported inside: the agent's other modules must not need it to import.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fieldtui.palette import class_rgb
+from fieldtui.protocol.palette import class_rgb
 
 JPEG_QUALITY = 80
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import Static
 
-from fieldtui.palette import class_hex
+from fieldtui.protocol.palette import class_hex
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 

@@ -1,6 +1,6 @@
-"""The :class:`DeviceLink` interface every link to a device implements (fieldtui/link_http.py,
-fieldtui/link_ssh.py, and the HTTP-then-SSH ``FallbackLink`` in fieldtui/link.py), and the callback
-types its operations take. Which link a command gets is decided in fieldtui/link.py (:func:`open_link`).
+"""The :class:`DeviceLink` interface every link to a device implements (fieldtui/link/http.py,
+fieldtui/link/ssh.py, and the HTTP-then-SSH ``FallbackLink`` in fieldtui/link/fallback.py), and the callback
+types its operations take. Which link a command gets is decided in fieldtui/link/fallback.py (:func:`open_link`).
 """
 
 from __future__ import annotations

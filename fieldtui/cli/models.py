@@ -1,8 +1,8 @@
 """``fieldtui push | rollback | models | registry serve``: the model store from the console's command line.
 
-Registered by fieldtui/cli.py (:func:`add_parsers`); each command calls a console service
+Registered by fieldtui/cli/main.py (:func:`add_parsers`); each command calls a console service
 (fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does. ``push`` and ``rollback``
-run through a DeviceLink (fieldtui/link.py): HTTP, falling back to SSH, or SSH only with ``--ssh``.
+run through a DeviceLink (fieldtui/link/fallback.py): HTTP, falling back to SSH, or SSH only with ``--ssh``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
-from fieldtui.cli_link import link_flags, with_link
-from fieldtui.cli_types import count, port, seconds
+from fieldtui.cli.link import link_flags, with_link
+from fieldtui.cli.types import count, port, seconds
 from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.protocol import Job
@@ -30,7 +30,7 @@ def _print_json(model) -> None:
 
 
 def _client(host: str, timeout: float) -> AgentClient:
-    from fieldtui.cli import resolve_device
+    from fieldtui.cli.main import resolve_device
 
     entry = resolve_device(host)
     if not entry.token:

@@ -1,6 +1,6 @@
 """``fieldtui engines HOST`` and ``fieldtui rebuild HOST``: a device's engines, and building one.
 
-Both run through a DeviceLink (fieldtui/link.py): over HTTP ``GET /v1/engines`` and a
+Both run through a DeviceLink (fieldtui/link/fallback.py): over HTTP ``GET /v1/engines`` and a
 ``POST /v1/engines/rebuild`` job whose progress is shown on stderr (and, with ``--activate``, the
 health-checked activation it starts); over SSH (``--ssh``, or the fallback) ``fieldtui-agent engines
 list|rebuild --json`` on the device.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from fieldtui.cli_jobs import request_from, run_job
-from fieldtui.cli_link import _print_json, link_flags, with_link
-from fieldtui.cli_types import count, seconds
+from fieldtui.cli.jobs import request_from, run_job
+from fieldtui.cli.link import _print_json, link_flags, with_link
+from fieldtui.cli.types import count, seconds
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult
 
 

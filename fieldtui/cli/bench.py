@@ -1,6 +1,6 @@
 """``fieldtui bench HOST``: run a benchmark on a device and print the table (or ``--json``).
 
-It runs through a DeviceLink (fieldtui/link.py): over HTTP a ``POST /v1/benchmarks`` job whose progress
+It runs through a DeviceLink (fieldtui/link/fallback.py): over HTTP a ``POST /v1/benchmarks`` job whose progress
 is shown on stderr; over SSH (``--ssh``, or the fallback) ``fieldtui-agent bench --json`` on the device
 (model mode only, no progress until it ends).
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from fieldtui.cli_jobs import request_from, run_job
-from fieldtui.cli_link import link_flags
-from fieldtui.cli_types import count, seconds
+from fieldtui.cli.jobs import request_from, run_job
+from fieldtui.cli.link import link_flags
+from fieldtui.cli.types import count, seconds
 from fieldtui.protocol import BenchmarkRequest, benchmark_table
 
 

@@ -1,4 +1,4 @@
-"""The :class:`~fieldtui.link_base.DeviceLink` over the agent's HTTP API (:class:`AgentClient`).
+"""The :class:`~fieldtui.link.base.DeviceLink` over the agent's HTTP API (:class:`AgentClient`).
 
 Long jobs (a benchmark, an engine rebuild and the activation it starts) are followed with
 :func:`fieldtui.jobwatch.watch_job`, as the screens follow them: from the SSE stream, polling only when
@@ -14,7 +14,7 @@ from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.jobwatch import finished, watch_job
-from fieldtui.link_base import BenchProgressFn, DeviceLink
+from fieldtui.link.base import BenchProgressFn, DeviceLink
 from fieldtui.protocol import (
     Ack,
     BackendInfo,

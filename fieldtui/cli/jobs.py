@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from fieldtui.cli_link import _print_json, with_link
+from fieldtui.cli.link import _print_json, with_link
 from fieldtui.errors import ConsoleError
-from fieldtui.link import BenchProgressFn, DeviceLink
+from fieldtui.link.fallback import BenchProgressFn, DeviceLink
 
 R = TypeVar("R", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)

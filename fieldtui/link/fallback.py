@@ -15,8 +15,8 @@ Every console operation (status, logs, restart, push, rollback, models, doctor, 
 SSH the service itself is restarted (``systemctl restart fieldtui-agent``), which is what a wedged or
 crashed agent needs.
 
-The links themselves are in fieldtui/link_http.py and fieldtui/link_ssh.py, their interface in
-fieldtui/link_base.py; every name is also importable from here.
+The links themselves are in fieldtui/link/http.py and fieldtui/link/ssh.py, their interface in
+fieldtui/link/base.py; every name is also importable from here.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import TypeVar
 
 from fieldtui.config import SavedDevice
 from fieldtui.errors import AgentUnreachable, TLSPinMismatch, UnknownDevice
-from fieldtui.link_base import BenchProgressFn, DeviceLink, NoticeFn
-from fieldtui.link_http import HttpLink
-from fieldtui.link_ssh import SSHLink, bench_flags, rebuild_flags
+from fieldtui.link.base import BenchProgressFn, DeviceLink, NoticeFn
+from fieldtui.link.http import HttpLink
+from fieldtui.link.ssh import SSHLink, bench_flags, rebuild_flags
 from fieldtui.protocol import (
     Ack,
     BackendInfo,

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from fieldtui.cli_link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
-from fieldtui.cli_link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
-from fieldtui.cli_types import count, seconds
+from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
+from fieldtui.cli.link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
+from fieldtui.cli.types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lines", type=count(), default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
 
-    from fieldtui.cli_models import add_parsers as add_model_parsers  # push, rollback, models, registry
+    from fieldtui.cli.models import add_parsers as add_model_parsers  # push, rollback, models, registry
 
     add_model_parsers(sub)
     p = sub.add_parser(
@@ -425,10 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one ForwardResult JSON document")
     p.set_defaults(func=cmd_trio_test)
     add_link_parsers(sub)
-    from fieldtui.cli_bench import add_parser as add_bench_parser  # bench HOST
+    from fieldtui.cli.bench import add_parser as add_bench_parser  # bench HOST
 
     add_bench_parser(sub)
-    from fieldtui.cli_engines import add_parsers as add_engines_parsers  # engines HOST, rebuild HOST
+    from fieldtui.cli.engines import add_parsers as add_engines_parsers  # engines HOST, rebuild HOST
 
     add_engines_parsers(sub)
     return parser

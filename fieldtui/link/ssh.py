@@ -1,4 +1,4 @@
-"""The :class:`~fieldtui.link_base.DeviceLink` over SSH: the agent's own CLI on the device,
+"""The :class:`~fieldtui.link.base.DeviceLink` over SSH: the agent's own CLI on the device,
 ``fieldtui-agent ... --json``, whose output is the same :mod:`fieldtui.protocol` models the HTTP API
 returns. ``restart`` restarts the systemd service rather than the pipeline: what a wedged agent needs.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from fieldtui.errors import ConsoleError
-from fieldtui.link_base import BenchProgressFn, DeviceLink
+from fieldtui.link.base import BenchProgressFn, DeviceLink
 from fieldtui.protocol import (
     Ack,
     AgentPaths,

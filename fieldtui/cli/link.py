@@ -1,7 +1,7 @@
 """``fieldtui pair | logs | restart | doctor``, and what ``status``, ``push`` and ``rollback`` share with them:
-:func:`with_link` runs an operation through a :class:`~fieldtui.link.DeviceLink` (HTTP first, SSH when HTTP
+:func:`with_link` runs an operation through a :class:`~fieldtui.link.fallback.DeviceLink` (HTTP first, SSH when HTTP
 cannot get through, the reason on stderr; SSH only with ``--ssh``), :func:`link_flags` adds ``--ssh`` and
-``--accept-new``. Registered by fieldtui/cli.py (:func:`add_parsers`); ``bench`` (fieldtui/cli_bench.py)
+``--accept-new``. Registered by fieldtui/cli/main.py (:func:`add_parsers`); ``bench`` (fieldtui/cli/bench.py)
 uses them too.
 """
 
@@ -13,10 +13,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from fieldtui.cli_types import count, port, seconds
+from fieldtui.cli.types import count, port, seconds
 from fieldtui.config import ConsoleConfig, SavedDevice, check_host
 from fieldtui.errors import ConsoleError
-from fieldtui.link import DeviceLink, open_link
+from fieldtui.link.fallback import DeviceLink, open_link
 from fieldtui.protocol import SSHEndpoint
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ def _print_json(model) -> None:
 
 def resolve(text: str) -> SavedDevice:
     """A saved device by name, id or address, or by the SSH host or alias it was paired through."""
-    from fieldtui.cli import resolve_device
+    from fieldtui.cli.main import resolve_device
 
     config = ConsoleConfig()
     if config.find(text) is None:
