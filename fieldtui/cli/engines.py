@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from fieldtui.cli.devices import print_json
 from fieldtui.cli.jobs import request_from, run_job
-from fieldtui.cli.link import _print_json, link_flags, with_link
+from fieldtui.cli.link import link_flags, with_link
 from fieldtui.cli.types import count, seconds
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult
 
@@ -53,7 +54,7 @@ def result_lines(r: EngineRebuildResult) -> list[str]:
 def cmd_engines(args: argparse.Namespace) -> int:
     listing = with_link(args, lambda link: link.engines())
     if args.json:
-        _print_json(listing)
+        print_json(listing)
     else:
         print("\n".join(engine_lines(listing)))
     return 0

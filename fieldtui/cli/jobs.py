@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from fieldtui.cli.link import _print_json, with_link
+from fieldtui.cli.devices import print_json
+from fieldtui.cli.link import with_link
 from fieldtui.errors import ConsoleError
 from fieldtui.link.fallback import BenchProgressFn, DeviceLink
 
@@ -47,7 +48,7 @@ def run_job(
         if show:
             print(file=sys.stderr)  # end the progress line, also when the job failed
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print("\n".join(lines(result)))
     return 0

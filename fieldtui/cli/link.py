@@ -13,30 +13,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from fieldtui.cli.devices import print_json, resolve
 from fieldtui.cli.types import count, port, seconds
-from fieldtui.config import ConsoleConfig, SavedDevice, check_host
+from fieldtui.config import ConsoleConfig, check_host
 from fieldtui.errors import ConsoleError
 from fieldtui.link.fallback import DeviceLink, open_link
 from fieldtui.protocol import SSHEndpoint
 
 T = TypeVar("T")
-
-
-def _print_json(model) -> None:
-    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def resolve(text: str) -> SavedDevice:
-    """A saved device by name, id or address, or by the SSH host or alias it was paired through."""
-    from fieldtui.cli.main import resolve_device
-
-    config = ConsoleConfig()
-    if config.find(text) is None:
-        by_alias = [e for e in config.load() if e.device.ssh is not None and e.device.ssh.host == text]
-        if len(by_alias) == 1:
-            return by_alias[0]
-    return resolve_device(text, config)
 
 
 def with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]) -> T:
@@ -69,7 +53,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     config = ConsoleConfig()
     saved = config.save_device(record, token)
     if args.json:
-        _print_json(saved.device)
+        print_json(saved.device)
     else:
         pin = f", TLS pinned to {record.tls_fingerprint[:16]}…" if record.tls_fingerprint else ""
         print(f"paired {record.name} ({record.id}) at {record.api_url}{pin}; token saved in {config.path}")
@@ -85,7 +69,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise ConsoleError("--lines must be 1 or more")
     page = with_link(args, lambda link: link.logs(args.lines))
     if args.json:
-        _print_json(page)
+        print_json(page)
     else:
         for line in page.lines:
             print(line.text())
@@ -95,7 +79,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_restart(args: argparse.Namespace) -> int:
     ack = with_link(args, lambda link: link.restart())
     if args.json:
-        _print_json(ack)
+        print_json(ack)
     else:
         print(ack.message)
     return 0

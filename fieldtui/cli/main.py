@@ -18,21 +18,17 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
+from fieldtui.cli.devices import print_json, resolve, resolve_device
 from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
-from fieldtui.cli.link import link_flags, resolve, with_link  # HTTP, falling back to SSH; --ssh
+from fieldtui.cli.link import link_flags, with_link  # HTTP, falling back to SSH; --ssh
 from fieldtui.cli.types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
-from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, default_record, parse_host
+from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
 from fieldtui.redact import RedactingStream
 
 log = logging.getLogger("fieldtui")
-
-
-def _print_json(model) -> None:
-    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
-    sys.stdout.flush()
 
 
 # --- discover -------------------------------------------------------------------------------------
@@ -129,22 +125,13 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if args.prometheus_sd:
         write_prometheus_sd(Path(args.prometheus_sd), result)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print_devices(result)
     return 0
 
 
 # --- status ---------------------------------------------------------------------------------------
-
-
-def resolve_device(text: str, config: ConsoleConfig | None = None) -> SavedDevice:
-    """A saved device by name, id, host, host:port or URL; else an unsaved record without a token."""
-    config = config or ConsoleConfig()
-    entry = config.find(text)
-    if entry is not None:
-        return entry
-    return SavedDevice(device=default_record(text))
 
 
 def _since(ts: float | None) -> str:
@@ -210,7 +197,7 @@ def _pipeline_lines(st: PipelineStatus) -> list[str]:
 def cmd_status(args: argparse.Namespace) -> int:
     ds = with_link(args, lambda link: link.status())
     if args.json:
-        _print_json(ds)
+        print_json(ds)
     else:
         print("\n".join(format_status(resolve(args.host), ds)))
     return 0
@@ -273,7 +260,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise ConsoleError(f"{err}; nothing was saved") from None
     saved = ConsoleConfig().save_device(record, token)
     if args.json:
-        _print_json(saved.device)
+        print_json(saved.device)
     else:
         print(f"saved {saved.device.name} ({saved.device.id or 'id unknown'}) at {saved.device.api_url}")
     return 0
@@ -342,7 +329,7 @@ def cmd_trio_test(args: argparse.Namespace) -> int:
     except AgentClientError as err:
         raise ConsoleError(str(err)) from None
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print("\n".join(format_forward(result)))
     return 0 if result.ok else 1

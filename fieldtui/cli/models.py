@@ -16,6 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
+from fieldtui.cli.devices import print_json, resolve_device
 from fieldtui.cli.link import link_flags, with_link
 from fieldtui.cli.types import count, port, seconds
 from fieldtui.client import AgentClient
@@ -24,14 +25,7 @@ from fieldtui.protocol import Job
 from fieldtui.push import PushProgress
 
 
-def _print_json(model) -> None:
-    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
-    sys.stdout.flush()
-
-
 def _client(host: str, timeout: float) -> AgentClient:
-    from fieldtui.cli.main import resolve_device
-
     entry = resolve_device(host)
     if not entry.token:
         raise UnknownDevice(
@@ -107,7 +101,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     finally:
         progress.end()
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         m = result.version.manifest
         verb = "stored" if result.uploaded else "already on the device (same sha256), not sent again:"
@@ -128,7 +122,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_activate(args: argparse.Namespace) -> int:
     job = with_link(args, lambda link: link.activate(args.version, force=args.force))
     if args.json:
-        _print_json(job)
+        print_json(job)
     if job.state != "succeeded":
         raise ConsoleError(
             f"activation of {args.version} {job.state}: {job.error or 'see `fieldtui models`'}"
@@ -141,7 +135,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     job = with_link(args, lambda link: link.rollback())
     if args.json:
-        _print_json(job)
+        print_json(job)
     if job.state != "succeeded":
         raise ConsoleError(f"rollback {job.state}: {job.error or 'see `fieldtui models`'}")
     if not args.json:
@@ -159,7 +153,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     listing = asyncio.run(run())
     if args.json:
-        _print_json(listing)
+        print_json(listing)
     else:
         print("\n".join(listing.summary_lines(history=args.history)))
     return 0
