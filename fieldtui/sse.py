@@ -14,17 +14,23 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from fieldtui.errors import AgentClientError, AgentUnreachable
 from fieldtui.protocol import HealthReport, Job, LogLine, ModelEvent, ModelInfo, Sample
 
-if TYPE_CHECKING:
-    from fieldtui.client import AgentClient
+
+class StreamingClient(Protocol):
+    """What an :class:`EventStream` needs of its client (:class:`fieldtui.client.AgentClient` is one)."""
+
+    base_url: str
+
+    def stream(self, path: str, headers: dict[str, str]) -> AbstractAsyncContextManager[Any]: ...
+
 
 log = logging.getLogger("fieldtui.sse")
 
@@ -115,7 +121,7 @@ class EventStream:
 
     def __init__(
         self,
-        client: AgentClient,
+        client: StreamingClient,
         *,
         last_event_id: str | None = None,
         backoff_initial: float = 0.5,
