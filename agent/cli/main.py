@@ -53,7 +53,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.frames.pipeline import run_headless
+    from agent.cli.headless import run_headless
 
     return run_headless(
         model=args.model,

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from agent.cli.headless import run_headless
 from agent.frames.capture import Capture, Captured, EndOfSource
 from agent.frames.handoff import Closed, Slot
 from agent.frames.health import HealthMonitor
@@ -45,7 +44,7 @@ from agent.frames.stats import RollingStats
 from agent.frames.thread_policy import ThreadTuner
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus
 
-__all__ = ["Pipeline", "run_headless"]
+__all__ = ["Pipeline"]
 
 log = logging.getLogger("fieldtui.agent.pipeline")
 
