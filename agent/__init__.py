@@ -1,5 +1,5 @@
 """fieldtui-agent: the headless on-device agent (camera -> detector loop, control API, model store)."""
 
-from fieldtui import __version__
+from fieldtui.protocol import __version__
 
 __all__ = ["__version__"]

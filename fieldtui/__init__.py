@@ -1,3 +1,5 @@
 """fieldtui: the technician's console for edge-AI devices (services, CLI and wire protocol)."""
 
-__version__ = "0.1.0"
+from fieldtui.protocol import __version__
+
+__all__ = ["__version__"]

@@ -28,8 +28,7 @@ from agent.server import sdnotify
 from agent.server.auth import load_or_create_token
 from agent.server.device import public_url
 from agent.server.service import AgentService
-from fieldtui import __version__
-from fieldtui.protocol import API_VERSION, HealthReport, ModelInfo
+from fieldtui.protocol import API_VERSION, HealthReport, ModelInfo, __version__
 
 log = logging.getLogger("fieldtui.agent.server")
 

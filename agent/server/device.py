@@ -10,8 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from fieldtui import __version__
-from fieldtui.protocol import BackendInfo, DeviceInfo
+from fieldtui.protocol import BackendInfo, DeviceInfo, __version__
 
 log = logging.getLogger("fieldtui.agent.device")
 

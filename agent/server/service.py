@@ -35,7 +35,6 @@ from agent.server.verdict import START_GRACE_S, health_verdict
 
 if TYPE_CHECKING:
     from agent.store.activation import ModelManager
-from fieldtui import __version__
 from fieldtui.protocol import (
     BackendInfo,
     DeviceInfo,
@@ -44,6 +43,7 @@ from fieldtui.protocol import (
     LogPage,
     ModelInfo,
     PipelineStatus,
+    __version__,
 )
 
 log = logging.getLogger("fieldtui.agent.service")

@@ -5,6 +5,9 @@ service. What the agent returns over HTTP, what ``fieldtui-agent ... --json`` pr
 parses are these models and nothing else, so a status is never spelled two ways.
 """
 
+# The release of both programs (one distribution); pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 # One import path for every wire model (``from fieldtui.protocol import Sample``); the submodules only
 # keep each subject's models together.
 from fieldtui.protocol.bench import (  # noqa: F401

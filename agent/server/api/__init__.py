@@ -28,7 +28,7 @@ from agent.server.api import (
 )
 from agent.server.api.security import BearerAuth, is_public
 from agent.server.service import AgentService
-from fieldtui import __version__
+from fieldtui.protocol import __version__
 
 
 def create_app(service: AgentService) -> FastAPI:
