@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed-agent: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[agent]'
+	$(BIN)/pip install --quiet -e '.[console,agent]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

@@ -2,6 +2,6 @@
 
 import sys
 
-from fieldtui.cli.main import main
+from fieldtui.cli import main
 
 sys.exit(main())
