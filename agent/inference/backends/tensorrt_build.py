@@ -20,7 +20,7 @@ from typing import Any
 from agent.core.errors import AgentError, BackendUnavailable, ModelError
 from agent.core.home import atomic_write
 from agent.inference.backends.sidecar import metadata_path, onnx_metadata, write_metadata
-from agent.inference.backends.tensorrt import captured, import_trt, last_error, trt_logger
+from agent.inference.backends.tensorrt_sdk import captured, import_trt, last_error, trt_logger
 from agent.inference.precision import is_qdq
 from fieldtui.protocol import EngineFingerprint
 
