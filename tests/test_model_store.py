@@ -17,7 +17,7 @@ from agent.store.history import ModelHistory
 from agent.store.models import ModelStore, StoreLock, UploadTooLarge, VersionNameError, check_version
 from agent.store.reconcile import reconcile
 from agent.store.settings import MB, ModelSettings
-from agent.store.upload import sniff_onnx
+from agent.store.upload import Upload, sniff_onnx
 from tests import storemodels as sm
 
 
@@ -122,7 +122,7 @@ def test_oversize_is_refused_before_reading_and_while_reading(tmp_path, models):
     with pytest.raises(UploadTooLarge) as err:
         store.check_new("v1", "0" * 64, 2 * MB)
     assert err.value.status == 413 and "nothing was read" in str(err.value)
-    upload = store.begin_upload("v1", "0" * 64, size=None, fmt="onnx", source="test")  # no size announced
+    upload = Upload(store, "v1", "0" * 64, size=None, fmt="onnx", source="test")  # no size announced
     with pytest.raises(UploadTooLarge):
         upload.write(b"\0" * (MB + 1))
     assert leftovers(store) == [] and store.versions() == []

@@ -119,6 +119,7 @@ class AgentService:
         from agent.frames.metrics import AgentMetrics
         from agent.frames.pipeline import Pipeline
         from agent.store.activation import ModelManager
+        from agent.store.reconcile import reconcile
 
         home = AgentHome(config.home).ensure()
         token = load_or_create_token(home)
@@ -128,7 +129,7 @@ class AgentService:
             db = StateDB(home.state_db)
             # the store's current version (reconciled after a crash), else the configured/demo model
             models = ModelManager.open(config, db)
-            detector = models.startup_detector()
+            detector = reconcile(models)  # what the agent starts with, after a crash too
             pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
             return cls(
                 config,
@@ -160,8 +161,11 @@ class AgentService:
                 self.pipeline.start(retry=True)
         except SourceError as err:
             log.error("pipeline not started: %s; set another source with PUT /v1/pipeline/source", err)
-        if self.models is not None:
-            self.models.start()  # pull mode, when a registry is configured
+        if self.models is not None and self.models.settings.registry:  # pull mode
+            from agent.store.pull import RegistryPoller
+
+            self.models.poller = RegistryPoller(self.models, self.models.settings.registry, self.device_id)
+            self.models.poller.start()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.bus.attach(loop)

@@ -62,7 +62,7 @@ class ModelManager(ModelCatalog):
         self._baseline_cache: tuple[float, Any] | None = None
         self._store_lock = lock
         self._service: Any = None
-        self.poller: Any = None
+        self.poller: Any = None  # pull mode's RegistryPoller, started by the service
 
     @classmethod
     def open(cls, config: Any, db: Any, *, lock_timeout: float = STORE_LOCK_WAIT_S) -> ModelManager:
@@ -80,23 +80,9 @@ class ModelManager(ModelCatalog):
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def startup_detector(self) -> Any:
-        """Reconcile the store and load what the agent starts with (agent/store/reconcile.py)."""
-        from agent.store.reconcile import reconcile
-
-        return reconcile(self)
-
     def attach(self, service: Any) -> None:
         self._service = service
         service.pipeline.add_listener(self.watch.on_frame)
-
-    def start(self) -> None:
-        """Start pull mode when ``[models] registry`` is set."""
-        if self.settings.registry and self._service is not None:
-            from agent.store.pull import RegistryPoller
-
-            self.poller = RegistryPoller(self, self.settings.registry, self._service.device_id)
-            self.poller.start()
 
     def close(self) -> None:
         """Stop pull mode and probation (an unfinished probation is recorded as such: the next start

@@ -211,8 +211,9 @@ class ModelCatalog:
         if twin is not None:
             details["forced"] = f"same bytes as {twin[0]}, which {twin[1].replace('_', ' ')}"
         row = self.history.add("upload", version, "started", details=details)
-        return self.store.begin_upload(
-            version,
+        return Upload(
+            self.store,
+            check_version(version),
             sha256,
             size=size,
             fmt=fmt,

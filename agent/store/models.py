@@ -25,18 +25,13 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.core.errors import AgentError, Conflict, ModelError, NotFound
 from agent.core.faults import fault_point
 from agent.core.home import _fsync_dir
 from agent.store.settings import ModelSettings
 from fieldtui.protocol import ModelManifest
-
-if TYPE_CHECKING:
-    from agent.store.upload import Upload
 
 log = logging.getLogger("fieldtui.agent.models")
 
@@ -219,20 +214,6 @@ class ModelStore:
                 f"{existing.sha256[:12]}…, yours {sha256[:12]}…); push under a new version name"
             )
         return None
-
-    def begin_upload(
-        self,
-        version: str,
-        sha256: str,
-        *,
-        size: int | None,
-        fmt: str = "onnx",
-        source: str,
-        on_end: Callable[[str, str | None], None] | None = None,
-    ) -> Upload:
-        from agent.store.upload import Upload
-
-        return Upload(self, check_version(version), sha256, size=size, fmt=fmt, source=source, on_end=on_end)
 
     def _commit(self, staged: Path, manifest: ModelManifest) -> bool:
         """Rename a complete staging folder to ``models/<version>``; False when the same bytes were
