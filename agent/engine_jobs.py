@@ -24,6 +24,7 @@ import numpy as np
 from agent.engine_build import BuildOptions, BuildSource, CannotBuild, check_buildable, rebuild
 from agent.engines import EngineStore, identities
 from agent.errors import AgentError, Conflict
+from agent.home import user_path
 from agent.jobs import JobContext
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 
@@ -152,7 +153,10 @@ class Engines:
     def check(self, request: EngineRebuildRequest) -> BuildSource:
         """Everything a request can get wrong, as a 422 before any job exists."""
         check_buildable(request.backend, request.precision)
-        if request.calibration_dir is not None and not Path(request.calibration_dir).expanduser().is_dir():
+        if (
+            request.calibration_dir is not None
+            and not user_path(request.calibration_dir, CannotBuild).is_dir()
+        ):
             raise CannotBuild(
                 f"calibration_dir: {request.calibration_dir} is not a folder on the device; give a folder "
                 "of JPEG/PNG frames from this camera, or omit it to calibrate on the live source"

@@ -11,7 +11,9 @@ from fieldtui.protocol.core import Job, Model, ModelInfo
 # --- model store ----------------------------------------------------------------------------------
 
 ModelFormat = Literal["onnx", "engine", "hef"]
-HistoryAction = Literal["upload", "activate", "rollback", "auto_rollback", "remove", "startup"]
+HistoryAction = Literal[
+    "upload", "activate", "rollback", "auto_rollback", "remove", "startup", "forwarding"  # Trio endpoint
+]
 HistoryOutcome = Literal[
     "started",  # in progress (a row left so by a crash is closed as "interrupted" at the next start)
     "stored",  # an upload verified and in the store
@@ -23,6 +25,7 @@ HistoryOutcome = Literal[
     "rolled_back",  # was serving, replaced by the previous model
     "interrupted",  # the agent stopped half-way; see the reason for what the next start did
     "removed",
+    "changed",  # a setting changed (forwarding: the Trio endpoint, and what became of the key)
 ]
 
 
