@@ -12,7 +12,9 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -100,10 +102,25 @@ class LogBuffer(logging.Handler):
 
 
 class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    _said_full = 0.0
+
     def _open(self):  # type: ignore[no-untyped-def]
         stream = super()._open()
         os.chmod(self.baseFilename, 0o600)  # each new file after a rollover too
         return stream
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A full disk is one line on stderr a minute (the ring buffer still has every line), not a
+        traceback per record."""
+        from agent.diskspace import is_disk_full
+
+        if not is_disk_full(sys.exc_info()[1]):
+            super().handleError(record)
+            return
+        now = time.monotonic()
+        if now - self._said_full >= 60.0:
+            self._said_full = now
+            sys.stderr.write(f"fieldtui-agent: {self.baseFilename} not written: the disk is full\n")
 
 
 def rotating_file_handler(path: Path, secrets: Callable[[], Iterable[str]] = tuple) -> logging.Handler:

@@ -24,6 +24,7 @@ from agent import sdnotify
 from agent.auth import load_or_create_token
 from agent.config import AgentConfig
 from agent.device import public_url
+from agent.diskspace import is_disk_full
 from agent.errors import AgentError
 from agent.logbuf import LogBuffer, rotating_file_handler
 from agent.service import AgentService
@@ -194,16 +195,23 @@ async def _serve(service: AgentService, config: AgentConfig, sock: socket.socket
         return
     if stop.requested:
         server.should_exit = True
-    service.home.write_runtime(
-        {
-            "pid": os.getpid(),
-            "api_url": service.api_url,
-            "host": host,
-            "port": port,
-            "tls_fingerprint": service.tls.fingerprint if service.tls else None,
-            "started": time.time(),
-        }
-    )
+    try:
+        service.home.write_runtime(
+            {
+                "pid": os.getpid(),
+                "api_url": service.api_url,
+                "host": host,
+                "port": port,
+                "tls_fingerprint": service.tls.fingerprint if service.tls else None,
+                "started": time.time(),
+            }
+        )
+    except OSError as err:  # a full disk must not keep the API down: serve without the runtime file
+        if not is_disk_full(err):
+            raise
+        log.warning(
+            "agent.json not written (the disk is full); the API serves on %s all the same", service.api_url
+        )
     wildcard = config.host in ("0.0.0.0", "", "::")
     log.info("listening on %s%s", service.api_url, f" (bound to {host}:{port})" if wildcard else "")
     advertiser = await _advertise(service, config, port) if config.mdns else None

@@ -23,6 +23,7 @@ from agent.auth import AuthPolicy, FailureThrottle, load_or_create_token
 from agent.config import AgentConfig
 from agent.device import backends as find_backends
 from agent.device import device_info
+from agent.diskspace import DiskWatch
 from agent.errors import AgentError, Conflict, SourceError
 from agent.events import EventBus
 from agent.home import AgentHome
@@ -88,6 +89,7 @@ class AgentService:
         self._last_health: tuple[str, tuple[str, ...]] | None = None
         self._backends: tuple[float, list[BackendInfo]] | None = None
         self._closed = False
+        self.disk = DiskWatch(self.home.root, db.read_only)  # a full disk: said in health and status
         self.metrics.registry.register(_ControlPlaneCollector(self))
         # the model store (agent/activation.py): uploads, activation jobs, probation, pull mode
         self.models = models
@@ -241,6 +243,8 @@ class AgentService:
         camera = st.sample.camera if st.sample is not None else None
         if camera is not None and not camera.ok:
             degraded.append("camera: " + ("; ".join(camera.reasons) or "unhealthy"))
+        if (disk := self.disk.reason()) is not None:
+            degraded.append(disk)
         status = "failing" if failing else "degraded" if degraded else "ok"
         return HealthReport(
             status=status,
@@ -250,7 +254,9 @@ class AgentService:
         )
 
     def status(self) -> PipelineStatus:
-        return self.pipeline.status()
+        st: PipelineStatus = self.pipeline.status()
+        disk = self.disk.reason()
+        return st if disk is None else st.model_copy(update={"read_only": disk})
 
     def device(self) -> DeviceInfo:
         now = time.monotonic()

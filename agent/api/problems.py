@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.diskspace import full_detail, is_disk_full
 from agent.errors import AgentError
 from fieldtui.protocol import Problem
 
@@ -75,6 +76,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AgentError)
     async def _agent_error(request: Request, err: AgentError) -> JSONResponse:
+        if err.status >= 500 and is_disk_full(err):
+            return disk_full(request.scope)
         if err.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, err)
         return problem(err.status, str(err), instance=request.url.path)
@@ -96,6 +99,14 @@ def install(app: FastAPI) -> None:
         return problem(422, validation_detail(list(err.errors())), instance=request.url.path)
 
     app.add_middleware(CatchAll)
+
+
+def disk_full(scope: Scope) -> JSONResponse:
+    """507 Insufficient Storage: what is full and what to delete (one warning, not a traceback)."""
+    service = scope["app"].state.service
+    detail = full_detail(service.home.root)
+    log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), detail)
+    return problem(507, detail, instance=scope.get("path"))
 
 
 class CatchAll:
@@ -122,7 +133,11 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:  # noqa: BLE001 - the point of this middleware
+        except Exception as err:  # noqa: BLE001 - the point of this middleware
+            if is_disk_full(err):
+                if not started:
+                    await disk_full(scope)(scope, receive, send)
+                return
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 await problem(500, INTERNAL_DETAIL, instance=scope.get("path"))(scope, receive, send)

@@ -113,6 +113,10 @@ class PipelineStatus(Model):
     sample: Sample | None = None
     error: str | None = None
     started_at: float | None = None
+    read_only: str | None = Field(
+        default=None,
+        description="why changes cannot be saved (a full disk) and what to delete; None normally",
+    )
 
 
 class HealthReport(Model):
