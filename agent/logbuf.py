@@ -51,6 +51,44 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record), self._secrets())
 
 
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` records of one message (logger and format string) per ``window`` seconds: a
+    fault that repeats thousands of times a second (accept() failing under a socket flood) must not
+    rotate the log's history away. The first record after a window says how many were left out.
+    One instance may sit on several handlers: the verdict is kept on the record."""
+
+    def __init__(self, burst: int = 20, window: float = 60.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, left out]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verdict = getattr(record, "_fieldtui_repeat", None)
+        if verdict is not None:
+            return verdict
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is None or now - entry[0] >= self.window:
+                if entry is not None and entry[2]:
+                    record.msg = (
+                        f"{record.msg} [{int(entry[2])} more like this in {self.window:.0f} s not logged]"
+                    )
+                if len(self._seen) >= 4096:
+                    self._seen.clear()
+                self._seen[key] = [now, 1, 0]
+                verdict = True
+            else:
+                entry[1] += 1
+                verdict = entry[1] <= self.burst
+                if not verdict:
+                    entry[2] += 1
+        record._fieldtui_repeat = verdict  # type: ignore[attr-defined]
+        return verdict
+
+
 class LogBuffer(logging.Handler):
     """Keeps the last ``capacity`` records as :class:`LogLine` and hands each to ``on_line``."""
 

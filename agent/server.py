@@ -26,13 +26,15 @@ from agent.config import AgentConfig
 from agent.device import public_url
 from agent.diskspace import is_disk_full
 from agent.errors import AgentError
-from agent.logbuf import LogBuffer, rotating_file_handler
+from agent.logbuf import LogBuffer, RepeatFilter, rotating_file_handler
 from agent.service import AgentService
 from agent.sources import redact
 from fieldtui import __version__
 from fieldtui.protocol import API_VERSION, ModelInfo
 
 log = logging.getLogger("fieldtui.agent.server")
+
+ACCEPT_BATCH = 64
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -50,7 +52,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
         # listen now: with SO_REUSEADDR, Linux lets two sockets bind one port as long as neither listens
-        sock.listen(128)
+        sock.listen(ACCEPT_BATCH)
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
@@ -71,8 +73,10 @@ def make_server(service: AgentService, sock: socket.socket) -> Any:
     """A uvicorn server for ``service`` on ``sock``, which ends SSE streams before draining connections
     (open streams would otherwise hold the graceful shutdown until its timeout)."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from agent.api import create_app
+    from agent.connguard import ConnectionCollector, ConnectionGuard, connection_limit, raise_file_limit
 
     class AgentServer(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -80,8 +84,17 @@ def make_server(service: AgentService, sock: socket.socket) -> Any:
             await super().shutdown(sockets)
 
     tls = service.tls
+    app = create_app(service)
+    # connections bounded below the file limit, idle ones displaced first (agent/connguard.py)
+    guard = ConnectionGuard(connection_limit(raise_file_limit()))
+    service.metrics.registry.register(ConnectionCollector(guard, app.state.in_flight))
     config = uvicorn.Config(
-        create_app(service),
+        app,
+        http=guard.protocol(AutoHTTPProtocol),
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after this (uvicorn's default)
+        # asyncio accepts up to `backlog` connections per wake-up before any is looked at: keep that
+        # batch small, so a queued flood cannot reach the file limit between two checks of the guard
+        backlog=ACCEPT_BATCH,
         log_config=None,  # ours: the root logger with the ring buffer and agent.log
         access_log=False,  # a line per /metrics scrape and status poll would drown what matters
         lifespan="on",
@@ -101,8 +114,10 @@ def install_logging(config: AgentConfig) -> tuple[LogBuffer, Callable[[], None]]
     ring = LogBuffer(secrets=lambda: (token,))
     root = logging.getLogger()
     handlers = [ring, rotating_file_handler(home.log_file, lambda: (token,))]
+    repeats = RepeatFilter()  # a fault repeating thousands of times a second: 20 lines a minute
     for handler in handlers:
         handler.setLevel(config.log_level)
+        handler.addFilter(repeats)
         root.addHandler(handler)
     old_level = root.level
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(config.log_level)))

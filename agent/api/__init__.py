@@ -27,6 +27,7 @@ from agent.api import (
     system,
 )
 from agent.api.security import BearerAuth, is_public
+from agent.connguard import InFlight, RequestLimit
 from agent.service import AgentService
 from fieldtui import __version__
 
@@ -57,7 +58,10 @@ def create_app(service: AgentService) -> FastAPI:
     app.state.service = service
     for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks, engines):
         app.include_router(module.router)
-    # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
+    # Middleware added last runs first: the catch-all wraps auth, which wraps the in-flight limit
+    # (agent/connguard.py: only requests with the token count), which wraps the routes.
+    app.state.in_flight = InFlight()
+    app.add_middleware(RequestLimit, in_flight=app.state.in_flight)
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
     problems.install(app)
     _declare_security(app)
