@@ -99,6 +99,9 @@ class ModelList(Model):
     probation: ProbationStatus | None = None
     keep: int
     max_upload_bytes: int
+    pull: str | None = Field(
+        default=None, description="pull mode: what the last poll did (a back-off after a failed download)"
+    )
 
     def summary_lines(self, history: int = 8) -> list[str]:
         """The text both command lines print: versions, then the latest history with reasons."""
