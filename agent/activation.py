@@ -25,6 +25,7 @@ from agent.model_catalog import Live, ModelCatalog
 from agent.model_history import ModelHistory
 from agent.model_settings import ModelSettings
 from agent.models import ModelStore, StoreLock, check_version
+from agent.nonfinite import probation_reason
 from agent.probation import SETTLE_S, Figures, FrameWatch, health_check, judge
 from fieldtui.protocol import Job, ModelEvent, ProbationStatus
 
@@ -45,6 +46,7 @@ class _Probation:
     ends: float
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    nonfinite_at_swap: int = 0  # the pipeline's count of NaN/Inf frames when the probation began
 
 
 class ModelManager(ModelCatalog):
@@ -238,6 +240,7 @@ class ModelManager(ModelCatalog):
         p = _Probation(
             version, previous, standby, row, baseline, swapped, now, now + self.settings.probation_s
         )
+        p.nonfinite_at_swap = getattr(self._service.pipeline, "nonfinite_frames", 0)
         p.thread = threading.Thread(
             target=self._watch_probation, args=(p,), name="model-probation", daemon=True
         )
@@ -282,7 +285,11 @@ class ModelManager(ModelCatalog):
                 continue
             break
         new = Figures(new.frames, new.confidence, pipeline.sample().stages_ms.infer or None)
-        reason = judge(new, p.baseline, s, label=p.version, old_label=self.label(p.previous))
+        # NaN/Inf outputs while on probation (agent/nonfinite.py), counted by the pipeline since the swap:
+        # judged first, as the more specific reason (such frames also lose their confidence)
+        bad = getattr(pipeline, "nonfinite_frames", 0) - p.nonfinite_at_swap
+        reason = probation_reason(bad, new.frames, p.version)
+        reason = reason or judge(new, p.baseline, s, label=p.version, old_label=self.label(p.previous))
         if reason is not None:
             return self._fail_probation(p, reason, new)
         with self._lock:

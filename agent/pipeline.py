@@ -40,6 +40,7 @@ from agent.handoff import Closed, Slot
 from agent.headless import run_headless
 from agent.health import HealthMonitor
 from agent.metrics import AgentMetrics, StateSnapshot
+from agent.nonfinite import outputs_finite
 from agent.sources import open_source, redact
 from agent.stats import RollingStats
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus
@@ -96,6 +97,7 @@ class Pipeline:
         self._ended_gen = -1  # source generation of the last finite source processed to its end
         self._error: str | None = None
         self._errors = 0
+        self.nonfinite_frames = 0  # frames whose outputs held NaN/Inf (agent/nonfinite.py)
         self._start_failed = False
         self._threads: list[threading.Thread] = []
         self._slots: list[Slot] = []
@@ -325,6 +327,9 @@ class Pipeline:
 
     def _finish(self, work: _Work) -> None:
         det, item = work.detector, work.item
+        if not outputs_finite(work.outputs):
+            self.nonfinite_frames += 1
+            self.metrics.frames_nonfinite.inc()
         t0 = time.perf_counter()
         dets = det.postprocess(work.outputs, work.lb)
         post_s = time.perf_counter() - t0
