@@ -71,6 +71,29 @@ def validation_detail(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more + "; fix the request (GET /openapi.json has the schema) and send it again"
 
 
+def _flat(routes: list[Any]) -> Any:
+    """Routes, with those of included routers (FastAPI keeps them inside one wrapper) taken out."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (Starlette's 405 names only the first route's)."""
+    from starlette.routing import Match
+
+    exact: set[str] = set()
+    catch_all: set[str] = set()  # {name:path} routes: they match a sub-route's path too
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            (catch_all if getattr(route, "path", "").endswith(":path}") else exact).update(route.methods)
+    return ", ".join(sorted(exact or catch_all))
+
+
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers and the catch-all middleware on ``app``."""
 
@@ -88,7 +111,8 @@ def install(app: FastAPI) -> None:
         if err.status_code == 404 and err.detail == "Not Found":
             detail = f"no route {request.method} {path} on this agent; GET /openapi.json lists the routes"
         elif err.status_code == 405:
-            allowed = (err.headers or {}).get("Allow") or (err.headers or {}).get("allow") or "?"
+            allowed = allowed_methods(request) or (err.headers or {}).get("Allow") or "?"
+            err.headers = {**(err.headers or {}), "Allow": allowed}
             detail = f"{request.method} is not allowed on {path}; allowed: {allowed}"
         else:
             detail = str(err.detail)

@@ -210,6 +210,7 @@ class Problem(Model):
 
 
 class SourceChange(Model):
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
     uri: str
 
 
