@@ -94,6 +94,12 @@ def test_a_disk_that_fills_while_serving_gets_507s_and_the_agent_keeps_serving(
         else:
             _problem_507(activate)
 
+        for method, path in (("POST", "/v1/pipeline/restart"), ("POST", "/v1/benchmarks")):
+            r = c.request(method, path, json={} if path.endswith("benchmarks") else None)
+            assert r.status_code in (202, 507), (path, r.text)  # a job row SQLite had room for, or 507
+            if r.status_code == 507:
+                _problem_507(r)
+
         assert c.get("/v1/forwarding").json()["condition"] != "anyone there?"
         names = {m["version"] for m in c.get("/v1/models").json()["versions"]}
         assert "v2" not in names  # nothing half-written in the store
