@@ -51,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=1100)
     parser.add_argument("--file-limit", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=20, help="requests per route (5 s timeout each)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, args.sockets + 512), hard))
@@ -78,7 +79,7 @@ def main() -> int:
             url, port = info["api_url"], info["port"]
             token = (home / "token").read_text().strip()
             time.sleep(3)
-            quiet = probe(url, token)
+            quiet = probe(url, token, args.rounds)
             per = args.sockets // 40 + 1
             for i in range(40):
                 for _ in range(per):
@@ -89,18 +90,25 @@ def main() -> int:
                         s.connect(("127.0.0.1", port))
                     socks.append(s)
             time.sleep(2)
-            flooded = probe(url, token)
-            metrics = httpx.get(url + "/metrics", timeout=10).text
+            flooded = probe(url, token, args.rounds)
+            try:
+                metrics = httpx.get(url + "/metrics", timeout=10).text
+            except httpx.HTTPError as err:
+                metrics = f"(no /metrics under the flood: {type(err).__name__})"
         finally:
             for s in socks:
                 s.close()
             proc.terminate()
-            _, err = proc.communicate(timeout=30)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
     print(f"agent file limit {limit}; flood: {len(socks)} idle sockets from 40 addresses")
     print(f"{'route':<12} {'quiet p50':>10} {'flood p50':>10} {'flood max':>10} {'failed':>7}")
     for route in quiet:
         q, f = quiet[route], flooded[route]
-        print(f"{route:<12} {q[0]:>8.1f}ms {f[0]:>8.1f}ms {f[1]:>8.1f}ms {f[2]:>4}/20")
+        print(f"{route:<12} {q[0]:>8.1f}ms {f[0]:>8.1f}ms {f[1]:>8.1f}ms {f[2]:>4}/{args.rounds}")
     for line in metrics.splitlines():
         if line.startswith(
             ("fieldtui_agent_http_connections ", "fieldtui_agent_http_connections_closed_total{")
