@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from agent.engine_build import BuildOptions, BuildSource, CannotBuild, check_buildable, rebuild
+from agent.engine_worker import ChildUnavailable, rebuild_in_child
 from agent.engines import EngineStore, identities
 from agent.errors import AgentError, Conflict
 from agent.home import user_path
@@ -41,9 +42,10 @@ def engine_version(source: str | None, backend: str, precision: str, sha256: str
 
 
 def release_memory() -> None:
-    """Give the memory a rebuild freed back to the system. INT8 calibration allocates hundreds of MB
-    (every frame's activations) that the C heap keeps after they are freed: an agent serving at 190 MB
-    stayed at 800 MB after a 300-frame rebuild, 265 MB with this (bench/rebuild_memory.py)."""
+    """Give what a rebuild freed in this process (its frames; the whole build when it ran here, not in
+    a child) back to the system: the C heap keeps freed memory otherwise. A 300-frame INT8 rebuild in
+    this process left an agent serving at 190 MB at 800 MB; 270 MB with this; 187 MB with the build in a
+    child process (bench/rebuild_memory.py)."""
     import ctypes
     import ctypes.util
     import gc
@@ -133,6 +135,7 @@ class Engines:
         self.store.clean_staging()
         self._submitting = threading.Lock()
         self._job_id: str | None = None
+        self.in_child = True  # rebuild in a child process (agent/engine_worker.py); False: in this one
         try:
             self.list()  # sets fieldtui_agent_engine_stale from the start
         except Exception:  # noqa: BLE001 - a bad engine folder must not stop the agent
@@ -250,13 +253,20 @@ class Engines:
             held_out=held,
             notes=notes,
         )
-        result = rebuild(
-            self.store,
-            source,
-            options,
-            check_cancelled=ctx.check_cancelled if ctx else lambda: None,
-            progress=ctx.progress if ctx else lambda f, s: None,
-        )
+        hooks = {
+            "check_cancelled": ctx.check_cancelled if ctx else lambda: None,
+            "progress": ctx.progress if ctx else lambda f, s: None,
+        }
+        # in a child process: what calibration allocates leaves with it (agent/engine_worker.py)
+        try:
+            if not self.in_child:
+                raise ChildUnavailable("in_child is off")
+            result = rebuild_in_child(self.store, source, options, **hooks)
+        except ChildUnavailable as err:
+            log.warning(
+                "engine build in this process (no child process: %s); its memory is trimmed after", err
+            )
+            result = rebuild(self.store, source, options, **hooks)
         self.list()  # the metric sees the new engine
         if request.activate:
             result = self.activate(result, source)

@@ -6,12 +6,14 @@
 
 A real ``fieldtui-agent serve`` (demo model, demo source) on 127.0.0.1; a folder of demo-scene JPEGs as
 ``calibration_dir``; ``POST /v1/engines/rebuild`` INT8; the agent's VmRSS read from /proc every 0.1 s
-until the job ends, then 5 s later (the level it settles at).
+until the job ends, then 5 s later (the level it settles at); and the peak RSS of its child processes
+(agent/engine_worker.py runs the build in one).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -32,6 +34,20 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def children_rss_mb(pid: int) -> float:
+    """RSS of ``pid``'s child processes (the engine build runs in one)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            with contextlib.suppress(OSError, ValueError):
+                total += rss_mb(int(kid))
+    return total
 
 
 def main() -> int:
@@ -67,11 +83,13 @@ def main() -> int:
             time.sleep(5)  # serving, warmed up
             before = rss_mb(proc.pid)
             peak = [before]
+            child_peak = [0.0]
             stop = threading.Event()
 
             def sample() -> None:
                 while not stop.wait(0.1):
                     peak.append(rss_mb(proc.pid))
+                    child_peak.append(children_rss_mb(proc.pid))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -99,6 +117,7 @@ def main() -> int:
                 f"  agent RSS before {before:.0f} MB, peak during {max(peak):.0f} MB, 5 s after {after:.0f} MB"
             )
             print(f"  after / before = {after / before:.2f}")
+            print(f"  its child processes (the build) at their peak: {max(child_peak):.0f} MB")
         finally:
             proc.terminate()
             proc.wait(20)
