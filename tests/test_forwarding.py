@@ -56,6 +56,7 @@ def make(tmp_path: Path, trio: FakeTrio) -> Iterator[Callable[..., Forwarder]]:
             AgentHome(home or tmp_path / "home"),
             latest=latest,
             env={KEY_ENV: KEY} if env is None else env,
+            defaults={"base_url": trio.url},  # the endpoint the environment's key is bound to
         )
         made.append(fwd)
         fwd.update(ForwardingUpdate(**{"base_url": trio.url, "timeout_s": 5.0, **settings}))
@@ -183,9 +184,10 @@ def test_settings_and_key_persist_in_the_home(make, tmp_path: Path, trio: FakeTr
     again = Forwarder(AgentHome(tmp_path / "home"), env={})
     try:
         assert again.settings == fwd.settings and again.store.key() == KEY
-        assert Forwarder(AgentHome(tmp_path / "home"), env={KEY_ENV: "x"}).state().api_key == (
-            f"set (from ${KEY_ENV})"
+        from_env = Forwarder(
+            AgentHome(tmp_path / "home"), env={KEY_ENV: "x"}, defaults={"base_url": trio.url}
         )
+        assert from_env.state().api_key == f"set (from ${KEY_ENV})"
     finally:
         again.close()
     fwd.update(ForwardingUpdate(api_key=""))

@@ -97,6 +97,8 @@ def test_forwarding_over_http_and_the_key_stays_secret(agent_proc, trio: FakeTri
 
 
 def test_key_from_the_environment(start_agent, agent_home, trio: FakeTrio) -> None:
+    # the environment's key goes only to the endpoint config.toml names (tests/test_api_hostile.py)
+    (agent_home / "config.toml").write_text(f'[forwarding]\nbase_url = "{trio.url}"\n')
     agent = start_agent(agent_home, env={"FIELDTUI_AGENT_TRIO_API_KEY": KEY})
     with agent.client() as c:
         assert c.get("/v1/forwarding").json()["api_key"] == "set (from $FIELDTUI_AGENT_TRIO_API_KEY)"

@@ -126,7 +126,7 @@ def test_service_discovery_reads_what_fieldtui_discover_writes(site: Path) -> No
 def alert_rules() -> dict[str, str]:
     """alert name -> expr, read with a regex (every expr is one line; promtool checks the YAML itself)."""
     pairs = re.findall(r"- alert: (\w+)\n(?:\s*#.*\n)*\s*expr: (.+)", RULES.read_text())
-    assert len(pairs) == 7, pairs
+    assert len(pairs) == 8, pairs
     return dict(pairs)
 
 

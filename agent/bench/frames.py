@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import ImageError
+from agent.core.home import user_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -36,7 +37,7 @@ def folder_frames(folder: str | Path, n: int) -> list[np.ndarray]:
     """The first ``n`` images of ``folder`` (sorted by name); ImageError when it has none."""
     from agent.inference.detector import read_image
 
-    root = Path(folder).expanduser()
+    root = user_path(folder, ImageError)
     if not root.is_dir():
         raise ImageError(f"frames folder not found: {root} (give a folder of JPEG or PNG images)")
     paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]

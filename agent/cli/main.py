@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from agent.cli.args import fraction, home_flags, port, seconds
+from agent.cli.args import fraction, home_flags, port, seconds, source_flags, source_from
 from agent.core.errors import AgentError
 
 log = logging.getLogger("fieldtui.agent")
@@ -57,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     return run_headless(
         model=args.model,
-        source=args.source,
+        source=source_from(args, dict(os.environ), warn=False) or "demo:",
         backend=args.backend,
         metrics_port=args.metrics_port,
         duration=args.duration,
@@ -74,7 +75,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict:
         "port": args.port,
         "model": args.model,
         "backend": args.backend,
-        "source": args.source,
+        "source": source_from(args),
         "tls": args.tls,
         "name": args.name,
         "mdns": False if args.no_mdns else None,
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the camera -> detector loop headless, a status line a second")
     _add_model_flags(p)
-    p.add_argument("--source", default="demo:", help="demo:, file path, rtsp://, http(s)://, usb:N")
+    source_flags(p)
     p.add_argument("--metrics-port", type=port(), default=None, help="serve Prometheus /metrics on this port")
     p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     p.add_argument("--duration", type=seconds, default=None, help="stop after this many seconds")
@@ -169,9 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port(), default=None, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
-    p.add_argument(
-        "--source", default=None, help="demo:, file path, rtsp://, http(s)://, usb:N (default demo:)"
-    )
+    source_flags(p)
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
     p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
     p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")

@@ -49,6 +49,19 @@ def resolve_home(flag: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+def user_path(text: str | os.PathLike[str], error: type[AgentError] = AgentError) -> Path:
+    """``text`` as a path with a leading ``~`` or ``~user`` expanded; ``error`` (422) saying so when that
+    user or home does not exist (``Path.expanduser`` raises RuntimeError there, which is no answer)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise error(
+            f"{str(text).split('/', 1)[0]!r} in {str(text)!r} names no user with a home on this device; "
+            "give an absolute path",
+            status=422,
+        ) from None
+
+
 def _fsync_dir(path: Path) -> None:
     # A rename is durable only once the directory entry is; not every platform lets us open a dir.
     with contextlib.suppress(OSError):

@@ -12,7 +12,9 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -59,6 +61,44 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self._secrets())
+
+
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` records of one message (logger and format string) per ``window`` seconds: a
+    fault that repeats thousands of times a second (accept() failing under a socket flood) must not
+    rotate the log's history away. The first record after a window says how many were left out.
+    One instance may sit on several handlers: the verdict is kept on the record."""
+
+    def __init__(self, burst: int = 20, window: float = 60.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, left out]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verdict = getattr(record, "_fieldtui_repeat", None)
+        if verdict is not None:
+            return verdict
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is None or now - entry[0] >= self.window:
+                if entry is not None and entry[2]:
+                    record.msg = (
+                        f"{record.msg} [{int(entry[2])} more like this in {self.window:.0f} s not logged]"
+                    )
+                if len(self._seen) >= 4096:
+                    self._seen.clear()
+                self._seen[key] = [now, 1, 0]
+                verdict = True
+            else:
+                entry[1] += 1
+                verdict = entry[1] <= self.burst
+                if not verdict:
+                    entry[2] += 1
+        record._fieldtui_repeat = verdict  # type: ignore[attr-defined]
+        return verdict
 
 
 class LogBuffer(logging.Handler):
@@ -112,10 +152,25 @@ class LogBuffer(logging.Handler):
 
 
 class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    _said_full = 0.0
+
     def _open(self):  # type: ignore[no-untyped-def]
         stream = super()._open()
         os.chmod(self.baseFilename, 0o600)  # each new file after a rollover too
         return stream
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A full disk is one line on stderr a minute (the ring buffer still has every line), not a
+        traceback per record."""
+        from agent.core.diskspace import is_disk_full
+
+        if not is_disk_full(sys.exc_info()[1]):
+            super().handleError(record)
+            return
+        now = time.monotonic()
+        if now - self._said_full >= 60.0:
+            self._said_full = now
+            sys.stderr.write(f"fieldtui-agent: {self.baseFilename} not written: the disk is full\n")
 
 
 def rotating_file_handler(path: Path, secrets: Callable[[], Iterable[str]] = tuple) -> logging.Handler:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.core.diskspace import LOW_BYTES, free_bytes
 from agent.core.errors import AgentError
 from fieldtui.protocol import Job
 
@@ -87,6 +88,8 @@ class StateDB:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self.read_only: str | None = None  # why changes are not saved (a full disk), None normally
+        self._conn = None
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
@@ -97,11 +100,36 @@ class StateDB:
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._migrate()
         except sqlite3.DatabaseError as err:
-            raise StateError(
-                f"cannot open the state database {self.path}: {err}; "
-                "move it aside to start with an empty job history"
-            ) from None
+            if self._conn is not None:
+                self._conn.close()
+            free = free_bytes(self.path.parent)
+            if free is None or free >= LOW_BYTES:
+                raise StateError(
+                    f"cannot open the state database {self.path}: {err}; "
+                    "move it aside to start with an empty job history"
+                ) from None
+            # a full disk: serve from a copy in memory rather than not at all (the file is untouched)
+            self._conn = self._memory_copy()
+            self.read_only = f"the disk is full, so {self.path.name} is a copy in memory ({err}): history made now is lost at restart"
+            return
         self.path.chmod(0o600)
+
+    def _memory_copy(self) -> sqlite3.Connection:
+        """state.db read as it is on disk (immutable: no -wal/-shm files made) into a database in memory."""
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        if self.path.exists():
+            try:
+                src = sqlite3.connect(f"{self.path.as_uri()}?immutable=1", uri=True)
+                try:
+                    src.backup(conn)
+                finally:
+                    src.close()
+            except sqlite3.DatabaseError:
+                pass  # unreadable too: an empty history, said in the read-only reason
+        self._conn = conn
+        self._migrate()
+        return conn
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()

@@ -33,8 +33,9 @@ from prometheus_client.registry import Collector
 
 from agent.core.home import AgentHome
 from agent.forwarding.redact import blur_boxes
-from agent.forwarding.store import ForwardingStore
+from agent.forwarding.store import ForwardingStore, endpoint
 from agent.forwarding.trio import TrioClient, failure
+from agent.frames.sources import redact
 from fieldtui.protocol import (
     ForwardingSettings,
     ForwardingState,
@@ -141,8 +142,10 @@ class Forwarder:
         latest: Latest | None = None,
         defaults: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        audit: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = ForwardingStore(home, env)
+        self._audit = audit or (lambda reason, details: None)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
         self._lock = threading.Lock()  # the worker's client, forward counts, the last result
@@ -204,15 +207,30 @@ class Forwarder:
         """Change, validate and persist settings (and the key); ForwardingError and nothing changed
         when they cannot work."""
         with self._lock:
-            merged = self.store.apply(self.settings, update)
+            before = self.settings
+            had_key = self.store.key(before) is not None
+            merged = self.store.apply(before, update)
             self._cooldown.clear()
             self._apply(merged)
         log.info(
             "forwarding %s: mode %s to %s",
             "enabled" if merged.enabled else "disabled",
             merged.mode,
-            merged.base_url,
+            redact(merged.base_url),
         )
+        old, new = endpoint(before), endpoint(merged)
+        if old != new:
+            given = bool(update.api_key and update.api_key.strip())
+            key = "replaced" if given else "cleared" if had_key else "none"
+            reason = f"Trio endpoint {', '.join(old)} -> {', '.join(new)}; " + (
+                "a key for it was given"
+                if given
+                else "the key was dropped: give api_key again for the new endpoint"
+                if had_key
+                else "no key was set"
+            )
+            log.warning("forwarding: %s", reason)
+            self._audit(reason, {"from": list(old), "to": list(new), "key": key})
         return self.state()
 
     def state(self) -> ForwardingState:
@@ -225,7 +243,9 @@ class Forwarder:
                 backoff_remaining_s=round(max(0.0, self._backoff_until - time.monotonic()), 1),
                 last=self._last,
             )
-        return ForwardingState(**self.settings.model_dump(), api_key=self.store.masked(), stats=stats)
+        return ForwardingState(
+            **self.settings.model_dump(), api_key=self.store.masked(self.settings), stats=stats
+        )
 
     # --- the listener (postprocess thread: keep it cheap) -----------------------------------------
 
@@ -296,7 +316,7 @@ class Forwarder:
 
     def _trio(self, settings: ForwardingSettings) -> TrioClient:
         """The worker's client, rebuilt when the base URL, key or timeout changed."""
-        key = (settings.base_url, self.store.key(), settings.timeout_s)
+        key = (settings.base_url, self.store.key(settings), settings.timeout_s)
         with self._lock:
             if self._client is None or self._client[0] != key:
                 if self._client is not None:
@@ -369,7 +389,7 @@ class Forwarder:
                 retry_after_s=round(wait, 1),
                 mode=settings.mode,
             )
-        key = self.store.key()
+        key = self.store.key(settings)
         if not key:
             return failure("no_key", "no Trio API key is set; nothing was sent", mode=settings.mode)
         item = _Item(classes=[], image=None, boxes=None, class_ids=None, names={})
@@ -407,11 +427,17 @@ def attach_forwarding(service: Any) -> Forwarder:
         got = pipeline.latest()
         return None if got is None else (got[0], got[1], pipeline.detector.names)
 
+    def audit(reason: str, details: dict[str, Any]) -> None:
+        from agent.store.history import ModelHistory
+
+        ModelHistory(service.db).add("forwarding", None, "changed", reason=reason, details=details)
+
     forwarder = Forwarder(
         service.home,
         registry=service.metrics.registry,
         latest=latest if hasattr(pipeline, "latest") else None,
         defaults=service.config.sections.get("forwarding"),
+        audit=audit,
     )
     if hasattr(pipeline, "add_listener"):
         pipeline.add_listener(forwarder.on_frame)

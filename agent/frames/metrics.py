@@ -125,6 +125,12 @@ class AgentMetrics:
         self.frames_dropped = Counter(
             "fieldtui_agent_frames_dropped", "live frames replaced before they were processed", registry=r
         )
+        # a model fault no health check on a few frames need catch (NaN only on dark frames, say)
+        self.frames_nonfinite = Counter(
+            "fieldtui_agent_frames_nonfinite",
+            "frames whose model outputs held NaN or Inf (counted by agent/inference/nonfinite.py)",
+            registry=r,
+        )
         self.source_reconnects = Counter(
             "fieldtui_agent_source_reconnects", "times a lost source came back", registry=r
         )

@@ -42,6 +42,7 @@ from agent.frames.metrics import AgentMetrics, StateSnapshot
 from agent.frames.sources import open_source, redact
 from agent.frames.stats import RollingStats
 from agent.frames.thread_policy import ThreadTuner
+from agent.inference.nonfinite import outputs_finite
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus
 
 __all__ = ["Pipeline"]
@@ -104,6 +105,7 @@ class Pipeline:
         self._ended_gen = -1  # source generation of the last finite source processed to its end
         self._error: str | None = None
         self._errors = 0
+        self.nonfinite_frames = 0  # frames whose outputs held NaN/Inf (agent/inference/nonfinite.py)
         self._start_failed = False
         self._threads: list[threading.Thread] = []
         self._slots: list[Slot] = []
@@ -337,6 +339,9 @@ class Pipeline:
 
     def _finish(self, work: _Work) -> None:
         det, item = work.detector, work.item
+        if not outputs_finite(work.outputs):
+            self.nonfinite_frames += 1
+            self.metrics.frames_nonfinite.inc()
         t0 = time.perf_counter()
         dets = det.postprocess(work.outputs, work.lb)
         post_s = time.perf_counter() - t0

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.core.config import AgentConfig
+from agent.core.diskspace import is_disk_full
 from agent.core.errors import AgentError
-from agent.core.logbuf import LogBuffer, rotating_file_handler
+from agent.core.logbuf import LogBuffer, RepeatFilter, rotating_file_handler
 from agent.frames.sources import redact
 from agent.server import sdnotify
 from agent.server.auth import load_or_create_token
@@ -31,6 +32,8 @@ from agent.server.service import AgentService
 from fieldtui.protocol import API_VERSION, HealthReport, ModelInfo, __version__
 
 log = logging.getLogger("fieldtui.agent.server")
+
+ACCEPT_BATCH = 64
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -48,7 +51,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
         # listen now: with SO_REUSEADDR, Linux lets two sockets bind one port as long as neither listens
-        sock.listen(128)
+        sock.listen(ACCEPT_BATCH)
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
@@ -69,8 +72,15 @@ def make_server(service: AgentService, sock: socket.socket) -> Any:
     """A uvicorn server for ``service`` on ``sock``, which ends SSE streams before draining connections
     (open streams would otherwise hold the graceful shutdown until its timeout)."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from agent.server.api import create_app
+    from agent.server.connguard import (
+        ConnectionCollector,
+        ConnectionGuard,
+        connection_limit,
+        raise_file_limit,
+    )
 
     class AgentServer(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -78,8 +88,17 @@ def make_server(service: AgentService, sock: socket.socket) -> Any:
             await super().shutdown(sockets)
 
     tls = service.tls
+    app = create_app(service)
+    # connections bounded below the file limit, idle ones displaced first (agent/server/connguard.py)
+    guard = ConnectionGuard(connection_limit(raise_file_limit()))
+    service.metrics.registry.register(ConnectionCollector(guard, app.state.in_flight))
     config = uvicorn.Config(
-        create_app(service),
+        app,
+        http=guard.protocol(AutoHTTPProtocol),
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after this (uvicorn's default)
+        # asyncio accepts up to `backlog` connections per wake-up before any is looked at: keep that
+        # batch small, so a queued flood cannot reach the file limit between two checks of the guard
+        backlog=ACCEPT_BATCH,
         log_config=None,  # ours: the root logger with the ring buffer and agent.log
         access_log=False,  # a line per /metrics scrape and status poll would drown what matters
         lifespan="on",
@@ -99,8 +118,10 @@ def install_logging(config: AgentConfig) -> tuple[LogBuffer, Callable[[], None]]
     ring = LogBuffer(secrets=lambda: (token,))
     root = logging.getLogger()
     handlers = [ring, rotating_file_handler(home.log_file, lambda: (token,))]
+    repeats = RepeatFilter()  # a fault repeating thousands of times a second: 20 lines a minute
     for handler in handlers:
         handler.setLevel(config.log_level)
+        handler.addFilter(repeats)
         root.addHandler(handler)
     old_level = root.level
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(config.log_level)))
@@ -193,16 +214,23 @@ async def _serve(service: AgentService, config: AgentConfig, sock: socket.socket
         return
     if stop.requested:
         server.should_exit = True
-    service.home.write_runtime(
-        {
-            "pid": os.getpid(),
-            "api_url": service.api_url,
-            "host": host,
-            "port": port,
-            "tls_fingerprint": service.tls.fingerprint if service.tls else None,
-            "started": time.time(),
-        }
-    )
+    try:
+        service.home.write_runtime(
+            {
+                "pid": os.getpid(),
+                "api_url": service.api_url,
+                "host": host,
+                "port": port,
+                "tls_fingerprint": service.tls.fingerprint if service.tls else None,
+                "started": time.time(),
+            }
+        )
+    except OSError as err:  # a full disk must not keep the API down: serve without the runtime file
+        if not is_disk_full(err):
+            raise
+        log.warning(
+            "agent.json not written (the disk is full); the API serves on %s all the same", service.api_url
+        )
     wildcard = config.host in ("0.0.0.0", "", "::")
     log.info("listening on %s%s", service.api_url, f" (bound to {host}:{port})" if wildcard else "")
     advertiser = await _advertise(service, config, port) if config.mdns else None

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.core.config import AgentConfig
+from agent.core.diskspace import DiskWatch
 from agent.core.errors import AgentError, Conflict, SourceError
 from agent.core.events import EventBus
 from agent.core.home import AgentHome
@@ -89,6 +90,7 @@ class AgentService:
         self._last_health: tuple[str, tuple[str, ...]] | None = None
         self._backends: tuple[float, list[BackendInfo]] | None = None
         self._closed = False
+        self.disk = DiskWatch(self.home.root, db.read_only)  # a full disk: said in health and status
         self.metrics.registry.register(_ControlPlaneCollector(self))
         # the model store (agent/store/activation.py): uploads, activation jobs, probation, pull mode
         self.models = models
@@ -237,11 +239,13 @@ class AgentService:
         good's baseline, dropped frames, and the probation under way."""
         st: PipelineStatus = self.pipeline.status()
         models = self.models
+        disk = self.disk.reason()
         verdict = health_verdict(
             st,
             window_s=WINDOW_S,
             baseline=models.health_baseline() if models is not None else None,
             probation=models.live().probation if models is not None else None,
+            extra=[("degraded", disk)] if disk is not None else [],
         )
         return HealthReport(
             status=verdict.status,
@@ -254,7 +258,9 @@ class AgentService:
         )
 
     def status(self) -> PipelineStatus:
-        return self.pipeline.status()
+        st: PipelineStatus = self.pipeline.status()
+        disk = self.disk.reason()
+        return st if disk is None else st.model_copy(update={"read_only": disk})
 
     def device(self) -> DeviceInfo:
         now = time.monotonic()

@@ -21,6 +21,7 @@ from typing import Any
 
 from agent.core.errors import AgentError, NotFound
 from agent.core.faults import fault_point
+from agent.inference.nonfinite import probation_reason
 from agent.store.catalog import Live, ModelCatalog
 from agent.store.history import ModelHistory
 from agent.store.models import ModelStore, StoreLock, check_version
@@ -47,6 +48,7 @@ class _Probation:
     ends: float
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    nonfinite_at_swap: int = 0  # the pipeline's count of NaN/Inf frames when the probation began
 
 
 class ModelManager(ModelCatalog):
@@ -314,6 +316,7 @@ class ModelManager(ModelCatalog):
         p = _Probation(
             version, previous, good, standby, row, baseline, swapped, now, now + self.settings.probation_s
         )
+        p.nonfinite_at_swap = getattr(self._service.pipeline, "nonfinite_frames", 0)
         p.thread = threading.Thread(
             target=self._watch_probation, args=(p,), name="model-probation", daemon=True
         )
@@ -351,7 +354,11 @@ class ModelManager(ModelCatalog):
                 continue
             break
         new = Figures(new.frames, new.confidence, pipeline.sample().stages_ms.infer or None)
-        reason = judge(new, p.baseline, s, label=p.version, old_label=self.label(p.good))
+        # NaN/Inf outputs while on probation (agent/inference/nonfinite.py), counted by the pipeline since the
+        # swap: judged first, as the more specific reason (such frames also lose their confidence)
+        bad = getattr(pipeline, "nonfinite_frames", 0) - p.nonfinite_at_swap
+        reason = probation_reason(bad, new.frames, p.version)
+        reason = reason or judge(new, p.baseline, s, label=p.version, old_label=self.label(p.good))
         if reason is not None:
             return self._fail_probation(p, reason, new)
         with self._lock:

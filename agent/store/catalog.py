@@ -171,6 +171,7 @@ class ModelCatalog:
             probation=live.probation,
             keep=self.settings.keep,
             max_upload_bytes=self.settings.max_upload_bytes,
+            pull=getattr(getattr(self, "poller", None), "last", None),
         )
 
     def describe(self, version: str) -> ModelVersion:

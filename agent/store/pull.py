@@ -6,13 +6,22 @@ device does not have is downloaded into the store exactly as an upload is (stage
 committed), then activated as a ``model.activate`` job: health check, swap, probation, automatic
 rollback. A version whose activation already failed or was rolled back is not tried again until the
 registry offers another one - a bad model on the registry must not make every device flap.
+
+The registry is not trusted further than that: the offer is read streamed and refused beyond
+:data:`OFFER_MAX_BYTES`; each poll has an overall deadline (a server dripping a byte every few seconds
+would otherwise reset the read timeout forever), and so does each download; a download that fails its
+sha256 (or fails otherwise) is not fetched again for that offer until its back-off has passed
+(1 min, doubling to 6 h), which the model list's ``pull`` line says.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from agent.core.errors import AgentError
@@ -23,6 +32,30 @@ if TYPE_CHECKING:
     from agent.store.activation import ModelManager
 
 log = logging.getLogger("fieldtui.agent.pull")
+
+OFFER_MAX_BYTES = 8192  # an offer is a few hundred bytes of JSON
+POLL_DEADLINE_S = 30.0  # the whole offer request, however slowly the bytes come
+DOWNLOAD_MIN_RATE = 50_000  # bytes/s a download must average: its deadline is size / this (+ 60 s)
+BACKOFF_S = (60.0, 6 * 3600.0)  # first and longest wait before a failed download is tried again
+
+
+@contextlib.contextmanager
+def deadline(client: Any, seconds: float) -> Iterator[threading.Event]:
+    """Close ``client`` (which ends a read it is blocked in) if the block takes more than ``seconds``;
+    the event is set when that happened."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        client.close()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
 
 
 class RegistryPoller:
@@ -38,6 +71,8 @@ class RegistryPoller:
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
         self._skipped: set[tuple[str, str]] = set()
+        # offer (version, sha256, download_url) -> (failures, not before (monotonic), why)
+        self._failed: dict[tuple[str, str, str], tuple[int, float, str]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="model-pull", daemon=True)
@@ -66,14 +101,29 @@ class RegistryPoller:
         import httpx
 
         url = f"{self.url}/latest"
+        body = bytearray()
+        with httpx.Client(timeout=10.0, trust_env=False) as client, deadline(client, POLL_DEADLINE_S) as late:
+            try:
+                with client.stream("GET", url, params={"device_id": self.device_id}) as response:
+                    if response.status_code != 200:
+                        raise AgentError(
+                            f"registry {url} answered HTTP {response.status_code}; nothing to pull"
+                        )
+                    for chunk in response.iter_bytes(1024):
+                        body += chunk
+                        if len(body) > OFFER_MAX_BYTES:
+                            raise AgentError(
+                                f"registry {url} sent an offer over {OFFER_MAX_BYTES} bytes; an offer is "
+                                "{version, download_url, sha256} JSON: check the registry URL"
+                            )
+            except (httpx.HTTPError, RuntimeError) as err:
+                if late.is_set():
+                    raise AgentError(
+                        f"registry {url} did not answer within {POLL_DEADLINE_S:.0f} s; trying again next poll"
+                    ) from None
+                raise AgentError(f"registry {self.url} unreachable ({type(err).__name__}: {err})") from None
         try:
-            response = httpx.get(url, params={"device_id": self.device_id}, timeout=10.0, trust_env=False)
-        except httpx.HTTPError as err:
-            raise AgentError(f"registry {self.url} unreachable ({type(err).__name__}: {err})") from None
-        if response.status_code != 200:
-            raise AgentError(f"registry {url} answered HTTP {response.status_code}; nothing to pull")
-        try:
-            offer = RegistryOffer.model_validate_json(response.content)
+            offer = RegistryOffer.model_validate_json(bytes(body))
         except ValueError:
             raise AgentError(
                 f"registry {url} did not answer {{version, download_url, sha256}} JSON; check its URL"
@@ -81,6 +131,26 @@ class RegistryPoller:
         check_version(offer.version)
         offer.sha256 = check_sha256(offer.sha256)
         return offer
+
+    def backoff(self, offer: RegistryOffer) -> str | None:
+        """Why ``offer`` is not downloaded now (a failed download waiting out its back-off), or None."""
+        failed = self._failed.get((offer.version, offer.sha256, offer.download_url))
+        if failed is None:
+            return None
+        count, until, why = failed
+        left = until - time.monotonic()
+        if left <= 0:
+            return None
+        return (
+            f"{offer.version} not downloaded again for {left:.0f} s (download failed {count} time(s): {why})"
+        )
+
+    def _download_failed(self, offer: RegistryOffer, why: str) -> None:
+        key = (offer.version, offer.sha256, offer.download_url)
+        count = self._failed.get(key, (0, 0.0, ""))[0] + 1
+        wait = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (count - 1))
+        self._failed[key] = (count, time.monotonic() + wait, why)
+        log.warning("pull mode: %s; trying this offer again in %.0f s", why, wait)
 
     def poll_once(self) -> str:
         """Ask the registry once; download and activate when it offers something new. What happened."""
@@ -97,7 +167,14 @@ class RegistryPoller:
                     f"{version} as {have[:12]}…; publish it under a new version name"
                 )
         else:
-            self.download(offer)
+            waiting = self.backoff(offer)
+            if waiting is not None:
+                return waiting
+            try:
+                self.download(offer)
+            except AgentError as err:
+                self._download_failed(offer, str(err))
+                raise
         verdict, why, _ = manager.history.verdicts().get(version, ("never_activated", None, 0))
         if verdict in BAD_VERDICTS:  # the store's own verdict: the same one a technician's --force overrides
             shown = verdict.replace("_", " ")
@@ -118,8 +195,13 @@ class RegistryPoller:
         url = urljoin(self.url + "/", offer.download_url)
         name = urlsplit(url).path.rsplit("/", 1)[-1]
         fmt = format_for(name) if name.lower().endswith((".onnx", ".engine", ".hef")) else "onnx"
+        limit = 60.0 + (offer.size or 0) / DOWNLOAD_MIN_RATE
         try:
-            with httpx.stream("GET", url, timeout=httpx.Timeout(30.0), trust_env=False) as response:
+            with (
+                httpx.Client(timeout=httpx.Timeout(30.0), trust_env=False) as client,
+                deadline(client, limit) as late,
+                client.stream("GET", url) as response,
+            ):
                 if response.status_code != 200:
                     raise AgentError(
                         f"download of {offer.version} from {url} failed: HTTP {response.status_code}"
@@ -139,7 +221,11 @@ class RegistryPoller:
                 except BaseException as err:
                     upload.abort(f"download interrupted: {err}")
                     raise
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, RuntimeError) as err:
+            if late.is_set():
+                raise AgentError(
+                    f"download of {offer.version} from {url} took over {limit:.0f} s; nothing was stored"
+                ) from None
             raise AgentError(
                 f"download of {offer.version} from {url} failed ({type(err).__name__}: {err})"
             ) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from fieldtui.protocol.core import Model, StageTimes
 
@@ -15,6 +15,8 @@ BenchMode = Literal["model", "pipeline"]
 
 class BenchmarkRequest(Model):
     """``POST /v1/benchmarks``: every (backend, precision, threads, batch) combination is measured."""
+
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
 
     backends: list[str] = Field(default_factory=lambda: ["onnxruntime"], min_length=1, max_length=8)
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(

@@ -147,6 +147,10 @@ class PipelineStatus(Model):
     error: str | None = None
     started_at: float | None = None
     threads: ThreadPolicy | None = None
+    read_only: str | None = Field(
+        default=None,
+        description="why changes cannot be saved (a full disk) and what to delete; None normally",
+    )
 
 
 class HealthReport(Model):
@@ -248,6 +252,7 @@ class Problem(Model):
 
 
 class SourceChange(Model):
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
     uri: str
 
 

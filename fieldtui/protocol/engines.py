@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from fieldtui.protocol.core import Model
 
@@ -72,6 +72,8 @@ class EngineList(Model):
 class EngineRebuildRequest(Model):
     """``POST /v1/engines/rebuild``: build an engine for ``backend`` at ``precision`` from a store version
     (the active one by default)."""
+
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
 
     backend: str = "onnxruntime"
     precision: Precision = "int8"

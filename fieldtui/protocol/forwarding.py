@@ -51,7 +51,7 @@ class ForwardingUpdate(Model):
     """The body of ``PUT /v1/forwarding``: any of the settings, and the Trio API key (stored in the
     agent home, mode 0600, never returned). ``api_key: ""`` deletes the stored key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, "5" not 5
 
     enabled: bool | None = None
     mode: ForwardMode | None = None
@@ -111,5 +111,6 @@ class ForwardingState(ForwardingSettings):
 
 
 class ForwardTestRequest(Model):
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
     condition: str | None = None
     timeout_s: float | None = Field(default=None, gt=0.0, le=60.0)

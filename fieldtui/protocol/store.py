@@ -11,7 +11,9 @@ from fieldtui.protocol.core import Job, Model, ModelInfo
 # --- model store ----------------------------------------------------------------------------------
 
 ModelFormat = Literal["onnx", "engine", "hef"]
-HistoryAction = Literal["upload", "activate", "rollback", "auto_rollback", "remove", "startup"]
+HistoryAction = Literal[
+    "upload", "activate", "rollback", "auto_rollback", "remove", "startup", "forwarding"  # Trio endpoint
+]
 HistoryOutcome = Literal[
     "started",  # in progress (a row left so by a crash is closed as "interrupted" at the next start)
     "stored",  # an upload verified and in the store
@@ -24,6 +26,7 @@ HistoryOutcome = Literal[
     "superseded",  # another activation ended its probation before a verdict (not a pass)
     "interrupted",  # the agent stopped half-way; see the reason for what the next start did
     "removed",
+    "changed",  # a setting changed (forwarding: the Trio endpoint, and what became of the key)
 ]
 
 
@@ -138,6 +141,9 @@ class ModelList(Model):
     probation: ProbationStatus | None = None
     keep: int
     max_upload_bytes: int
+    pull: str | None = Field(
+        default=None, description="pull mode: what the last poll did (a back-off after a failed download)"
+    )
 
     def summary_lines(self, history: int = 8) -> list[str]:
         """The text both command lines print: versions, then the latest history with reasons."""

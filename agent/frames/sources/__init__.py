@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from agent.core.errors import SourceError
 from agent.frames.sources.base import Frame, Source, SourceLost
@@ -83,11 +82,12 @@ def make_source(uri: str) -> Source:
 
 
 def _file_source(path_text: str, uri: str) -> Source:
+    from agent.core.home import user_path
     from agent.frames.sources.files import file_source
 
     if not path_text:
         raise SourceError(f"{uri!r} names no file: accepted forms are {ACCEPTED}")
-    return file_source(Path(path_text).expanduser())
+    return file_source(user_path(path_text, SourceError))
 
 
 def open_source(uri: str) -> Source:

@@ -27,6 +27,7 @@ from agent.server.api import (
     system,
 )
 from agent.server.api.security import BearerAuth, is_public
+from agent.server.connguard import InFlight, RequestLimit
 from agent.server.service import AgentService
 from fieldtui.protocol import __version__
 
@@ -57,11 +58,28 @@ def create_app(service: AgentService) -> FastAPI:
     app.state.service = service
     for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks, engines):
         app.include_router(module.router)
-    # Middleware added last runs first: the catch-all wraps auth, which wraps the routes.
+    # Middleware added last runs first: the catch-all wraps auth, which wraps the in-flight limit
+    # (agent/server/connguard.py: only requests with the token count), which wraps the routes.
+    app.state.in_flight = InFlight()
+    app.add_middleware(RequestLimit, in_flight=app.state.in_flight)
     app.add_middleware(BearerAuth, token=service.token, throttle=service.throttle)
     problems.install(app)
     _declare_security(app)
     return app
+
+
+def _answers(method: str, operation: dict[str, Any]) -> list[tuple[str, str]]:
+    """The error answers a protected operation can give beyond its own: what the middleware and the
+    handlers of agent/server/api/problems.py send, so the schema says every status the agent answers."""
+    answers = [("503", "too many requests in flight on this agent; retry after Retry-After seconds")]
+    if "requestBody" in operation:
+        answers.append(("400", "the body is not valid JSON"))
+    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+        answers.append(("404", "nothing by that name or id on this agent"))
+    if method in ("post", "put", "delete"):
+        answers.append(("409", "another operation is in the way (a job, the serving model); wait and retry"))
+        answers.append(("507", "the device's disk is full: what to delete is in the detail"))
+    return answers
 
 
 def _declare_security(app: FastAPI) -> None:
@@ -86,6 +104,9 @@ def _declare_security(app: FastAPI) -> None:
                     operation["security"] = []
                     for code in ("401", "429"):
                         responses.pop(code, None)
+                else:
+                    for code, description in _answers(method, operation):
+                        responses.setdefault(code, {"description": description})
                 # every error is problem+json (FastAPI would document its own 422 shape)
                 for code, response in responses.items():
                     if code[0] in "45":

@@ -20,6 +20,9 @@ from agent.server.api.deps import Service
 
 router = APIRouter(tags=["events"])
 
+_NAME = "(" + "|".join(EVENT_NAMES) + ")"
+EVENTS_PATTERN = f"^ *{_NAME} *(, *{_NAME} *)*$"
+
 PING_EVERY_S = 15.0
 RETRY_MS = 2000  # how soon a browser-style client reconnects
 
@@ -56,7 +59,12 @@ async def events(
     service: Service,
     only: Annotated[
         str | None,
-        Query(alias="events", max_length=64, description="comma-separated event names; default all"),
+        Query(
+            alias="events",
+            max_length=64,
+            description="comma-separated event names; default all",
+            json_schema_extra={"pattern": EVENTS_PATTERN},
+        ),
     ] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:

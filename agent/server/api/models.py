@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from agent.core.errors import AgentError
@@ -31,7 +32,27 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 BATCH = 1 << 20  # bytes handed to the writer thread at a time
 IDLE_TIMEOUT_S = 60.0  # an upload that sends nothing for this long is abandoned
 
-Version = Annotated[str, Path(description="version name: 1-64 of A-Z a-z 0-9 . _ - +, no '..'")]
+# The schema states the name rule (no '..': every '.' is followed by another character or ends the
+# name); check_version enforces it with a message that says which part is wrong.
+VERSION_PATTERN = r"^[A-Za-z0-9](\.?[A-Za-z0-9_+-])*\.?$"
+Version = Annotated[
+    str,
+    Path(
+        description="version name: 1-64 of A-Z a-z 0-9 . _ - +, starting with a letter or digit, no '..', "
+        "not 'current' or 'rollback'",
+        json_schema_extra={"pattern": VERSION_PATTERN, "maxLength": 64},
+    ),
+]
+
+
+def _version(version: str) -> str:
+    """``version`` checked; a sub-route's path caught by ``{version:path}`` (``PUT .../activate``) is a
+    405 naming the methods that route has, not a bad version name."""
+    if version.endswith("/activate"):
+        raise StarletteHTTPException(405, headers={"Allow": "POST"})
+    return check_version(version)
+
+
 Force = Annotated[bool, Query(description="go ahead although the same bytes or version failed before")]
 
 
@@ -67,13 +88,13 @@ def activate(service: Service, version: Version, force: Force = False) -> Job:
 
 @router.get("/{version:path}", response_model=ModelVersion, responses={404: {"model": Problem}})
 def get_model(service: Service, version: Version) -> ModelVersion:
-    return _manager(service).describe(check_version(version))
+    return _manager(service).describe(_version(version))
 
 
 @router.delete("/{version:path}", response_model=ModelList, responses={409: {"model": Problem}})
 def remove(service: Service, version: Version) -> ModelList:
     """Remove a version; never the serving one, the current one, or the one a probation may return to."""
-    return _manager(service).remove(check_version(version))
+    return _manager(service).remove(_version(version))
 
 
 class _Writer:
@@ -170,6 +191,29 @@ def _content_length(request: Request) -> int:
         413: {"model": Problem},
         422: {"model": Problem},
     },
+    # read by hand (the body is streamed), so stated here for the schema
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "X-Model-Sha256",
+                "in": "header",
+                "required": True,
+                "description": "sha256 of the body, hex",
+                "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            },
+            {
+                "name": "X-Model-Format",
+                "in": "header",
+                "required": False,
+                "description": "onnx (default), engine or hef",
+                "schema": {"type": "string", "enum": ["onnx", "engine", "hef"]},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
 )
 async def put_model(
     request: Request, response: Response, service: Service, version: Version, force: Force = False
@@ -178,7 +222,7 @@ async def put_model(
     (default), engine or hef. 201 when stored, 200 when the same bytes were there; 409 when these bytes
     failed or were rolled back before under another name, unless ``force``."""
     manager = _manager(service)
-    check_version(version)
+    _version(version)
     size = _content_length(request)
     sha256 = check_sha256(request.headers.get("x-model-sha256"))
     fmt = format_for(request.headers.get("x-model-format") or "onnx")

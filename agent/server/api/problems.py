@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.core.diskspace import full_detail, is_disk_full
 from agent.core.errors import AgentError
 from fieldtui.protocol import Problem
 
@@ -70,11 +71,36 @@ def validation_detail(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more + "; fix the request (GET /openapi.json has the schema) and send it again"
 
 
+def _flat(routes: list[Any]) -> Any:
+    """Routes, with those of included routers (FastAPI keeps them inside one wrapper) taken out."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (Starlette's 405 names only the first route's)."""
+    from starlette.routing import Match
+
+    exact: set[str] = set()
+    catch_all: set[str] = set()  # {name:path} routes: they match a sub-route's path too
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            (catch_all if getattr(route, "path", "").endswith(":path}") else exact).update(route.methods)
+    return ", ".join(sorted(exact or catch_all))
+
+
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers and the catch-all middleware on ``app``."""
 
     @app.exception_handler(AgentError)
     async def _agent_error(request: Request, err: AgentError) -> JSONResponse:
+        if err.status >= 500 and is_disk_full(err):
+            return disk_full(request.scope)
         if err.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, err)
         return problem(err.status, str(err), instance=request.url.path)
@@ -85,7 +111,8 @@ def install(app: FastAPI) -> None:
         if err.status_code == 404 and err.detail == "Not Found":
             detail = f"no route {request.method} {path} on this agent; GET /openapi.json lists the routes"
         elif err.status_code == 405:
-            allowed = (err.headers or {}).get("Allow") or (err.headers or {}).get("allow") or "?"
+            allowed = allowed_methods(request) or (err.headers or {}).get("Allow") or "?"
+            err.headers = {**(err.headers or {}), "Allow": allowed}
             detail = f"{request.method} is not allowed on {path}; allowed: {allowed}"
         else:
             detail = str(err.detail)
@@ -96,6 +123,14 @@ def install(app: FastAPI) -> None:
         return problem(422, validation_detail(list(err.errors())), instance=request.url.path)
 
     app.add_middleware(CatchAll)
+
+
+def disk_full(scope: Scope) -> JSONResponse:
+    """507 Insufficient Storage: what is full and what to delete (one warning, not a traceback)."""
+    service = scope["app"].state.service
+    detail = full_detail(service.home.root)
+    log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), detail)
+    return problem(507, detail, instance=scope.get("path"))
 
 
 class CatchAll:
@@ -122,7 +157,11 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:  # noqa: BLE001 - the point of this middleware
+        except Exception as err:  # noqa: BLE001 - the point of this middleware
+            if is_disk_full(err):
+                if not started:
+                    await disk_full(scope)(scope, receive, send)
+                return
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 await problem(500, INTERNAL_DETAIL, instance=scope.get("path"))(scope, receive, send)

@@ -13,8 +13,9 @@ router = APIRouter()
 
 
 @router.get("/v1/health", response_model=HealthReport, tags=["public"])
-def health(service: Service) -> HealthReport:
-    """ok / degraded / failing with the reasons. Public; always 200 - the verdict is in the body."""
+async def health(service: Service) -> HealthReport:
+    """ok / degraded / failing with the reasons. Public; always 200 - the verdict is in the body.
+    On the event loop, not the thread pool: it answers while slow requests fill the pool."""
     return service.health()
 
 
@@ -36,6 +37,7 @@ def status(service: Service) -> PipelineStatus:
     tags=["public"],
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus exposition"}},
 )
-def metrics(service: Service) -> Response:
-    """Prometheus text exposition. Public, so a scraper needs no secret."""
+async def metrics(service: Service) -> Response:
+    """Prometheus text exposition. Public, so a scraper needs no secret. On the event loop, like
+    health, so a scrape is answered while the thread pool is busy."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
