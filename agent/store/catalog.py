@@ -28,8 +28,10 @@ from fieldtui.protocol import (
     ModelManifest,
     ModelVersion,
     ProbationStatus,
+    PullStatus,
     RollbackPlan,
 )
+from fieldtui.protocol.offers import key_fingerprint
 
 CONFIGURED = "the configured model"
 
@@ -169,8 +171,22 @@ class ModelCatalog:
             damaged=[DamagedVersion(version=v, reason=why) for v, why in self.store.damaged()],
             history=self.history.recent(history),
             probation=live.probation,
+            pull=self.pull_status(),
             keep=self.settings.keep,
             max_upload_bytes=self.settings.max_upload_bytes,
+        )
+
+    def pull_status(self) -> PullStatus | None:
+        """Pull mode's configuration and last poll; None when no registry is configured."""
+        s = self.settings
+        if not s.registry:
+            return None
+        poller = getattr(self, "poller", None)  # set on the serving agent's ModelManager
+        return PullStatus(
+            registry=s.registry,
+            signed=s.registry_key is not None,
+            key=key_fingerprint(s.registry_key) if s.registry_key is not None else None,
+            last=poller.last if poller is not None else None,
         )
 
     def describe(self, version: str) -> ModelVersion:
