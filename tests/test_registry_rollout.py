@@ -112,6 +112,8 @@ def test_a_signed_offer_is_taken_and_a_tampered_one_refused(folder, keys):
     check = OfferCheck("dev", public_raw(keys["ours"][1]))
     assert check.signature_problem(offer) is None
     assert check.signature_problem(RegistryOffer.model_validate_json(offer.model_dump_json())) is None
+    # the agent reads sha256 case-blind, so the signature covers it so too
+    assert check.signature_problem(offer.model_copy(update={"sha256": offer.sha256.upper()})) is None
 
     tampered = {
         "sha256": offer.model_copy(update={"sha256": "0" * 64}),
@@ -212,6 +214,24 @@ def test_an_agent_with_a_key_refuses_an_unsigned_static_offer(folder, keys, inpr
             models = listing(c)
         assert models.versions == [] and models.serving.version is None
         assert history_of(models, "pull")[0].outcome == "refused"
+
+
+def test_a_static_site_serves_a_signed_offer_that_registry_offer_wrote(
+    folder, keys, inproc_agent, tmp_path, capsys
+):
+    ModelFolder(folder).set_rollout("v2", 100)
+    code, text, _ = run(capsys, "registry", "offer", str(folder), "--sign", str(keys["ours"][0]))
+    assert code == 0
+    offer = RegistryOffer.model_validate_json(text)
+    assert offer.version == "v2" and offer.signature and '"rollout"' not in text
+    site = tmp_path / "site"
+    (site / "models").mkdir(parents=True)
+    (site / "models" / "v2.onnx").write_bytes((folder / "v2.onnx").read_bytes())
+    with static_site(site, offer.model_dump(exclude_none=True)) as url:
+        agent = pulling_agent(inproc_agent, tmp_path, url, registry_key=public_line(keys["ours"][1]))
+        with agent.client() as c:
+            wait_for(lambda: listing(c).serving.version == "v2")
+    assert "no model to offer" in fail_line(capsys, "registry", "offer", str(tmp_path / "site"))
 
 
 def test_an_agent_outside_the_cohort_waits_and_joins_when_the_percent_rises(folder, inproc_agent, tmp_path):

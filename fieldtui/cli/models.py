@@ -204,6 +204,21 @@ def cmd_registry_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_registry_offer(args: argparse.Namespace) -> int:
+    from fieldtui.registry import ModelFolder
+
+    signer = None
+    if args.sign:
+        from fieldtui.registry_signing import OfferSigner
+
+        signer = OfferSigner(Path(args.sign))
+    offer = ModelFolder(Path(args.dir), signer).offer(args.device)
+    if offer is None:
+        raise ConsoleError(f"no model to offer in {args.dir}; put model files named by version in it")
+    print(offer.model_dump_json(exclude_none=True, indent=2))
+    return 0
+
+
 def cmd_registry_keygen(args: argparse.Namespace) -> int:
     from fieldtui.registry_signing import OfferSigner, keygen
 
@@ -304,6 +319,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--id", help="rollout id (default: kept from the rollout of this version, else the version)"
     )
     s.set_defaults(func=cmd_registry_rollout)
+
+    s = reg.add_parser(
+        "offer",
+        help="print the offer `serve` would answer, for a static web server, object store or CDN "
+        "(save it as `latest` beside a models/ folder holding the files)",
+    )
+    s.add_argument("dir", metavar="DIR", help="the registry's folder of models")
+    s.add_argument(
+        "--sign", metavar="KEY", help="sign it with this private key (from `fieldtui registry keygen`)"
+    )
+    s.add_argument("--device", metavar="ID", help="the offer for this device id (its pin in DIR/devices/)")
+    s.set_defaults(func=cmd_registry_offer)
 
     s = reg.add_parser("keygen", help="make an Ed25519 key pair to sign the registry's offers")
     s.add_argument("--out", default=".", metavar="DIR", help="folder for the two key files (default: here)")

@@ -26,6 +26,7 @@ def signed_bytes(offer: RegistryOffer) -> bytes:
     signing makes the signature wrong.
     """
     body = offer.model_dump(mode="json", exclude={"signature"})
+    body["sha256"] = body["sha256"].strip().lower()  # as the agent reads it
     return SIGNED_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
