@@ -1,4 +1,4 @@
-"""``fieldtui push | rollback | models | registry serve | rollout | keygen``: the model store from the console's command line.
+"""``fieldtui push | rollback | models | registry ...``: the model store from the console's command line.
 
 Registered by fieldtui/cli/main.py (:func:`add_parsers`); each command calls a console service
 (fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does. ``push`` and ``rollback``
@@ -159,14 +159,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signer(args: argparse.Namespace):
+    """The OfferSigner of ``--sign KEY``, or None."""
+    if not args.sign:
+        return None
+    from fieldtui.registry_signing import OfferSigner
+
+    return OfferSigner(Path(args.sign))
+
+
 def cmd_registry_serve(args: argparse.Namespace) -> int:
     from fieldtui.registry import serve
 
-    signer = None
-    if args.sign:
-        from fieldtui.registry_signing import OfferSigner
-
-        signer = OfferSigner(Path(args.sign))
+    signer = _signer(args)
 
     def ready(port: int) -> None:
         host = args.host if args.host not in ("0.0.0.0", "") else "THIS-LAPTOP-IP"
@@ -207,12 +212,7 @@ def cmd_registry_rollout(args: argparse.Namespace) -> int:
 def cmd_registry_offer(args: argparse.Namespace) -> int:
     from fieldtui.registry import ModelFolder
 
-    signer = None
-    if args.sign:
-        from fieldtui.registry_signing import OfferSigner
-
-        signer = OfferSigner(Path(args.sign))
-    offer = ModelFolder(Path(args.dir), signer).offer(args.device)
+    offer = ModelFolder(Path(args.dir), _signer(args)).offer(args.device)
     if offer is None:
         raise ConsoleError(f"no model to offer in {args.dir}; put model files named by version in it")
     print(offer.model_dump_json(exclude_none=True, indent=2))

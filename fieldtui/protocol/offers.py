@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fieldtui.protocol.store import RegistryOffer, RegistryRollout
+    from fieldtui.protocol.store import RegistryOffer
 
 # A signature over these bytes means "an offer of fieldtui's registry", never anything else signed with
 # the same key.
@@ -44,7 +44,3 @@ def cohort_point(device_id: str, rollout_id: str) -> float:
     """
     digest = hashlib.sha256(f"{rollout_id}\n{device_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
-
-
-def in_cohort(device_id: str, rollout: RegistryRollout) -> bool:
-    return rollout.percent >= 100.0 or cohort_point(device_id, rollout.id) < rollout.percent
