@@ -5,9 +5,11 @@ signature an agent with ``[models] registry_key`` demands, and real agents on 12
 from __future__ import annotations
 
 import base64
+import socket
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from agent.core.config import ConfigError
 from agent.store.offer_check import OfferCheck
@@ -17,10 +19,13 @@ from fieldtui.protocol import ModelList, RegistryOffer, RegistryRollout
 from fieldtui.protocol.offers import cohort_point
 from fieldtui.registry import ModelFolder
 from fieldtui.registry_signing import OfferSigner, keygen
+from screens.dashboard import DashboardScreen
+from screens.models import ModelsScreen
 from tests import storemodels as sm
 from tests.console_cli import fail_line, run
 from tests.storeclient import listing, wait_for
 from tests.test_registry import age, pulling_agent, registry, static_site
+from tests.tui_pilot import SIZE, app_on, until
 
 DEVICES = [f"dev-{i:03d}-{(i * 7919) % 10007:05d}" for i in range(100)]
 
@@ -272,3 +277,22 @@ def test_keygen_rollout_and_serve_sign_on_the_command_line(folder, tmp_path, cap
     assert "not an unencrypted PEM private key" in fail_line(
         capsys, "registry", "serve", str(folder), "--sign", str(pub), "--port", "0"
     )
+
+
+async def test_the_models_screen_says_where_the_device_pulls_from_and_whether_unsigned(
+    keys, inproc_agent, tmp_path
+):
+    with socket.socket() as sock:  # a loopback port nothing listens on: the registry is down
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    agent = pulling_agent(inproc_agent, tmp_path, url, registry_poll_s=60)
+    app = app_on(agent, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("m")
+        await until(pilot, "the models screen", lambda: isinstance(app.screen, ModelsScreen))
+        screen = app.screen
+        await until(pilot, "the listing", lambda: screen.listing is not None)
+        text = str(screen.query_one("#serving", Static).render())
+        assert f"pulls from {url}, UNSIGNED offers accepted (no registry_key)" in text
+    assert app._exception is None
