@@ -150,7 +150,13 @@ class ModelFolder:
             return f"rollout of {version} ended: every device is offered it (latest = {version})"
         body = {"id": rollout_id, "version": version, "percent": percent}
         _write_atomic(self.root / ROLLOUT_FILE, json.dumps(body, indent=2) + "\n")
-        was = f" (was {current[1].percent:g}%)" if current is not None and current[0] == version else ""
+        was = ""
+        if current is not None:
+            was = (
+                f" (was {current[1].percent:g}%)"
+                if current[0] == version
+                else f" (replaces the rollout of {current[0]} at {current[1].percent:g}%)"
+            )
         note = (
             "; devices that already took it keep it"
             if current is not None and current[0] == version and percent < current[1].percent

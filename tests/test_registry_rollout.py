@@ -86,6 +86,9 @@ def test_a_rollout_reaches_a_growing_cohort_that_matches_the_percent(folder):
     again = {d for d in DEVICES if cohort_point(d, "v2-again") < 5}
     assert again != five
 
+    # another version's rollout replaces this one, and says so
+    models.set_rollout("v2", 50)
+    assert "replaces the rollout of v2 at 50%" in models.set_rollout("v1", 10)
     # a device pinned by name gets its own version whatever the rollout says
     models.set_rollout("v2", 0)
     (folder / "devices").mkdir()
