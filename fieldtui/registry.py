@@ -7,9 +7,13 @@ too). Devices in pull mode (``[models] registry = "http://LAPTOP:8471"``) poll::
     GET /models/<file>         ->  the file
 
 Which version a device gets: ``DIR/devices/<device id>`` (a text file naming a version) if there is one,
-else ``DIR/latest`` (the same for every device), else the newest model file. The answer is plain JSON
-that a static file could equally provide, so beyond one site any web server, object store or CDN can be
-the registry. A small asyncio server on the standard library: no framework on the console side.
+else the version of a staged rollout (``DIR/rollout.json``, written by ``fieldtui registry rollout``),
+else ``DIR/latest`` (the same for every device), else the newest model file. A rollout's offer carries
+``rollout: {id, percent}`` and each device decides for itself whether it is in the cohort, so the answer
+stays plain JSON that a static file could equally provide: beyond one site any web server, object store
+or CDN can be the registry. With ``--sign KEY`` every offer carries an Ed25519 signature
+(fieldtui/registry_signing.py). A small asyncio server on the standard library: no framework on the
+console side.
 """
 
 from __future__ import annotations
@@ -19,26 +23,33 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from fieldtui.errors import ConsoleError
-from fieldtui.protocol import RegistryOffer
+from fieldtui.protocol import RegistryOffer, RegistryRollout
 from fieldtui.push import VERSION_RE, valid_version
+
+if TYPE_CHECKING:
+    from fieldtui.registry_signing import OfferSigner
 
 log = logging.getLogger("fieldtui.registry")
 
 DEFAULT_PORT = 8471
 SUFFIXES = (".onnx", ".engine", ".hef")
+ROLLOUT_FILE = "rollout.json"
 
 
 class ModelFolder:
     """The models in a folder, with their sha256 computed once per (size, mtime)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, signer: OfferSigner | None = None) -> None:
         if not root.is_dir():
             raise ConsoleError(f"{root} is not a folder of models; create it and put .onnx files in it")
         self.root = root
+        self.signer = signer
         self._hashes: dict[Path, tuple[tuple[int, int], str]] = {}
 
     def models(self) -> dict[str, Path]:
@@ -72,33 +83,96 @@ class ModelFolder:
             return (self.root / name).read_text().strip() or None
         return None
 
-    def choose(self, device_id: str | None) -> Path | None:
+    def rollout(self) -> tuple[str, RegistryRollout] | None:
+        """The staged rollout under way: (version, {id, percent}), or None."""
+        try:
+            data = json.loads((self.root / ROLLOUT_FILE).read_text())
+            return str(data["version"]), RegistryRollout(id=data["id"], percent=data["percent"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning(
+                "%s is unreadable (%s); rewrite it with `fieldtui registry rollout`", ROLLOUT_FILE, err
+            )
+            return None
+
+    def choose(self, device_id: str | None) -> tuple[Path, RegistryRollout | None] | None:
         models = self.models()
-        pinned = None
+        pinned, rollout = None, None
         if device_id and VERSION_RE.fullmatch(device_id):
             pinned = self._pinned(f"devices/{device_id}")
+        if pinned is None and (staged := self.rollout()) is not None:
+            pinned, rollout = staged
         pinned = pinned or self._pinned("latest")
         if pinned is not None:
             if pinned not in models:
                 log.warning("the pinned version %r has no model file in %s", pinned, self.root)
                 return None
-            return models[pinned]
-        return max(models.values(), key=lambda p: p.stat().st_mtime_ns, default=None)
+            return models[pinned], rollout
+        newest = max(models.values(), key=lambda p: p.stat().st_mtime_ns, default=None)
+        return (newest, None) if newest is not None else None
 
     def offer(self, device_id: str | None) -> RegistryOffer | None:
-        path = self.choose(device_id)
-        if path is None:
+        chosen = self.choose(device_id)
+        if chosen is None:
             return None
-        return RegistryOffer(
+        path, rollout = chosen
+        offer = RegistryOffer(
             version=path.stem,
             download_url=f"models/{path.name}",
             sha256=self.sha256(path),
             size=path.stat().st_size,
+            rollout=rollout,
         )
+        return self.signer.sign(offer) if self.signer is not None else offer
+
+    def set_rollout(self, version: str, percent: float, rollout_id: str | None = None) -> str:
+        """Start, widen, narrow or (at 100 %) end the staged rollout of ``version``; what was done.
+
+        The rollout keeps its id while only the percent changes, so every device keeps its place
+        and raising the percent only adds devices. 100 % ends it: ``latest`` names the version and the
+        offer no longer carries a rollout. Files are replaced atomically; a registry serving the
+        folder picks the change up at the next poll.
+        """
+        if version not in self.models():
+            raise ConsoleError(f"no model file for version {version!r} in {self.root}; copy it there first")
+        if not 0.0 <= percent <= 100.0:
+            raise ConsoleError(f"--percent {percent:g} is out of range; use 0 to 100")
+        current = self.rollout()
+        if rollout_id is None:
+            same = current is not None and current[0] == version
+            rollout_id = current[1].id if same else version  # type: ignore[index]
+        if not VERSION_RE.fullmatch(rollout_id):
+            raise ConsoleError(f"rollout id {rollout_id!r}: use letters, digits, . _ - + (up to 64)")
+        if percent >= 100.0:
+            _write_atomic(self.root / "latest", version + "\n")
+            (self.root / ROLLOUT_FILE).unlink(missing_ok=True)
+            return f"rollout of {version} ended: every device is offered it (latest = {version})"
+        body = {"id": rollout_id, "version": version, "percent": percent}
+        _write_atomic(self.root / ROLLOUT_FILE, json.dumps(body, indent=2) + "\n")
+        was = ""
+        if current is not None:
+            was = (
+                f" (was {current[1].percent:g}%)"
+                if current[0] == version
+                else f" (replaces the rollout of {current[0]} at {current[1].percent:g}%)"
+            )
+        note = (
+            "; devices that already took it keep it"
+            if current is not None and current[0] == version and percent < current[1].percent
+            else ""
+        )
+        return f"rollout {rollout_id!r}: {version} offered to {percent:g}% of devices{was}{note}"
 
     def file(self, name: str) -> Path | None:
         """A model file by its name (no folders, no traversal)."""
         return self.models().get(Path(name).stem) if "/" not in name and "\\" not in name else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class RegistryServer:
@@ -160,7 +234,7 @@ class RegistryServer:
                     writer, 404, {"detail": f"no model to offer in {self.folder.root}"}, method
                 )
             log.info("offered %s to device %s", offer.version, device_id or "(no id)")
-            return await self._json(writer, 200, offer.model_dump(), method)
+            return await self._json(writer, 200, offer.model_dump(exclude_none=True), method)
         if path.startswith("/models/"):
             model = self.folder.file(path.removeprefix("/models/"))
             if model is not None:
@@ -196,9 +270,16 @@ class RegistryServer:
         log.info("sent %s (%d bytes)", path.name, size)
 
 
-async def serve(root: Path, host: str = "0.0.0.0", port: int = DEFAULT_PORT, on_ready=None) -> None:
-    """Serve ``root`` until cancelled; ``on_ready(port)`` once listening."""
-    server = RegistryServer(ModelFolder(root), host, port)
+async def serve(
+    root: Path,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    on_ready=None,
+    signer: OfferSigner | None = None,
+) -> None:
+    """Serve ``root`` until cancelled (every offer signed by ``signer`` when given); ``on_ready(port)``
+    once listening."""
+    server = RegistryServer(ModelFolder(root, signer), host, port)
     bound = await server.start()
     if on_ready is not None:
         on_ready(bound)

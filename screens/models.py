@@ -158,6 +158,13 @@ class ModelsScreen(Screen[None]):
         line.append(
             f"   keeps {listing.keep} versions, uploads up to {size_text(listing.max_upload_bytes)}", "dim"
         )
+        if (pull := listing.pull) is not None:  # pull mode: say whether the registry's offers are checked
+            if pull.signed:
+                line.append(f"   pulls from {pull.registry}, signed offers only (key {pull.key})", "dim")
+            else:
+                line.append(
+                    f"   pulls from {pull.registry}, UNSIGNED offers accepted (no registry_key)", "yellow"
+                )
         if not listing.versions:
             line.append("   nothing stored yet: p pushes a model file", style="bold")
         self.query_one("#serving", Static).update(line)

@@ -31,10 +31,11 @@ SOURCE = "demo:?fps=20&size=160x120"
 
 
 @contextlib.contextmanager
-def registry(folder: Path) -> Iterator[str]:
+def registry(folder: Path | ModelFolder) -> Iterator[str]:
     """``RegistryServer`` on 127.0.0.1 in a thread with its own event loop; yields its URL."""
     loop = asyncio.new_event_loop()
-    server = RegistryServer(ModelFolder(folder), "127.0.0.1", 0)
+    models = folder if isinstance(folder, ModelFolder) else ModelFolder(folder)
+    server = RegistryServer(models, "127.0.0.1", 0)
     port = loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

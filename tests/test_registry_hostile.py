@@ -124,7 +124,7 @@ def test_a_sha256_mismatch_backs_off_and_says_so(agent_inproc, manager) -> None:
         poller.last = said
         try:
             with agent_inproc.client() as c:
-                assert "not downloaded again" in listing(c).pull
+                assert "not downloaded again" in listing(c).pull.last
         finally:
             manager.poller = before
         # the back-off passed: one more try, then a longer wait

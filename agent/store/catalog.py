@@ -28,8 +28,10 @@ from fieldtui.protocol import (
     ModelManifest,
     ModelVersion,
     ProbationStatus,
+    PullStatus,
     RollbackPlan,
 )
+from fieldtui.protocol.offers import key_fingerprint
 
 CONFIGURED = "the configured model"
 
@@ -169,9 +171,23 @@ class ModelCatalog:
             damaged=[DamagedVersion(version=v, reason=why) for v, why in self.store.damaged()],
             history=self.history.recent(history),
             probation=live.probation,
+            pull=self.pull_status(),
             keep=self.settings.keep,
             max_upload_bytes=self.settings.max_upload_bytes,
-            pull=getattr(getattr(self, "poller", None), "last", None),
+        )
+
+    def pull_status(self) -> PullStatus | None:
+        """Pull mode's configuration and last poll; None when no registry is configured."""
+        s = self.settings
+        poller = getattr(self, "poller", None)  # set on the serving agent's ModelManager
+        registry = s.registry or (poller.url if poller is not None else None)
+        if not registry:
+            return None
+        return PullStatus(
+            registry=registry,
+            signed=s.registry_key is not None,
+            key=key_fingerprint(s.registry_key) if s.registry_key is not None else None,
+            last=poller.last if poller is not None else None,
         )
 
     def describe(self, version: str) -> ModelVersion:

@@ -12,6 +12,8 @@ The registry is not trusted further than that: the offer is read streamed and re
 would otherwise reset the read timeout forever), and so does each download; a download that fails its
 sha256 (or fails otherwise) is not fetched again for that offer until its back-off has passed
 (1 min, doubling to 6 h), which the model list's ``pull`` line says.
+Before any of that, :meth:`RegistryPoller.screen` checks the offer (agent/store/offer_check.py): its
+signature when ``[models] registry_key`` is set, and whether a staged rollout reaches this device.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 from agent.core.errors import AgentError
 from agent.store.models import check_sha256, check_version, format_for
+from agent.store.offer_check import OfferCheck
 from fieldtui.protocol import BAD_VERDICTS, ModelManifest, RegistryOffer
 
 if TYPE_CHECKING:
@@ -73,11 +76,19 @@ class RegistryPoller:
         self._skipped: set[tuple[str, str]] = set()
         # offer (version, sha256, download_url) -> (failures, not before (monotonic), why)
         self._failed: dict[tuple[str, str, str], tuple[int, float, str]] = {}
+        self.check = OfferCheck(device_id, manager.settings.registry_key)
+        self._screened: set[tuple[str | None, ...]] = set()  # offers already logged
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="model-pull", daemon=True)
         self._thread.start()
         log.info("pull mode: polling %s every %.0f s", self.url, self.interval)
+        if self.check.signed:
+            log.info("pull mode: only offers signed by registry key %s are taken", self.check.fingerprint)
+        else:
+            log.warning(
+                "pull mode: offers are taken unsigned; set [models] registry_key to require signatures"
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -155,6 +166,9 @@ class RegistryPoller:
     def poll_once(self) -> str:
         """Ask the registry once; download and activate when it offers something new. What happened."""
         offer = self.fetch_offer()
+        screened = self.screen(offer)
+        if screened is not None:
+            return screened
         manager, version = self.manager, offer.version
         if version == manager.serving:
             return f"{version} already serves"
@@ -187,6 +201,32 @@ class RegistryPoller:
         job = manager.submit_activate(version, reason=f"update from registry {self.url}")
         log.info("pull mode: activating %s from %s (job %s)", version, self.url, job.id)
         return f"activating {version}"
+
+    def screen(self, offer: RegistryOffer) -> str | None:
+        """The offer check, in one place: None to go on; else what the poll did instead. A refused
+        signature goes to the model history and the log once per distinct offer, not every poll."""
+        verdict = self.check(offer)
+        if verdict.take:
+            return None
+        assert verdict.why is not None
+        rollout = offer.rollout.model_dump_json() if offer.rollout else None
+        seen = (offer.version, offer.sha256, offer.signature, rollout)  # what one log line is for
+        if verdict.refused:
+            if seen not in self._screened:
+                self._screened.add(seen)
+                log.warning("pull mode: refused an offer from %s: %s", self.url, verdict.why)
+                self.manager.history.add(
+                    "pull",
+                    offer.version,
+                    "refused",
+                    reason=verdict.why,
+                    details={"registry": self.url, "sha256": offer.sha256},
+                )
+            return f"refused: {verdict.why}"
+        if seen not in self._screened:
+            self._screened.add(seen)
+            log.info("pull mode: %s", verdict.why)
+        return verdict.why
 
     def download(self, offer: RegistryOffer) -> ModelManifest:
         """Stream the offered file into the store (staged, hashed, checked, committed)."""

@@ -1,4 +1,4 @@
-"""``fieldtui push | rollback | models | registry serve``: the model store from the console's command line.
+"""``fieldtui push | rollback | models | registry ...``: the model store from the console's command line.
 
 Registered by fieldtui/cli/main.py (:func:`add_parsers`); each command calls a console service
 (fieldtui/push.py, the AgentClient, fieldtui/registry.py), as the TUI does. ``push`` and ``rollback``
@@ -159,8 +159,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signer(args: argparse.Namespace):
+    """The OfferSigner of ``--sign KEY``, or None."""
+    if not args.sign:
+        return None
+    from fieldtui.registry_signing import OfferSigner
+
+    return OfferSigner(Path(args.sign))
+
+
 def cmd_registry_serve(args: argparse.Namespace) -> int:
     from fieldtui.registry import serve
+
+    signer = _signer(args)
 
     def ready(port: int) -> None:
         host = args.host if args.host not in ("0.0.0.0", "") else "THIS-LAPTOP-IP"
@@ -169,6 +180,14 @@ def cmd_registry_serve(args: argparse.Namespace) -> int:
             f'devices: [models] registry = "http://{host}:{port}" in the agent\'s config.toml',
             file=sys.stderr,
         )
+        if signer is not None:
+            print(
+                f"offers signed by key {signer.fingerprint}: "
+                f'registry_key = "{signer.public_b64}" in the same [models] table',
+                file=sys.stderr,
+            )
+        else:
+            print("offers are unsigned (--sign KEY signs them)", file=sys.stderr)
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -176,11 +195,48 @@ def cmd_registry_serve(args: argparse.Namespace) -> int:
         for name in ("SIGTERM", "SIGHUP"):
             with suppress(AttributeError, NotImplementedError, RuntimeError):
                 loop.add_signal_handler(getattr(signal, name), task.cancel)  # type: ignore[union-attr]
-        await serve(Path(args.dir), args.host, args.port, on_ready=ready)
+        await serve(Path(args.dir), args.host, args.port, on_ready=ready, signer=signer)
 
     with suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(main())
     return 0
+
+
+def cmd_registry_rollout(args: argparse.Namespace) -> int:
+    from fieldtui.registry import ModelFolder
+
+    print(ModelFolder(Path(args.dir)).set_rollout(args.version, args.percent, args.id))
+    return 0
+
+
+def cmd_registry_offer(args: argparse.Namespace) -> int:
+    from fieldtui.registry import ModelFolder
+
+    offer = ModelFolder(Path(args.dir), _signer(args)).offer(args.device)
+    if offer is None:
+        raise ConsoleError(f"no model to offer in {args.dir}; put model files named by version in it")
+    print(offer.model_dump_json(exclude_none=True, indent=2))
+    return 0
+
+
+def cmd_registry_keygen(args: argparse.Namespace) -> int:
+    from fieldtui.registry_signing import OfferSigner, keygen
+
+    private, public = keygen(Path(args.out))
+    print(f"signing key  {private} (keep it secret; `fieldtui registry serve DIR --sign {private}`)")
+    print(f"public key   {public} (key {OfferSigner(private).fingerprint})")
+    print(f'devices: [models] registry_key = "{public.read_text().strip()}" (or the path of {public.name})')
+    return 0
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percent; use a number from 0 to 100") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; use 0 to 100")
+    return value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -234,10 +290,48 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=seconds(), default=10.0)
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("registry", help="serve a folder of models to devices in pull mode")
+    p = sub.add_parser("registry", help="serve a folder of models to devices in pull mode; rollouts, signing")
     reg = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     s = reg.add_parser("serve", help="serve DIR: GET /latest?device_id=ID and the model files")
     s.add_argument("dir", metavar="DIR", help="folder of model files named by version (v7.onnx, ...)")
     s.add_argument("--port", type=port(0), default=8471, help="port to listen on (default 8471; 0 picks one)")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    s.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign every offer with this private key (from `fieldtui registry keygen`)",
+    )
     s.set_defaults(func=cmd_registry_serve)
+
+    s = reg.add_parser(
+        "rollout",
+        help="offer a version to a share of the devices first (a staged rollout); --percent 100 ends it",
+    )
+    s.add_argument("dir", metavar="DIR", help="the registry's folder of models")
+    s.add_argument("--version", required=True, help="the version to roll out (a model file in DIR)")
+    s.add_argument(
+        "--percent",
+        type=_percent,
+        required=True,
+        help="share of devices that take it (raising it only adds devices; 0 stops new ones; 100 ends it)",
+    )
+    s.add_argument(
+        "--id", help="rollout id (default: kept from the rollout of this version, else the version)"
+    )
+    s.set_defaults(func=cmd_registry_rollout)
+
+    s = reg.add_parser(
+        "offer",
+        help="print the offer `serve` would answer, for a static web server, object store or CDN "
+        "(save it as `latest` beside a models/ folder holding the files)",
+    )
+    s.add_argument("dir", metavar="DIR", help="the registry's folder of models")
+    s.add_argument(
+        "--sign", metavar="KEY", help="sign it with this private key (from `fieldtui registry keygen`)"
+    )
+    s.add_argument("--device", metavar="ID", help="the offer for this device id (its pin in DIR/devices/)")
+    s.set_defaults(func=cmd_registry_offer)
+
+    s = reg.add_parser("keygen", help="make an Ed25519 key pair to sign the registry's offers")
+    s.add_argument("--out", default=".", metavar="DIR", help="folder for the two key files (default: here)")
+    s.set_defaults(func=cmd_registry_keygen)

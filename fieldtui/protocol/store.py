@@ -12,7 +12,14 @@ from fieldtui.protocol.core import Job, Model, ModelInfo
 
 ModelFormat = Literal["onnx", "engine", "hef"]
 HistoryAction = Literal[
-    "upload", "activate", "rollback", "auto_rollback", "remove", "startup", "forwarding"  # Trio endpoint
+    "upload",
+    "activate",
+    "rollback",
+    "auto_rollback",
+    "remove",
+    "startup",
+    "pull",
+    "forwarding",  # Trio endpoint
 ]
 HistoryOutcome = Literal[
     "started",  # in progress (a row left so by a crash is closed as "interrupted" at the next start)
@@ -122,6 +129,25 @@ class DamagedVersion(Model):
     reason: str
 
 
+class PullStatus(Model):
+    """Pull mode as ``GET /v1/models`` shows it: where from, whether offers must be signed, the last poll."""
+
+    registry: str
+    signed: bool = Field(description="True: only offers signed by the configured registry_key are taken")
+    key: str | None = Field(default=None, description="the public key's fingerprint (sha256, 16 hex)")
+    last: str | None = Field(
+        default=None, description="what the last poll did (a back-off after a failed download, a refusal)"
+    )
+
+    def line(self) -> str:
+        how = (
+            f"offers must be signed (key {self.key})"
+            if self.signed
+            else "UNSIGNED offers accepted: no [models] registry_key configured"
+        )
+        return f"pull      from {self.registry}; {how}" + (f"; last: {self.last}" if self.last else "")
+
+
 class ModelList(Model):
     """``GET /v1/models`` and ``fieldtui-agent models list --json``."""
 
@@ -139,11 +165,9 @@ class ModelList(Model):
     )
     history: list[ModelHistoryEntry] = Field(default_factory=list, description="newest first")
     probation: ProbationStatus | None = None
+    pull: PullStatus | None = Field(default=None, description="pull mode; None: not configured")
     keep: int
     max_upload_bytes: int
-    pull: str | None = Field(
-        default=None, description="pull mode: what the last poll did (a back-off after a failed download)"
-    )
 
     def summary_lines(self, history: int = 8) -> list[str]:
         """The text both command lines print: versions, then the latest history with reasons."""
@@ -157,6 +181,8 @@ class ModelList(Model):
             p = self.probation
             left = max(0.0, p.ends - dt.datetime.now().timestamp())
             lines.append(f"probation {p.version}: {p.frames} frames so far, {left:.0f} s left")
+        if self.pull is not None:
+            lines.append(self.pull.line())
         rows = [("VERSION", "STATE", "VERDICT", "CURRENT", "SIZE", "SHA256", "LAYOUT", "CREATED", "SOURCE")]
         for v in self.versions:
             m = v.manifest
@@ -208,6 +234,14 @@ class ModelEvent(ModelInfo):
     )
 
 
+class RegistryRollout(Model):
+    """A staged rollout on an offer: only the devices whose cohort point
+    (:func:`fieldtui.protocol.offers.cohort_point`) falls under ``percent`` take it."""
+
+    id: str = Field(min_length=1, max_length=128)
+    percent: float = Field(ge=0.0, le=100.0)
+
+
 class RegistryOffer(Model):
     """``GET {registry}/latest?device_id=ID``: the version a device should run (a static file will do)."""
 
@@ -215,6 +249,13 @@ class RegistryOffer(Model):
     download_url: str = Field(description="absolute, or relative to the registry URL")
     sha256: str
     size: int | None = None
+    rollout: RegistryRollout | None = Field(
+        default=None, description="a staged rollout: only this share of the devices takes the offer"
+    )
+    signature: str | None = Field(
+        default=None,
+        description="base64 Ed25519 signature over fieldtui.protocol.offers.signed_bytes(offer)",
+    )
 
 
 class PushResult(Model):
