@@ -1,0 +1,325 @@
+"""The visit report: what a technician changed on each device during a visit, and whether it works.
+
+:func:`collect` asks every device what it did since the visit began - from the agent's own audit
+history, so what was done over SSH or by another console counts too:
+
+- ``GET /v1/models``: the store's history (uploads, activations, rollbacks, removals, with outcome and
+  reason; agent/store/history.py), and what serves now with its sha256;
+- ``GET /v1/benchmarks``: benchmark runs, each result already compared with the previous run of the same
+  configuration (agent/bench/history.py);
+- ``GET /v1/jobs``: engine rebuilds, source changes and restarts, with their error when they failed;
+- ``GET /v1/logs``: forwarding changes (the agent logs each one; it keeps no other record of them, and
+  its log buffer is in memory, so changes from before an agent restart are not there);
+- ``GET /v1/health``, ``/v1/device``, ``/v1/status``, ``/v1/snapshot.jpg``: the state at the end.
+
+A saved device that does not answer is listed with what the console last knew and when it last saw it.
+The result is a plain JSON-able dict (``fieldtui report --json``); fieldtui/report_html.py renders it.
+Nothing secret enters it: no token, the forwarding key is left out, every string passes through
+:func:`fieldtui.redact.redact` (camera URIs are also redacted by the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from fieldtui.client import AgentClient
+from fieldtui.config import SavedDevice, atomic_write
+from fieldtui.errors import AgentClientError, ConsoleError
+from fieldtui.protocol import DeviceRecord
+from fieldtui.protocol import __version__ as console_version
+from fieldtui.redact import redact
+
+DEFAULT_SINCE_S = 12 * 3600  # a working day: what "the visit" means when --since is not given
+FAILED_OUTCOMES = {"failed", "refused", "rolled_back", "interrupted"}
+_FORWARDING_LOG = re.compile(r"^forwarding (enabled|disabled): ")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+class ReportError(ConsoleError):
+    """A --since the console cannot read; the message says what to write."""
+
+
+def parse_since(text: str | None, now: float | None = None) -> float:
+    """``90m``, ``2h``, ``1d`` (ago), an ISO time (``2026-12-01T09:30``, local unless it has a zone) or
+    epoch seconds; None: :data:`DEFAULT_SINCE_S` ago."""
+    now = time.time() if now is None else now
+    if text is None:
+        return now - DEFAULT_SINCE_S
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now - float(match.group(1)) * scale
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ReportError(
+            f"--since {text!r}: write how long ago (90m, 2h, 1d) or a time (2026-12-01T09:30)"
+        ) from None
+    return when.timestamp() if when.tzinfo else when.astimezone().timestamp()
+
+
+def _clean(value: Any) -> Any:
+    """Every string redacted (URI passwords, secret query parameters), recursively."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _reached(record: DeviceRecord) -> str:
+    origins = ", ".join(record.origin) or "added by hand"
+    tls = " with TLS, pinned" if record.tls and record.tls_fingerprint else " with TLS" if record.tls else ""
+    return f"HTTP{tls}; known from {origins}"
+
+
+def _sha_of(models: dict[str, Any], version: str | None) -> str | None:
+    for v in models.get("versions", []):
+        if v["version"] == version:
+            return v["manifest"]["sha256"][:12]
+    return None
+
+
+def _model_change(models: dict[str, Any], since: float) -> dict[str, Any]:
+    """What served before the visit and what serves now, from the store's history."""
+    serving = models.get("serving") or {}
+    after = {"version": serving.get("version"), "sha256": (serving.get("sha256") or "")[:12] or None}
+    after["label"] = after["version"] or serving.get("path") or "nothing"
+    rows = sorted(models.get("history", []), key=lambda r: r["id"])
+    serving_rows = [
+        r for r in rows if r["ts"] >= since and r["action"] in ("activate", "rollback", "auto_rollback")
+    ]
+    if serving_rows:
+        first = serving_rows[0]
+        version = first["previous"]
+        before = {
+            "version": version,
+            "sha256": _sha_of(models, version),
+            "label": version or "configured model",
+        }
+    else:
+        before = dict(after)
+    return {"before": before, "after": after, "changed": before.get("version") != after.get("version")}
+
+
+def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> list[dict[str, Any]]:
+    """Every change during the visit, oldest first: what, on which version, outcome, reason."""
+    out: list[dict[str, Any]] = []
+    for r in models.get("history", []):
+        if r["ts"] < since or r["action"] == "startup":
+            continue
+        what = {"upload": "push", "auto_rollback": "automatic rollback"}.get(r["action"], r["action"])
+        target = r["version"] or "configured model"
+        if r["action"] in ("activate", "rollback", "auto_rollback") and r.get("previous") != r["version"]:
+            target = f"{r.get('previous') or 'configured model'} -> {target}"
+        details = r.get("details") or {}
+        figures = details.get("probation") or {}
+        check = details.get("health") or {}  # the check before the swap: both models on the same frames
+        out.append(
+            {
+                "ts": r["ts"],
+                "what": what,
+                "target": target,
+                "outcome": r["outcome"],
+                "reason": r.get("reason") or "",
+                "failed": r["outcome"] in FAILED_OUTCOMES,
+                "confidence": figures.get("confidence"),
+                "infer_ms": figures.get("infer_ms") or check.get("new_infer_ms"),
+                "infer_ms_before": check.get("current_infer_ms"),
+                "sha256": (details.get("sha256") or "")[:12] or None,
+            }
+        )
+    for j in jobs:
+        # model jobs are in the store's history already, with their reason; benchmarks have their own section
+        if j["created"] < since or j["kind"].startswith(("model.", "benchmark")):
+            continue
+        what = {
+            "engine.rebuild": "rebuild",
+            "pipeline.source": "camera source",
+            "pipeline.restart": "restart",
+        }
+        params = j.get("params") or {}
+        target = params.get("uri") or params.get("backend") or ""
+        out.append(
+            {
+                "ts": j["created"],
+                "what": what.get(j["kind"], j["kind"]),
+                "target": str(target),
+                "outcome": j["state"],
+                "reason": j.get("error") or j.get("stage") or "",
+                "failed": j["state"] == "failed",
+            }
+        )
+    for line in logs:
+        if line["ts"] >= since and _FORWARDING_LOG.match(line["message"]):
+            out.append(
+                {
+                    "ts": line["ts"],
+                    "what": "forwarding",
+                    "target": "",
+                    "outcome": "changed",
+                    "reason": line["message"],
+                    "failed": False,
+                }
+            )
+    return sorted(out, key=lambda a: a["ts"])
+
+
+def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
+    """Runs during the visit (each result with its change against the previous run of the same
+    configuration), and the newest run before the visit, for a before/after."""
+    during = [r for r in runs if r["created"] >= since]
+    before = [r for r in runs if r["created"] < since]
+    rows = []
+    for run in sorted(during, key=lambda r: r["created"]):
+        for res in run["results"]:
+            c = res["config"]
+            cmp_ = res.get("comparison") or {}
+            rows.append(
+                {
+                    "ts": run["created"],
+                    "model": run["model"],
+                    "sha256": run["model_sha256"][:12],
+                    "config": f"{c['mode']} {c['backend']} {c['precision']} batch {c['batch']}",
+                    "status": res["status"],
+                    "reason": res.get("reason") or "",
+                    "p50_ms": (res.get("latency") or {}).get("p50_ms"),
+                    "fps": res.get("fps"),
+                    "verdict": cmp_.get("verdict"),
+                    "p50_change_pct": cmp_.get("p50_change_pct"),
+                    "fps_change_pct": cmp_.get("fps_change_pct"),
+                }
+            )
+    last_before = max(before, key=lambda r: r["created"]) if before else None
+    return {"results": rows, "before_visit": last_before["id"] if last_before else None}
+
+
+async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_width: int) -> dict[str, Any]:
+    record = entry.device
+    base = {
+        "name": record.name,
+        "id": record.id,
+        "address": f"{record.host}:{record.port}",
+        "reached": _reached(record),
+        "last_seen": record.last_seen,
+    }
+    try:
+        async with AgentClient.for_device(record, entry.token, timeout=timeout) as agent:
+            health = await agent.health()
+            info = await agent.device()
+            status = await agent.status()
+            models = (await agent.models()).model_dump(mode="json")
+            jobs = [j.model_dump(mode="json") for j in await agent.jobs()]
+            runs = [r.model_dump(mode="json") for r in (await agent.benchmarks(limit=50)).runs]
+            logs = [x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines]
+            forwarding = (await agent.forwarding()).model_dump(mode="json", exclude={"api_key"})
+            snapshot, snapshot_error = None, None
+            try:
+                jpeg = await agent.snapshot_jpeg(width=snapshot_width)
+                snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+            except AgentClientError as err:
+                snapshot_error = str(err)
+    except AgentClientError as err:
+        return {
+            **base,
+            "reachable": False,
+            "error": str(err),
+            "last_known": {"version": record.version, "model": record.model, "backend": record.backend},
+        }
+    sample = status.sample
+    camera = sample.camera if sample else None
+    source = status.source
+    return {
+        **base,
+        "reachable": True,
+        "id": info.id,
+        "device_name": info.name,  # what the device calls itself; "name" is what the console saved
+        "reached": base["reached"] + (" (token)" if entry.token else ""),
+        "last_seen": time.time(),
+        "platform": f"{info.platform} {info.machine}",
+        "accelerators": info.accelerators,
+        "agent_version": info.version,
+        "health": {"status": health.status, "reasons": health.reasons, "notes": health.notes},
+        "pipeline": {"state": status.state, "error": status.error},
+        "live": sample.model_dump(
+            mode="json", include={"fps", "latency_p50_ms", "confidence_avg", "drop_rate"}
+        )
+        if sample
+        else None,
+        "camera": {
+            "source": source.uri if source else None,
+            "up": source.up if source else False,
+            "reason": source.reason if source else None,
+            "health": camera.model_dump(mode="json") if camera else None,
+            "snapshot": snapshot,
+            "snapshot_error": snapshot_error,
+        },
+        "model": _model_change(models, since),
+        "actions": _actions(models, jobs, logs, since),
+        "benchmarks": _benchmarks(runs, since),
+        "forwarding": {
+            "enabled": forwarding["enabled"],
+            "mode": forwarding["mode"],
+            "base_url": forwarding["base_url"],
+            "stats": forwarding["stats"],
+        },
+    }
+
+
+async def collect(
+    entries: list[SavedDevice],
+    since: float,
+    *,
+    timeout: float = 5.0,
+    snapshot_width: int = 480,
+    site: str = "",
+) -> dict[str, Any]:
+    """The visit report of these devices (asked at once; one that does not answer is listed as such)."""
+    devices = await asyncio.gather(*(_device(e, since, timeout, snapshot_width) for e in entries))
+    failures = [
+        f"{d['name']}: {a['what']} {a['target']}: {a['outcome']}: {a['reason']}".rstrip(": ")
+        for d in devices
+        for a in d.get("actions", [])
+        if a["failed"]
+    ]
+    failures += [f"{d['name']}: not reachable: {d['error']}" for d in devices if not d["reachable"]]
+    return _clean(
+        {
+            "site": site,
+            "since": since,
+            "generated": time.time(),
+            "console_version": console_version,
+            "devices": devices,
+            "failures": failures,
+        }
+    )
+
+
+async def write_report(
+    entries: list[SavedDevice], since: float, path: Path, *, site: str = "", timeout: float = 5.0
+) -> dict[str, Any]:
+    """Collect and write the HTML file at ``path`` (whole or not at all); returns the report."""
+    from fieldtui.report_html import render
+
+    if not path.parent.is_dir():
+        raise ReportError(f"cannot write {path}: directory {path.parent} does not exist")
+    report = await collect(entries, since, timeout=timeout, site=site)
+    try:
+        # 0644: a report is made to be handed over; it holds no secret
+        atomic_write(path, render(report).encode("utf-8"), mode=0o644)
+    except OSError as err:
+        raise ReportError(f"cannot write {path}: {err.strerror}") from None
+    return report

@@ -1,0 +1,190 @@
+"""``fieldtui report``: the visit report against a real agent on 127.0.0.1 - what was pushed, activated,
+changed and what failed, from the agent's own history; no secret in the file; a saved device that does
+not answer listed with when it was last seen; and the file opened in headless Chromium, offline."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fieldtui.cli.main import main
+from fieldtui.config import ConsoleConfig
+from fieldtui.protocol import DeviceRecord
+from fieldtui.report import ReportError, parse_since
+from tests import storemodels as sm
+from tests.storeclient import wait_for
+
+TRIO_KEY = "sk-trio-0123456789abcdefSECRET"
+CAMERA_PASSWORD = "hunter2camPW"
+LAST_SEEN = time.time() - 3 * 3600
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing answers there
+
+
+@pytest.fixture
+def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "console"
+    monkeypatch.setenv("FIELDTUI_CONFIG_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def report_files(inproc_agent, tmp_path, console, capsys):
+    """A visit on a real agent: push + activate v1, a Trio key set, a camera URI with a password that
+    cannot open (a failed change), a benchmark; then ``fieldtui report`` (HTML and JSON)."""
+    home = tmp_path / "device-home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[models]\nprobation_s = 0\n")
+    agent = inproc_agent(home, source="demo:?fps=20&size=160x120")
+    port = int(agent.url.rsplit(":", 1)[1])
+    config = ConsoleConfig(console)
+    config.save_device(
+        DeviceRecord(name="dock-1", host="127.0.0.1", port=port, origin=["saved"]), agent.token
+    )
+    gone = DeviceRecord(
+        name="roof-cam",
+        host="127.0.0.1",
+        port=_closed_port(),
+        origin=["saved"],
+        version="0.0.9",
+        model="yard-v3",
+        backend="onnxruntime",
+        last_seen=LAST_SEEN,
+    )
+    config.save_device(gone, "roof-token-should-not-leak")
+
+    files = sm.make(tmp_path / "files", "v1")
+    assert main(["push", "dock-1", str(files["v1"]), "--version", "v1", "--activate"]) == 0
+    with agent.client() as c:
+        r = c.put("/v1/forwarding", json={"api_key": TRIO_KEY, "enabled": False})
+        assert r.status_code == 200, r.text
+        r = c.put("/v1/pipeline/source", json={"uri": f"rtsp://admin:{CAMERA_PASSWORD}@127.0.0.1:1/cam"})
+        assert r.status_code == 202, r.text
+        job = r.json()["id"]
+        wait_for(lambda: c.get(f"/v1/jobs/{job}").json()["state"] in ("failed", "succeeded"))
+    assert main(["bench", "dock-1", "--iterations", "5", "--warmup", "1"]) == 0
+    capsys.readouterr()
+
+    out = tmp_path / "out" / "visit.html"
+    out.parent.mkdir()
+    assert main(["report", "--since", "1h", "-o", str(out), "--site", "Dock <North>"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"wrote {out}: 2 device(s), 1 unreachable")
+    assert main(["report", "--since", "1h", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    return out, report, agent, files
+
+
+def test_the_report_lists_what_was_done_and_what_failed(report_files):
+    out, report, agent, files = report_files
+    html = out.read_text()
+    dock = next(d for d in report["devices"] if d["name"] == "dock-1")
+    assert dock["reachable"] and dock["agent_version"]
+    assert dock["model"]["after"]["version"] == "v1"
+    assert dock["model"]["after"]["sha256"] == sm.sha256(files["v1"])[:12]
+    assert dock["model"]["before"]["label"] == "configured model" and dock["model"]["changed"]
+    whats = [(a["what"], a["outcome"]) for a in dock["actions"]]
+    assert ("push", "stored") in whats and ("activate", "good") in whats
+    assert ("camera source", "failed") in whats  # the camera that would not open, with why
+    assert ("forwarding", "changed") in whats
+    assert any("camera source" in f for f in report["failures"])
+    assert [r["status"] for r in dock["benchmarks"]["results"]] and dock["benchmarks"]["results"][0]["p50_ms"]
+    assert dock["camera"]["snapshot"].startswith("data:image/jpeg;base64,")
+    # the same in the HTML, escaped
+    for text in (
+        "configured model -&gt; v1",
+        "push",
+        "camera source",
+        "forwarding disabled",
+        "Dock &lt;North&gt;",
+    ):
+        assert text in html, text
+    assert html.count("<svg") >= 2 and 'src="data:image/jpeg;base64,' in html
+    assert "<script" not in html and 'http-equiv="Content-Security-Policy"' in html
+
+
+def test_nothing_secret_in_the_report(report_files):
+    out, report, agent, _ = report_files
+    for text in (out.read_text(), json.dumps(report)):
+        for secret in (agent.token, TRIO_KEY, TRIO_KEY[-8:], CAMERA_PASSWORD, "roof-token-should-not-leak"):
+            assert secret not in text
+
+
+def test_an_unreachable_device_is_listed_with_its_last_known_state(report_files):
+    out, report, _, _ = report_files
+    roof = next(d for d in report["devices"] if d["name"] == "roof-cam")
+    assert not roof["reachable"] and roof["last_seen"] == pytest.approx(LAST_SEEN)
+    assert roof["last_known"] == {"version": "0.0.9", "model": "yard-v3", "backend": "onnxruntime"}
+    html = out.read_text()
+    assert "Not reachable when this report was written" in html and "yard-v3" in html
+    assert time.strftime("%Y-%m-%d %H:%M", time.localtime(LAST_SEEN)) in html
+
+
+def test_bad_input_is_one_line_and_writes_nothing(console, tmp_path, capsys):
+    with pytest.raises(ReportError, match="90m, 2h, 1d"):
+        parse_since("yesterday-ish")
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert main(["report", "-o", str(tmp_path / "x.html")]) == 2
+    assert "no saved device" in capsys.readouterr().err
+    ConsoleConfig(console).save_device(DeviceRecord(name="a", host="127.0.0.1", port=_closed_port()))
+    assert main(["report", "-o", str(tmp_path / "nowhere" / "x.html")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_file_renders_offline_in_chromium_and_prints_to_a4(report_files, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Debian package chromium is not installed (apt-get install -y chromium)")
+    out, _, _, _ = report_files
+    shot, pdf = tmp_path / "visit.png", tmp_path / "visit.pdf"
+    common = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    # a request leaving the file would be blocked by the page's CSP and logged; one is planted to prove it
+    probe = out.with_name("probe.html")
+    probe.write_text(out.read_text().replace("</body>", '<img src="http://127.0.0.1:9/leak.png"></body>'))
+    results = {}
+    for name, page, extra in (
+        ("shot", out, [f"--screenshot={shot}", "--window-size=1200,1600"]),
+        ("pdf", out, [f"--print-to-pdf={pdf}", "--no-pdf-header-footer"]),
+        ("probe", probe, [f"--screenshot={tmp_path / 'probe.png'}"]),
+    ):
+        run = subprocess.run([*common, *extra, page.as_uri()], capture_output=True, text=True, timeout=60)
+        results[name] = run.stderr
+    assert shot.stat().st_size > 20_000  # a real page with a photo, not a blank one
+    body = pdf.read_bytes()
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", body)
+    assert body.startswith(b"%PDF") and boxes, body[:200]
+    for w, h in boxes:  # every page A4: 210 x 297 mm = 595 x 842 pt
+        assert abs(float(w) - 595.3) < 1.5 and abs(float(h) - 841.9) < 1.5, boxes
+    assert "Content Security Policy" in results["probe"], results["probe"][-2000:]
+    for name in ("shot", "pdf"):
+        assert "Content Security Policy" not in results[name], results[name][-2000:]
+        assert "net::ERR" not in results[name], results[name][-2000:]
+    shutil.copy(shot, out.with_name("visit.png"))  # kept beside the report for a person to look at
