@@ -188,3 +188,41 @@ def test_the_file_renders_offline_in_chromium_and_prints_to_a4(report_files, tmp
         assert "Content Security Policy" not in results[name], results[name][-2000:]
         assert "net::ERR" not in results[name], results[name][-2000:]
     shutil.copy(shot, out.with_name("visit.png"))  # kept beside the report for a person to look at
+
+
+async def test_w_in_the_device_list_writes_the_report_and_says_where(inproc_agent, tmp_path):
+    from textual.widgets import DataTable
+
+    from fieldtui.fleet import Fleet
+    from screens.app import FieldtuiApp
+    from screens.devices import DevicesScreen
+    from tests.tui_pilot import SIZE, until
+
+    agent = inproc_agent(source="demo:?fps=20&size=160x120")
+    config = ConsoleConfig(tmp_path / "console")
+    port = int(agent.url.rsplit(":", 1)[1])
+    config.save_device(DeviceRecord(name="dock-1", host="127.0.0.1", port=port), agent.token)
+    config.save_device(
+        DeviceRecord(name="roof-cam", host="127.0.0.1", port=_closed_port(), last_seen=LAST_SEEN)
+    )
+    app = FieldtuiApp(Fleet(config, mdns=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            "the rows",
+            lambda: isinstance(app.screen, DevicesScreen) and app.screen.query_one(DataTable).row_count == 2,
+        )
+        app.screen.report_dir = tmp_path
+        await pilot.press("w")
+        await until(
+            pilot,
+            "the report",
+            lambda: any(n.title == "Visit report written" for n in app._notifications),
+        )
+        note = next(n for n in app._notifications if n.title == "Visit report written")
+    written = list(tmp_path.glob("visit-*.html"))
+    assert len(written) == 1 and str(written[0]) in note.message
+    assert "2 device(s), 1 unreachable" in note.message
+    html = written[0].read_text()
+    assert "dock-1" in html and "Not reachable when this report was written" in html
+    assert agent.token not in html
