@@ -25,13 +25,14 @@ import base64
 import datetime as dt
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice, atomic_write
 from fieldtui.errors import AgentClientError, ConsoleError
-from fieldtui.protocol import DeviceRecord
+from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
 from fieldtui.protocol import __version__ as console_version
 from fieldtui.redact import redact
 
@@ -207,6 +208,68 @@ def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
     return {"results": rows, "before_visit": last_before["id"] if last_before else None}
 
 
+@dataclass
+class _Facts:
+    """What one device said, over whichever link answered."""
+
+    health: HealthReport
+    info: DeviceInfo
+    status: PipelineStatus
+    models: dict[str, Any]
+    logs: list[dict[str, Any]]
+    reached: str
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    forwarding: dict[str, Any] | None = None
+    snapshot: str | None = None
+    snapshot_error: str | None = None
+    limits: list[str] = field(default_factory=list)
+
+
+async def _over_http(entry: SavedDevice, since: float, timeout: float, width: int) -> _Facts:
+    record = entry.device
+    async with AgentClient.for_device(record, entry.token, timeout=timeout) as agent:
+        facts = _Facts(
+            health=await agent.health(),
+            info=await agent.device(),
+            status=await agent.status(),
+            models=(await agent.models()).model_dump(mode="json"),
+            logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
+            reached=_reached(record) + (" (token)" if entry.token else ""),
+            jobs=[j.model_dump(mode="json") for j in await agent.jobs()],
+            runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=50)).runs],
+            forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
+        )
+        try:
+            jpeg = await agent.snapshot_jpeg(width=width)
+            facts.snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        except AgentClientError as err:
+            facts.snapshot_error = str(err)
+    return facts
+
+
+async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str) -> _Facts:
+    """``fieldtui-agent status | models list | logs --json`` over SSH, for a device HTTP cannot reach."""
+    from fieldtui.link.ssh import SSHLink
+
+    async with SSHLink(endpoint) as link:
+        status = await link.status()
+        models = await link.models()
+        logs = await link.logs(2000)
+    return _Facts(
+        health=status.health,
+        info=status.device,
+        status=status.status,
+        models=models.model_dump(mode="json"),
+        logs=[x.model_dump(mode="json") for x in logs.lines],
+        reached=f"SSH ({endpoint.host}); HTTP did not answer: {why_not_http}",
+        snapshot_error="not available over SSH",
+        limits=[
+            "over SSH the agent's jobs (rebuilds, source changes), benchmarks and forwarding are not read"
+        ],
+    )
+
+
 async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_width: int) -> dict[str, Any]:
     record = entry.device
     base = {
@@ -217,65 +280,56 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
         "last_seen": record.last_seen,
     }
     try:
-        async with AgentClient.for_device(record, entry.token, timeout=timeout) as agent:
-            health = await agent.health()
-            info = await agent.device()
-            status = await agent.status()
-            models = (await agent.models()).model_dump(mode="json")
-            jobs = [j.model_dump(mode="json") for j in await agent.jobs()]
-            runs = [r.model_dump(mode="json") for r in (await agent.benchmarks(limit=50)).runs]
-            logs = [x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines]
-            forwarding = (await agent.forwarding()).model_dump(mode="json", exclude={"api_key"})
-            snapshot, snapshot_error = None, None
-            try:
-                jpeg = await agent.snapshot_jpeg(width=snapshot_width)
-                snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-            except AgentClientError as err:
-                snapshot_error = str(err)
+        facts = await _over_http(entry, since, timeout, snapshot_width)
     except AgentClientError as err:
-        return {
-            **base,
-            "reachable": False,
-            "error": str(err),
-            "last_known": {"version": record.version, "model": record.model, "backend": record.backend},
-        }
+        error = str(err)
+        facts = None
+        if record.ssh is not None:
+            try:
+                facts = await _over_ssh(record.ssh, error)
+            except (ConsoleError, OSError) as ssh_err:
+                error = f"{error}; over SSH ({record.ssh.host}): {ssh_err}"
+        if facts is None:
+            return {
+                **base,
+                "reachable": False,
+                "error": error,
+                "last_known": {"version": record.version, "model": record.model, "backend": record.backend},
+            }
+    status, info, health = facts.status, facts.info, facts.health
     sample = status.sample
     camera = sample.camera if sample else None
     source = status.source
+    live = sample.model_dump(mode="json", include={"fps", "latency_p50_ms", "confidence_avg", "drop_rate"})
+    forwarding = facts.forwarding
     return {
         **base,
         "reachable": True,
         "id": info.id,
         "device_name": info.name,  # what the device calls itself; "name" is what the console saved
-        "reached": base["reached"] + (" (token)" if entry.token else ""),
+        "reached": facts.reached,
         "last_seen": time.time(),
         "platform": f"{info.platform} {info.machine}",
         "accelerators": info.accelerators,
         "agent_version": info.version,
         "health": {"status": health.status, "reasons": health.reasons, "notes": health.notes},
         "pipeline": {"state": status.state, "error": status.error},
-        "live": sample.model_dump(
-            mode="json", include={"fps", "latency_p50_ms", "confidence_avg", "drop_rate"}
-        )
-        if sample
-        else None,
+        "live": live if sample else None,
         "camera": {
             "source": source.uri if source else None,
             "up": source.up if source else False,
             "reason": source.reason if source else None,
             "health": camera.model_dump(mode="json") if camera else None,
-            "snapshot": snapshot,
-            "snapshot_error": snapshot_error,
+            "snapshot": facts.snapshot,
+            "snapshot_error": facts.snapshot_error,
         },
-        "model": _model_change(models, since),
-        "actions": _actions(models, jobs, logs, since),
-        "benchmarks": _benchmarks(runs, since),
-        "forwarding": {
-            "enabled": forwarding["enabled"],
-            "mode": forwarding["mode"],
-            "base_url": forwarding["base_url"],
-            "stats": forwarding["stats"],
-        },
+        "model": _model_change(facts.models, since),
+        "actions": _actions(facts.models, facts.jobs, facts.logs, since),
+        "benchmarks": _benchmarks(facts.runs, since),
+        "forwarding": None
+        if forwarding is None
+        else {k: forwarding[k] for k in ("enabled", "mode", "base_url", "stats")},
+        "limits": facts.limits,
     }
 
 

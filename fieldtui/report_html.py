@@ -221,10 +221,13 @@ def _device(d: dict) -> str:
     out.append(_benchmarks(d["benchmarks"]))
     out.append(_camera(d["camera"]))
     f = d["forwarding"]
-    out.append(
-        f"<p>Forwarding to Trio: {'enabled' if f['enabled'] else 'disabled'}, mode {_e(f['mode'])}, "
-        f"to {_e(f['base_url'])}.</p>"
-    )
+    if f is not None:
+        out.append(
+            f"<p>Forwarding to Trio: {'enabled' if f['enabled'] else 'disabled'}, mode {_e(f['mode'])}, "
+            f"to {_e(f['base_url'])}.</p>"
+        )
+    for limit in d.get("limits", []):
+        out.append(f'<p class="muted">Not in this report: {_e(limit)}.</p>')
     return "".join(out) + "</section>"
 
 
