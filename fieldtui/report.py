@@ -333,6 +333,28 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
     }
 
 
+def failures_of(devices: list[dict[str, Any]]) -> list[str]:
+    """Everything that failed, one line each: changes that failed, failed benchmark configurations,
+    health that is not ok (with its reasons), a camera that is down, devices that did not answer."""
+    out: list[str] = []
+    for d in devices:
+        name = d["name"]
+        if not d["reachable"]:
+            out.append(f"{name}: not reachable: {d['error']}")
+            continue
+        for a in d["actions"]:
+            if a["failed"]:
+                out.append(f"{name}: {a['what']} {a['target']}: {a['outcome']}: {a['reason']}".rstrip(": "))
+        for r in d["benchmarks"]["results"]:
+            if r["status"] == "failed":
+                out.append(f"{name}: benchmark {r['config']} failed: {r['reason']}")
+        if d["health"]["status"] != "ok":
+            out.append(f"{name}: health {d['health']['status']}: {'; '.join(d['health']['reasons'])}")
+        if not d["camera"]["up"]:
+            out.append(f"{name}: camera down: {d['camera']['reason'] or 'no frames'}")
+    return out
+
+
 async def collect(
     entries: list[SavedDevice],
     since: float,
@@ -343,13 +365,7 @@ async def collect(
 ) -> dict[str, Any]:
     """The visit report of these devices (asked at once; one that does not answer is listed as such)."""
     devices = await asyncio.gather(*(_device(e, since, timeout, snapshot_width) for e in entries))
-    failures = [
-        f"{d['name']}: {a['what']} {a['target']}: {a['outcome']}: {a['reason']}".rstrip(": ")
-        for d in devices
-        for a in d.get("actions", [])
-        if a["failed"]
-    ]
-    failures += [f"{d['name']}: not reachable: {d['error']}" for d in devices if not d["reachable"]]
+    failures = failures_of(devices)
     return _clean(
         {
             "site": site,

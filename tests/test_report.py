@@ -17,7 +17,7 @@ import pytest
 from fieldtui.cli.main import main
 from fieldtui.config import ConsoleConfig
 from fieldtui.protocol import DeviceRecord
-from fieldtui.report import ReportError, parse_since
+from fieldtui.report import ReportError, failures_of, parse_since
 from tests import storemodels as sm
 from tests.storeclient import wait_for
 
@@ -235,3 +235,27 @@ async def test_w_in_the_device_list_writes_the_report_and_says_where(inproc_agen
     html = written[0].read_text()
     assert "dock-1" in html and "Not reachable when this report was written" in html
     assert agent.token not in html
+
+
+def test_what_failed_lists_failed_benchmarks_bad_health_and_a_dead_camera():
+    ok = {"status": "ok", "reasons": []}
+    device = {
+        "name": "gate-3",
+        "reachable": True,
+        "actions": [
+            {"what": "rebuild", "target": "tensorrt", "outcome": "failed", "reason": "no GPU", "failed": True}
+        ],
+        "benchmarks": {
+            "results": [{"status": "failed", "config": "model tensorrt fp16 batch 1", "reason": "OOM"}]
+        },
+        "health": {"status": "degraded", "reasons": ["camera image is dark"]},
+        "camera": {"up": False, "reason": "RTSP timeout"},
+    }
+    assert failures_of([device]) == [
+        "gate-3: rebuild tensorrt: failed: no GPU",
+        "gate-3: benchmark model tensorrt fp16 batch 1 failed: OOM",
+        "gate-3: health degraded: camera image is dark",
+        "gate-3: camera down: RTSP timeout",
+    ]
+    well = {**device, "actions": [], "benchmarks": {"results": []}, "health": ok, "camera": {"up": True}}
+    assert failures_of([well]) == []
