@@ -31,7 +31,7 @@ from typing import Any
 
 from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice, atomic_write
-from fieldtui.errors import AgentClientError, ConsoleError
+from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
 from fieldtui.protocol import __version__ as console_version
 from fieldtui.redact import redact
@@ -283,6 +283,9 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
         facts = await _over_http(entry, since, timeout, snapshot_width)
     except AgentClientError as err:
         error = str(err)
+        if isinstance(err, AgentUnauthorized) and not entry.token:
+            # it answered /v1/health; its history needs the token the console does not hold
+            error = f"it answers, but no token is saved for it: pair it (`fieldtui pair {record.host}`) to report on it"
         facts = None
         if record.ssh is not None:
             try:

@@ -214,12 +214,16 @@ async def test_w_in_the_device_list_writes_the_report_and_says_where(inproc_agen
     config.save_device(
         DeviceRecord(name="roof-cam", host="127.0.0.1", port=_closed_port(), last_seen=LAST_SEEN)
     )
+    unpaired = inproc_agent(source="demo:?fps=5&size=64x48")  # added without its token
+    config.save_device(
+        DeviceRecord(name="yard-2", host="127.0.0.1", port=int(unpaired.url.rsplit(":", 1)[1]))
+    )
     app = FieldtuiApp(Fleet(config, mdns=False))
     async with app.run_test(size=SIZE) as pilot:
         await until(
             pilot,
             "the rows",
-            lambda: isinstance(app.screen, DevicesScreen) and app.screen.query_one(DataTable).row_count == 2,
+            lambda: isinstance(app.screen, DevicesScreen) and app.screen.query_one(DataTable).row_count == 3,
         )
         app.screen.report_dir = tmp_path
         await pilot.press("w")
@@ -231,10 +235,11 @@ async def test_w_in_the_device_list_writes_the_report_and_says_where(inproc_agen
         note = next(n for n in app._notifications if n.title == "Visit report written")
     written = list(tmp_path.glob("visit-*.html"))
     assert len(written) == 1 and str(written[0]) in note.message
-    assert "2 device(s), 1 unreachable" in note.message
+    assert "3 device(s), 2 unreachable" in note.message
     html = written[0].read_text()
     assert "dock-1" in html and "Not reachable when this report was written" in html
-    assert agent.token not in html
+    assert "it answers, but no token is saved for it: pair it (`fieldtui pair 127.0.0.1`)" in html
+    assert agent.token not in html and unpaired.token not in html
 
 
 def test_what_failed_lists_failed_benchmarks_bad_health_and_a_dead_camera():
