@@ -36,6 +36,7 @@ from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineSt
 from fieldtui.protocol import __version__ as console_version
 from fieldtui.redact import redact
 
+HISTORY_ROWS = 50  # GET /v1/models lists the store's newest 50 history rows (agent/store/catalog.py)
 DEFAULT_SINCE_S = 12 * 3600  # a working day: what "the visit" means when --since is not given
 FAILED_OUTCOMES = {"failed", "refused", "rolled_back", "interrupted"}
 _FORWARDING_LOG = re.compile(r"^forwarding (enabled|disabled): ")
@@ -236,8 +237,8 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             models=(await agent.models()).model_dump(mode="json"),
             logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
             reached=_reached(record) + (" (token)" if entry.token else ""),
-            jobs=[j.model_dump(mode="json") for j in await agent.jobs()],
-            runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=50)).runs],
+            jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
+            runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
             forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
         )
         try:
@@ -305,6 +306,9 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
     source = status.source
     live = sample.model_dump(mode="json", include={"fps", "latency_p50_ms", "confidence_avg", "drop_rate"})
     forwarding = facts.forwarding
+    history = facts.models.get("history", [])
+    if history and len(history) >= HISTORY_ROWS and min(r["ts"] for r in history) >= since:
+        facts.limits.append(f"store changes older than the agent's last {len(history)} (it lists no more)")
     return {
         **base,
         "reachable": True,
