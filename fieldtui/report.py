@@ -130,6 +130,9 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
         details = r.get("details") or {}
         figures = details.get("probation") or {}
         check = details.get("health") or {}  # the check before the swap: both models on the same frames
+        sha = (details.get("sha256") or "")[:12]
+        if what == "push" and sha:
+            target = f"{target} (sha256 {sha})"
         out.append(
             {
                 "ts": r["ts"],
@@ -141,7 +144,7 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
                 "confidence": figures.get("confidence"),
                 "infer_ms": figures.get("infer_ms") or check.get("new_infer_ms"),
                 "infer_ms_before": check.get("current_infer_ms"),
-                "sha256": (details.get("sha256") or "")[:12] or None,
+                "sha256": sha or None,
             }
         )
     for j in jobs:

@@ -103,6 +103,8 @@ def _actions_and_failures(report_files) -> None:
     assert dock["model"]["before"]["label"] == "configured model" and dock["model"]["changed"]
     whats = [(a["what"], a["outcome"]) for a in dock["actions"]]
     assert ("push", "stored") in whats and ("activate", "good") in whats
+    push = next(a for a in dock["actions"] if a["what"] == "push")
+    assert push["target"] == f"v1 (sha256 {sm.sha256(files['v1'])[:12]})"
     assert ("camera source", "failed") in whats  # the camera that would not open, with why
     assert ("forwarding", "changed") in whats
     assert any("camera source" in f for f in report["failures"])
