@@ -150,6 +150,13 @@ def test_bad_input_is_one_line_and_writes_nothing(console, tmp_path, capsys):
     assert main(["report", "-o", str(tmp_path / "nowhere" / "x.html")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
+    ConsoleConfig(console).save_device(DeviceRecord(name="b", host="127.0.0.1", port=_closed_port()))
+    assert main(["report", "--devices", "b", "--json"]) == 0
+    assert [d["name"] for d in json.loads(capsys.readouterr().out)["devices"]] == ["b"]
+    assert main(["report", "--since", "soon", "--json"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fieldtui: --since 'soon': write how long ago (90m, 2h, 1d) or a time (2026-12-01T09:30)"
+    )
 
 
 def _chromium() -> str | None:
@@ -266,3 +273,31 @@ def test_what_failed_lists_failed_benchmarks_bad_health_and_a_dead_camera():
     ]
     well = {**device, "actions": [], "benchmarks": {"results": []}, "health": ok, "camera": {"up": True}}
     assert failures_of([well]) == []
+
+
+def test_every_value_is_escaped():
+    from fieldtui.report_html import render
+
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    report = {
+        "site": evil,
+        "since": 0.0,
+        "generated": 1.0,
+        "console_version": evil,
+        "failures": [evil],
+        "devices": [
+            {
+                "name": evil,
+                "id": evil,
+                "address": evil,
+                "reached": evil,
+                "last_seen": None,
+                "reachable": False,
+                "error": evil,
+                "last_known": {"version": evil, "model": evil, "backend": evil},
+            }
+        ],
+    }
+    html = render(report)
+    assert "<script" not in html and "<img src=x" not in html and "onerror=alert(2)>" not in html
+    assert html.count("&lt;script&gt;") >= 8
