@@ -83,9 +83,11 @@ def _clean(value: Any) -> Any:
 
 
 def _reached(record: DeviceRecord) -> str:
+    """``HTTPS (pinned); found by mdns, saved``: the link, and how the console came to know the device
+    (``probe``: it answered a subnet probe where mDNS could not reach)."""
     origins = ", ".join(record.origin) or "added by hand"
-    tls = " with TLS, pinned" if record.tls and record.tls_fingerprint else " with TLS" if record.tls else ""
-    return f"HTTP{tls}; known from {origins}"
+    link = "HTTPS (pinned)" if record.tls and record.tls_fingerprint else "HTTPS" if record.tls else "HTTP"
+    return f"{link}; found by {origins}"
 
 
 def _sha_of(models: dict[str, Any], version: str | None) -> str | None:
@@ -239,7 +241,7 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             status=await agent.status(),
             models=(await agent.models()).model_dump(mode="json"),
             logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
-            reached=_reached(record) + (" (token)" if entry.token else ""),
+            reached=_reached(record),
             jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
             runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
             forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),

@@ -97,7 +97,7 @@ def _actions_and_failures(report_files) -> None:
     out, report, agent, files = report_files
     html = out.read_text()
     dock = next(d for d in report["devices"] if d["name"] == "dock-1")
-    assert dock["reachable"] and dock["agent_version"]
+    assert dock["reachable"] and dock["agent_version"] and dock["reached"] == "HTTP; found by saved"
     assert dock["model"]["after"]["version"] == "v1"
     assert dock["model"]["after"]["sha256"] == sm.sha256(files["v1"])[:12]
     assert dock["model"]["before"]["label"] == "configured model" and dock["model"]["changed"]
