@@ -151,6 +151,8 @@ def test_bad_input_is_one_line_and_writes_nothing(console, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
     ConsoleConfig(console).save_device(DeviceRecord(name="b", host="127.0.0.1", port=_closed_port()))
+    assert main(["report"]) == 2
+    assert "say where to write it: -o visit.html" in capsys.readouterr().err
     assert main(["report", "--devices", "b", "--json"]) == 0
     assert [d["name"] for d in json.loads(capsys.readouterr().out)["devices"]] == ["b"]
     assert main(["report", "--since", "soon", "--json"]) == 2
