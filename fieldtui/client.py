@@ -270,9 +270,10 @@ class AgentClient:
     async def status(self) -> PipelineStatus:
         return await self._get("/v1/status", PipelineStatus)
 
-    async def jobs(self) -> list[Job]:
-        """Recent jobs, newest first."""
-        return (await self._get("/v1/jobs", JobList)).jobs
+    async def jobs(self, limit: int | None = None) -> list[Job]:
+        """Recent jobs, newest first (the agent's default count, or ``limit``, at most 500)."""
+        params = {"limit": limit} if limit is not None else {}
+        return (await self._get("/v1/jobs", JobList, params=params)).jobs
 
     async def job(self, job_id: str) -> Job:
         return await self._get(f"/v1/jobs/{quote(job_id, safe='')}", Job)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -20,7 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from fieldtui.config import device_key
+from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.fleet import Added, Probe
 from fieldtui.protocol import DeviceRecord
@@ -113,6 +114,7 @@ class DevicesScreen(Screen[None]):
         Binding("p", "pair", "Pair"),
         Binding("x", "forget", "Forget"),
         Binding("s", "probe_subnet", "Probe subnet"),
+        Binding("w", "write_report", "Report"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -132,6 +134,13 @@ class DevicesScreen(Screen[None]):
             super().__init__()
             self.summary, self.error = summary, error
 
+    class ReportWritten(Message):
+        """The visit report is written at ``path`` (``summary`` says what is in it), or ``error``."""
+
+        def __init__(self, path: Path | None, summary: str = "", error: str | None = None) -> None:
+            super().__init__()
+            self.path, self.summary, self.error = path, summary, error
+
     class FleetChanged(Message):
         """mDNS saw a device appear, change or go; only the newest matters."""
 
@@ -144,6 +153,7 @@ class DevicesScreen(Screen[None]):
         self.rows: dict[str, DeviceRow] = {}
         self.filter_text = ""
         self.load_error: str | None = None
+        self.report_dir = Path.cwd()  # where `w` writes the visit report (tests point it elsewhere)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -430,6 +440,39 @@ class DevicesScreen(Screen[None]):
         summary = message.summary or ""
         self.notify(summary[0].upper() + summary[1:] + ".", title="Probe finished", timeout=6)
 
+    def action_write_report(self) -> None:
+        if not self.rows:
+            self.notify("No device to report on: add or pair one first.", severity="warning")
+            return
+        self.notify("Writing the visit report: asking every device what changed…", timeout=3)
+        self.write_report([row.record for row in self.rows.values()])
+
+    @work(exclusive=True, exit_on_error=False, group="report")
+    async def write_report(self, records: list[DeviceRecord]) -> None:
+        """The visit report (fieldtui/report.py) of the devices in the list, as one HTML file."""
+        from fieldtui.report import parse_since, write_report
+
+        entries = [SavedDevice(device=r, token=self.fleet.token(r)) for r in records]
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock()))
+        path = self.report_dir / f"visit-{stamp}.html"
+        try:
+            report = await write_report(entries, parse_since(None, self.clock()), path)
+        except (ConsoleError, OSError) as err:
+            self.post_message(self.ReportWritten(None, error=str(err)))
+            return
+        down = sum(1 for d in report["devices"] if not d["reachable"])
+        summary = (
+            f"{len(report['devices'])} device(s), {down} unreachable, {len(report['failures'])} failure(s)"
+        )
+        self.post_message(self.ReportWritten(path, summary))
+
+    @on(ReportWritten)
+    def _report_written(self, message: ReportWritten) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="Report not written", severity="error")
+        else:
+            self.notify(f"{message.path}\n{message.summary}", title="Visit report written", timeout=12)
+
     def commands(self) -> list[SystemCommand]:
         return [
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
@@ -438,6 +481,11 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
             SystemCommand(
                 "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget
+            ),
+            SystemCommand(
+                "Write the visit report",
+                "one HTML file: what changed on each device, and is it working",
+                self.action_write_report,
             ),
             SystemCommand(
                 "Probe a subnet",

@@ -418,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.engines import add_parsers as add_engines_parsers  # engines HOST, rebuild HOST
 
     add_engines_parsers(sub)
+    from fieldtui.cli.report import add_parser as add_report_parser  # report -o visit.html
+
+    add_report_parser(sub)
     return parser
 
 

@@ -1,0 +1,407 @@
+"""The visit report: what a technician changed on each device during a visit, and whether it works.
+
+:func:`collect` asks every device what it did since the visit began - from the agent's own audit
+history, so what was done over SSH or by another console counts too:
+
+- ``GET /v1/models``: the store's history (uploads, activations, rollbacks, removals, with outcome and
+  reason; agent/store/history.py), and what serves now with its sha256;
+- ``GET /v1/benchmarks``: benchmark runs, each result already compared with the previous run of the same
+  configuration (agent/bench/history.py);
+- ``GET /v1/jobs``: engine rebuilds, source changes and restarts, with their error when they failed;
+- ``GET /v1/logs``: forwarding changes (the agent logs each one; it keeps no other record of them, and
+  its log buffer is in memory, so changes from before an agent restart are not there);
+- ``GET /v1/health``, ``/v1/device``, ``/v1/status``, ``/v1/snapshot.jpg``: the state at the end.
+
+A saved device that does not answer is listed with what the console last knew and when it last saw it.
+The result is a plain JSON-able dict (``fieldtui report --json``); fieldtui/report_html.py renders it.
+Nothing secret enters it: no token, the forwarding key is left out, every string passes through
+:func:`fieldtui.redact.redact` (camera URIs are also redacted by the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fieldtui.client import AgentClient
+from fieldtui.config import SavedDevice, atomic_write
+from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
+from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
+from fieldtui.protocol import __version__ as console_version
+from fieldtui.redact import redact
+
+HISTORY_ROWS = 50  # GET /v1/models lists the store's newest 50 history rows (agent/store/catalog.py)
+DEFAULT_SINCE_S = 12 * 3600  # a working day: what "the visit" means when --since is not given
+FAILED_OUTCOMES = {"failed", "refused", "rolled_back", "interrupted"}
+_FORWARDING_LOG = re.compile(r"^forwarding (enabled|disabled): ")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+class ReportError(ConsoleError):
+    """A --since the console cannot read; the message says what to write."""
+
+
+def parse_since(text: str | None, now: float | None = None) -> float:
+    """``90m``, ``2h``, ``1d`` (ago), an ISO time (``2026-12-01T09:30``, local unless it has a zone) or
+    epoch seconds; None: :data:`DEFAULT_SINCE_S` ago."""
+    now = time.time() if now is None else now
+    if text is None:
+        return now - DEFAULT_SINCE_S
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now - float(match.group(1)) * scale
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ReportError(
+            f"--since {text!r}: write how long ago (90m, 2h, 1d) or a time (2026-12-01T09:30)"
+        ) from None
+    return when.timestamp() if when.tzinfo else when.astimezone().timestamp()
+
+
+def _clean(value: Any) -> Any:
+    """Every string redacted (URI passwords, secret query parameters), recursively."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _reached(record: DeviceRecord) -> str:
+    """``HTTPS (pinned); found by mdns, saved``: the link, and how the console came to know the device
+    (``probe``: it answered a subnet probe where mDNS could not reach)."""
+    origins = ", ".join(record.origin) or "added by hand"
+    link = "HTTPS (pinned)" if record.tls and record.tls_fingerprint else "HTTPS" if record.tls else "HTTP"
+    return f"{link}; found by {origins}"
+
+
+def _sha_of(models: dict[str, Any], version: str | None) -> str | None:
+    for v in models.get("versions", []):
+        if v["version"] == version:
+            return v["manifest"]["sha256"][:12]
+    return None
+
+
+def _model_change(models: dict[str, Any], since: float) -> dict[str, Any]:
+    """What served before the visit and what serves now, from the store's history."""
+    serving = models.get("serving") or {}
+    after = {"version": serving.get("version"), "sha256": (serving.get("sha256") or "")[:12] or None}
+    after["label"] = after["version"] or serving.get("path") or "nothing"
+    rows = sorted(models.get("history", []), key=lambda r: r["id"])
+    serving_rows = [
+        r for r in rows if r["ts"] >= since and r["action"] in ("activate", "rollback", "auto_rollback")
+    ]
+    if serving_rows:
+        first = serving_rows[0]
+        version = first["previous"]
+        before = {
+            "version": version,
+            "sha256": _sha_of(models, version),
+            "label": version or "configured model",
+        }
+    else:
+        before = dict(after)
+    return {"before": before, "after": after, "changed": before.get("version") != after.get("version")}
+
+
+def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> list[dict[str, Any]]:
+    """Every change during the visit, oldest first: what, on which version, outcome, reason."""
+    out: list[dict[str, Any]] = []
+    for r in models.get("history", []):
+        if r["ts"] < since or r["action"] == "startup":
+            continue
+        what = {"upload": "push", "auto_rollback": "automatic rollback"}.get(r["action"], r["action"])
+        target = r["version"] or "configured model"
+        if r["action"] in ("activate", "rollback", "auto_rollback") and r.get("previous") != r["version"]:
+            target = f"{r.get('previous') or 'configured model'} -> {target}"
+        details = r.get("details") or {}
+        figures = details.get("probation") or {}
+        check = details.get("health") or {}  # the check before the swap: both models on the same frames
+        sha = (details.get("sha256") or "")[:12]
+        if what == "push" and sha:
+            target = f"{target} (sha256 {sha})"
+        out.append(
+            {
+                "ts": r["ts"],
+                "what": what,
+                "target": target,
+                "outcome": r["outcome"],
+                "reason": r.get("reason") or "",
+                "failed": r["outcome"] in FAILED_OUTCOMES,
+                "confidence": figures.get("confidence"),
+                "infer_ms": figures.get("infer_ms") or check.get("new_infer_ms"),
+                "infer_ms_before": check.get("current_infer_ms"),
+                "sha256": sha or None,
+            }
+        )
+    for j in jobs:
+        # model jobs are in the store's history already, with their reason; benchmarks have their own section
+        if j["created"] < since or j["kind"].startswith(("model.", "benchmark")):
+            continue
+        what = {
+            "engine.rebuild": "rebuild",
+            "pipeline.source": "camera source",
+            "pipeline.restart": "restart",
+        }
+        params = j.get("params") or {}
+        target = params.get("uri") or params.get("backend") or ""
+        out.append(
+            {
+                "ts": j["created"],
+                "what": what.get(j["kind"], j["kind"]),
+                "target": str(target),
+                "outcome": j["state"],
+                "reason": j.get("error") or j.get("stage") or "",
+                "failed": j["state"] == "failed",
+            }
+        )
+    for line in logs:
+        if line["ts"] >= since and _FORWARDING_LOG.match(line["message"]):
+            out.append(
+                {
+                    "ts": line["ts"],
+                    "what": "forwarding",
+                    "target": "",
+                    "outcome": "changed",
+                    "reason": line["message"],
+                    "failed": False,
+                }
+            )
+    return sorted(out, key=lambda a: a["ts"])
+
+
+def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
+    """Runs during the visit (each result with its change against the previous run of the same
+    configuration), and the newest run before the visit, for a before/after."""
+    during = [r for r in runs if r["created"] >= since]
+    before = [r for r in runs if r["created"] < since]
+    rows = []
+    for run in sorted(during, key=lambda r: r["created"]):
+        for res in run["results"]:
+            c = res["config"]
+            cmp_ = res.get("comparison") or {}
+            rows.append(
+                {
+                    "ts": run["created"],
+                    "model": run["model"],
+                    "sha256": run["model_sha256"][:12],
+                    "config": f"{c['mode']} {c['backend']} {c['precision']} batch {c['batch']}",
+                    "status": res["status"],
+                    "reason": res.get("reason") or "",
+                    "p50_ms": (res.get("latency") or {}).get("p50_ms"),
+                    "fps": res.get("fps"),
+                    "verdict": cmp_.get("verdict"),
+                    "p50_change_pct": cmp_.get("p50_change_pct"),
+                    "fps_change_pct": cmp_.get("fps_change_pct"),
+                }
+            )
+    last_before = max(before, key=lambda r: r["created"]) if before else None
+    return {"results": rows, "before_visit": last_before["id"] if last_before else None}
+
+
+@dataclass
+class _Facts:
+    """What one device said, over whichever link answered."""
+
+    health: HealthReport
+    info: DeviceInfo
+    status: PipelineStatus
+    models: dict[str, Any]
+    logs: list[dict[str, Any]]
+    reached: str
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    forwarding: dict[str, Any] | None = None
+    snapshot: str | None = None
+    snapshot_error: str | None = None
+    limits: list[str] = field(default_factory=list)
+
+
+async def _over_http(entry: SavedDevice, since: float, timeout: float, width: int) -> _Facts:
+    record = entry.device
+    async with AgentClient.for_device(record, entry.token, timeout=timeout) as agent:
+        facts = _Facts(
+            health=await agent.health(),
+            info=await agent.device(),
+            status=await agent.status(),
+            models=(await agent.models()).model_dump(mode="json"),
+            logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
+            reached=_reached(record),
+            jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
+            runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
+            forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
+        )
+        try:
+            jpeg = await agent.snapshot_jpeg(width=width)
+            facts.snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        except AgentClientError as err:
+            facts.snapshot_error = str(err)
+    return facts
+
+
+async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str) -> _Facts:
+    """``fieldtui-agent status | models list | logs --json`` over SSH, for a device HTTP cannot reach."""
+    from fieldtui.link.ssh import SSHLink
+
+    async with SSHLink(endpoint) as link:
+        status = await link.status()
+        models = await link.models()
+        logs = await link.logs(2000)
+    return _Facts(
+        health=status.health,
+        info=status.device,
+        status=status.status,
+        models=models.model_dump(mode="json"),
+        logs=[x.model_dump(mode="json") for x in logs.lines],
+        reached=f"SSH ({endpoint.host}); HTTP did not answer: {why_not_http}",
+        snapshot_error="not available over SSH",
+        limits=[
+            "over SSH the agent's jobs (rebuilds, source changes), benchmarks and forwarding are not read"
+        ],
+    )
+
+
+async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_width: int) -> dict[str, Any]:
+    record = entry.device
+    base = {
+        "name": record.name,
+        "id": record.id,
+        "address": f"{record.host}:{record.port}",
+        "reached": _reached(record),
+        "last_seen": record.last_seen,
+    }
+    try:
+        facts = await _over_http(entry, since, timeout, snapshot_width)
+    except AgentClientError as err:
+        error = str(err)
+        if isinstance(err, AgentUnauthorized) and not entry.token:
+            # it answered /v1/health; its history needs the token the console does not hold
+            error = f"it answers, but no token is saved for it: pair it (`fieldtui pair {record.host}`) to report on it"
+        facts = None
+        if record.ssh is not None:
+            try:
+                facts = await _over_ssh(record.ssh, error)
+            except (ConsoleError, OSError) as ssh_err:
+                error = f"{error}; over SSH ({record.ssh.host}): {ssh_err}"
+        if facts is None:
+            return {
+                **base,
+                "reachable": False,
+                "error": error,
+                "last_known": {"version": record.version, "model": record.model, "backend": record.backend},
+            }
+    status, info, health = facts.status, facts.info, facts.health
+    sample = status.sample
+    camera = sample.camera if sample else None
+    source = status.source
+    live = sample.model_dump(mode="json", include={"fps", "latency_p50_ms", "confidence_avg", "drop_rate"})
+    forwarding = facts.forwarding
+    history = facts.models.get("history", [])
+    if history and len(history) >= HISTORY_ROWS and min(r["ts"] for r in history) >= since:
+        facts.limits.append(f"store changes older than the agent's last {len(history)} (it lists no more)")
+    return {
+        **base,
+        "reachable": True,
+        "id": info.id,
+        "device_name": info.name,  # what the device calls itself; "name" is what the console saved
+        "reached": facts.reached,
+        "last_seen": time.time(),
+        "platform": f"{info.platform} {info.machine}",
+        "accelerators": info.accelerators,
+        "agent_version": info.version,
+        "health": {"status": health.status, "reasons": health.reasons, "notes": health.notes},
+        "pipeline": {"state": status.state, "error": status.error},
+        "live": live if sample else None,
+        "camera": {
+            "source": source.uri if source else None,
+            "up": source.up if source else False,
+            "reason": source.reason if source else None,
+            "health": camera.model_dump(mode="json") if camera else None,
+            "snapshot": facts.snapshot,
+            "snapshot_error": facts.snapshot_error,
+        },
+        "model": _model_change(facts.models, since),
+        "actions": _actions(facts.models, facts.jobs, facts.logs, since),
+        "benchmarks": _benchmarks(facts.runs, since),
+        "forwarding": None
+        if forwarding is None
+        else {k: forwarding[k] for k in ("enabled", "mode", "base_url", "stats")},
+        "limits": facts.limits,
+    }
+
+
+def failures_of(devices: list[dict[str, Any]]) -> list[str]:
+    """Everything that failed, one line each: changes that failed, failed benchmark configurations,
+    health that is not ok (with its reasons), a camera that is down, devices that did not answer."""
+    out: list[str] = []
+    for d in devices:
+        name = d["name"]
+        if not d["reachable"]:
+            out.append(f"{name}: not reachable: {d['error']}")
+            continue
+        for a in d["actions"]:
+            if a["failed"]:
+                out.append(f"{name}: {a['what']} {a['target']}: {a['outcome']}: {a['reason']}".rstrip(": "))
+        for r in d["benchmarks"]["results"]:
+            if r["status"] == "failed":
+                out.append(f"{name}: benchmark {r['config']} failed: {r['reason']}")
+        if d["health"]["status"] != "ok":
+            out.append(f"{name}: health {d['health']['status']}: {'; '.join(d['health']['reasons'])}")
+        if not d["camera"]["up"]:
+            out.append(f"{name}: camera down: {d['camera']['reason'] or 'no frames'}")
+    return out
+
+
+async def collect(
+    entries: list[SavedDevice],
+    since: float,
+    *,
+    timeout: float = 5.0,
+    snapshot_width: int = 480,
+    site: str = "",
+) -> dict[str, Any]:
+    """The visit report of these devices (asked at once; one that does not answer is listed as such)."""
+    devices = await asyncio.gather(*(_device(e, since, timeout, snapshot_width) for e in entries))
+    failures = failures_of(devices)
+    return _clean(
+        {
+            "site": site,
+            "since": since,
+            "generated": time.time(),
+            "console_version": console_version,
+            "devices": devices,
+            "failures": failures,
+        }
+    )
+
+
+async def write_report(
+    entries: list[SavedDevice], since: float, path: Path, *, site: str = "", timeout: float = 5.0
+) -> dict[str, Any]:
+    """Collect and write the HTML file at ``path`` (whole or not at all); returns the report."""
+    from fieldtui.report_html import render
+
+    if not path.parent.is_dir():
+        raise ReportError(f"cannot write {path}: directory {path.parent} does not exist")
+    report = await collect(entries, since, timeout=timeout, site=site)
+    try:
+        # 0644: a report is made to be handed over; it holds no secret
+        atomic_write(path, render(report).encode("utf-8"), mode=0o644)
+    except OSError as err:
+        raise ReportError(f"cannot write {path}: {err.strerror}") from None
+    return report
