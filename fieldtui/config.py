@@ -9,12 +9,10 @@ of either.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fieldtui.errors import ConfigError, UnknownDevice
 from fieldtui.protocol import DEFAULT_PORT, DeviceRecord
+from fieldtui.protocol.files import atomic_write
 
 FILE_NAME = "devices.json"
 FORMAT_VERSION = 1
@@ -240,34 +239,6 @@ class ConsoleConfig:
 def _same_endpoint(a: DeviceRecord, b: DeviceRecord) -> bool:
     # A device first added by hand (no id) and later paired (with id) is the same entry.
     return (a.id is None or b.id is None) and a.host == b.host and a.port == b.port
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix.
-
-    The temp file is created with ``mode`` from the start (no window where a secret is world-readable).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if mode != 0o600:  # mkstemp already made it 0600
-            os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if os.name != "posix":
-        return
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def default_record(host_text: str) -> DeviceRecord:

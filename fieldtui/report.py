@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from fieldtui.client import AgentClient
-from fieldtui.config import SavedDevice, atomic_write
+from fieldtui.config import SavedDevice
 from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
 from fieldtui.protocol import __version__ as console_version
+from fieldtui.protocol.files import atomic_write
 from fieldtui.redact import redact
 
 HISTORY_ROWS = 50  # GET /v1/models lists the store's newest 50 history rows (agent/store/catalog.py)

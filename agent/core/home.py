@@ -19,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from agent.core.errors import AgentError
+from fieldtui.protocol.files import atomic_write, fsync_dir
 
 HOME_ENV = "FIELDTUI_AGENT_HOME"
 
@@ -60,39 +60,6 @@ def user_path(text: str | os.PathLike[str], error: type[AgentError] = AgentError
             "give an absolute path",
             status=422,
         ) from None
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once the directory entry is; not every platform lets us open a dir.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes | memoryview | str, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers see the old content or the new, never a part.
-
-    The file is created with ``mode`` from the start (no window where a secret is world-readable).
-    """
-    if isinstance(data, str):
-        data = data.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 class AgentHome:
@@ -160,7 +127,7 @@ class AgentHome:
     def remove_runtime(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.runtime_file.unlink()
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.errors import AgentError, NotFound
-from agent.core.home import _fsync_dir, atomic_write
 from agent.engines.fingerprint import read_fingerprint, stale_reason, write_fingerprint
 from fieldtui.protocol import EngineFingerprint, EngineInfo, RuntimeIdentity
+from fieldtui.protocol.files import atomic_write, fsync_dir
 
 log = logging.getLogger("fieldtui.agent.engines")
 
@@ -216,7 +216,7 @@ class EngineStore:
             if path.is_file():
                 with path.open("rb") as f:
                     os.fsync(f.fileno())
-        _fsync_dir(staged.dir)
+        fsync_dir(staged.dir)
         target = self.root / staged.key
         with self._lock:
             old = None
@@ -225,7 +225,7 @@ class EngineStore:
                 os.rename(target, old)
             os.rename(staged.dir, target)
             staged.done = True
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         log.info("stored engine %s (%d bytes)", staged.key, (target / staged.engine_path.name).stat().st_size)
@@ -247,7 +247,7 @@ class EngineStore:
             self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
             doomed = self.staging / f"{key}.{uuid.uuid4().hex[:8]}.removed"
             os.rename(self.root / key, doomed)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("removed engine %s", key)
 

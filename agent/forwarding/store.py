@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from agent.core.errors import AgentError
-from agent.core.home import AgentHome, atomic_write
+from agent.core.home import AgentHome
 from agent.forwarding.trio import KEY_ENV
 from fieldtui.protocol import ForwardingSettings, ForwardingUpdate
+from fieldtui.protocol.files import atomic_write
 
 log = logging.getLogger("fieldtui.agent.forwarding")
 

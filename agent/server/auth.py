@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.core.home import AgentHome, atomic_write
+from agent.core.home import AgentHome
 from fieldtui.protocol import TokenInfo
+from fieldtui.protocol.files import atomic_write
 
 if TYPE_CHECKING:
     from agent.core.config import AgentConfig

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.errors import AgentError
-from agent.core.home import AgentHome, atomic_write
+from agent.core.home import AgentHome
+from fieldtui.protocol.files import atomic_write
 
 
 @dataclass(frozen=True)

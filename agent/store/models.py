@@ -29,9 +29,9 @@ from pathlib import Path
 
 from agent.core.errors import AgentError, Conflict, ModelError, NotFound
 from agent.core.faults import fault_point
-from agent.core.home import _fsync_dir
 from agent.store.settings import ModelSettings
 from fieldtui.protocol import ModelManifest
+from fieldtui.protocol.files import fsync_dir
 
 log = logging.getLogger("fieldtui.agent.models")
 
@@ -232,7 +232,7 @@ class ModelStore:
                 shutil.rmtree(target, ignore_errors=True)
             fault_point("before_rename", manifest.version)
             os.rename(staged, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             fault_point("after_rename", manifest.version)
         log.info(
             "stored model %s (%d bytes, sha256 %s…)", manifest.version, manifest.size, manifest.sha256[:12]
@@ -256,7 +256,7 @@ class ModelStore:
                     with contextlib.suppress(OSError):
                         tmp.unlink()
                     raise
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def remove(self, version: str) -> None:
         """Delete a version: renamed out of sight first (atomic), then its files removed."""
@@ -267,7 +267,7 @@ class ModelStore:
             self.staging.mkdir(mode=0o700, exist_ok=True)
             doomed = self.staging / f"{version}.{uuid.uuid4().hex[:8]}.removed"
             os.rename(src, doomed)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("removed model %s", version)
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 from agent.core.errors import AgentError, ModelError
 from agent.core.faults import fault_point
-from agent.core.home import _fsync_dir
 from agent.store.models import FORMATS, MANIFEST, UploadTooLarge
 from fieldtui.protocol import ModelManifest, TensorInfo
+from fieldtui.protocol.files import fsync_dir
 
 if TYPE_CHECKING:
     from agent.store.models import ModelStore
@@ -257,7 +257,7 @@ class Upload:
                 **described,
             )
             _write_synced(self.dir / MANIFEST, manifest.model_dump_json(indent=2).encode())
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             fault_point("after_manifest", self.version)
             created = self.store._commit(self.dir, manifest)
         except BaseException as err:

@@ -23,9 +23,10 @@ from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, res
 from fieldtui.cli.link import link_flags, with_link  # HTTP, falling back to SSH; --ssh
 from fieldtui.cli.types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
-from fieldtui.config import ConsoleConfig, SavedDevice, atomic_write, parse_host
+from fieldtui.config import ConsoleConfig, SavedDevice, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
+from fieldtui.protocol.files import atomic_write
 from fieldtui.redact import RedactingStream
 
 log = logging.getLogger("fieldtui")

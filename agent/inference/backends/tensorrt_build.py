@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.errors import AgentError, BackendUnavailable, ModelError
-from agent.core.home import atomic_write
 from agent.inference.backends.sidecar import metadata_path, onnx_metadata, write_metadata
 from agent.inference.backends.tensorrt_sdk import captured, import_trt, last_error, trt_logger
 from agent.inference.precision import is_qdq
 from fieldtui.protocol import EngineFingerprint
+from fieldtui.protocol.files import atomic_write
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Progress: parsing takes the first 5 %, the build phases the rest up to 95 %, writing the end.
