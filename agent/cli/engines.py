@@ -161,39 +161,8 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
 
 def _text(result: EngineList | EngineRebuildResult) -> str:
     if isinstance(result, EngineList):
-        lines = [f"{'engine':<36} {'size':>8}  {'p50 ms':>8} {'fp32':>8} {'F1':>6}  state"]
-        for e in result.engines:
-            state = (
-                f"STALE: {e.stale_reason}"
-                if e.stale
-                else "ok" + (f" (as {e.model_version})" if e.model_version else "")
-            )
-            f1 = f"{e.agreement_f1:.3f}" if e.agreement_f1 is not None else "-"
-            p50 = f"{e.p50_ms:.2f}" if e.p50_ms is not None else "-"
-            fp32 = f"{e.fp32_p50_ms:.2f}" if e.fp32_p50_ms is not None else "-"
-            lines.append(f"{e.key:<36} {e.size / 1e6:>6.2f}MB  {p50:>8} {fp32:>8} {f1:>6}  {state}")
-        if not result.engines:
-            lines.append("no engines yet: `fieldtui-agent engines rebuild --precision int8` builds one")
-        for r in result.runtimes:
-            build = "can build" if r.can_build else f"cannot build: {r.build_note or r.reason}"
-            lines.append(f"runtime {r.runtime:<12} {r.runtime_version or '-':<10} {build}")
-        return "\n".join(lines)
-    r = result
-    speed = (
-        f"p50 {r.p50_ms} ms vs FP32 {r.fp32_p50_ms} ms (x{r.speedup})"
-        if r.p50_ms is not None
-        else "not measured"
-    )
-    lines = [
-        f"built {r.engine.key}: {r.size / 1e6:.2f} MB (source {r.source_size / 1e6:.2f} MB) in {r.elapsed_s:.1f} s",
-        f"{speed}; agreement F1 {r.agreement_f1} on {r.agreement_frames} held-out frames",
-    ]
-    if r.model_version:
-        lines.append(
-            f"stored as model version {r.model_version}"
-            + (" and activated" if r.activation_job else " (current at the next start)")
-        )
-    return "\n".join(lines)
+        return "\n".join(result.summary_lines("fieldtui-agent engines rebuild --precision int8"))
+    return "\n".join(result.summary_lines("(current at the next start)"))
 
 
 def cmd_engines(args: argparse.Namespace) -> int:

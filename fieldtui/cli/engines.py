@@ -14,41 +14,7 @@ from fieldtui.cli.devices import print_json
 from fieldtui.cli.jobs import request_from, run_job
 from fieldtui.cli.link import link_flags, with_link
 from fieldtui.cli.types import count, seconds
-from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult
-
-
-def engine_lines(listing: EngineList) -> list[str]:
-    """The list as a technician reads it: one line per engine (stale ones say why), then the runtimes."""
-    lines = [f"{'engine':<36} {'size':>9}  {'p50 ms':>8} {'fp32 ms':>8} {'F1':>6}  state"]
-    for e in listing.engines:
-        state = f"STALE: {e.stale_reason}" if e.stale else "ok"
-        if e.model_version and not e.stale:
-            state += f" (model {e.model_version})"
-        p50 = f"{e.p50_ms:.2f}" if e.p50_ms is not None else "-"
-        fp32 = f"{e.fp32_p50_ms:.2f}" if e.fp32_p50_ms is not None else "-"
-        f1 = f"{e.agreement_f1:.3f}" if e.agreement_f1 is not None else "-"
-        lines.append(f"{e.key:<36} {e.size / 1e6:>7.2f}MB  {p50:>8} {fp32:>8} {f1:>6}  {state}")
-    if not listing.engines:
-        lines.append("no engines yet: `fieldtui rebuild HOST --precision int8` builds one")
-    for r in listing.runtimes:
-        build = "can build" if r.can_build else f"cannot build: {r.build_note or r.reason}"
-        lines.append(f"runtime {r.runtime:<12} {r.runtime_version or '-':<10} {build}")
-    return lines
-
-
-def result_lines(r: EngineRebuildResult) -> list[str]:
-    speed = "not measured"
-    if r.p50_ms is not None:
-        speed = f"p50 {r.p50_ms:.2f} ms vs FP32 {r.fp32_p50_ms:.2f} ms (x{r.speedup})"
-    lines = [
-        f"built {r.engine.key}: {r.size / 1e6:.2f} MB (source {r.source_size / 1e6:.2f} MB) in {r.elapsed_s:.1f} s",
-        f"{speed}; agreement F1 {r.agreement_f1} on {r.agreement_frames} held-out frames",
-    ]
-    if r.model_version:
-        lines.append(
-            f"stored as model version {r.model_version}" + (" and activated" if r.activation_job else "")
-        )
-    return lines
+from fieldtui.protocol import EngineRebuildRequest, EngineRebuildResult
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
@@ -56,7 +22,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
     if args.json:
         print_json(listing)
     else:
-        print("\n".join(engine_lines(listing)))
+        print("\n".join(listing.summary_lines("fieldtui rebuild HOST --precision int8")))
     return 0
 
 
@@ -76,7 +42,11 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     request = _request(args)
-    return run_job(args, lambda link, progress: link.rebuild(request, on_progress=progress), result_lines)
+    return run_job(
+        args,
+        lambda link, progress: link.rebuild(request, on_progress=progress),
+        EngineRebuildResult.summary_lines,
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

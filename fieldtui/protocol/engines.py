@@ -68,6 +68,25 @@ class EngineList(Model):
     engines: list[EngineInfo]
     runtimes: list[RuntimeIdentity]
 
+    def summary_lines(self, rebuild_hint: str) -> list[str]:
+        """The list as a technician reads it, for both command lines: one line per engine (stale ones say
+        why), then the runtimes; ``rebuild_hint`` is the command that builds a first engine."""
+        lines = [f"{'engine':<36} {'size':>9}  {'p50 ms':>8} {'fp32 ms':>8} {'F1':>6}  state"]
+        for e in self.engines:
+            state = f"STALE: {e.stale_reason}" if e.stale else "ok"
+            if e.model_version and not e.stale:
+                state += f" (model {e.model_version})"
+            p50 = f"{e.p50_ms:.2f}" if e.p50_ms is not None else "-"
+            fp32 = f"{e.fp32_p50_ms:.2f}" if e.fp32_p50_ms is not None else "-"
+            f1 = f"{e.agreement_f1:.3f}" if e.agreement_f1 is not None else "-"
+            lines.append(f"{e.key:<36} {e.size / 1e6:>7.2f}MB  {p50:>8} {fp32:>8} {f1:>6}  {state}")
+        if not self.engines:
+            lines.append(f"no engines yet: `{rebuild_hint}` builds one")
+        for r in self.runtimes:
+            build = "can build" if r.can_build else f"cannot build: {r.build_note or r.reason}"
+            lines.append(f"runtime {r.runtime:<12} {r.runtime_version or '-':<10} {build}")
+        return lines
+
 
 class EngineRebuildRequest(Model):
     """``POST /v1/engines/rebuild``: build an engine for ``backend`` at ``precision`` from a store version
@@ -110,3 +129,21 @@ class EngineRebuildResult(Model):
     model_version: str | None = Field(default=None, description="store version the engine was added as")
     activation_job: str | None = None
     log: list[str] = Field(default_factory=list, description="the build's stages, for the technician")
+
+    def summary_lines(self, stored_note: str = "") -> list[str]:
+        """What a rebuild made, for both command lines; ``stored_note`` follows "stored as model version V"
+        when it was not activated (the agent's offline rebuild: "(current at the next start)")."""
+        speed = "not measured"
+        if self.p50_ms is not None:
+            speed = f"p50 {self.p50_ms:.2f} ms vs FP32 {self.fp32_p50_ms:.2f} ms (x{self.speedup})"
+        lines = [
+            f"built {self.engine.key}: {self.size / 1e6:.2f} MB (source {self.source_size / 1e6:.2f} MB) "
+            f"in {self.elapsed_s:.1f} s",
+            f"{speed}; agreement F1 {self.agreement_f1} on {self.agreement_frames} held-out frames",
+        ]
+        if self.model_version:
+            lines.append(
+                f"stored as model version {self.model_version}"
+                + (" and activated" if self.activation_job else (f" {stored_note}" if stored_note else ""))
+            )
+        return lines
