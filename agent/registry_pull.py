@@ -118,7 +118,7 @@ class RegistryPoller:
 
         url = urljoin(self.url + "/", offer.download_url)
         name = urlsplit(url).path.rsplit("/", 1)[-1]
-        fmt = format_for(name) if name.lower().endswith((".onnx", ".engine", ".hef")) else "onnx"
+        fmt = format_for(name) if name.lower().endswith((".onnx", ".engine", ".hef", ".tflite")) else "onnx"
         try:
             with httpx.stream("GET", url, timeout=httpx.Timeout(30.0), trust_env=False) as response:
                 if response.status_code != 200:

@@ -29,7 +29,7 @@ from fieldtui.push import VERSION_RE, valid_version
 log = logging.getLogger("fieldtui.registry")
 
 DEFAULT_PORT = 8471
-SUFFIXES = (".onnx", ".engine", ".hef")
+SUFFIXES = (".onnx", ".engine", ".hef", ".tflite")
 
 
 class ModelFolder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agent.backends.base import Backend, TensorSpec
 from agent.backends.hailo import HailoBackend
+from agent.backends.litert import LiteRtBackend
 from agent.backends.onnxruntime import OnnxRuntimeBackend
 from agent.backends.tensorrt import TensorRtBackend
 from agent.errors import BackendUnavailable
@@ -17,6 +18,7 @@ BACKENDS: dict[str, type[Backend]] = {
     OnnxRuntimeBackend.key: OnnxRuntimeBackend,
     TensorRtBackend.key: TensorRtBackend,
     HailoBackend.key: HailoBackend,
+    LiteRtBackend.key: LiteRtBackend,
 }
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "doctor", "get_backend", "known_keys"]

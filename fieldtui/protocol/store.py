@@ -10,7 +10,7 @@ from fieldtui.protocol.core import Job, Model, ModelInfo
 
 # --- model store ----------------------------------------------------------------------------------
 
-ModelFormat = Literal["onnx", "engine", "hef"]
+ModelFormat = Literal["onnx", "engine", "hef", "tflite"]
 HistoryAction = Literal["upload", "activate", "rollback", "auto_rollback", "remove", "startup"]
 HistoryOutcome = Literal[
     "started",  # in progress (a row left so by a crash is closed as "interrupted" at the next start)
