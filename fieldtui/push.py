@@ -47,7 +47,9 @@ ProgressFn = Callable[[PushProgress], None]
 def model_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ConsoleError(f"{path.name}: a model is a .onnx, .engine (TensorRT), .hef (Hailo) or .tflite (LiteRT) file")
+        raise ConsoleError(
+            f"{path.name}: a model is a .onnx, .engine (TensorRT), .hef (Hailo) or .tflite (LiteRT) file"
+        )
     return fmt
 
 
