@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--onnx", type=Path, default=REPO / "agent/assets/demo.onnx")
     parser.add_argument("--out", type=Path, default=REPO / "agent/assets")
     parser.add_argument("--frames", type=int, default=200, help="representative frames for INT8")
+    parser.add_argument("--quant-type", choices=("per-tensor", "per-channel"), default="per-tensor",
+                        help="INT8 weight quantisation (per-tensor: what the Edge TPU compiler takes)")  # fmt: skip
     parser.add_argument("--classifier", type=Path, default=REPO / "tests/exports/classifier.tflite",
                         help="where the tests' not-a-detector .tflite goes (empty: not made)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             not_use_onnxsim=True,
             verbosity="error",
             output_integer_quantized_tflite=True,
-            quant_type="per-tensor",
+            quant_type=args.quant_type,
             custom_input_op_name_np_data_path=[["images", str(calib), [[[[0, 0, 0]]]], [[[[1, 1, 1]]]]]],
             output_signaturedefs=True,
             disable_group_convolution=True,
