@@ -99,6 +99,18 @@ def test_boxes_are_scaled_back_from_the_normalised_head(demo_frames, onnx_detect
     assert np.abs(np.sort(np.asarray(boxes), 0) - np.sort(np.asarray(ref), 0)).max() < 3.0
 
 
+def test_normalised_boxes_are_scaled_back_in_both_ultralytics_layouts():
+    """Ultralytics' AutoBackend rule, on a non-square input (h 256, w 320): end-to-end ``[1, K, 6]``
+    has xyxy columns, the raw head ``[1, 4+nc, N]`` xywh rows; scores and class ids are left alone."""
+    with LiteRtBackend(FLOAT32, threads=1) as backend:
+        e2e = backend._denormalise(np.array([[[0.1, 0.2, 0.3, 0.4, 0.9, 1.0]]], np.float32), 256, 320)
+        raw = backend._denormalise(
+            np.array([[[0.5], [0.5], [0.25], [0.25], [0.8], [0.1]]], np.float32), 256, 320
+        )
+    np.testing.assert_allclose(e2e[0, 0], [32.0, 51.2, 96.0, 102.4, 0.9, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(raw[0, :, 0], [160.0, 128.0, 80.0, 64.0, 0.8, 0.1], rtol=1e-6)
+
+
 def test_names_from_metadata_json_a_dict_repr_or_else_a_labels_file(tmp_path):
     assert tflite_metadata(FLOAT32)["names"] == repr(NAMES)
     data = FLOAT32.read_bytes()
@@ -290,3 +302,33 @@ def test_an_edge_tpu_node_this_user_cannot_open_asks_for_the_udev_rule(tmp_path)
     assert not result.ok and "not writable by this user: install the udev rule" in result.reason
     (tmp_path / "udev" / "60-libedgetpu1-std.rules").write_text("")
     assert "replug the Accelerator" in status(tmp_path, lib=True, can_open=cannot).reason
+
+
+# --- through a real agent on 127.0.0.1: push, activate, serve ---------------------------------------
+
+
+def test_a_pushed_tflite_is_activated_and_served_and_a_bad_one_changes_nothing(inproc_agent, tmp_path):
+    from tests.storeclient import activate, listing, wait_for
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[models]\nprobation_s = 1.5\nprobation_min_frames = 5\n")
+    # serving the demo ONNX model: the activation check holds a new model to 3x its latency + 5 ms
+    agent = inproc_agent(home, source="demo:?fps=20&size=320x240", model=demo_model_path())
+
+    def put(path: Path, version: str):
+        headers = {"X-Model-Sha256": sm.sha256(path), "X-Model-Format": "tflite"}
+        return c.put(f"/v1/models/{version}", content=path.read_bytes(), headers=headers)
+
+    with agent.client() as c:
+        assert put(FLOAT32, "t1").status_code == 201
+        job = activate(c, "t1")
+        assert job.state == "succeeded", job.error
+        status = wait_for(lambda: (s := c.get("/v1/status").json())["model"]["version"] == "t1" and s)
+        assert status["model"]["backend"] == "litert" and status["model"]["path"].endswith("model.tflite")
+        served = status["model"]["path"]
+        r = put(with_edgetpu_op(tmp_path), "tpu")
+        assert r.status_code == 422 and r.json()["detail"].startswith("tpu is not a usable detector: ")
+        assert "Edge TPU model and cannot run here" in r.json()["detail"]
+        assert [v.version for v in listing(c).versions] == ["t1"]
+        assert c.get("/v1/status").json()["model"]["path"] == served
