@@ -269,8 +269,8 @@ def _one(
                 check=check,
                 progress=step,
             )
-            f1 = 1.0  # FP32 is the reference: it agrees with itself by definition
-            if config.precision != "fp32" and held_out:
+            f1 = 1.0  # the FP32 model itself is the reference: it agrees with itself by definition
+            if (config.precision != "fp32" or path != model) and held_out:  # another precision or file
                 f1 = round(agreement(reference.get(), detector, held_out), 4)
     except BackendUnavailable as err:
         return skipped(str(err))

@@ -223,6 +223,25 @@ def test_an_edge_tpu_model_by_name_without_the_delegate_is_refused_saying_what_i
     assert "push the plain (non-_edgetpu) .tflite" in str(err.value)
 
 
+def test_the_benchmark_runs_litert_beside_onnxruntime_on_the_demo_model_with_agreement():
+    from agent.bench import run_model_benchmarks
+    from agent.bench_frames import scene_frames
+    from fieldtui.protocol import BenchmarkRequest
+
+    assert LiteRtBackend.model_for_precision(demo_model_path(), "int8") == (INT8, None)
+    assert LiteRtBackend.model_for_precision(FLOAT32, "fp32") == (FLOAT32, None)
+    assert "is the fp32 conversion" in LiteRtBackend.model_for_precision(FLOAT32, "int8")[1]
+    request = BenchmarkRequest(backends=["litert", "onnxruntime"], precisions=["fp32", "int8"], threads=[1],
+                               iterations=5, warmup=1, accuracy_frames=6)  # fmt: skip
+    results = run_model_benchmarks(demo_model_path(), request, scene_frames(8))
+    by = {(r.config.backend, r.config.precision): r for r in results}
+    for precision in ("fp32", "int8"):
+        lite = by[("litert", precision)]
+        assert lite.status == "ok", lite.reason
+        assert lite.latency.p50_ms > 0 and lite.agreement_frames == 6 and lite.agreement_f1 >= 0.9
+    assert by[("onnxruntime", "int8")].status == "skipped"  # no INT8 engine built here
+
+
 def test_rebuild_for_litert_is_refused_with_the_reason():
     identity = LiteRtBackend.identity()
     assert not identity.can_build and "edgetpu_compiler" in identity.build_note

@@ -179,6 +179,34 @@ class LiteRtBackend(Backend):
         )
 
     @classmethod
+    def model_for_precision(cls, path: Path, precision: str) -> tuple[Path | None, str | None]:
+        """The .tflite that runs ``path`` at ``precision``: ``path`` itself when it is a .tflite of that
+        precision, else the converted file beside an ONNX model under the names Ultralytics' export and
+        packaging/demo-model/tflite.py give it (``<stem>_float32.tflite``, ``<stem>_int8.tflite``,
+        ``<stem>_full_integer_quant.tflite``, ``<stem>_float16.tflite``)."""
+        path = Path(path)
+        suffixes = {"fp32": ("_float32",), "fp16": ("_float16",), "int8": ("_int8", "_full_integer_quant")}
+        if precision not in suffixes:
+            return None, f"{precision} on litert: it runs fp32, fp16 and int8 .tflite files"
+        if path.suffix == ".tflite":
+            is_int8 = any(s in path.stem for s in suffixes["int8"]) or "_edgetpu" in path.stem
+            is_fp16 = "_float16" in path.stem
+            made = "int8" if is_int8 else "fp16" if is_fp16 else "fp32"
+            if made == precision:
+                return path, None
+            return (
+                None,
+                f"{precision} on litert: {path.name} is the {made} conversion; push the {precision} one",
+            )
+        for suffix in suffixes[precision]:
+            candidate = path.with_name(path.stem + suffix + ".tflite")
+            if candidate.is_file():
+                return candidate, None
+        return None, (
+            f"{precision} on litert: no {path.stem}{suffixes[precision][0]}.tflite beside {path.name}; {BUILD_NOTE}"
+        )
+
+    @classmethod
     def build_engine(cls, onnx_path: Path, out_path: Path, **_: Any) -> EngineFingerprint:
         from agent.errors import AgentError
 
