@@ -223,6 +223,28 @@ def test_an_edge_tpu_model_by_name_without_the_delegate_is_refused_saying_what_i
     assert "push the plain (non-_edgetpu) .tflite" in str(err.value)
 
 
+def test_an_edge_tpu_model_whose_delegate_does_not_load_is_refused_in_one_line(tmp_path, monkeypatch):
+    """With a device and a library named present, LiteRT's real ``load_delegate`` is handed a shared
+    library that is not a delegate (libm): its refusal becomes the technician's line, not a crash."""
+    import ctypes.util
+
+    from agent.backends import edgetpu, litert
+
+    libm = ctypes.util.find_library("m")
+    assert libm
+    monkeypatch.setattr(
+        litert, "edgetpu_status", lambda: edgetpu.EdgeTpuStatus(True, "Coral USB Accelerator")
+    )
+    monkeypatch.setattr(litert, "delegate_library", lambda: libm)
+    model = tmp_path / "demo_edgetpu.tflite"
+    shutil.copyfile(FLOAT32, model)
+    with pytest.raises(ModelError) as err:
+        LiteRtBackend(model, threads=1)
+    message = str(err.value)
+    assert "is an Edge TPU model but the Edge TPU delegate did not load" in message and "\n" not in message
+    assert "not a delegate library" in message
+
+
 def test_the_benchmark_runs_litert_beside_onnxruntime_on_the_demo_model_with_agreement():
     from agent.bench import run_model_benchmarks
     from agent.bench_frames import scene_frames

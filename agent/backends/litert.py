@@ -28,6 +28,7 @@ Coral Edge TPU: an ``*_edgetpu.tflite`` model (compiled off-device by ``edgetpu_
 from __future__ import annotations
 
 import ast
+import ctypes
 import json
 import threading
 import zipfile
@@ -236,12 +237,19 @@ class LiteRtBackend(Backend):
                     f"{name} is an Edge TPU model and cannot run here: {status.reason}; "
                     "or push the plain (non-_edgetpu) .tflite to run it on the CPU"
                 )
+            library = delegate_library()
             try:
-                delegates.append(litert.load_delegate(delegate_library()))
-            except (ValueError, OSError, RuntimeError) as err:
+                # LiteRT's load_delegate half-builds a Delegate whose __del__ raises when the library
+                # lacks the plugin entry points: check for them first.
+                if not hasattr(ctypes.CDLL(library), "tflite_plugin_create_delegate"):
+                    raise ValueError(
+                        f"{library} has no tflite_plugin_create_delegate: not a delegate library"
+                    )
+                delegates.append(litert.load_delegate(library))
+            except Exception as err:  # ValueError, OSError: LiteRT's and the loader's refusals
                 raise ModelError(
                     f"{name} is an Edge TPU model but the Edge TPU delegate did not load ({err}); "
-                    "check the device with `lsusb` (or /dev/apex_0) and replug it"
+                    "reinstall libedgetpu1-std, check the device with `lsusb` (or /dev/apex_0) and replug it"
                 ) from None
         try:
             interp = litert.Interpreter(
