@@ -99,16 +99,24 @@ def test_boxes_are_scaled_back_from_the_normalised_head(demo_frames, onnx_detect
     assert np.abs(np.sort(np.asarray(boxes), 0) - np.sort(np.asarray(ref), 0)).max() < 3.0
 
 
-def test_normalised_boxes_are_scaled_back_in_both_ultralytics_layouts():
-    """Ultralytics' AutoBackend rule, on a non-square input (h 256, w 320): end-to-end ``[1, K, 6]``
-    has xyxy columns, the raw head ``[1, 4+nc, N]`` xywh rows; scores and class ids are left alone."""
+def test_normalised_boxes_are_scaled_back_by_ultralytics_rule():
+    """Ultralytics' LiteRT loader's rule, on a non-square input (h 256, w 320): the raw head
+    ``[1, 4+nc, N]`` has normalised xywh rows; end-to-end ``[1, K, 6]`` has normalised xyxy columns in an
+    NHWC (onnx2tf) export and pixels in an NCHW (litert-torch) one. Scores and class ids are left alone."""
+    e2e = np.array([[[0.1, 0.2, 0.3, 0.4, 0.9, 1.0]]], np.float32)
+    raw = np.array([[[0.5], [0.5], [0.25], [0.25], [0.8], [0.1]]], np.float32)
     with LiteRtBackend(FLOAT32, threads=1) as backend:
-        e2e = backend._denormalise(np.array([[[0.1, 0.2, 0.3, 0.4, 0.9, 1.0]]], np.float32), 256, 320)
-        raw = backend._denormalise(
-            np.array([[[0.5], [0.5], [0.25], [0.25], [0.8], [0.1]]], np.float32), 256, 320
-        )
-    np.testing.assert_allclose(e2e[0, 0], [32.0, 51.2, 96.0, 102.4, 0.9, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(raw[0, :, 0], [160.0, 128.0, 80.0, 64.0, 0.8, 0.1], rtol=1e-6)
+        assert backend._nhwc and backend._end2end is None  # the demo: onnx2tf, no end2end key
+        nhwc_e2e = backend._denormalise(e2e, 256, 320)
+        nhwc_raw = backend._denormalise(raw, 256, 320)
+        backend._nhwc = False
+        nchw_e2e = backend._denormalise(e2e, 256, 320)
+        backend._end2end = False  # the metadata says raw head: rows, whatever the last axis is
+        nchw_raw = backend._denormalise(raw, 256, 320)
+    np.testing.assert_allclose(nhwc_e2e[0, 0], [32.0, 51.2, 96.0, 102.4, 0.9, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(nchw_e2e, e2e)
+    for out in (nhwc_raw, nchw_raw):
+        np.testing.assert_allclose(out[0, :, 0], [160.0, 128.0, 80.0, 64.0, 0.8, 0.1], rtol=1e-6)
 
 
 def test_names_from_metadata_json_a_dict_repr_or_else_a_labels_file(tmp_path):

@@ -13,8 +13,10 @@ The Detector feeds every backend ``[1, 3, H, W]`` float32 in 0..1. A TFLite dete
 - every integer output is dequantised with its own scale and zero point (``(q - zero_point) * scale``);
   an integer output without them cannot be read and the model is refused at load;
 - Ultralytics' TFLite head divides the boxes by the input size (so boxes and scores share one
-  quantisation range), in ``[1, 4+nc, N]`` (xywh rows) and in end-to-end ``[1, K, 6]`` (xyxy columns)
-  alike; the boxes are multiplied back here, as Ultralytics' own AutoBackend does.
+  quantisation range) in ``[1, 4+nc, N]`` (xywh rows), and in end-to-end ``[1, K, 6]`` (xyxy columns)
+  of the older onnx2tf (NHWC) exports; litert-torch (NCHW) end-to-end exports are in pixels already.
+  The boxes are multiplied back here by the same rule as Ultralytics' own LiteRT loader. An NCHW
+  input (litert-torch) is fed as it is.
 
 Class names: Ultralytics appends its metadata to the .tflite as a zip member (``metadata.json``; older
 releases stored a Python dict repr through tflite-support, newer ones JSON; a ``metadata.yaml`` is read
@@ -313,7 +315,9 @@ class LiteRtBackend(Backend):
         ]  # fmt: skip
         # Boxes are normalised to the input in Ultralytics' TFLite head (metadata can say otherwise).
         self._normalised = str(self.metadata.get("normalized", "True")).strip().lower() != "false"
-        self._end2end = str(self.metadata.get("end2end", "")).strip().lower() == "true"
+        self._end2end = {"true": True, "false": False}.get(
+            str(self.metadata.get("end2end", "")).strip().lower()
+        )
 
     def _quantise(self, x: np.ndarray) -> np.ndarray:
         dtype = np.dtype(self._in["dtype"])
@@ -324,10 +328,16 @@ class LiteRtBackend(Backend):
         return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
 
     def _denormalise(self, out: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Ultralytics' LiteRT loader's rule: the raw head's xywh rows are always normalised; an
+        end-to-end ``[1, K, 6]`` output is normalised in onnx2tf's NHWC exports but already in pixels
+        in litert-torch's NCHW ones (Ultralytics' TFLite export since it moved to litert-torch)."""
         if out.ndim != 3:
             return out
+        end2end = self._end2end if self._end2end is not None else out.shape[-1] == 6
+        if end2end and not self._nhwc:
+            return out
         out = np.array(out, dtype=np.float32, copy=True)
-        if out.shape[-1] == 6 or self._end2end:  # [1, K, 6]: x1 y1 x2 y2 score class
+        if end2end:  # [1, K, 6]: x1 y1 x2 y2 score class
             out[:, :, [0, 2]] *= w
             out[:, :, [1, 3]] *= h
         else:  # [1, 4+nc, N]: x y w h rows
