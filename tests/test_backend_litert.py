@@ -253,7 +253,7 @@ def test_an_edge_tpu_model_whose_delegate_does_not_load_is_refused_in_one_line(t
     assert "not a delegate library" in message
 
 
-def test_the_benchmark_runs_litert_beside_onnxruntime_on_the_demo_model_with_agreement():
+def test_the_benchmark_runs_litert_beside_onnxruntime_on_the_demo_model_with_agreement(tmp_path):
     from agent.bench import run_model_benchmarks
     from agent.bench_frames import scene_frames
     from fieldtui.protocol import BenchmarkRequest
@@ -261,6 +261,9 @@ def test_the_benchmark_runs_litert_beside_onnxruntime_on_the_demo_model_with_agr
     assert LiteRtBackend.model_for_precision(demo_model_path(), "int8") == (INT8, None)
     assert LiteRtBackend.model_for_precision(FLOAT32, "fp32") == (FLOAT32, None)
     assert "is the fp32 conversion" in LiteRtBackend.model_for_precision(FLOAT32, "int8")[1]
+    stored = tmp_path / "model.tflite"  # the store's name for every version: read from the file
+    shutil.copyfile(INT8, stored)
+    assert LiteRtBackend.model_for_precision(stored, "int8") == (stored, None)
     request = BenchmarkRequest(backends=["litert", "onnxruntime"], precisions=["fp32", "int8"], threads=[1],
                                iterations=5, warmup=1, accuracy_frames=6)  # fmt: skip
     results = run_model_benchmarks(demo_model_path(), request, scene_frames(8))

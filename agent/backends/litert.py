@@ -129,6 +129,30 @@ def is_edgetpu_model(path: Path, content: bytes) -> bool:
     return path.name.endswith("_edgetpu.tflite") or EDGETPU_OP.encode() in content
 
 
+def _precision_of(path: Path) -> str:
+    """ "int8" (integer input, or an Edge TPU model), "fp16" (float16 weights) or "fp32", read from the
+    file (a stored model is always named model.tflite); from the name when LiteRT cannot read it."""
+    try:
+        content = path.read_bytes()
+        if EDGETPU_OP.encode() in content:
+            return "int8"
+        interp = _import_litert().Interpreter(model_content=content)
+        if np.dtype(interp.get_input_details()[0]["dtype"]) in _INT_TYPES:
+            return "int8"
+        if any(np.dtype(d["dtype"]) == np.float16 for d in interp.get_tensor_details()):
+            return "fp16"
+        return "fp32"
+    except Exception:  # LiteRT's own errors: unreadable here, Detector.load will say why
+        stem = path.stem
+        return (
+            "int8"
+            if ("_int8" in stem or "_full_integer_quant" in stem)
+            else "fp16"
+            if "_float16" in stem
+            else "fp32"
+        )
+
+
 def _quant(detail: dict[str, Any]) -> tuple[float, int]:
     scale, zero = detail.get("quantization", (0.0, 0))
     return float(scale), int(zero)
@@ -192,9 +216,7 @@ class LiteRtBackend(Backend):
         if precision not in suffixes:
             return None, f"{precision} on litert: it runs fp32, fp16 and int8 .tflite files"
         if path.suffix == ".tflite":
-            is_int8 = any(s in path.stem for s in suffixes["int8"]) or "_edgetpu" in path.stem
-            is_fp16 = "_float16" in path.stem
-            made = "int8" if is_int8 else "fp16" if is_fp16 else "fp32"
+            made = _precision_of(path)
             if made == precision:
                 return path, None
             return (
