@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=200, help="representative frames for INT8")
     parser.add_argument("--quant-type", choices=("per-tensor", "per-channel"), default="per-tensor",
                         help="INT8 weight quantisation (per-tensor: what the Edge TPU compiler takes)")  # fmt: skip
-    parser.add_argument("--classifier", type=Path, default=REPO / "tests/exports/classifier.tflite",
+    parser.add_argument("--classifier", type=lambda s: Path(s) if s else None, default=REPO / "tests/exports/classifier.tflite",
                         help="where the tests' not-a-detector .tflite goes (empty: not made)")  # fmt: skip
     args = parser.parse_args(argv)
 
