@@ -216,7 +216,8 @@ def add_metadata(tflite: Path, meta: dict[str, str]) -> None:
     if isinstance(data.get("names"), dict):
         data["names"] = {str(k): v for k, v in data["names"].items()}  # type: ignore[union-attr]
     with zipfile.ZipFile(tflite, "a", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("metadata.json", json.dumps(data, indent=2))
+        member = zipfile.ZipInfo("metadata.json", date_time=(1980, 1, 1, 0, 0, 0))  # same bytes each run
+        zf.writestr(member, json.dumps(data, indent=2), compress_type=zipfile.ZIP_DEFLATED)
 
 
 def classifier_onnx(path: Path) -> Path:
@@ -252,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=200, help="representative frames for INT8")
     parser.add_argument("--quant-type", choices=("per-tensor", "per-channel"), default="per-tensor",
                         help="INT8 weight quantisation (per-tensor: what the Edge TPU compiler takes)")  # fmt: skip
+    parser.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8",
+                        help="the INT8 file's input and output type (tests/exports/demo_uint8.tflite: uint8)")  # fmt: skip
     parser.add_argument("--classifier", type=lambda s: Path(s) if s else None, default=REPO / "tests/exports/classifier.tflite",
                         help="where the tests' not-a-detector .tflite goes (empty: not made)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -283,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
             verbosity="error",
             output_integer_quantized_tflite=True,
             quant_type=args.quant_type,
+            input_quant_dtype=args.io_dtype,
+            output_quant_dtype=args.io_dtype,
             custom_input_op_name_np_data_path=[["images", str(calib), [[[[0, 0, 0]]]], [[[[1, 1, 1]]]]]],
             output_signaturedefs=True,
             disable_group_convolution=True,
