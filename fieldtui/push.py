@@ -23,7 +23,7 @@ from fieldtui.jobwatch import finished, watch_job
 from fieldtui.protocol import Job, ModelList, ModelVersion, PushResult
 
 CHUNK = 1 << 20
-FORMATS = {".onnx": "onnx", ".engine": "engine", ".hef": "hef"}
+FORMATS = {".onnx": "onnx", ".engine": "engine", ".hef": "hef", ".tflite": "tflite"}
 # The agent's rule for version names (agent/store/models.py), checked here too so that a typo is caught
 # before a large file is hashed.
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -47,7 +47,9 @@ ProgressFn = Callable[[PushProgress], None]
 def model_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ConsoleError(f"{path.name}: a model is a .onnx, .engine (TensorRT) or .hef (Hailo) file")
+        raise ConsoleError(
+            f"{path.name}: a model is a .onnx, .engine (TensorRT), .hef (Hailo) or .tflite (LiteRT) file"
+        )
     return fmt
 
 

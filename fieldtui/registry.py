@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fieldtui.registry")
 
 DEFAULT_PORT = 8471
-SUFFIXES = (".onnx", ".engine", ".hef")
+SUFFIXES = (".onnx", ".engine", ".hef", ".tflite")
 ROLLOUT_FILE = "rollout.json"
 
 

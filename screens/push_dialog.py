@@ -1,4 +1,4 @@
-"""Choose a model file to push: a directory tree showing only .onnx/.engine/.hef, a path, a version.
+"""Choose a model file to push: a directory tree showing only .onnx/.engine/.hef/.tflite, a path, a version.
 
 Dismissed with a :class:`PushRequest` (None on escape). The version is suggested from the file name and
 checked with the push service's own rule before the dialog closes, so a typo never starts a hash.
@@ -96,7 +96,7 @@ class PushDialog(ModalScreen["PushRequest | None"]):
             )
             return
         if path.suffix.lower() not in FORMATS:
-            error.update(Text(f"{path.name}: a model is a .onnx, .engine or .hef file", "red"))
+            error.update(Text(f"{path.name}: a model is a .onnx, .engine, .hef or .tflite file", "red"))
             return
         if not valid_version(version):
             error.update(

@@ -99,6 +99,6 @@ def test_doctor_json_lists_every_backend():
     proc = agent("doctor", "--json")
     assert proc.returncode == 0, proc.stderr
     infos = [BackendInfo.model_validate(item) for item in json.loads(proc.stdout)]
-    assert [i.key for i in infos] == ["onnxruntime", "tensorrt", "hailo"]
+    assert [i.key for i in infos] == ["onnxruntime", "tensorrt", "hailo", "litert"]
     assert infos[0].available and "CPUExecutionProvider" in infos[0].providers
     assert all(i.reason for i in infos)

@@ -277,7 +277,7 @@ def test_backend_session_settings(models):
 
 def test_doctor_without_vendor_sdks():
     infos = {i.key: i for i in doctor()}
-    assert list(infos) == ["onnxruntime", "tensorrt", "hailo"]
+    assert list(infos) == ["onnxruntime", "tensorrt", "hailo", "litert"]
     assert infos["onnxruntime"].available and infos["onnxruntime"].version
     assert infos["onnxruntime"].providers == OnnxRuntimeBackend.providers()
     assert not infos["tensorrt"].available and "python3-libnvinfer" in infos["tensorrt"].reason

@@ -43,6 +43,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "onnx": ("onnxruntime", ".onnx"),
     "engine": ("tensorrt", ".engine"),
     "hef": ("hailo", ".hef"),
+    "tflite": ("litert", ".tflite"),
 }
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
@@ -87,11 +88,11 @@ def check_sha256(text: str | None) -> str:
 
 
 def format_for(name: str) -> str:
-    """The model format of a file name (``.onnx``, ``.engine``, ``.hef``) or a format name."""
+    """The model format of a file name (``.onnx``, ``.engine``, ``.hef``, ``.tflite``) or a format name."""
     key = name.lower().rsplit(".", 1)[-1]
     if key not in FORMATS:
         raise ModelError(
-            f"unknown model format {name!r}: the store takes .onnx, .engine (TensorRT) or .hef (Hailo)"
+            f"unknown model format {name!r}: the store takes .onnx, .engine (TensorRT), .hef (Hailo) or .tflite (LiteRT)"
         )
     return key
 

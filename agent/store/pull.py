@@ -234,7 +234,7 @@ class RegistryPoller:
 
         url = urljoin(self.url + "/", offer.download_url)
         name = urlsplit(url).path.rsplit("/", 1)[-1]
-        fmt = format_for(name) if name.lower().endswith((".onnx", ".engine", ".hef")) else "onnx"
+        fmt = format_for(name) if name.lower().endswith((".onnx", ".engine", ".hef", ".tflite")) else "onnx"
         limit = 60.0 + (offer.size or 0) / DOWNLOAD_MIN_RATE
         try:
             with (

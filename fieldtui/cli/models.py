@@ -245,7 +245,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "push", help="send a model to a device (hashed first, streamed), optionally activate it"
     )
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
-    p.add_argument("file", metavar="FILE", help="model file: .onnx (.engine, .hef for their backends)")
+    p.add_argument(
+        "file", metavar="FILE", help="model file: .onnx (.engine, .hef, .tflite for their backends)"
+    )
     p.add_argument("--version", required=True, help="version name on the device, like v7 or 2024.06.1")
     p.add_argument(
         "--activate", action="store_true", help="activate it once stored (health check, probation)"

@@ -10,7 +10,7 @@ from fieldtui.protocol.core import Job, Model, ModelInfo
 
 # --- model store ----------------------------------------------------------------------------------
 
-ModelFormat = Literal["onnx", "engine", "hef"]
+ModelFormat = Literal["onnx", "engine", "hef", "tflite"]
 HistoryAction = Literal[
     "upload",
     "activate",

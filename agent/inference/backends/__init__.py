@@ -9,6 +9,7 @@ from __future__ import annotations
 from agent.core.errors import BackendUnavailable
 from agent.inference.backends.base import Backend, TensorSpec
 from agent.inference.backends.hailo import HailoBackend
+from agent.inference.backends.litert import LiteRtBackend
 from agent.inference.backends.onnxruntime import OnnxRuntimeBackend
 from agent.inference.backends.tensorrt import TensorRtBackend
 from fieldtui.protocol import BackendInfo
@@ -17,6 +18,7 @@ BACKENDS: dict[str, type[Backend]] = {
     OnnxRuntimeBackend.key: OnnxRuntimeBackend,
     TensorRtBackend.key: TensorRtBackend,
     HailoBackend.key: HailoBackend,
+    LiteRtBackend.key: LiteRtBackend,
 }
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "doctor", "get_backend", "known_keys"]
