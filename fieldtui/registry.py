@@ -45,9 +45,15 @@ ROLLOUT_FILE = "rollout.json"
 class ModelFolder:
     """The models in a folder, with their sha256 computed once per (size, mtime)."""
 
-    def __init__(self, root: Path, signer: OfferSigner | None = None) -> None:
-        if not root.is_dir():
-            raise ConsoleError(f"{root} is not a folder of models; create it and put .onnx files in it")
+    def __init__(self, root: Path | str, signer: OfferSigner | None = None) -> None:
+        named = str(root)  # as typed: Path() folds "//", and the console redacts what looks like a URI
+        root = Path(root)
+        try:
+            is_dir = root.is_dir()
+        except OSError as err:  # a name too long for the filesystem, a folder we may not enter
+            raise ConsoleError(f"cannot use {named[:80]} as the folder of models: {err.strerror}") from None
+        if not is_dir:
+            raise ConsoleError(f"{named} is not a folder of models; create it and put .onnx files in it")
         self.root = root
         self.signer = signer
         self._hashes: dict[Path, tuple[tuple[int, int], str]] = {}

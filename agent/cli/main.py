@@ -14,8 +14,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from agent.cli.args import fraction, home_flags, port, seconds, source_flags, source_from
+from agent.cli.args import home_flags, source_flags, source_from
 from agent.core.errors import AgentError
+from fieldtui.protocol.argtypes import fraction, port, seconds
 
 log = logging.getLogger("fieldtui.agent")
 
@@ -150,9 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the camera -> detector loop headless, a status line a second")
     _add_model_flags(p)
     source_flags(p)
-    p.add_argument("--metrics-port", type=port(), default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument(
+        "--metrics-port", type=port(0), default=None, help="serve Prometheus /metrics on this port"
+    )
     p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
-    p.add_argument("--duration", type=seconds, default=None, help="stop after this many seconds")
+    p.add_argument("--duration", type=seconds(), default=None, help="stop after this many seconds")
     p.add_argument("--fast", action="store_true", help="files: as fast as the pipeline goes")
     _add_threads_flag(p)
     p.add_argument(
@@ -167,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the agent: pipeline, HTTP control API and mDNS advertisement")
     home_flags(p)
     p.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=port(), default=None, help="port to listen on (default 8470; 0 picks one)")
+    p.add_argument("--port", type=port(0), default=None, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
     source_flags(p)

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.cli.args import count, home_flags
+from agent.cli.args import home_flags
 from fieldtui.protocol import (
     AgentPaths,
     DeviceInfo,
@@ -31,6 +31,7 @@ from fieldtui.protocol import (
     LogPage,
     PipelineStatus,
 )
+from fieldtui.protocol.argtypes import count
 
 SERVICE = "fieldtui-agent"
 # agent.log lines: "%(asctime)s %(levelname)s %(name)s: %(message)s" (agent/core/logbuf.py)

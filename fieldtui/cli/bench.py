@@ -11,8 +11,8 @@ import argparse
 
 from fieldtui.cli.jobs import request_from, run_job
 from fieldtui.cli.link import link_flags
-from fieldtui.cli.types import count, seconds
 from fieldtui.protocol import BenchmarkRequest, benchmark_table
+from fieldtui.protocol.argtypes import count, seconds
 
 
 def _request(args: argparse.Namespace) -> BenchmarkRequest:

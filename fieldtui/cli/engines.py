@@ -13,8 +13,8 @@ import argparse
 from fieldtui.cli.devices import print_json
 from fieldtui.cli.jobs import request_from, run_job
 from fieldtui.cli.link import link_flags, with_link
-from fieldtui.cli.types import count, seconds
 from fieldtui.protocol import EngineRebuildRequest, EngineRebuildResult
+from fieldtui.protocol.argtypes import count, seconds
 
 
 def cmd_engines(args: argparse.Namespace) -> int:

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fieldtui.cli.devices import print_json, resolve
-from fieldtui.cli.types import count, port, seconds
 from fieldtui.config import ConsoleConfig, check_host
 from fieldtui.errors import ConsoleError
 from fieldtui.link.fallback import DeviceLink, open_link
 from fieldtui.protocol import SSHEndpoint
+from fieldtui.protocol.argtypes import count, port, seconds
 
 T = TypeVar("T")
 

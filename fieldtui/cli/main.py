@@ -21,11 +21,11 @@ from pathlib import Path
 from fieldtui.cli.devices import print_json, resolve, resolve_device
 from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
 from fieldtui.cli.link import link_flags, with_link  # HTTP, falling back to SSH; --ssh
-from fieldtui.cli.types import count, seconds
 from fieldtui.client import AgentClient, normalize_fingerprint
 from fieldtui.config import ConsoleConfig, SavedDevice, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
+from fieldtui.protocol.argtypes import count, seconds
 from fieldtui.protocol.files import atomic_write
 from fieldtui.redact import RedactingStream
 

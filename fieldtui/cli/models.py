@@ -18,10 +18,10 @@ from typing import TextIO
 
 from fieldtui.cli.devices import print_json, resolve_device
 from fieldtui.cli.link import link_flags, with_link
-from fieldtui.cli.types import count, port, seconds
 from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.protocol import Job
+from fieldtui.protocol.argtypes import count, port, seconds
 from fieldtui.push import PushProgress
 
 
@@ -205,14 +205,14 @@ def cmd_registry_serve(args: argparse.Namespace) -> int:
 def cmd_registry_rollout(args: argparse.Namespace) -> int:
     from fieldtui.registry import ModelFolder
 
-    print(ModelFolder(Path(args.dir)).set_rollout(args.version, args.percent, args.id))
+    print(ModelFolder(args.dir).set_rollout(args.version, args.percent, args.id))
     return 0
 
 
 def cmd_registry_offer(args: argparse.Namespace) -> int:
     from fieldtui.registry import ModelFolder
 
-    offer = ModelFolder(Path(args.dir), _signer(args)).offer(args.device)
+    offer = ModelFolder(args.dir, _signer(args)).offer(args.device)
     if offer is None:
         raise ConsoleError(f"no model to offer in {args.dir}; put model files named by version in it")
     print(offer.model_dump_json(exclude_none=True, indent=2))

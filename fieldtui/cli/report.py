@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from fieldtui.cli.devices import resolve
-from fieldtui.cli.types import seconds
 from fieldtui.config import ConsoleConfig
 from fieldtui.errors import ConsoleError
+from fieldtui.protocol.argtypes import seconds
 from fieldtui.report import collect, parse_since, write_report
 
 

@@ -1,6 +1,6 @@
-"""Argument types for the ``fieldtui`` command line: a hostile or mistyped number is refused by argparse
-with one line naming the flag ("argument --timeout: 99 is more than 30 seconds"), never carried into a
-request where it would surface as a traceback. (agent/cli/args.py holds the same for ``fieldtui-agent``.)"""
+"""Argument types for both command lines (``fieldtui`` and ``fieldtui-agent``): a hostile or mistyped
+number is refused by argparse with one line naming the flag ("argument --timeout: 99 is more than 30
+seconds"), never carried into a request or the pipeline where it would surface as a traceback."""
 
 from __future__ import annotations
 
@@ -47,3 +47,14 @@ def count(low: int = 1, high: int | None = None) -> Callable[[str], int]:
 def port(low: int = 1) -> Callable[[str], int]:
     """A TCP port number (``low`` 0: 0 picks a free one)."""
     return count(low, 65535)
+
+
+def fraction(text: str) -> float:
+    """A number from 0 to 1 (a confidence or IoU threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
