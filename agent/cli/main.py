@@ -75,6 +75,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict:
         "model": args.model,
         "backend": args.backend,
         "source": args.source,
+        "camera": args.camera,
         "tls": args.tls,
         "name": args.name,
         "mdns": False if args.no_mdns else None,
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source", default=None, help="demo:, file path, rtsp://, http(s)://, usb:N (default demo:)"
     )
+    p.add_argument("--camera", default=None, help="name of the --source camera (default cam0; a-z, 0-9, '-')")
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
     p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
     p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
