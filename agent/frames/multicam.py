@@ -33,14 +33,12 @@ import numpy as np
 
 from agent.core.cameras import CameraSpec
 from agent.core.errors import AgentError
+from agent.frames.camera_lane import CameraLane, Work, empty_sample
 from agent.frames.camera_metrics import CameraMetrics, CameraState
-from agent.frames.capture import Capture, Captured, EndOfSource
 from agent.frames.handoff import Closed, Slot
-from agent.frames.health import HealthMonitor
 from agent.frames.metrics import AgentMetrics
-from agent.frames.pipeline import HEALTH_EVERY, _tune_process
+from agent.frames.pipeline import _tune_process
 from agent.frames.sources import open_source, redact
-from agent.frames.stats import RollingStats
 from agent.inference import postprocess as post
 from fieldtui.protocol import Sample, SourceStatus
 
@@ -84,100 +82,6 @@ def probe_batch(detector: Any, limit: int) -> int:
     return limit
 
 
-class _Work:
-    __slots__ = ("lane", "item", "tensor", "lb", "outputs", "pre_s", "infer_s", "batch")
-
-    def __init__(self, lane: _Lane, item: Captured) -> None:
-        self.lane, self.item = lane, item
-        self.tensor = self.lb = self.outputs = None
-        self.pre_s = self.infer_s = 0.0
-        self.batch = 1
-
-
-class _Lane:
-    """One camera: its capture thread, preprocess thread, health, stats and ready frame."""
-
-    def __init__(self, spec: CameraSpec, owner: MultiPipeline) -> None:
-        self.spec, self.name, self.owner = spec, spec.name, owner
-        self.stats = RollingStats()
-        self.capture = Capture(
-            spec.source, stats=self.stats, metrics=owner.camera_metrics.for_capture(spec.name)
-        )
-        self.health = HealthMonitor(every=HEALTH_EVERY)
-        self.slot = Slot()
-        self.ready: _Work | None = None
-        self.closed = True
-        self.latest: tuple[np.ndarray, Any] | None = None
-        self.error: str | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.capture.open(retry=True)  # SourceError only for a form that can never open
-        self.closed = False
-        self.slot = Slot()
-        self.thread = threading.Thread(
-            target=self._preprocess_loop, name=f"fieldtui-pre-{self.name}", daemon=True
-        )
-        self.thread.start()
-        self.capture.start(self.slot)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self.owner._cond:
-            self.closed, self.ready = True, None
-            self.owner._cond.notify_all()
-        self.slot.close()
-        self.capture.stop(timeout)
-        if self.thread is not None:
-            self.thread.join(timeout)
-
-    def _preprocess_loop(self) -> None:
-        gen = 0
-        cond = self.owner._cond
-        try:
-            while True:
-                item = self.slot.get()
-                if isinstance(item, EndOfSource):
-                    continue  # a file camera stays at its end until its source is changed
-                if item.source_gen != gen:
-                    gen = item.source_gen
-                    self.health = HealthMonitor(live=self.capture.live, every=HEALTH_EVERY)
-                work = _Work(self, item)
-                try:
-                    t0 = time.perf_counter()
-                    work.tensor, work.lb = self.owner.detector.preprocess(item.frame.image)
-                    work.pre_s = time.perf_counter() - t0
-                    self.health.update(item.frame.image, item.frame.ts)
-                except Exception as err:
-                    self.error = f"preprocess failed: {type(err).__name__}: {redact(str(err))}"
-                    continue
-                with cond:
-                    while self.ready is not None and not self.closed:
-                        cond.wait()
-                    if self.closed:
-                        return
-                    self.ready = work
-                    cond.notify_all()
-        except Closed:
-            return
-
-    def sample(self) -> Sample:
-        s = self.stats.summary()
-        return Sample(
-            ts=time.time(),
-            fps=round(s.fps, 2),
-            latency_p50_ms=round(s.latency_p50_ms, 2),
-            latency_p95_ms=round(s.latency_p95_ms, 2),
-            stages_ms=s.stages_ms,
-            confidence_avg=None if s.confidence_avg is None else round(s.confidence_avg, 4),
-            detections=s.detections,
-            drop_rate=round(s.drop_rate, 4),
-            frames_total=s.frames_total,
-            dropped_total=s.dropped_total,
-            camera=self.health.current,
-            camera_name=self.name,
-        )
-
-
 class MultiPipeline:
     """Cameras sharing one detector. Public methods are thread-safe; the caller owns the detector."""
 
@@ -202,7 +106,7 @@ class MultiPipeline:
         self._cond = threading.Condition()  # guards every lane's ready frame and the lane table
         self._control = threading.Lock()  # one add/change/remove at a time
         self._specs: dict[str, CameraSpec] = {}
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, CameraLane] = {}
         for spec in cameras:
             if spec.name in self._specs:
                 raise CameraError(f"camera {spec.name!r} is configured twice; names must be unique")
@@ -221,11 +125,11 @@ class MultiPipeline:
         retried in the background; a source of a form that can never open stops the start (SourceError)
         with nothing left running."""
         _tune_process()
-        started: list[_Lane] = []
+        started: list[CameraLane] = []
         try:
             for spec in self._specs.values():
                 if spec.enabled:
-                    lane = _Lane(spec, self)
+                    lane = CameraLane(spec, self)
                     lane.start()
                     started.append(lane)
         except Exception:
@@ -274,7 +178,7 @@ class MultiPipeline:
             lane = self._lanes.get(spec.name)
             if old is None or lane is None:
                 if spec.enabled and not self._closed:
-                    new = _Lane(spec, self)
+                    new = CameraLane(spec, self)
                     new.start()
                     with self._cond:
                         self._lanes[spec.name] = new
@@ -316,14 +220,14 @@ class MultiPipeline:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def lane(self, name: str) -> _Lane | None:
+    def lane(self, name: str) -> CameraLane | None:
         self.spec(name)
         return self._lanes.get(name)
 
     def sample(self, name: str) -> Sample:
         lane = self.lane(name)
         if lane is None:
-            return _empty_sample(name)
+            return empty_sample(name)
         return lane.sample()
 
     def source_status(self, name: str) -> SourceStatus:
@@ -363,7 +267,7 @@ class MultiPipeline:
 
     # --- the shared threads ----------------------------------------------------------------------
 
-    def _take(self, lanes: list[_Lane], batch: list[_Work]) -> None:
+    def _take(self, lanes: list[CameraLane], batch: list[Work]) -> None:
         """Add ready frames to ``batch`` round-robin from ``self._rr``, up to the batch limit, all of the
         first frame's tensor shape. Caller holds ``_cond``."""
         n = len(lanes)
@@ -383,8 +287,8 @@ class MultiPipeline:
             self._rr = (lanes.index(last) + 1) % n if last in lanes else 0
             self._cond.notify_all()  # the lanes' preprocess threads wait for their ready place
 
-    def _next_batch(self) -> list[_Work] | None:
-        batch: list[_Work] = []
+    def _next_batch(self) -> list[Work] | None:
+        batch: list[Work] = []
         with self._cond:
             while not self._closed:
                 lanes = list(self._lanes.values())
@@ -446,7 +350,7 @@ class MultiPipeline:
         except Closed:
             return
 
-    def _finish(self, work: _Work) -> None:
+    def _finish(self, work: Work) -> None:
         det, lane, item = self.detector, work.lane, work.item
         t0 = time.perf_counter()
         conf = lane.spec.conf if lane.spec.conf is not None else det.conf
@@ -487,18 +391,3 @@ class MultiPipeline:
                 fn(lane.name, item.frame.image, dets, names)
             except Exception:
                 log.exception("frame listener %r failed", fn)
-
-
-def _empty_sample(name: str) -> Sample:
-    from fieldtui.protocol import StageTimes
-
-    return Sample(
-        ts=time.time(),
-        fps=0.0,
-        latency_p50_ms=0.0,
-        latency_p95_ms=0.0,
-        stages_ms=StageTimes(),
-        confidence_avg=None,
-        drop_rate=0.0,
-        camera_name=name,
-    )
