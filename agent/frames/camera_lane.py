@@ -23,10 +23,10 @@ __all__ = ["CameraLane", "Work", "empty_sample"]
 
 
 class Work:
-    __slots__ = ("lane", "item", "tensor", "lb", "outputs", "pre_s", "infer_s", "batch")
+    __slots__ = ("lane", "item", "detector", "tensor", "lb", "outputs", "pre_s", "infer_s", "batch")
 
-    def __init__(self, lane: CameraLane, item: Captured) -> None:
-        self.lane, self.item = lane, item
+    def __init__(self, lane: CameraLane, item: Captured, detector: Any) -> None:
+        self.lane, self.item, self.detector = lane, item, detector
         self.tensor = self.lb = self.outputs = None
         self.pre_s = self.infer_s = 0.0
         self.batch = 1
@@ -80,10 +80,10 @@ class CameraLane:
                 if item.source_gen != gen:
                     gen = item.source_gen
                     self.health = HealthMonitor(live=self.capture.live, every=HEALTH_EVERY)
-                work = Work(self, item)
+                work = Work(self, item, self.owner.detector)
                 try:
                     t0 = time.perf_counter()
-                    work.tensor, work.lb = self.owner.detector.preprocess(item.frame.image)
+                    work.tensor, work.lb = work.detector.preprocess(item.frame.image)
                     work.pre_s = time.perf_counter() - t0
                     self.health.update(item.frame.image, item.frame.ts)
                 except Exception as err:

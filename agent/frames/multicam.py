@@ -102,9 +102,11 @@ class MultiPipeline:
         self.camera_metrics = CameraMetrics(self.metrics)
         self.camera_metrics.set_state_provider(self._camera_states)
         self.max_wait = max_wait
+        self._batch_limit = max_batch
         self.max_batch = probe_batch(detector, max_batch)
         self._cond = threading.Condition()  # guards every lane's ready frame and the lane table
         self._control = threading.Lock()  # one add/change/remove at a time
+        self._infer_lock = threading.Lock()  # held around each inference call
         self._specs: dict[str, CameraSpec] = {}
         self._lanes: dict[str, CameraLane] = {}
         for spec in cameras:
@@ -210,6 +212,20 @@ class MultiPipeline:
         if lane is not None:
             lane.stop()
 
+    def swap_detector(self, new: Any) -> Any:
+        """Use ``new`` from the next frame on without stopping a camera; frames prepared for the old
+        model are dropped. Returns the old detector once no inference runs on it, so the caller may
+        close it (postprocessing a frame in flight needs only its output layout, not the session)."""
+        self.metrics.declare_classes(new.names.values())
+        batch = probe_batch(new, self._batch_limit)
+        with self._cond:
+            old, self.detector, self.max_batch = self.detector, new, batch
+            self._cond.notify_all()
+        with self._infer_lock:
+            pass
+        log.info("detector swapped: %s -> %s", getattr(old, "path", "?"), getattr(new, "path", "?"))
+        return old
+
     def add_listener(self, fn: CameraListener) -> None:
         """``fn(camera, image, detections, names)`` after each frame, on the postprocess thread."""
         self._listeners.append(fn)
@@ -272,12 +288,16 @@ class MultiPipeline:
         first frame's tensor shape. Caller holds ``_cond``."""
         n = len(lanes)
         shape = batch[0].tensor.shape if batch else None
+        taken = {w.lane for w in batch}
         for k in range(n):
             if len(batch) >= self.max_batch:
                 break
             lane = lanes[(self._rr + k) % n]
             work = lane.ready
-            if work is None or (shape is not None and work.tensor.shape != shape):
+            if work is not None and work.detector is not self.detector:
+                lane.ready = work = None  # prepared for a model swapped out since: dropped
+                self._cond.notify_all()
+            if work is None or lane in taken or (shape is not None and work.tensor.shape != shape):
                 continue
             shape = work.tensor.shape
             lane.ready = None
@@ -317,14 +337,16 @@ class MultiPipeline:
                 if batch is None:
                     return
                 try:
-                    t0 = time.perf_counter()
-                    if len(batch) == 1:
-                        batch[0].outputs = self.detector.infer(batch[0].tensor)
-                    else:
-                        outs = self.detector.infer(np.concatenate([w.tensor for w in batch]))
-                        for i, w in enumerate(batch):
-                            w.outputs = [o[i : i + 1] for o in outs]
-                    infer_s = time.perf_counter() - t0
+                    det = batch[0].detector
+                    with self._infer_lock:  # swap_detector waits on it before handing the old model back
+                        t0 = time.perf_counter()
+                        if len(batch) == 1:
+                            batch[0].outputs = det.infer(batch[0].tensor)
+                        else:
+                            outs = det.infer(np.concatenate([w.tensor for w in batch]))
+                            for i, w in enumerate(batch):
+                                w.outputs = [o[i : i + 1] for o in outs]
+                        infer_s = time.perf_counter() - t0
                 except Exception as err:
                     msg = f"inference failed: {type(err).__name__}: {redact(str(err))}"
                     log.error("%s", msg)
@@ -351,7 +373,7 @@ class MultiPipeline:
             return
 
     def _finish(self, work: Work) -> None:
-        det, lane, item = self.detector, work.lane, work.item
+        det, lane, item = work.detector, work.lane, work.item
         t0 = time.perf_counter()
         conf = lane.spec.conf if lane.spec.conf is not None else det.conf
         dets = post.postprocess(

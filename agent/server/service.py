@@ -130,7 +130,12 @@ class AgentService:
             # the store's current version (reconciled after a crash), else the configured/demo model
             models = ModelManager.open(config, db)
             detector = reconcile(models)  # what the agent starts with, after a crash too
-            pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
+            if config.cameras:  # [[cameras]]: one detector shared by every camera (agent/frames/multicam.py)
+                from agent.frames.cameraset import CameraSet
+
+                pipeline = CameraSet(detector, config.cameras, metrics=AgentMetrics(), threads=config.threads)
+            else:
+                pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
             return cls(
                 config,
                 pipeline=pipeline,
@@ -183,6 +188,8 @@ class AgentService:
             try:
                 if self.bus.subscriber_count:
                     sample = await asyncio.to_thread(self.pipeline.sample)
+                    if sample.camera_name is None:  # the one-camera pipeline does not know its name
+                        sample = sample.model_copy(update={"camera_name": self.config.camera})
                     self.bus.publish("sample", sample)
                 self._publish_health_if_changed(await asyncio.to_thread(self.health))
             except Exception:  # noqa: BLE001 - telemetry must outlive one bad tick
