@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli.engines import add_parser as add_engines_parser  # engines list|rebuild
 
     add_engines_parser(sub)
+    from agent.cli.cameras import add_parser as add_cameras_parser  # cameras (the SSH path too)
+
+    add_cameras_parser(sub)
     return parser
 
 

@@ -418,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.engines import add_parsers as add_engines_parsers  # engines HOST, rebuild HOST
 
     add_engines_parsers(sub)
+    from fieldtui.cli.cameras import add_parser as add_cameras_parser  # cameras HOST
+
+    add_cameras_parser(sub)
     return parser
 
 
