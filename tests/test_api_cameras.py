@@ -4,6 +4,7 @@ password in its URI, and the one-camera routes still addressing the first camera
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -86,6 +87,13 @@ def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
         assert listed["dead"].source.uri == "rtsp://***@127.0.0.1:1/x"
         assert listed["front"].sample.camera_name == "front"
         assert listed["front"].state == "running"
+        health = c.get("/v1/health").json()
+        assert health["status"] == "degraded"
+        assert any(
+            r.startswith("camera 'dead' down: could not open rtsp://***@127.0.0.1:1/x")
+            for r in health["reasons"]
+        )
+        bodies.append(json.dumps(health))
 
         # One-camera routes address the first camera.
         status = PipelineStatus.model_validate(c.get("/v1/status").json())

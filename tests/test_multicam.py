@@ -4,6 +4,7 @@ RTSP address, and the embedded demo model: fixed batch 1, and a dynamic-batch co
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def test_dead_camera_does_not_stop_the_healthy_ones_and_its_password_stays_secre
     assert 'fieldtui_agent_camera_source_up{camera="dead"} 0.0' in scrape
     assert 'fieldtui_agent_camera_source_up{camera="a"} 1.0' in scrape
     assert 'fieldtui_agent_frame_latency_seconds_count{camera="b"}' in scrape
+    lint = subprocess.run(["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     shown = [status.model_dump_json(), mp.sample("dead").model_dump_json(), scrape, caplog.text]
     assert not any("pw-s3cret" in text for text in shown)
     assert "***@127.0.0.1:1" in status.uri

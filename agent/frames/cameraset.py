@@ -18,7 +18,7 @@ from agent.core.errors import AgentError
 from agent.frames.multicam import MultiPipeline
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus, ThreadPolicy
 
-__all__ = ["CameraSet"]
+__all__ = ["CameraSet", "other_camera_findings"]
 
 Listener = Callable[[np.ndarray, Any, dict], None]
 
@@ -133,3 +133,23 @@ class CameraSet(MultiPipeline):
 
     def remove_listener(self, fn: Callable) -> None:
         super().remove_listener(self._wrapped.pop(fn, fn))
+
+
+def other_camera_findings(pipeline: Any) -> list[tuple[str, str]]:
+    """Health findings of every camera but the first (whose status the verdict already weighs), for
+    agent/server/verdict.py's ``extra``: a camera down, or failing a camera-health check. None for a
+    one-camera pipeline."""
+    if not isinstance(pipeline, CameraSet) or not pipeline.running:
+        return []
+    found: list[tuple[str, str]] = []
+    for spec in pipeline.cameras()[1:]:
+        lane = pipeline._lanes.get(spec.name)
+        if lane is None:
+            continue  # disabled
+        source = lane.capture.status()
+        health = lane.health.current
+        if not source.up:
+            found.append(("degraded", f"camera {spec.name!r} down: {source.reason or 'no frames'}"))
+        elif health is not None and not health.ok:
+            found.append(("degraded", f"camera {spec.name!r}: {'; '.join(health.reasons)}"))
+    return found

@@ -26,6 +26,7 @@ from agent.core.home import AgentHome
 from agent.core.jobs import JobContext, JobRunner
 from agent.core.logbuf import LEVELS, LogBuffer
 from agent.core.state import StateDB
+from agent.frames.cameraset import other_camera_findings
 from agent.frames.stats import WINDOW_S
 from agent.server.auth import AuthPolicy, FailureThrottle, load_or_create_token
 from agent.server.device import backends as find_backends
@@ -249,6 +250,7 @@ class AgentService:
             window_s=WINDOW_S,
             baseline=models.health_baseline() if models is not None else None,
             probation=models.live().probation if models is not None else None,
+            extra=other_camera_findings(self.pipeline),
         )
         return HealthReport(
             status=verdict.status,
