@@ -13,6 +13,7 @@ import pytest
 
 from fieldtui.protocol import CameraList, CameraStatus, PipelineStatus
 from tests.conftest import REPO, RunningAgent, _clean_env, _terminate, wait_for_runtime
+from tests.test_api_events import collect
 
 SECRET = "pw-s3cret"
 DEAD = f"rtsp://admin:{SECRET}@127.0.0.1:1/x"
@@ -30,6 +31,12 @@ def wait_until(predicate, timeout: float = 20.0, every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def _seen(seen: set[str], name: str, data: dict) -> bool:
+    if name == "camera":
+        seen.add(data["camera_name"])
+    return len(seen) >= 3
 
 
 def _config(cameras: list[tuple[str, str]]) -> str:
@@ -94,6 +101,14 @@ def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
             for r in health["reasons"]
         )
         bodies.append(json.dumps(health))
+
+        # SSE: the one-camera ``sample`` is the first camera's; ``camera`` carries every running camera's.
+        seen: set[str] = set()
+        events = collect(agent, 20, params={"events": "sample,camera"}, until=lambda n, d: _seen(seen, n, d))
+        assert {"front", "back"} <= seen and "dead" in seen
+        firsts = {d["camera_name"] for _, n, d in events if n == "sample"}
+        assert firsts == {"front"}
+        bodies.append(json.dumps([d for _, _, d in events]))
 
         # One-camera routes address the first camera.
         status = PipelineStatus.model_validate(c.get("/v1/status").json())

@@ -18,7 +18,7 @@ from agent.core.errors import AgentError
 from agent.frames.multicam import MultiPipeline
 from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus, ThreadPolicy
 
-__all__ = ["CameraSet", "other_camera_findings"]
+__all__ = ["CameraSet", "camera_samples", "other_camera_findings"]
 
 Listener = Callable[[np.ndarray, Any, dict], None]
 
@@ -153,3 +153,10 @@ def other_camera_findings(pipeline: Any) -> list[tuple[str, str]]:
         elif health is not None and not health.ok:
             found.append(("degraded", f"camera {spec.name!r}: {'; '.join(health.reasons)}"))
     return found
+
+
+def camera_samples(pipeline: Any) -> list[Sample]:
+    """Every enabled camera's sample (the SSE ``camera`` event); none for a one-camera pipeline."""
+    if not isinstance(pipeline, CameraSet) or not pipeline.running:
+        return []
+    return [pipeline.sample(spec.name) for spec in pipeline.cameras() if spec.name in pipeline._lanes]

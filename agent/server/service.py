@@ -26,7 +26,7 @@ from agent.core.home import AgentHome
 from agent.core.jobs import JobContext, JobRunner
 from agent.core.logbuf import LEVELS, LogBuffer
 from agent.core.state import StateDB
-from agent.frames.cameraset import other_camera_findings
+from agent.frames.cameraset import camera_samples, other_camera_findings
 from agent.frames.stats import WINDOW_S
 from agent.server.auth import AuthPolicy, FailureThrottle, load_or_create_token
 from agent.server.device import backends as find_backends
@@ -192,6 +192,8 @@ class AgentService:
                     if sample.camera_name is None:  # the one-camera pipeline does not know its name
                         sample = sample.model_copy(update={"camera_name": self.config.camera})
                     self.bus.publish("sample", sample)
+                    for each in await asyncio.to_thread(camera_samples, self.pipeline):
+                        self.bus.publish("camera", each)  # every camera's, on a multi-camera agent
                 self._publish_health_if_changed(await asyncio.to_thread(self.health))
             except Exception:  # noqa: BLE001 - telemetry must outlive one bad tick
                 log.exception("telemetry tick failed")
