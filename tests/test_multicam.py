@@ -150,3 +150,17 @@ def test_cameras_are_added_changed_disabled_and_removed_without_touching_the_oth
     assert frozen == 0  # a disabled camera reports nothing
     scrape = generate_latest(mp.metrics.registry).decode()
     assert 'camera="b"' not in scrape
+
+
+def test_each_camera_keeps_its_own_confidence_threshold(run):
+    # The same scene twice: the camera with the high threshold reports fewer detections.
+    mp = run([CameraSpec("loose", demo(7), conf=0.05), CameraSpec("strict", demo(7), conf=0.9)])
+    wait_until(lambda: all(mp.sample(n).frames_total >= 15 for n in ("loose", "strict")))
+    found = {}
+    for sample in mp.camera_metrics.detections.collect()[0].samples:
+        if sample.name.endswith("_total"):
+            cam = sample.labels["camera"]
+            found[cam] = found.get(cam, 0) + sample.value
+    assert found.get("loose", 0) > 0
+    frames = {n: mp.sample(n).frames_total for n in ("loose", "strict")}
+    assert found.get("strict", 0) / frames["strict"] < found["loose"] / frames["loose"]
