@@ -164,3 +164,20 @@ def test_each_camera_keeps_its_own_confidence_threshold(run):
     assert found.get("loose", 0) > 0
     frames = {n: mp.sample(n).frames_total for n in ("loose", "strict")}
     assert found.get("strict", 0) / frames["strict"] < found["loose"] / frames["loose"]
+
+
+def test_a_model_swap_keeps_every_camera_running_and_rechecks_the_batch(run, dynamic_model):
+    mp = run([CameraSpec("a", demo(1, fps=15)), CameraSpec("b", demo(2, fps=15))])
+    assert mp.max_batch == 1
+    wait_until(lambda: all(mp.sample(n).frames_total >= 5 for n in ("a", "b")))
+    new = Detector.load(dynamic_model, threads=1)
+    old = mp.swap_detector(new)
+    try:
+        assert old is not new and mp.detector is new and mp.max_batch > 1
+        old.close()  # safe: no inference runs on it any more
+        before = {n: mp.sample(n).frames_total for n in ("a", "b")}
+        wait_until(lambda: all(mp.sample(n).frames_total >= before[n] + 10 for n in ("a", "b")))
+        assert all(mp.lane(n).error is None for n in ("a", "b"))
+    finally:
+        mp.stop()
+        new.close()
