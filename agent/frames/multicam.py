@@ -185,7 +185,11 @@ class MultiPipeline:
                     with self._cond:
                         self._lanes[spec.name] = new
                 self._specs[spec.name] = spec
-                log.info("camera %s %s", spec.name, "added" if old is None else "enabled")
+                log.info(
+                    "camera %s %s",
+                    spec.name,
+                    "added" if old is None else "enabled" if spec.enabled else "changed",
+                )
                 return old is None
             if not spec.enabled:
                 self._drop_lane(spec.name)
