@@ -9,6 +9,7 @@ Printed, for the embedded demo model (fixed batch 1) and a copy of it with a dyn
 2. Dynamic-batch model: total FPS with batching on and off, and batched / unbatched.
 3. Overload (cameras offering 200 FPS each): every camera's processed FPS and the spread
    (max - min) / max.
+   Batching is also compared under the same overload.
 4. Process RSS (VmHWM, the peak) of a child process running N cameras and of one running 1 camera.
 
 Nothing here asserts; the figures are measured now, on whatever else this machine is doing.
@@ -72,19 +73,25 @@ def bare_fps(det: Detector, batch: int, size: str, seconds: float) -> float:
 
 def run_cameras(
     det: Detector, uris: list[str], seconds: float, max_batch: int = 8
-) -> tuple[list[float], int]:
-    """Per-camera processed FPS over ``seconds`` after a 2 s warm-up, and the batch size chosen."""
+) -> tuple[list[float], int, float]:
+    """Per-camera processed FPS over ``seconds`` after a 2 s warm-up, the batch size chosen, and the
+    total FPS the cameras delivered (processed + dropped: what the synthetic cameras could render)."""
     mp = MultiPipeline(det, [CameraSpec(f"c{i}", u) for i, u in enumerate(uris)], max_batch=max_batch)
     mp.start()
     try:
         time.sleep(2.0)
         names = [s.name for s in mp.cameras()]
-        start = [mp.sample(n).frames_total for n in names]
+        start = [mp.sample(n) for n in names]
         t0 = time.monotonic()
         time.sleep(seconds)
-        done = [mp.sample(n).frames_total for n in names]
+        end = [mp.sample(n) for n in names]
         elapsed = time.monotonic() - t0
-        return [(b - a) / elapsed for a, b in zip(start, done, strict=True)], mp.max_batch
+        per = [(b.frames_total - a.frames_total) / elapsed for a, b in zip(start, end, strict=True)]
+        delivered = sum(
+            b.frames_total + b.dropped_total - a.frames_total - a.dropped_total
+            for a, b in zip(start, end, strict=True)
+        )
+        return per, mp.max_batch, delivered / elapsed
     finally:
         mp.stop()
 
@@ -129,28 +136,40 @@ def main() -> int:
     )
 
     with Detector.load(None, threads=args.threads) as det:
-        per, batch = run_cameras(det, uris, s)
+        per, batch, offered = run_cameras(det, uris, s)
         bare = bare_fps(det, batch, args.size, s)
         print(f"\n1. demo model (batch {batch} chosen)")
         print(f"   cameras: total {sum(per):7.1f} FPS  per camera {', '.join(f'{f:.1f}' for f in per)}")
+        print(f"   cameras delivered {offered:7.1f} FPS: processed / delivered {sum(per) / offered:.2f}")
         print(f"   bare session.run at batch {batch}: {bare:7.1f} FPS")
         print(f"   total / bare: {sum(per) / bare:.2f}")
-        over, _ = run_cameras(det, [demo_uri(i, 200, args.size) for i in range(n)], s)
+        over, _, delivered = run_cameras(det, [demo_uri(i, 200, args.size) for i in range(n)], s)
         print(f"\n3. overload (each camera offers 200 FPS): per camera {', '.join(f'{f:.1f}' for f in over)}")
         print(f"   spread (max - min) / max: {spread(over):.1%}")
+        print(
+            f"   total {sum(over):.1f} FPS of {delivered:.1f} the cameras delivered; / bare at batch {batch}: "
+            f"{sum(over) / bare:.2f} (the demo cameras render on the same cores)"
+        )
 
     with (
         tempfile.TemporaryDirectory() as tmp,
         Detector.load(dynamic_copy(Path(tmp)), threads=args.threads) as det,
     ):
-        on, batch = run_cameras(det, uris, s)
-        off, _ = run_cameras(det, uris, s, max_batch=1)
+        on, batch, _ = run_cameras(det, uris, s)
+        off, _, _ = run_cameras(det, uris, s, max_batch=1)
         bare_b = bare_fps(det, min(batch, n), args.size, s)
         print(f"\n2. dynamic-batch copy of the demo model (batch up to {batch})")
         print(f"   batching on:  total {sum(on):7.1f} FPS  per camera {', '.join(f'{f:.1f}' for f in on)}")
         print(f"   batching off: total {sum(off):7.1f} FPS  per camera {', '.join(f'{f:.1f}' for f in off)}")
         print(f"   bare session.run at batch {min(batch, n)}: {bare_b:7.1f} FPS")
         print(f"   batched / unbatched: {sum(on) / sum(off):.2f}   batched / bare: {sum(on) / bare_b:.2f}")
+        hot = [demo_uri(i, 200, args.size) for i in range(n)]
+        hot_on, _, _ = run_cameras(det, hot, s)
+        hot_off, _, _ = run_cameras(det, hot, s, max_batch=1)
+        print(f"   overload (200 FPS each): batching on {sum(hot_on):.1f} FPS, off {sum(hot_off):.1f} FPS")
+        print(
+            f"   batched / unbatched {sum(hot_on) / sum(hot_off):.2f}, batched / bare {sum(hot_on) / bare_b:.2f}"
+        )
 
     one, many = rss_of(1, args), rss_of(n, args)
     print(f"\n4. peak RSS: 1 camera {one:.0f} MiB, {n} cameras {many:.0f} MiB, ratio {many / one:.2f}")
