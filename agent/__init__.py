@@ -2,12 +2,13 @@
 
 One subpackage per concern, so a feature is found from the folder name:
 
-- ``core/``        errors, fault points, config, the home and its one ``atomic_write``, the state database,
-                   jobs, events, the log buffer
+- ``core/``        errors, fault points, config and its cameras, the home and its one ``atomic_write``, the
+                   state database, jobs, events, the log buffer
 - ``inference/``   detector, preprocess, postprocess, export metadata, precision, agreement, ``backends/``
                    (one module per runtime, each importing its SDK inside)
 - ``frames/``      pipeline, the thread policy, capture, the latest-frame slot, stats, camera health,
-                   metrics, snapshots, ``sources/``
+                   metrics, snapshots, ``sources/``; several cameras on one detector: multicam,
+                   camera_lane, cameraset, camera_metrics
 - ``store/``       model store, uploads, catalog, history, settings, activation, probation, reconcile,
                    registry pull
 - ``engines/``     engine store, builds, jobs, fingerprints, quantisation

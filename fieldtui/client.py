@@ -35,6 +35,7 @@ from fieldtui.protocol import (
     BenchmarkList,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraList,
     DeviceInfo,
     DeviceRecord,
     EngineList,
@@ -312,6 +313,10 @@ class AgentClient:
 
     async def benchmark(self, run_id: str) -> BenchmarkRun:
         return await self._get(f"/v1/benchmarks/{quote(run_id, safe='')}", BenchmarkRun)
+
+    async def cameras(self) -> CameraList:
+        """Every camera: state, source (redacted), last sample and health."""
+        return await self._get("/v1/cameras", CameraList)
 
     async def engines(self) -> EngineList:
         """Engines with their fingerprints and stale flags, and what the device can build."""

@@ -39,6 +39,7 @@ EVENTS_PATH = "/v1/events"
 # does not know yet still arrives as the ModelInfo it extends.
 EVENT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     "sample": (Sample,),
+    "camera": (Sample,),  # a multi-camera agent: one per camera and tick, Sample.camera_name says which
     "job": (Job,),
     "log": (LogLine,),
     "health": (HealthReport,),

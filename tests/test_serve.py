@@ -113,7 +113,12 @@ def _serve(home: Path, *args: str, env: dict | None = None) -> subprocess.Comple
     ("setup", "overrides", "env", "expected"),
     [
         ("port = 'eighty'\n", {}, {}, "port in .*config.toml must be a whole number, not 'eighty'"),
-        ("colour = 'blue'\n", {}, {}, "unknown setting 'colour' in .*; known settings: backend, host"),
+        (
+            "colour = 'blue'\n",
+            {},
+            {},
+            "unknown setting 'colour' in .*; known settings: backend, camera, cameras, host",
+        ),
         ("name = [\n", {}, {}, "is not valid TOML"),
         ("", {}, {"FIELDTUI_AGENT_TLS": "maybe"}, r"\$FIELDTUI_AGENT_TLS='maybe' is not a boolean"),
         ("", {}, {"FIELDTUI_AGENT_PORT": "80a"}, r"\$FIELDTUI_AGENT_PORT='80a' is not a whole number"),

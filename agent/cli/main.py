@@ -77,6 +77,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict:
         "model": args.model,
         "backend": args.backend,
         "source": source_from(args),
+        "camera": args.camera,
         "tls": args.tls,
         "name": args.name,
         "mdns": False if args.no_mdns else None,
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model file (.onnx); default: the embedded demo model")
     p.add_argument("--backend", default=None, help="backend key (see `fieldtui-agent doctor`)")
     source_flags(p)
+    p.add_argument("--camera", default=None, help="name of the --source camera (default cam0; a-z, 0-9, '-')")
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None, help="HTTPS, self-signed")
     p.add_argument("--name", default=None, help="device name shown in the console (default: hostname)")
     p.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS")
@@ -202,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli.engines import add_parser as add_engines_parser  # engines list|rebuild
 
     add_engines_parser(sub)
+    from agent.cli.cameras import add_parser as add_cameras_parser  # cameras (the SSH path too)
+
+    add_cameras_parser(sub)
     return parser
 
 

@@ -10,6 +10,10 @@ Each layer overrides the one before, key by key. An example ``config.toml``::
     tls = true
     mdns_interfaces = ["192.168.1.20"]
 
+Several cameras are ``[[cameras]]`` tables (agent/core/cameras.py); without them the agent runs one
+camera, ``source``, named ``camera`` (default ``cam0``). ``--source`` on the command line is the
+one-camera shorthand and replaces the file's cameras.
+
 Unknown top-level keys are an error (a typo should not be silently ignored); tables (``[forwarding]``
 and the like) are kept in :attr:`AgentConfig.sections` for the modules that own them.
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.core.cameras import DEFAULT_CAMERA, CameraConfigError, CameraSpec, check_name, parse_cameras
 from agent.core.errors import AgentError
 from agent.core.home import AgentHome, resolve_home
 from fieldtui.protocol import DEFAULT_PORT
@@ -59,6 +64,12 @@ class AgentConfig:
     log_level: str = "INFO"
     threads: int | None = None  # inference intra-op threads; None: measured (agent/frames/thread_policy.py)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    camera: str = DEFAULT_CAMERA  # the one camera's name when ``cameras`` is not set
+    cameras: list[CameraSpec] = field(default_factory=list)
+
+    def camera_specs(self) -> list[CameraSpec]:
+        """The cameras to run: ``cameras``, or the one camera ``source`` named ``camera``."""
+        return list(self.cameras) or [CameraSpec(name=self.camera, source=self.source)]
 
     @property
     def agent_home(self) -> AgentHome:
@@ -78,6 +89,7 @@ _KEYS: dict[str, type] = {
     "mdns_interfaces": list,
     "log_level": str,
     "threads": int,
+    "camera": str,
 }
 _KINDS = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -115,6 +127,11 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         value = value.upper()
         if value not in _LOG_LEVELS:
             raise ConfigError(f"log_level {value!r} in {origin} is not one of {', '.join(_LOG_LEVELS)}")
+    if key == "camera":
+        try:
+            check_name(value, f" in {origin}")
+        except CameraConfigError as err:
+            raise ConfigError(str(err)) from None
     if key == "name" and not value.strip():
         raise ConfigError(f"name in {origin} is empty; give the device a name a technician will recognise")
     return value
@@ -149,19 +166,29 @@ def load_config(
 
     values: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
+    cameras: list[CameraSpec] = []
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key == "cameras":
+            try:
+                cameras = parse_cameras(value, where=f" in {path}")
+            except CameraConfigError as err:
+                raise ConfigError(str(err)) from None
+        elif isinstance(value, dict):
             sections[key] = value
         elif key in _KEYS:
             values[key] = _coerce(key, value, str(path))
         else:
-            known = ", ".join(sorted(_KEYS))
+            known = ", ".join(sorted([*_KEYS, "cameras"]))
             raise ConfigError(f"unknown setting {key!r} in {path}; known settings: {known}")
     for key in _KEYS:
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is not None and raw != "":
             values[key] = _coerce(key, raw, f"${ENV_PREFIX}{key.upper()}")
+    if cameras and ("source" in data or "camera" in data):
+        raise ConfigError(f"{path} sets both source/camera and [[cameras]]: keep one of them")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
-    return AgentConfig(home=root, sections=sections, **values)
+    if (overrides or {}).get("source") is not None:
+        cameras = []  # --source is the one-camera shorthand: it replaces the file's cameras
+    return AgentConfig(home=root, sections=sections, cameras=cameras, **values)

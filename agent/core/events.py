@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-EVENT_NAMES = ("sample", "job", "model", "health", "log")
+EVENT_NAMES = ("sample", "job", "model", "health", "log", "camera")  # camera: multi-camera agents
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from agent.core.home import AgentHome
 from agent.core.jobs import JobContext, JobRunner
 from agent.core.logbuf import LEVELS, LogBuffer
 from agent.core.state import StateDB
+from agent.frames.cameraset import camera_samples, other_camera_findings
 from agent.frames.stats import WINDOW_S
 from agent.server.auth import AuthPolicy, FailureThrottle, load_or_create_token
 from agent.server.device import backends as find_backends
@@ -132,7 +133,12 @@ class AgentService:
             # the store's current version (reconciled after a crash), else the configured/demo model
             models = ModelManager.open(config, db)
             detector = reconcile(models)  # what the agent starts with, after a crash too
-            pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
+            if config.cameras:  # [[cameras]]: one detector shared by every camera (agent/frames/multicam.py)
+                from agent.frames.cameraset import CameraSet
+
+                pipeline = CameraSet(detector, config.cameras, metrics=AgentMetrics(), threads=config.threads)
+            else:
+                pipeline = Pipeline(detector, config.source, metrics=AgentMetrics(), threads=config.threads)
             return cls(
                 config,
                 pipeline=pipeline,
@@ -185,7 +191,11 @@ class AgentService:
             try:
                 if self.bus.subscriber_count:
                     sample = await asyncio.to_thread(self.pipeline.sample)
+                    if sample.camera_name is None:  # the one-camera pipeline does not know its name
+                        sample = sample.model_copy(update={"camera_name": self.config.camera})
                     self.bus.publish("sample", sample)
+                    for each in await asyncio.to_thread(camera_samples, self.pipeline):
+                        self.bus.publish("camera", each)  # every camera's, on a multi-camera agent
                 self._publish_health_if_changed(await asyncio.to_thread(self.health))
             except Exception:  # noqa: BLE001 - telemetry must outlive one bad tick
                 log.exception("telemetry tick failed")
@@ -245,7 +255,10 @@ class AgentService:
             window_s=WINDOW_S,
             baseline=models.health_baseline() if models is not None else None,
             probation=models.live().probation if models is not None else None,
-            extra=[("degraded", disk)] if disk is not None else [],
+            extra=[
+                *([("degraded", disk)] if disk is not None else []),
+                *other_camera_findings(self.pipeline),
+            ],
         )
         return HealthReport(
             status=verdict.status,

@@ -422,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.report import add_parser as add_report_parser  # report -o visit.html
 
     add_report_parser(sub)
+    from fieldtui.cli.cameras import add_parser as add_cameras_parser  # cameras HOST
+
+    add_cameras_parser(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraList,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -72,6 +73,9 @@ class DeviceLink:
         raise NotImplementedError
 
     async def engines(self) -> EngineList:
+        raise NotImplementedError
+
+    async def cameras(self) -> CameraList:
         raise NotImplementedError
 
     async def rebuild(

@@ -36,6 +36,7 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraList,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -147,6 +148,9 @@ class FallbackLink(DeviceLink):
 
     async def engines(self) -> EngineList:
         return await self._either(lambda link: link.engines())
+
+    async def cameras(self) -> CameraList:
+        return await self._either(lambda link: link.cameras())
 
     async def rebuild(
         self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None

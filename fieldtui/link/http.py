@@ -20,6 +20,7 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraList,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -116,6 +117,10 @@ class HttpLink(DeviceLink):
     async def engines(self) -> EngineList:
         self._need_token()
         return await self.client.engines()
+
+    async def cameras(self) -> CameraList:
+        self._need_token()
+        return await self.client.cameras()
 
     async def rebuild(
         self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None

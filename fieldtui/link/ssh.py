@@ -21,6 +21,7 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraList,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -211,6 +212,9 @@ class SSHLink(DeviceLink):
 
     async def engines(self) -> EngineList:
         return await self._json(EngineList, "engines", "list")
+
+    async def cameras(self) -> CameraList:
+        return await self._json(CameraList, "cameras")
 
     async def rebuild(
         self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None

@@ -22,6 +22,12 @@ from fieldtui.protocol.bench import (  # noqa: F401
     SystemUse,
     benchmark_table,
 )
+from fieldtui.protocol.cameras import (  # noqa: F401
+    CAMERA_NAME_PATTERN,
+    CameraChange,
+    CameraList,
+    CameraStatus,
+)
 from fieldtui.protocol.core import (  # noqa: F401
     API_VERSION,
     DEFAULT_PORT,

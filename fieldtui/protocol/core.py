@@ -82,6 +82,7 @@ class Sample(Model):
     frames_total: int = 0
     dropped_total: int = 0
     camera: CameraHealth | None = None
+    camera_name: str | None = Field(default=None, description="which camera, on a multi-camera agent")
 
 
 class SourceStatus(Model):

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from agent.server.api import (
     benchmarks,
+    cameras,
     engines,
     events,
     forwarding,
@@ -56,7 +57,19 @@ def create_app(service: AgentService) -> FastAPI:
         responses=dict(problems.PROBLEM_RESPONSES),
     )
     app.state.service = service
-    for module in (system, events, jobs, pipeline, logs, snapshot, models, forwarding, benchmarks, engines):
+    for module in (
+        system,
+        events,
+        jobs,
+        pipeline,
+        logs,
+        snapshot,
+        models,
+        forwarding,
+        benchmarks,
+        engines,
+        cameras,
+    ):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the in-flight limit
     # (agent/server/connguard.py: only requests with the token count), which wraps the routes.

@@ -1,4 +1,5 @@
-"""``GET /v1/events``: Server-Sent Events (``sample``, ``job``, ``model``, ``health``, ``log``).
+"""``GET /v1/events``: Server-Sent Events (``sample``, ``job``, ``model``, ``health``, ``log``, and on a
+multi-camera agent ``camera``: one Sample per enabled camera and tick, ``camera_name`` saying which).
 
 Each event is ``id: N`` / ``event: NAME`` / ``data: <one JSON protocol model>``. A ``: ping`` comment
 goes out every 15 s so proxies and the console can tell a quiet stream from a dead one. A client that
