@@ -96,7 +96,9 @@ def make_pipeline(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def hanging(tmp_path: Path) -> Iterator[tuple[FakeTrio, Forwarder]]:
     """A forwarder to a Trio that never answers, with rules every frame passes; enabled."""
     trio = FakeTrio().__enter__()
-    fwd = Forwarder(AgentHome(tmp_path / "home"), env={KEY_ENV: "sk-test-key-0123456789"})
+    fwd = Forwarder(
+        AgentHome(tmp_path / "home"), env={KEY_ENV: "sk-test-key-0123456789"}, defaults={"base_url": trio.url}
+    )
     try:
         every_frame = ForwardingRules(cooldown_s=0.0, rate_per_minute=600000.0, burst=100)
         fwd.update(

@@ -142,7 +142,7 @@ def test_rules_use_the_scrape_job_name() -> None:
 def test_rules_are_valid() -> None:
     done = promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 rules found" in done.stdout
+    assert "8 rules found" in done.stdout
 
 
 @needs_promtool

@@ -241,9 +241,9 @@ def test_a_full_disk_is_one_line_and_changes_nothing(
     big = sm.slow_detector(tmp_path / "v2.onnx", size=1024, depth=2)
     line = fail_line(capsys, "push", ALIAS, str(big), "--version", "v2", "--activate", "--ssh")
     assert line.startswith("fieldtui: remote `fieldtui-agent models add` failed (exit 2): ")
-    assert line.endswith(
-        "cannot store v2: No space left on device; free space on the device (remove old versions) and push again"
-    )
+    # the agent's full-disk line (agent/core/diskspace.py): what happened, that nothing changed, what to delete
+    assert "fieldtui-agent: the device's disk is full (" in line and "nothing was changed; " in line
+    assert "delete model versions no longer needed" in line and line.endswith("then try again")
     assert staging_left(device) == [] and stored_versions(agent) == [] and serving(agent) == before
     # Larger than the free space: refused before a byte is sent, with the figures.
     huge = tmp_path / "v3.onnx"
