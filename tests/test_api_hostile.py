@@ -50,6 +50,17 @@ def test_a_home_of_no_user_is_a_422_not_a_500(agent_inproc) -> None:
         assert not [j for j in c.get("/v1/jobs").json()["jobs"] if j["kind"] == "engine_rebuild"]
 
 
+def test_a_path_too_long_for_the_filesystem_is_a_422_not_a_500(agent_inproc) -> None:
+    """Found by the schemathesis run after the merge: ENAMETOOLONG from a source path, on the one-camera
+    route and on a multi-camera agent's camera route alike (both go through sources/files.py)."""
+    with agent_inproc.client() as c:
+        before = c.get("/v1/status").json()["source"]["uri"]
+        for uri in ("x" * 300, "file:" + "y" * 300, "/tmp/" + "\u1e70\u033a" * 100):
+            detail = _problem(c.put("/v1/pipeline/source", json={"uri": uri}), 422)
+            assert "File name too long" in detail and "accepted sources are" in detail
+        assert c.get("/v1/status").json()["source"]["uri"] == before
+
+
 @pytest.mark.parametrize("key", ["Åï", "sk-trio\u200b-abc", "two words", "line\nbreak", "sk:trio@x"])
 def test_a_key_no_authorization_header_can_carry_is_refused(agent_inproc, trio: FakeTrio, key: str) -> None:
     trio.reply(ok())

@@ -407,10 +407,12 @@ class MultiPipeline:
             counts=counts,
         )
         cm = self.camera_metrics
-        cm.frames.labels(camera=lane.name).inc()
-        cm.frame_latency.labels(camera=lane.name).observe(now - item.frame.ts)
-        for cls, c in counts.items():
-            cm.detections.labels(camera=lane.name, class_name=cls).inc(c)
+        with self._cond:  # a camera removed meanwhile keeps no series (remove_camera pops it under this lock)
+            if self._lanes.get(lane.name) is lane:
+                cm.frames.labels(camera=lane.name).inc()
+                cm.frame_latency.labels(camera=lane.name).observe(now - item.frame.ts)
+                for cls, c in counts.items():
+                    cm.detections.labels(camera=lane.name, class_name=cls).inc(c)
         lane.latest, lane.error = (item.frame.image, dets), None
         for fn in list(self._listeners):
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from fieldtui.protocol.core import Model, PipelineState, Sample, SourceStatus
 
@@ -31,6 +31,8 @@ class CameraList(Model):
 class CameraChange(Model):
     """``PUT /v1/cameras/{name}``: add the camera, or change it. Keys left out keep their value (for a
     new camera ``source`` is required)."""
+
+    model_config = ConfigDict(strict=True)  # a request: 0 is not false, "0.5" is not 0.5
 
     source: str | None = Field(default=None, min_length=1)
     conf: float | None = Field(default=None, ge=0.0, le=1.0)

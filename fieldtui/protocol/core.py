@@ -137,6 +137,8 @@ class ThreadPolicy(Model):
 class ThreadsChange(Model):
     """``PUT /v1/pipeline/threads``: a fixed intra-op thread count, or None to measure again."""
 
+    model_config = ConfigDict(strict=True)  # a request: true is not 1
+
     threads: int | None = Field(default=None, ge=1, le=256)
 
 

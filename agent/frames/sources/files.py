@@ -113,8 +113,14 @@ def file_source(path: Path) -> Source:
     """A video file, an image or an image folder at ``path``; SourceError if there is nothing there."""
     from agent.frames.sources import ACCEPTED
 
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as err:  # a name too long for the filesystem, a folder that may not be entered
+        raise SourceError(
+            f"cannot use {str(path)[:80]} as a source: {err.strerror}; accepted sources are {ACCEPTED}"
+        ) from None
+    if not exists:
         raise SourceError(f"no such file or folder: {path}; accepted sources are {ACCEPTED}")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_dir or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(path)
     return VideoFileSource(path)
