@@ -127,7 +127,9 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
         if r["ts"] < since or r["action"] == "startup":
             continue
         what = {"upload": "push", "auto_rollback": "automatic rollback"}.get(r["action"], r["action"])
-        target = "" if r["action"] == "forwarding" else r["version"] or "configured model"  # Trio endpoint rows
+        target = (
+            "" if r["action"] == "forwarding" else r["version"] or "configured model"
+        )  # Trio endpoint rows
         if r["action"] in ("activate", "rollback", "auto_rollback") and r.get("previous") != r["version"]:
             target = f"{r.get('previous') or 'configured model'} -> {target}"
         details = r.get("details") or {}

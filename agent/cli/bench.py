@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from agent.cli.args import home_flags
 from agent.core.errors import AgentError
-from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table
+from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table, first_error
 
 
 def _model_path(home, flag: str | None) -> Path:
@@ -50,9 +50,7 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
     try:
         return BenchmarkRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise AgentError(f"bad benchmark option {where}: {first['msg']}") from None
+        raise AgentError(f"bad benchmark option {first_error(err)}") from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from agent.cli.args import home_flags
 from agent.core.errors import AgentError
-from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job
+from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job, first_error
 
 ACTIVATION_WAIT_S = 300.0
 
@@ -43,9 +43,7 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
     try:
         return EngineRebuildRequest(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise AgentError(f"bad rebuild option {where}: {first['msg']}") from None
+        raise AgentError(f"bad rebuild option {first_error(err)}") from None
 
 
 def _progress(args: argparse.Namespace) -> Any:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from agent.core.errors import AgentError
 from agent.core.home import AgentHome
 from agent.forwarding.trio import KEY_ENV
-from fieldtui.protocol import ForwardingSettings, ForwardingUpdate
+from fieldtui.protocol import ForwardingSettings, ForwardingUpdate, first_error
 from fieldtui.protocol.files import atomic_write
 
 log = logging.getLogger("fieldtui.agent.forwarding")
@@ -209,8 +209,4 @@ class ForwardingStore:
 
 def _first(err: ValidationError | AgentError) -> str:
     """One line for a settings error, naming the field; never the value (it could be the key)."""
-    if isinstance(err, ValidationError):
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "body"
-        return f"{where}: {e['msg']}"
-    return str(err)
+    return first_error(err) if isinstance(err, ValidationError) else str(err)

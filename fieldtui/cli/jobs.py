@@ -16,6 +16,7 @@ from fieldtui.cli.devices import print_json
 from fieldtui.cli.link import with_link
 from fieldtui.errors import ConsoleError
 from fieldtui.link.fallback import BenchProgressFn, DeviceLink
+from fieldtui.protocol import first_error
 
 R = TypeVar("R", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
@@ -26,9 +27,7 @@ def request_from(model: type[R], what: str, fields: dict[str, Any]) -> R:
     try:
         return model(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConsoleError(f"bad {what} option {where}: {first['msg']}") from None
+        raise ConsoleError(f"bad {what} option {first_error(err)}") from None
 
 
 def progress_line(fraction: float, stage: str) -> None:

@@ -65,6 +65,7 @@ from fieldtui.protocol.core import (  # noqa: F401
     ThreadsChange,
     ThreadTrial,
     TokenInfo,
+    first_error,
 )
 from fieldtui.protocol.engines import (  # noqa: F401
     EngineFingerprint,

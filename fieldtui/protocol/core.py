@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 API_VERSION = "v1"
 SERVICE_TYPE = "_fieldtui._tcp.local."
@@ -19,6 +19,15 @@ LinkKind = Literal["https", "http", "ssh"]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+def first_error(err: ValidationError) -> str:
+    """A validation error as one line a technician can act on: the first field and what is wrong with it
+    ("calibration_frames: Input should be less than or equal to 2048"). Never the value given, which may
+    be a key or a password."""
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "body"
+    return f"{where}: {e['msg']}"
 
 
 # --- detections ---------------------------------------------------------------------------------

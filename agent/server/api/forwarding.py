@@ -15,7 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.forwarding.store import ForwardingError
 from agent.server.api.deps import Service
-from fieldtui.protocol import ForwardingState, ForwardingUpdate, ForwardResult, ForwardTestRequest, Problem
+from fieldtui.protocol import (
+    ForwardingState,
+    ForwardingUpdate,
+    ForwardResult,
+    ForwardTestRequest,
+    Problem,
+    first_error,
+)
 
 router = APIRouter(prefix="/v1/forwarding", tags=["forwarding"])
 
@@ -51,10 +58,7 @@ async def put_forwarding(service: Service, request: Request) -> ForwardingState:
     try:
         update = ForwardingUpdate.model_validate(body)
     except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "body"
-        # never e["input"]: it may be the key
-        raise ForwardingError(f"{where}: {e['msg']}; nothing was changed") from None
+        raise ForwardingError(f"{first_error(err)}; nothing was changed") from None
     return await run_in_threadpool(service.forwarding.update, update)
 
 
