@@ -14,7 +14,7 @@ from agent.core.cameras import CameraSpec
 from agent.frames.capture import Capture, Captured, EndOfSource
 from agent.frames.handoff import Closed, Slot
 from agent.frames.health import HealthMonitor
-from agent.frames.pipeline import HEALTH_EVERY
+from agent.frames.pipeline import HEALTH_EVERY, sample_of
 from agent.frames.sources import redact
 from agent.frames.stats import RollingStats
 from fieldtui.protocol import Sample, StageTimes
@@ -100,21 +100,7 @@ class CameraLane:
             return
 
     def sample(self) -> Sample:
-        s = self.stats.summary()
-        return Sample(
-            ts=time.time(),
-            fps=round(s.fps, 2),
-            latency_p50_ms=round(s.latency_p50_ms, 2),
-            latency_p95_ms=round(s.latency_p95_ms, 2),
-            stages_ms=s.stages_ms,
-            confidence_avg=None if s.confidence_avg is None else round(s.confidence_avg, 4),
-            detections=s.detections,
-            drop_rate=round(s.drop_rate, 4),
-            frames_total=s.frames_total,
-            dropped_total=s.dropped_total,
-            camera=self.health.current,
-            camera_name=self.name,
-        )
+        return sample_of(self.stats, self.health.current, self.name)
 
 
 def empty_sample(name: str) -> Sample:

@@ -37,7 +37,7 @@ from agent.frames.camera_lane import CameraLane, Work, empty_sample
 from agent.frames.camera_metrics import CameraMetrics, CameraState
 from agent.frames.handoff import Closed, Slot
 from agent.frames.metrics import AgentMetrics
-from agent.frames.pipeline import _tune_process
+from agent.frames.pipeline import _tune_process, class_counts
 from agent.frames.sources import open_source, redact
 from agent.inference import postprocess as post
 from fieldtui.protocol import Sample, SourceStatus
@@ -384,11 +384,7 @@ class MultiPipeline:
             work.outputs, det.output_layout, work.lb, conf=conf, iou=det.iou, max_det=det.max_det
         )
         post_s = time.perf_counter() - t0
-        names = det.names
-        counts: dict[str, int] = {}
-        if len(dets):
-            ids, n = np.unique(dets.class_ids, return_counts=True)
-            counts = {names.get(int(i), f"class_{int(i)}"): int(c) for i, c in zip(ids, n, strict=True)}
+        counts = class_counts(dets, det.names)
         now = time.monotonic()
         lane.stats.add_frame(
             now,
@@ -416,6 +412,6 @@ class MultiPipeline:
         lane.latest, lane.error = (item.frame.image, dets), None
         for fn in list(self._listeners):
             try:
-                fn(lane.name, item.frame.image, dets, names)
+                fn(lane.name, item.frame.image, dets, det.names)
             except Exception:
                 log.exception("frame listener %r failed", fn)

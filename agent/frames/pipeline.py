@@ -226,20 +226,7 @@ class Pipeline:
         return self._latest
 
     def sample(self) -> Sample:
-        s = self.stats.summary()
-        return Sample(
-            ts=time.time(),
-            fps=round(s.fps, 2),
-            latency_p50_ms=round(s.latency_p50_ms, 2),
-            latency_p95_ms=round(s.latency_p95_ms, 2),
-            stages_ms=s.stages_ms,
-            confidence_avg=None if s.confidence_avg is None else round(s.confidence_avg, 4),
-            detections=s.detections,
-            drop_rate=round(s.drop_rate, 4),
-            frames_total=s.frames_total,
-            dropped_total=s.dropped_total,
-            camera=self._health.current,
-        )
+        return sample_of(self.stats, self._health.current)
 
     def source_status(self) -> SourceStatus:
         return self.capture.status()
@@ -345,11 +332,7 @@ class Pipeline:
         t0 = time.perf_counter()
         dets = det.postprocess(work.outputs, work.lb)
         post_s = time.perf_counter() - t0
-        names = det.names
-        counts: dict[str, int] = {}
-        if len(dets):
-            ids, n = np.unique(dets.class_ids, return_counts=True)
-            counts = {names.get(int(i), f"class_{int(i)}"): int(c) for i, c in zip(ids, n, strict=True)}
+        counts = class_counts(dets, det.names)
         self.stats.add_frame(
             time.monotonic(),
             capture=item.capture_s,
@@ -371,7 +354,7 @@ class Pipeline:
         self._error = None
         for fn in list(self._listeners):
             try:
-                fn(item.frame.image, dets, names)
+                fn(item.frame.image, dets, det.names)
             except Exception:
                 log.exception("frame listener %r failed", fn)
 
@@ -394,3 +377,31 @@ class Pipeline:
         elif self._errors % 100 == 0:
             log.error("%s (%d failures so far)", self._error, self._errors)
         self._release(work.detector)
+
+
+def sample_of(stats: RollingStats, camera: Any, name: str | None = None) -> Sample:
+    """The rolling window of ``stats`` as the wire's Sample (a camera's, with ``name`` on a multi-camera
+    agent); ``camera`` is the camera-health reading."""
+    s = stats.summary()
+    return Sample(
+        ts=time.time(),
+        fps=round(s.fps, 2),
+        latency_p50_ms=round(s.latency_p50_ms, 2),
+        latency_p95_ms=round(s.latency_p95_ms, 2),
+        stages_ms=s.stages_ms,
+        confidence_avg=None if s.confidence_avg is None else round(s.confidence_avg, 4),
+        detections=s.detections,
+        drop_rate=round(s.drop_rate, 4),
+        frames_total=s.frames_total,
+        dropped_total=s.dropped_total,
+        camera=camera,
+        camera_name=name,
+    )
+
+
+def class_counts(dets: Any, names: dict[int, str]) -> dict[str, int]:
+    """Detections per class name in one frame (vectorised: one np.unique, no loop over boxes)."""
+    if not len(dets):
+        return {}
+    ids, n = np.unique(dets.class_ids, return_counts=True)
+    return {names.get(int(i), f"class_{int(i)}"): int(c) for i, c in zip(ids, n, strict=True)}
