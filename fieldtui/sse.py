@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from fieldtui.errors import AgentClientError, AgentUnreachable
 from fieldtui.protocol import HealthReport, Job, LogLine, ModelEvent, ModelInfo, Sample
+from fieldtui.protocol.backoff import backoff_delay
 
 
 class StreamingClient(Protocol):
@@ -168,25 +168,14 @@ class EventStream:
         await self.aclose()
 
     async def _run(self) -> AsyncGenerator[tuple[str, BaseModel | dict[str, Any]], None]:
-        failures = 0
-        delay = self.backoff_initial
+        failures = attempt = 0  # failed connections in a row; retries since the last event
         try:
             while not self._closed:
                 got_event = False
                 try:
-                    async with aclosing(self._connect_once()) as events:
-                        async for sse in events:
-                            if sse.retry is not None:
-                                delay = self.backoff_initial = sse.retry / 1000
-                            if not sse.data:
-                                continue
-                            try:
-                                item = parse_event(sse)
-                            except ValueError:
-                                log.warning("skipping an SSE %r event whose data is not JSON", sse.event)
-                                continue
-                            got_event = True
-                            failures, delay = 0, self.backoff_initial
+                    async with aclosing(self._items()) as items:
+                        async for item in items:
+                            got_event, failures, attempt = True, 0, 0
                             yield item
                             if self._closed:
                                 return
@@ -203,11 +192,28 @@ class EventStream:
                     raise error
                 self.reconnects += 1
                 self._set_state("reconnecting", reason)
+                delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
                 log.info("event stream lost (%s); reconnecting in %.1f s", reason, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # jitter: fleets don't stampede
-                delay = min(delay * 2, self.backoff_max)
+                await asyncio.sleep(delay)
+                attempt += 1
         finally:
             self._set_state("closed")
+
+    async def _items(self) -> AsyncIterator[tuple[str, BaseModel | dict[str, Any]]]:
+        """One connection's events, parsed; a ``retry:`` field sets the first reconnection delay, an event
+        whose data is not JSON is skipped with a warning."""
+        async with aclosing(self._connect_once()) as events:
+            async for sse in events:
+                if sse.retry is not None:
+                    self.backoff_initial = sse.retry / 1000
+                if not sse.data:
+                    continue
+                try:
+                    item = parse_event(sse)
+                except ValueError:
+                    log.warning("skipping an SSE %r event whose data is not JSON", sse.event)
+                    continue
+                yield item
 
     async def _connect_once(self) -> AsyncIterator[ServerSentEvent]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}

@@ -99,8 +99,14 @@ def _online(args: argparse.Namespace, home: Any) -> EngineList | EngineRebuildRe
 
 
 def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuildResult:
-    from agent.engines.build import BuildOptions, check_buildable, rebuild
-    from agent.engines.jobs import configured_model, resolve_source, split_frames, store_as_version
+    from agent.engines.build import check_buildable, rebuild
+    from agent.engines.jobs import (
+        build_options,
+        configured_model,
+        frames_wanted,
+        resolve_source,
+        store_as_version,
+    )
     from agent.engines.store import EngineStore, identities
 
     home = config.agent_home
@@ -120,8 +126,7 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
     source = resolve_source(
         store, engines, request.version, serving=store.current(), configured=configured_model(config.model)
     )
-    calibrate = request.calibration_frames if request.precision == "int8" else 0
-    want = calibrate + request.accuracy_frames
+    want = frames_wanted(request)
     if request.calibration_dir:
         frames = folder_frames(request.calibration_dir, want)
         notes = [f"{len(frames)} frames from {request.calibration_dir}"]
@@ -130,16 +135,7 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
         notes = [
             f"{want} frames of the demo scene (no agent serving: give --calibration-dir for this camera)"
         ]
-    cal, held = split_frames(frames, calibrate, request.accuracy_frames)
-    options = BuildOptions(
-        backend=request.backend,
-        precision=request.precision,
-        workspace_mb=request.workspace_mb,
-        version_compatible=request.version_compatible,
-        calibration=cal,
-        held_out=held,
-        notes=notes,
-    )
+    options = build_options(request, frames, notes)
     result = rebuild(engines, source, options, progress=_progress(args))
     if not args.json:
         print(file=sys.stderr)

@@ -110,6 +110,112 @@ def alternating_p50s(
     return round(statistics.median(eng_s) * 1000, 3), round(statistics.median(ref_s) * 1000, 3)
 
 
+class _Build:
+    """One rebuild's log and progress: the lines the result carries, stamped with the seconds since
+    the start, and the progress hook with the elapsed time appended."""
+
+    def __init__(self, notes: Sequence[str], progress: Callable[[float, str], None]) -> None:
+        self.started = time.monotonic()
+        self.lines: list[str] = list(notes)
+        self._progress = progress
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def say(self, line: str) -> None:
+        self.lines.append(f"{self.elapsed():6.1f} s  {line}")
+        log.info("engine build: %s", line)
+
+    def stage(self, fraction: float, text: str) -> None:
+        self._progress(fraction, f"{text} ({self.elapsed():.0f} s)")
+
+
+def _load_reference(stack: contextlib.ExitStack, path: Path) -> Any:
+    """The FP32 model on ONNX Runtime, fed fixed squares. Engines are built at the fixed square
+    input_shape, even from a dynamic-size model (which the pipeline feeds stride rectangles): the
+    reference is fed squares too, so calibration, timing and agreement compare like with like."""
+    from agent.inference.detector import Detector
+
+    reference = stack.enter_context(Detector.load(path, backend="onnxruntime"))
+    reference.stride = None
+    return reference
+
+
+def _build_engine(
+    prepared: Path,
+    engine_path: Path,
+    here: RuntimeIdentity,
+    options: BuildOptions,
+    *,
+    source_sha256: str,
+    input_shape: list[int],
+    timing_cache: Path,
+    build: _Build,
+    check_cancelled: Callable[[], None],
+) -> EngineFingerprint:
+    """Step 3: the engine file from the prepared ONNX, and its fingerprint."""
+    backend, precision = options.backend, options.precision
+    if backend == "onnxruntime":
+        from agent.engines import quantize
+
+        quantize.save_optimised(prepared, engine_path)
+        build.say("graph optimised and saved (ONNX Runtime, extended level)")
+        return EngineFingerprint(
+            runtime=backend,
+            runtime_version=here.runtime_version,
+            device=here.device,
+            compute=here.compute,
+            source_sha256=source_sha256,
+            precision=precision,  # type: ignore[arg-type]
+            input_shape=input_shape,
+            built=time.time(),
+        )
+    from agent.inference.backends import get_backend
+
+    return get_backend(backend).build_engine(  # type: ignore[attr-defined]
+        prepared,
+        engine_path,
+        precision=precision,
+        input_shape=tuple(input_shape),
+        source_sha256=source_sha256,
+        progress=lambda f, s: build.stage(0.72 + 0.13 * f, s),
+        check_cancelled=check_cancelled,
+        workspace_mb=options.workspace_mb,
+        version_compatible=options.version_compatible,
+        timing_cache=timing_cache,
+        log=build.say,
+    )
+
+
+def _measure(
+    reference: Any,
+    engine_path: Path,
+    backend: str,
+    held: list[np.ndarray],
+    build: _Build,
+    check_cancelled: Callable[[], None],
+) -> tuple[float | None, float | None, float | None]:
+    """Step 4: (engine p50, FP32 p50, agreement F1) on the held-out frames; Nones where this machine
+    cannot run the engine it built (e.g. a fake SDK)."""
+    from agent.inference.detector import Detector
+
+    p50 = fp32_p50 = f1 = None
+    build.stage(0.86, f"measuring against FP32 on {len(held)} held-out frames")
+    try:
+        with Detector.load(engine_path, backend=backend) as engine:
+            tensors = [reference.preprocess(f)[0] for f in held[:8]] or [
+                np.full(reference.input_shape, 114 / 255, dtype=reference.input_dtype)
+            ]
+            p50, fp32_p50 = alternating_p50s(reference, engine, tensors, check_cancelled)
+            check_cancelled()
+            if held:
+                f1 = round(agreement(reference, engine, held), 4)
+    except BackendUnavailable as err:
+        build.say(f"not measured: {err}")
+    check_cancelled()
+    return p50, fp32_p50, f1
+
+
 def rebuild(
     store: EngineStore,
     source: BuildSource,
@@ -118,34 +224,21 @@ def rebuild(
     check_cancelled: Callable[[], None] = lambda: None,
     progress: Callable[[float, str], None] = lambda f, s: None,
 ) -> EngineRebuildResult:
-    """Build, measure and store one engine (see the module docstring); the result without activation."""
+    """Build, measure and store one engine (the steps of the module docstring); the result without
+    activation."""
     from agent.engines import quantize
-    from agent.inference.backends import get_backend
-    from agent.inference.detector import Detector
+    from agent.engines.fingerprint import write_fingerprint
 
-    started = time.monotonic()
     backend, precision = options.backend, options.precision
     here = check_buildable(backend, precision)
-    lines: list[str] = list(options.notes)
-
-    def say(line: str) -> None:
-        lines.append(f"{time.monotonic() - started:6.1f} s  {line}")
-        log.info("engine build: %s", line)
-
-    def stage(fraction: float, text: str) -> None:
-        progress(fraction, f"{text} ({time.monotonic() - started:.0f} s)")
-
+    build = _Build(options.notes, progress)
     key = engine_key(backend, precision, source.sha256)
-    say(f"building {key} from {source.version or source.path.name}")
+    build.say(f"building {key} from {source.version or source.path.name}")
+    held = list(options.held_out)
     with contextlib.ExitStack() as stack:
-        stage(0.01, "loading the FP32 model")
-        reference = stack.enter_context(Detector.load(source.path, backend="onnxruntime"))
-        # Engines are built at the fixed square input_shape, even from a dynamic-size model (which the
-        # pipeline feeds stride rectangles): the reference is fed squares too, so calibration, timing and
-        # agreement compare like with like.
-        reference.stride = None
+        build.stage(0.01, "loading the FP32 model")
+        reference = _load_reference(stack, source.path)
         input_shape = list(reference.input_shape)
-        input_name = reference.backend.inputs[0].name
         calibration = [reference.preprocess(f)[0] for f in options.calibration] if precision == "int8" else []
         staged = stack.enter_context(store.stage(key, backend))
         try:
@@ -154,63 +247,31 @@ def rebuild(
                 staged.work,
                 precision=precision,
                 input_shape=input_shape,
-                input_name=input_name,
+                input_name=reference.backend.inputs[0].name,
                 calibration=calibration,
                 check_cancelled=check_cancelled,
-                progress=stage,
-                log=say,
+                progress=build.stage,
+                log=build.say,
             )
-            stage(0.72, f"building the {backend} {precision} engine")
-            if backend == "onnxruntime":
-                quantize.save_optimised(prepared, staged.engine_path)
-                say("graph optimised and saved (ONNX Runtime, extended level)")
-                fingerprint = EngineFingerprint(
-                    runtime=backend,
-                    runtime_version=here.runtime_version,
-                    device=here.device,
-                    compute=here.compute,
-                    source_sha256=source.sha256,
-                    precision=precision,  # type: ignore[arg-type]
-                    input_shape=input_shape,
-                    built=time.time(),
-                )
-            else:
-                fingerprint = get_backend(backend).build_engine(  # type: ignore[attr-defined]
-                    prepared,
-                    staged.engine_path,
-                    precision=precision,
-                    input_shape=tuple(input_shape),
-                    source_sha256=source.sha256,
-                    progress=lambda f, s: stage(0.72 + 0.13 * f, s),
-                    check_cancelled=check_cancelled,
-                    workspace_mb=options.workspace_mb,
-                    version_compatible=options.version_compatible,
-                    timing_cache=store.root / f".timing-{backend}.cache",
-                    log=say,
-                )
+            build.stage(0.72, f"building the {backend} {precision} engine")
+            fingerprint = _build_engine(
+                prepared,
+                staged.engine_path,
+                here,
+                options,
+                source_sha256=source.sha256,
+                input_shape=input_shape,
+                timing_cache=store.root / f".timing-{backend}.cache",
+                build=build,
+                check_cancelled=check_cancelled,
+            )
             check_cancelled()
             # beside the engine before loading it: a backend checks the fingerprint first
-            from agent.engines.fingerprint import write_fingerprint
-
             write_fingerprint(staged.engine_path, fingerprint)
-            p50 = fp32_p50 = f1 = None
-            held = list(options.held_out)
-            stage(0.86, f"measuring against FP32 on {len(held)} held-out frames")
-            try:
-                with Detector.load(staged.engine_path, backend=backend) as engine:
-                    tensors = [reference.preprocess(f)[0] for f in held[:8]] or [
-                        np.full(reference.input_shape, 114 / 255, dtype=reference.input_dtype)
-                    ]
-                    p50, fp32_p50 = alternating_p50s(reference, engine, tensors, check_cancelled)
-                    check_cancelled()
-                    if held:
-                        f1 = round(agreement(reference, engine, held), 4)
-            except BackendUnavailable as err:  # built here, but this machine cannot run it (e.g. a fake)
-                say(f"not measured: {err}")
-            check_cancelled()
+            p50, fp32_p50, f1 = _measure(reference, staged.engine_path, backend, held, build, check_cancelled)
             speedup = round(fp32_p50 / p50, 3) if p50 and fp32_p50 else None
             if p50 is not None:
-                say(
+                build.say(
                     f"p50 {p50} ms vs FP32 {fp32_p50} ms (x{speedup}); agreement F1 {f1} on {len(held)} frames"
                 )
             meta = {
@@ -220,12 +281,12 @@ def rebuild(
                 "fp32_p50_ms": fp32_p50,
                 "agreement_f1": f1,
             }
-            stage(0.97, "storing the engine")
+            build.stage(0.97, "storing the engine")
             info = store.commit(staged, fingerprint, meta)
         except BaseException:
             staged.discard()
             raise
-    say(f"stored as engines/{key}")
+    build.say(f"stored as engines/{key}")
     return EngineRebuildResult(
         engine=info,
         source_size=source.path.stat().st_size,
@@ -234,10 +295,10 @@ def rebuild(
         fp32_p50_ms=fp32_p50,
         speedup=speedup,
         agreement_f1=f1,
-        agreement_frames=len(options.held_out) if f1 is not None else 0,
+        agreement_frames=len(held) if f1 is not None else 0,
         calibration_frames=len(calibration),
-        elapsed_s=round(time.monotonic() - started, 2),
-        log=lines,
+        elapsed_s=round(build.elapsed(), 2),
+        log=build.lines,
     )
 
 

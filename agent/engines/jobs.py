@@ -68,6 +68,29 @@ def split_frames(frames: list[np.ndarray], calibrate: int, held: int) -> tuple[l
     return frames[:calibrate], frames[-held:] if held else []
 
 
+def build_options(request: EngineRebuildRequest, frames: list[np.ndarray], notes: list[str]) -> BuildOptions:
+    """The build's options for ``request`` from the frames gathered for it (calibration first, held-out
+    after: :func:`split_frames`), for the agent's job and the offline ``engines rebuild`` alike."""
+    calibrate = frames_wanted(request) - request.accuracy_frames
+    cal, held = split_frames(frames, calibrate, request.accuracy_frames)
+    if len(frames) < calibrate + request.accuracy_frames:
+        notes = [*notes, "held-out frames overlap the calibration frames: too few images"]
+    return BuildOptions(
+        backend=request.backend,
+        precision=request.precision,
+        workspace_mb=request.workspace_mb,
+        version_compatible=request.version_compatible,
+        calibration=cal,
+        held_out=held,
+        notes=notes,
+    )
+
+
+def frames_wanted(request: EngineRebuildRequest) -> int:
+    """Calibration frames (INT8 only) plus held-out frames."""
+    return (request.calibration_frames if request.precision == "int8" else 0) + request.accuracy_frames
+
+
 def resolve_source(
     models: Any,
     engines: EngineStore,
@@ -207,53 +230,35 @@ class Engines:
         finally:
             release_memory()
 
-    def frames(self, request: EngineRebuildRequest, ctx: JobContext | None) -> tuple[list, list, list[str]]:
-        """(calibration frames, held-out frames, notes on where they came from)."""
+    def frames(self, request: EngineRebuildRequest, ctx: JobContext | None) -> tuple[list, list[str]]:
+        """(frames, a note on where they came from): from ``calibration_dir``, else the live source."""
         from agent.bench.frames import folder_frames, live_frames
 
-        calibrate = request.calibration_frames if request.precision == "int8" else 0
-        want = calibrate + request.accuracy_frames
+        want = frames_wanted(request)
         if request.calibration_dir is not None:
             frames = folder_frames(request.calibration_dir, want)
-            where = f"{len(frames)} frames from {request.calibration_dir}"
-        else:
-            frames = []
-            pipeline = self.service.pipeline
-            while len(frames) < want:
-                if ctx is not None:
-                    ctx.check_cancelled()
-                    ctx.progress(0.0, f"capturing frames from the live source ({len(frames)}/{want})")
-                got = live_frames(
-                    pipeline, min(8, want - len(frames)), timeout=max(5.0, 8 * CAPTURE_S_PER_FRAME)
-                )
-                if not got:
-                    break
-                frames += got
-            if not frames:  # calibrating a camera's engine on anything else would mislead
-                raise AgentError(
-                    "no frames from the live source to calibrate on (GET /v1/status says why); start "
-                    "the source, or give calibration_dir: a folder of images from this camera",
-                    status=409,
-                )
-            where = f"{len(frames)} frames from the live source"
-        cal, held = split_frames(frames, calibrate, request.accuracy_frames)
-        notes = [where]
-        if len(frames) < calibrate + request.accuracy_frames:
-            notes.append("held-out frames overlap the calibration frames: too few images")
-        return cal, held, notes
+            return frames, [f"{len(frames)} frames from {request.calibration_dir}"]
+        frames = []
+        pipeline = self.service.pipeline
+        while len(frames) < want:
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(0.0, f"capturing frames from the live source ({len(frames)}/{want})")
+            got = live_frames(pipeline, min(8, want - len(frames)), timeout=max(5.0, 8 * CAPTURE_S_PER_FRAME))
+            if not got:
+                break
+            frames += got
+        if not frames:  # calibrating a camera's engine on anything else would mislead
+            raise AgentError(
+                "no frames from the live source to calibrate on (GET /v1/status says why); start "
+                "the source, or give calibration_dir: a folder of images from this camera",
+                status=409,
+            )
+        return frames, [f"{len(frames)} frames from the live source"]
 
     def run(self, request: EngineRebuildRequest, ctx: JobContext | None = None) -> EngineRebuildResult:
         source = self.check(request)
-        cal, held, notes = self.frames(request, ctx)
-        options = BuildOptions(
-            backend=request.backend,
-            precision=request.precision,
-            workspace_mb=request.workspace_mb,
-            version_compatible=request.version_compatible,
-            calibration=cal,
-            held_out=held,
-            notes=notes,
-        )
+        options = build_options(request, *self.frames(request, ctx))
         hooks = {
             "check_cancelled": ctx.check_cancelled if ctx else lambda: None,
             "progress": ctx.progress if ctx else lambda f, s: None,

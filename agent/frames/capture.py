@@ -9,7 +9,6 @@ also keeps what a technician needs to know about the source: up or not, and why 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
@@ -20,6 +19,7 @@ from agent.frames.sources import Frame, Source, SourceLost, make_source, open_so
 from agent.frames.sources.base import STALL_S
 from agent.frames.stats import RollingStats
 from fieldtui.protocol import SourceStatus
+from fieldtui.protocol.backoff import backoff_delay
 
 log = logging.getLogger("fieldtui.agent.capture")
 
@@ -249,7 +249,7 @@ class Capture:
             self.lost, self.reason, self.up = True, reason, False
 
     def _reconnect(self, src: Source, attempt: int) -> int:
-        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**attempt) * random.uniform(0.8, 1.2)
+        delay = backoff_delay(attempt, BACKOFF_START_S, BACKOFF_MAX_S)
         self._wake.wait(delay)
         self._wake.clear()
         if self._stop.is_set() or self._pending is not None:

@@ -169,7 +169,6 @@ class ModelManager(ModelCatalog):
 
     def _activate_job(self, ctx: Any) -> dict[str, Any]:
         version: str = ctx.params["version"]
-        svc = self._service
         with self._lock:
             serving, p = self.serving, self._probation
         if version == serving:
@@ -183,6 +182,42 @@ class ModelManager(ModelCatalog):
             }
         # Every candidate is judged against last good - never against a model still on probation.
         good = self.last_good(excluding=version)
+        row, new, ref, ref_loaded, figures = self._load_and_check(ctx, version, serving, good, p)
+        # The swap is the point of no return: no cancellation from here on.
+        ctx.progress(0.7, f"switching to {version}")
+        baseline_infer = self._service.pipeline.sample().stages_ms.infer
+        swap_start = time.monotonic()
+        with self._lock:
+            since = self.serving_since
+        ended = self._take_probation()
+        old, swapped = self._switch(ctx, version, serving, good, new, ended)
+        standby = self._keep_standby(serving, good, old, ref if ref_loaded else None, ended)
+        details: dict[str, Any] = {"health": figures, "swap_s": round(swapped - swap_start, 4)}
+        if self.settings.probation_s > 0 and standby is not None:
+            live = ended is None and serving == good
+            baseline = self._baseline_of(good, live, since, swap_start, baseline_infer)
+            details["baseline"] = baseline[1]
+            self.history.update(row, "probation", details=details)
+            self._start_probation(version, serving, good, standby, row, baseline[0], swapped)
+            fault_point("in_probation", version)
+        else:
+            if standby is not None:
+                standby.close()
+            self.history.update(
+                row, "good", reason="probation off ([models] probation_s = 0)", details=details
+            )
+        self._baseline_cache = None
+        self.prune()
+        log.info("model %s activated (previous: %s)", version, self.label(serving))
+        entry = self.history.get(row)
+        return entry.model_dump(mode="json") if entry else {"version": version}
+
+    def _load_and_check(
+        self, ctx: Any, version: str, serving: str | None, good: str | None, p: _Probation | None
+    ) -> tuple[int, Any, Any, bool, dict[str, Any]]:
+        """Verify and load ``version`` beside what serves and health-check it on live frames against last
+        good: (history row, new detector, reference, reference loaded here, health figures). On any
+        failure or cancel, what was loaded here is closed and the row says why."""
         ctx.progress(0.05, f"verifying {version}")
         try:
             manifest = self.store.verify(version)
@@ -219,13 +254,19 @@ class ModelManager(ModelCatalog):
             why = str(err) if isinstance(err, AgentError) else f"cancelled or crashed ({type(err).__name__})"
             self.history.update(row, "failed", reason=why)
             raise
-        # The swap is the point of no return: no cancellation from here on.
-        ctx.progress(0.7, f"switching to {version}")
-        baseline_infer = svc.pipeline.sample().stages_ms.infer
-        swap_start = time.monotonic()
-        with self._lock:
-            since = self.serving_since
-        ended = self._take_probation()
+        return row, new, ref, ref_loaded, figures
+
+    def _switch(
+        self,
+        ctx: Any,
+        version: str,
+        serving: str | None,
+        good: str | None,
+        new: Any,
+        ended: _Probation | None,
+    ) -> tuple[Any, float]:
+        """Swap ``new`` into the pipeline between two frames and repoint ``current``: (the detector it
+        replaced, when). A probation still running ends here, unjudged."""
         if ended is not None:  # one activation at a time: the first one's probation ends, unjudged
             self.history.update(
                 ended.row,
@@ -242,16 +283,23 @@ class ModelManager(ModelCatalog):
             reason=ctx.params.get("reason"),
             summary=summary if self.settings.probation_s > 0 else f"{version} activated",
         )
-        old = svc.swap_detector(new, event=event)
+        old = self._service.swap_detector(new, event=event)
         swapped = time.monotonic()
         with self._lock:
             self.serving, self.serving_since = version, swapped
         fault_point("after_swap", version)
         self.store.set_current(version)
         fault_point("after_symlink", version)
-        # Keep last good loaded for an instant rollback; close every other model.
-        if ref_loaded:
-            standby = ref
+        return old, swapped
+
+    @staticmethod
+    def _keep_standby(
+        serving: str | None, good: str | None, old: Any, loaded_ref: Any, ended: _Probation | None
+    ) -> Any:
+        """Keep last good loaded for an instant rollback (the reference loaded for the check, the ended
+        probation's standby, or the model just replaced when it was last good); close every other."""
+        if loaded_ref is not None:
+            standby = loaded_ref
         elif ended is not None and ended.good == good:
             standby = ended.standby
         else:
@@ -259,37 +307,26 @@ class ModelManager(ModelCatalog):
         for detector in (old, ended.standby if ended is not None else None):
             if detector is not None and detector is not standby:
                 detector.close()
-        details: dict[str, Any] = {"health": figures, "swap_s": round(swapped - swap_start, 4)}
-        if self.settings.probation_s > 0 and standby is not None:
-            # Last good's figures: measured live just now when it was what served (the fairest: the same
-            # scene), else those recorded when it passed (or served) - never a candidate's.
-            live = ended is None and serving == good
-            before = self.watch.figures(
-                max(swap_start - max(self.settings.probation_s, 10.0), since + SETTLE_S), swap_start
-            )
-            if live and before.frames >= self.settings.probation_min_frames:
-                baseline, measured = Figures(before.frames, before.confidence, baseline_infer or None), "live"
-            else:
-                recorded = self.history.figures_of(good) or {}
-                baseline = Figures(
-                    int(recorded.get("frames") or 0), recorded.get("confidence"), recorded.get("infer_ms")
-                )
-                measured = "recorded" if recorded else "none"
-            details["baseline"] = {**baseline.as_dict(), "of": self.label(good), "measured": measured}
-            self.history.update(row, "probation", details=details)
-            self._start_probation(version, serving, good, standby, row, baseline, swapped)
-            fault_point("in_probation", version)
+        return standby
+
+    def _baseline_of(
+        self, good: str | None, live: bool, since: float, swap_start: float, infer_ms: float | None
+    ) -> tuple[Figures, dict[str, Any]]:
+        """Last good's figures for probation, and how they were had: measured live just before the swap
+        when it was what served (the fairest: the same scene), else those recorded when it passed (or
+        served) - never a candidate's."""
+        before = self.watch.figures(
+            max(swap_start - max(self.settings.probation_s, 10.0), since + SETTLE_S), swap_start
+        )
+        if live and before.frames >= self.settings.probation_min_frames:
+            baseline, measured = Figures(before.frames, before.confidence, infer_ms or None), "live"
         else:
-            if standby is not None:
-                standby.close()
-            self.history.update(
-                row, "good", reason="probation off ([models] probation_s = 0)", details=details
+            recorded = self.history.figures_of(good) or {}
+            baseline = Figures(
+                int(recorded.get("frames") or 0), recorded.get("confidence"), recorded.get("infer_ms")
             )
-        self._baseline_cache = None
-        self.prune()
-        log.info("model %s activated (previous: %s)", version, self.label(serving))
-        entry = self.history.get(row)
-        return entry.model_dump(mode="json") if entry else {"version": version}
+            measured = "recorded" if recorded else "none"
+        return baseline, {**baseline.as_dict(), "of": self.label(good), "measured": measured}
 
     def _reference(self, good: str | None, serving: str | None, p: _Probation | None) -> tuple[Any, bool]:
         """Last good's detector for the side-by-side speed gate: (detector, loaded here). The one

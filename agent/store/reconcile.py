@@ -68,9 +68,71 @@ def _first_loadable(
     raise AssertionError("the plan always ends with the configured model")  # pragma: no cover
 
 
+Plan = list[tuple[str | None, str | None]]  # (version, why it was chosen; None: as expected), in order
+
+
+def _plan_interrupted(
+    manager: ModelManager, open_rows: list[ModelHistoryEntry], current: str | None
+) -> tuple[Plan, dict[int, tuple[str, str]], ModelHistoryEntry | None]:
+    """What the rows left open by the previous agent ask for: the candidates they put first, each row's
+    (outcome, reason) once the choice is known, and the last ``pending`` activation. A row whose version
+    never became current is closed here as interrupted."""
+    label = manager.label
+    plan: Plan = []
+    settle: dict[int, tuple[str, str]] = {}
+    pending: ModelHistoryEntry | None = None
+    for row in open_rows:
+        if row.action == "upload":
+            continue
+        if row.outcome == "pending":
+            pending = row  # the last one wins: it made the link as it is now
+        elif row.action in ("rollback", "auto_rollback"):
+            plan.append((row.version, f"finishing the rollback to {label(row.version)} the agent was doing"))
+            settle[row.id] = ("good", "finished at the next start")
+        elif row.version == current:  # switched in, never proven
+            good = manager.last_good(excluding=current)
+            back = manager.good_label(good)
+            plan.append((good, f"the agent stopped before {row.version} was proven; back to {back}"))
+            settle[row.id] = (
+                "interrupted",
+                f"the agent stopped before {row.version} was proven; the next start went back to {back}",
+            )
+        else:
+            manager.history.update(
+                row.id,
+                "interrupted",
+                reason=f"the agent stopped before {row.version} became current; {label(current)} kept serving",
+            )
+    return plan, settle, pending
+
+
+def _plan_current(manager: ModelManager, current: str | None) -> Plan:
+    """With nothing interrupted: ``current`` when its activation was proven (or made offline), else the
+    last good version."""
+    if current is None:
+        return []
+    row = manager.history.serving_row(current)
+    if row is None or row.outcome in ("good", "pending"):
+        return [(current, None)]
+    if row.action == "activate":
+        good = manager.last_good(excluding=current)
+        return [(good, f"{current} was never proven ({row.outcome}); back to {manager.good_label(good)}")]
+    return []
+
+
+def _plan_fallbacks(manager: ModelManager) -> Plan:
+    """After the preferred choice: every good version, newest first, then the configured model."""
+    plan: Plan = [
+        (version, f"the current model could not be served; back to the last good version {version}")
+        for version in manager.history.good_versions()
+    ]
+    plan.append((None, f"no version in the store could be served; {manager.label(None)} serves"))
+    return plan
+
+
 def reconcile(manager: ModelManager) -> Any:
     """Clean up, choose, verify and load; returns the Detector to start the pipeline with."""
-    store, history = manager.store, manager.history
+    store, history, label = manager.store, manager.history, manager.label
     store.clean_staging()
     open_rows = history.open_rows()
     _close_uploads(manager, open_rows)
@@ -78,54 +140,9 @@ def reconcile(manager: ModelManager) -> Any:
     broken_link = current is None and store.current_link.is_symlink()
     if broken_link:
         log.warning("models/current points at no complete version; choosing another model")
-    label = manager.label
 
-    plan: list[tuple[str | None, str | None]] = []  # (version, why it was chosen; None: as expected)
-    settle: dict[int, tuple[str, str]] = {}  # row id -> (outcome, reason) once the choice is known
-    pending: ModelHistoryEntry | None = None
-    for row in open_rows:
-        if row.action == "upload":
-            continue
-        if row.outcome == "pending":
-            pending = row  # the last one wins: it made the link as it is now
-            continue
-        if row.action in ("rollback", "auto_rollback"):
-            plan.append((row.version, f"finishing the rollback to {label(row.version)} the agent was doing"))
-            settle[row.id] = ("good", "finished at the next start")
-        elif row.version == current:  # switched in, never proven
-            good = manager.last_good(excluding=current)
-            plan.append(
-                (
-                    good,
-                    f"the agent stopped before {row.version} was proven; back to {manager.good_label(good)}",
-                )
-            )
-            settle[row.id] = (
-                "interrupted",
-                f"the agent stopped before {row.version} was proven; "
-                f"the next start went back to {manager.good_label(good)}",
-            )
-        else:
-            history.update(
-                row.id,
-                "interrupted",
-                reason=f"the agent stopped before {row.version} became current; {label(current)} kept serving",
-            )
-    if current is not None and not plan:
-        row = history.serving_row(current)
-        if row is None or row.outcome in ("good", "pending"):
-            plan.append((current, None))
-        elif row.action == "activate":
-            good = manager.last_good(excluding=current)
-            plan.append(
-                (good, f"{current} was never proven ({row.outcome}); back to {manager.good_label(good)}")
-            )
-    for version in history.good_versions():
-        plan.append(
-            (version, f"the current model could not be served; back to the last good version {version}")
-        )
-    plan.append((None, f"no version in the store could be served; {label(None)} serves"))
-
+    plan, settle, pending = _plan_interrupted(manager, open_rows, current)
+    plan = (plan or _plan_current(manager, current)) + _plan_fallbacks(manager)
     version, why, detector = _first_loadable(manager, plan, current)
     if version != current or broken_link:
         store.set_current(version)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -120,61 +122,100 @@ class TimeChart(CachedLines):
         return value < self.alert if self.alert_below else value > self.alert
 
     def build(self, width: int, height: int) -> list[Strip]:
-        rich = self.get_component_rich_style
-        base = self.rich_style
-        title_style, value_style, scale_style = (
-            rich("timechart--title"),
-            rich("timechart--value"),
-            rich("timechart--scale"),
-        )
-        front_c, behind_c = rich("timechart--front").color, rich("timechart--behind").color
-        alert_c, bad_c = rich("timechart--alert").color, rich("timechart--bad").color
         rows = max(1, height - 1)
         shown = self._front[-width:] if width > 0 else []
         behind = self._behind[-width:] if self._behind is not None and width > 0 else None
         top = self._scale_top(shown, behind)
-        pad = width - len(shown)
+        colours = _Colours.of(self)
+        columns = [
+            _Column(
+                _level(v, top, rows),
+                _level(behind[i], top, rows) if behind is not None else 0,
+                colours.bad if self._is_bad(v) else colours.front,
+            )
+            for i, v in enumerate(shown)
+        ]
+        alert_level = _level(self.alert, top, rows) if self.alert is not None else None
+        strips = [self._header(width, top)]
+        for row in range(rows - 1, -1, -1):  # top row first
+            strips.append(self._row(row, columns, width - len(shown), alert_level, width, colours))
+        return strips
 
-        # The scale always shows; a caption too long for a narrow terminal gives way with an ellipsis.
+    def _header(self, width: int, top: float) -> Strip:
+        """Title, caption and scale on one line: the scale always shows; a caption too long for a
+        narrow terminal gives way with an ellipsis."""
+        base = self.rich_style
         scale = f"max {top:g}{self.unit}"
         header = Text(no_wrap=True, overflow="ellipsis")
         room = width - len(scale) - 1
         if room > 0:
-            header.append(self.title, title_style)
+            header.append(self.title, self.get_component_rich_style("timechart--title"))
             if self.caption:
-                header.append("  " + self.caption, value_style)
+                header.append("  " + self.caption, self.get_component_rich_style("timechart--value"))
             header.truncate(room, overflow="ellipsis")
         header.append(" " * max(0, width - header.cell_len - len(scale)))
-        header.append(scale, scale_style)
+        header.append(scale, self.get_component_rich_style("timechart--scale"))
         header.truncate(width)
-        strips = [
-            Strip(list(header.render(self.app.console))).adjust_cell_length(width, base).apply_style(base)
-        ]
+        return Strip(list(header.render(self.app.console))).adjust_cell_length(width, base).apply_style(base)
 
-        alert_level = _level(self.alert, top, rows) if self.alert is not None else None
-        levels = [_level(v, top, rows) for v in shown]
-        behind_levels = [_level(v, top, rows) for v in behind] if behind is not None else None
-        bad = [self._is_bad(v) for v in shown]
-        for row in range(rows - 1, -1, -1):  # top row first
-            floor = row * 8
-            on_alert_row = alert_level is not None and floor <= alert_level < floor + 8
-            segments = [Segment(" " * pad, base)] if pad > 0 else []
-            for i, level in enumerate(levels):
-                front = max(0, min(8, level - floor))
-                back = max(0, min(8, behind_levels[i] - floor)) if behind_levels is not None else 0
-                fg = bad_c if bad[i] else front_c
-                if front == 8:
-                    segments.append(Segment("█", base + Style(color=fg)))
-                elif front > 0:
-                    bg = behind_c if back > front else None
-                    segments.append(Segment(EIGHTHS[front], base + Style(color=fg, bgcolor=bg)))
-                elif back > 0:
-                    segments.append(Segment(EIGHTHS[back], base + Style(color=behind_c)))
-                elif on_alert_row:
-                    segments.append(Segment(ALERT_MARK, base + Style(color=alert_c)))
-                else:
-                    segments.append(Segment(" ", base))
-            if on_alert_row and pad > 0:
-                segments[0] = Segment(ALERT_MARK * pad, base + Style(color=alert_c))
-            strips.append(Strip(Segment.simplify(segments)).adjust_cell_length(width, base))
-        return strips
+    def _row(
+        self,
+        row: int,
+        columns: list[_Column],
+        pad: int,
+        alert_level: int | None,
+        width: int,
+        colours: _Colours,
+    ) -> Strip:
+        """Plot row ``row`` (0 at the bottom): each column's eighth block, the spread behind it, or the
+        alert line where the column does not reach."""
+        base = self.rich_style
+        floor = row * 8
+        on_alert_row = alert_level is not None and floor <= alert_level < floor + 8
+        alert = Segment(ALERT_MARK, base + Style(color=colours.alert))
+        segments = [Segment(" " * pad, base)] if pad > 0 else []
+        if on_alert_row and pad > 0:
+            segments = [Segment(ALERT_MARK * pad, alert.style)]
+        for column in columns:
+            segments.append(
+                column.cell(floor, base, colours.behind) or (alert if on_alert_row else Segment(" ", base))
+            )
+        return Strip(Segment.simplify(segments)).adjust_cell_length(width, base)
+
+
+@dataclass(frozen=True, slots=True)
+class _Colours:
+    front: Color | None
+    behind: Color | None
+    alert: Color | None
+    bad: Color | None
+
+    @classmethod
+    def of(cls, chart: TimeChart) -> _Colours:
+        rich = chart.get_component_rich_style
+        return cls(
+            rich("timechart--front").color,
+            rich("timechart--behind").color,
+            rich("timechart--alert").color,
+            rich("timechart--bad").color,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    level: int  # eighths of a row, from the bottom
+    behind: int  # the second series' level (0: none)
+    colour: Color | None  # front colour: the alert colour on the wrong side of the alert line
+
+    def cell(self, floor: int, base: Style, behind_colour: Color | None) -> Segment | None:
+        """This column's character in the row starting at ``floor`` eighths; None where it is empty."""
+        front = max(0, min(8, self.level - floor))
+        back = max(0, min(8, self.behind - floor))
+        if front == 8:
+            return Segment("█", base + Style(color=self.colour))
+        if front > 0:
+            bg = behind_colour if back > front else None
+            return Segment(EIGHTHS[front], base + Style(color=self.colour, bgcolor=bg))
+        if back > 0:
+            return Segment(EIGHTHS[back], base + Style(color=behind_colour))
+        return None

@@ -35,60 +35,74 @@ def _network_flags(trt: Any) -> int:
     return 1 << int(flag) if flag is not None else 0
 
 
-def _monitor(trt: Any, progress: Callable[[float, str], None], check_cancelled: Callable[[], None]) -> Any:
-    """An ``IProgressMonitor`` reporting "phase step/steps, elapsed" and cancelling on request."""
+class PhaseProgress:
+    """What a TensorRT build monitor does, without TensorRT: turns phase starts, steps and finishes into
+    "phase step/steps, elapsed" progress and a fraction that only grows, and turns a cancellation into
+    False (never an exception raised into TensorRT). TensorRT may call it from several threads."""
 
-    class BuildMonitor(trt.IProgressMonitor):
+    def __init__(self, progress: Callable[[float, str], None], check_cancelled: Callable[[], None]) -> None:
+        self._progress = progress
+        self._check_cancelled = check_cancelled
+        self.started = time.monotonic()
+        self.cancelled: BaseException | None = None
+        self.phases: list[str] = []  # names of the phases seen, in order (for the build log)
+        self._open: dict[str, tuple[str | None, int]] = {}
+        self._top_done = 0
+        self._last = PARSED
+        self._lock = threading.Lock()
+
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        with self._lock:
+            self._open[phase_name] = (parent_phase, max(int(num_steps), 1))
+            self.phases.append(phase_name)
+        self._report(phase_name, 0)
+
+    def step_complete(self, phase_name: str, step: int) -> bool:
+        try:
+            self._check_cancelled()
+        except Exception as err:
+            self.cancelled = err
+            return False
+        self._report(phase_name, int(step) + 1)
+        return True
+
+    def phase_finish(self, phase_name: str) -> None:
+        with self._lock:
+            parent, _ = self._open.pop(phase_name, (None, 1))
+            if parent is None:
+                self._top_done += 1
+
+    def _top(self, phase_name: str) -> str:
+        parent, top = self._open.get(phase_name, (None, 1))[0], phase_name
+        while parent is not None:  # the top-level phase sets the fraction; nested ones the text
+            top = parent
+            parent = self._open.get(parent, (None, 1))[0]
+        return top
+
+    def _report(self, phase_name: str, done: int) -> None:
+        with self._lock:
+            steps = self._open.get(phase_name, (None, 1))[1]
+            top = self._top(phase_name)
+            # TensorRT does not say how many top-level phases follow: each finished one closes half of
+            # the remaining gap, and the current one interpolates towards the next.
+            base = BUILT - (BUILT - PARSED) * 0.5**self._top_done
+            nxt = BUILT - (BUILT - PARSED) * 0.5 ** (self._top_done + 1)
+            frac = done / steps if top == phase_name else 0.0
+            self._last = fraction = max(self._last, base + (nxt - base) * frac)
+        name = phase_name if top == phase_name else f"{top} > {phase_name}"
+        elapsed = time.monotonic() - self.started
+        with contextlib.suppress(Exception):  # progress reporting must not break a build
+            self._progress(fraction, f"building: {name} {done}/{steps} ({elapsed:.0f} s)")
+
+
+def _monitor(trt: Any, progress: Callable[[float, str], None], check_cancelled: Callable[[], None]) -> Any:
+    """An ``IProgressMonitor`` (TensorRT's class, so only made once TensorRT is imported) that hands each
+    call to a :class:`PhaseProgress`."""
+
+    class BuildMonitor(PhaseProgress, trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
-            self.started = time.monotonic()
-            self.cancelled: BaseException | None = None
-            self.phases: list[str] = []  # names of the phases seen, in order (for the build log)
-            self._open: dict[str, tuple[str | None, int]] = {}
-            self._top_done = 0
-            self._last = PARSED
-            self._lock = threading.Lock()  # TensorRT may call from several threads
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            with self._lock:
-                self._open[phase_name] = (parent_phase, max(int(num_steps), 1))
-                self.phases.append(phase_name)
-            self._report(phase_name, 0)
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            # Never raise into TensorRT: remember the cancellation and answer False.
-            try:
-                check_cancelled()
-            except Exception as err:
-                self.cancelled = err
-                return False
-            self._report(phase_name, int(step) + 1)
-            return True
-
-        def phase_finish(self, phase_name: str) -> None:
-            with self._lock:
-                parent, _ = self._open.pop(phase_name, (None, 1))
-                if parent is None:
-                    self._top_done += 1
-
-        def _report(self, phase_name: str, done: int) -> None:
-            with self._lock:
-                parent, steps = self._open.get(phase_name, (None, 1))
-                top = phase_name
-                while parent is not None:  # the top-level phase sets the fraction; nested ones the text
-                    top = parent
-                    parent = self._open.get(parent, (None, 1))[0]
-                # TensorRT does not say how many top-level phases follow: each finished one closes half
-                # of the remaining gap, and the current one interpolates towards the next.
-                base = BUILT - (BUILT - PARSED) * 0.5**self._top_done
-                nxt = BUILT - (BUILT - PARSED) * 0.5 ** (self._top_done + 1)
-                frac = done / steps if top == phase_name else 0.0
-                self._last = max(self._last, base + (nxt - base) * frac)
-                fraction = self._last
-            name = phase_name if top == phase_name else f"{top} > {phase_name}"
-            elapsed = time.monotonic() - self.started
-            with contextlib.suppress(Exception):  # progress reporting must not break a build
-                progress(fraction, f"building: {name} {done}/{steps} ({elapsed:.0f} s)")
+            PhaseProgress.__init__(self, progress, check_cancelled)
 
     return BuildMonitor()
 
