@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agent.cli.args import home_flags
 from agent.core.errors import AgentError
 from fieldtui.protocol import BenchmarkRequest, BenchmarkRun, benchmark_table, first_error
+from fieldtui.protocol.progress import JobProgress
 
 
 def _model_path(home, flag: str | None) -> Path:
@@ -70,16 +71,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     want = max(16, request.accuracy_frames)
     frames = folder_frames(args.frames, want) if args.frames else scene_frames(want)
 
-    def progress(fraction: float, stage: str) -> None:
-        if not args.json:
-            print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
+    progress = JobProgress(quiet=args.json)
 
     from agent.engines.store import EngineStore
 
     engines = EngineStore(home.engines_dir)  # INT8 etc. from engines built from this model
     results = run_model_benchmarks(model, request, frames, progress=progress, engines=engines)
-    if not args.json:
-        print(file=sys.stderr)
+    progress.end()
     run = BenchmarkRun(
         id=uuid.uuid4().hex,
         created=time.time(),

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from agent.cli.args import home_flags
 from agent.core.errors import AgentError
 from fieldtui.protocol import EngineList, EngineRebuildRequest, EngineRebuildResult, Job, first_error
+from fieldtui.protocol.progress import JobProgress
 
 ACTIVATION_WAIT_S = 300.0
 
@@ -46,12 +47,8 @@ def _request(args: argparse.Namespace) -> EngineRebuildRequest:
         raise AgentError(f"bad rebuild option {first_error(err)}") from None
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    def show(fraction: float, stage: str | None) -> None:
-        if not args.json:
-            print(f"\r{fraction:4.0%} {stage or ''}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
-
-    return show
+def _progress(args: argparse.Namespace) -> JobProgress:
+    return JobProgress(quiet=args.json)
 
 
 # --- through the serving agent ----------------------------------------------------------------------
@@ -76,8 +73,7 @@ def _online(args: argparse.Namespace, home: Any) -> EngineList | EngineRebuildRe
             show(job.progress, job.stage)
             time.sleep(0.5)
             job = Job.model_validate_json(agent.call("GET", f"/v1/jobs/{job.id}").content)
-        if not args.json:
-            print(file=sys.stderr)
+        show.end()
         if job.state != "succeeded":
             raise AgentError(f"engine rebuild {job.state}: {job.error or 'see GET /v1/logs'}")
         result = EngineRebuildResult.model_validate(job.result)
@@ -86,8 +82,7 @@ def _online(args: argparse.Namespace, home: Any) -> EngineList | EngineRebuildRe
             activation = agent.wait(
                 Job.model_validate_json(agent.call("GET", f"/v1/jobs/{result.activation_job}").content)
             )
-            if not args.json:
-                print(file=sys.stderr)
+            show.end()
             if activation.state != "succeeded":
                 raise AgentError(
                     f"{result.model_version} was built and stored but not activated: {activation.error}"
@@ -136,9 +131,9 @@ def _offline(args: argparse.Namespace, config: Any) -> EngineList | EngineRebuil
             f"{want} frames of the demo scene (no agent serving: give --calibration-dir for this camera)"
         ]
     options = build_options(request, frames, notes)
-    result = rebuild(engines, source, options, progress=_progress(args))
-    if not args.json:
-        print(file=sys.stderr)
+    progress = _progress(args)
+    result = rebuild(engines, source, options, progress=progress)
+    progress.end()
     if not request.activate:
         return result
     db = StateDB(home.state_db)

@@ -6,7 +6,6 @@ rewritten line on stderr, and the result is printed as text or, with ``--json``,
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from fieldtui.cli.link import with_link
 from fieldtui.errors import ConsoleError
 from fieldtui.link.fallback import BenchProgressFn, DeviceLink
 from fieldtui.protocol import first_error
+from fieldtui.protocol.progress import JobProgress
 
 R = TypeVar("R", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
@@ -30,22 +30,17 @@ def request_from(model: type[R], what: str, fields: dict[str, Any]) -> R:
         raise ConsoleError(f"bad {what} option {first_error(err)}") from None
 
 
-def progress_line(fraction: float, stage: str) -> None:
-    print(f"\r{fraction:4.0%} {stage}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
-
-
 def run_job(
     args: argparse.Namespace,
     op: Callable[[DeviceLink, BenchProgressFn | None], Awaitable[M]],
     lines: Callable[[M], list[str]],
 ) -> int:
     """Run ``op(link, on_progress)``, progress on stderr unless ``--json``; print its result."""
-    show = not args.json
+    progress = JobProgress(quiet=args.json)
     try:
-        result = with_link(args, lambda link: op(link, progress_line if show else None))
+        result = with_link(args, lambda link: op(link, None if args.json else progress))
     finally:
-        if show:
-            print(file=sys.stderr)  # end the progress line, also when the job failed
+        progress.end()  # also when the job failed
     if args.json:
         print_json(result)
     else:

@@ -22,6 +22,7 @@ from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.protocol import Job
 from fieldtui.protocol.argtypes import count, port, seconds
+from fieldtui.protocol.progress import StatusLine
 from fieldtui.push import PushProgress
 
 
@@ -35,15 +36,12 @@ def _client(host: str, timeout: float) -> AgentClient:
     return AgentClient.for_device(entry.device, entry.token, timeout=timeout)
 
 
-class ProgressLine:
+class ProgressLine(StatusLine):
     """Push progress on stderr: one line rewritten in place on a terminal, a line per quarter otherwise."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._shown: set[tuple[str, int]] = set()
+        super().__init__(stream)
         self._started: dict[str, float] = {}
-        self._open = False
 
     def __call__(self, p: PushProgress) -> None:
         if p.phase in ("hashing", "uploading"):
@@ -51,12 +49,7 @@ class ProgressLine:
             pct = p.done * 100 // max(p.total, 1)
             rate = p.done / 1e6 / max(time.monotonic() - start, 1e-6)
             text = f"{p.phase:<9} {pct:3d}%  {p.done / 1e6:8.1f} / {p.total / 1e6:.1f} MB  {rate:6.1f} MB/s"
-            if self.tty:
-                self.stream.write("\r" + text)
-                self._open = True
-            elif (p.phase, pct // 25) not in self._shown:
-                self._shown.add((p.phase, pct // 25))
-                self.stream.write(text + "\n")
+            self.show(text, (p.phase, pct // 25))
         else:
             self.end()
             line = (
@@ -64,15 +57,7 @@ class ProgressLine:
                 if p.phase == "verifying"
                 else f"{p.phase}: {p.stage or 'queued'}"
             )
-            if (p.phase, hash(line)) not in self._shown:
-                self._shown.add((p.phase, hash(line)))
-                self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self._open = False
+            self.say(line)
 
 
 def _activation_line(job: Job, version: str) -> str:
