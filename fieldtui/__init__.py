@@ -1,7 +1,8 @@
 """fieldtui: the technician's console for edge-AI devices (services, CLI and wire protocol).
 
 - ``protocol/``  the wire vocabulary both programs share (pydantic models, the version, the class
-                 palette); the only part of this package the agent imports
+                 palette) and the small helpers both command lines use (argument types, atomic writes,
+                 the progress line, the reconnect backoff); the only part of this package the agent imports
 - ``cli/``       the ``fieldtui`` subcommands; ``cli/main.py`` is the one entry point that opens the TUI
                  (``screens``), imported there and nowhere else in this package
 - ``link/``      one device link: the interface, HTTP, SSH, and the HTTP-then-SSH fallback
