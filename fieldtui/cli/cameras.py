@@ -1,18 +1,32 @@
 """``fieldtui cameras HOST``: a device's cameras, each with its state, FPS, drops, confidence, health and
-(redacted) source, then ``3 cameras, 1 unhealthy``.
+(redacted) source, then ``3 cameras, 1 unhealthy``. ``fieldtui camera HOST add NAME URI | set NAME ... |
+remove NAME``: add, change or remove one without restarting the others.
 
-Through a DeviceLink (fieldtui/link/fallback.py): over HTTP ``GET /v1/cameras``; over SSH (``--ssh``, or
-the fallback) ``fieldtui-agent cameras --json`` on the device.
+Through a DeviceLink (fieldtui/link/fallback.py): over HTTP ``GET /v1/cameras`` and ``PUT/DELETE
+/v1/cameras/NAME``; over SSH (``--ssh``, or the fallback) ``fieldtui-agent cameras --json`` and
+``fieldtui-agent camera add|set|remove`` on the device, the source URI on its stdin. Everything typed is
+checked here before anything is sent: a bad name, URI or threshold is one line and changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 
 from fieldtui.cli.devices import print_json
 from fieldtui.cli.link import link_flags, with_link
+from fieldtui.errors import ConsoleError
 from fieldtui.protocol.argtypes import seconds
-from fieldtui.protocol.cameras import camera_lines
+from fieldtui.protocol.cameras import (
+    CAMERA_NAME_PATTERN,
+    camera_changed_line,
+    camera_lines,
+    camera_verbs,
+    change_from_args,
+    removed_line,
+    source_problem,
+)
 
 
 def cmd_cameras(args: argparse.Namespace) -> int:
@@ -24,6 +38,43 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name(text: str) -> str:
+    if not re.match(CAMERA_NAME_PATTERN, text):
+        shown = repr(text) if len(text) <= 64 else "given"
+        raise ConsoleError(f"camera name {shown} is not valid: use 1-32 characters of a-z, 0-9 and '-'")
+    return text
+
+
+def _source(text: str) -> str:
+    """The URI typed, or stdin's first line for ``-`` (a password then stays out of this laptop's ps)."""
+    uri = sys.stdin.readline().rstrip("\r\n") if text == "-" else text
+    problem = source_problem(uri)
+    if problem:
+        raise ConsoleError(problem)
+    return uri.strip()
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    name = _name(args.name)
+    if args.verb == "remove":
+        left = with_link(args, lambda link: link.remove_camera(name))
+        if args.json:
+            print_json(left)
+        else:
+            print(removed_line(name, left))
+        return 0
+    try:
+        change = change_from_args(args, _source)
+    except ValueError as err:
+        raise ConsoleError(str(err)) from None
+    camera = with_link(args, lambda link: link.change_camera(name, change, add=args.verb == "add"))
+    if args.json:
+        print_json(camera)
+    else:
+        print(camera_changed_line(camera, "added" if args.verb == "add" else "changed"))
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cameras", help="a device's cameras: state, FPS, drops, confidence, health, source")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
@@ -31,3 +82,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
     link_flags(p)
     p.set_defaults(func=cmd_cameras)
+
+    p = sub.add_parser("camera", help="add, change or remove one camera of a device (the others run on)")
+    p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
+    for verb in camera_verbs(p):
+        verb.add_argument("--json", action="store_true", help="print the camera (remove: those left) as JSON")
+        verb.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
+        link_flags(verb)
+        verb.set_defaults(func=cmd_camera)

@@ -1,0 +1,183 @@
+# ruff: noqa: F811  (the fixtures imported from tests.real_ssh_fixtures are parameters here)
+"""``fieldtui camera HOST add|set|remove`` against a real three-camera agent under uvicorn (HTTP), and
+``fieldtui-agent camera ...`` beside it: each change reaches the agent, the other cameras run on, a camera
+password is never printed, and every bad input is one line (exit 2) that changes nothing. Over SSH: Debian's
+real OpenSSH server running the device's ``fieldtui-agent camera``, the password on its stdin."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from fieldtui.config import ConsoleConfig
+from fieldtui.protocol import CameraList, CameraStatus, DeviceRecord
+from fieldtui.ssh import SSHSession
+from tests.console_cli import fail_line, ok_json, run
+from tests.multicam_agent import cameras_toml, demo, serve_cameras
+from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
+    ALIAS,
+    client_key,
+    device,
+    device_agent,
+    device_user,
+    laptop,
+    real_server,
+)
+from tests.test_cli_engines import agent_cli
+
+SECRET = "pw-s3cret"
+DEAD = f"rtsp://admin:{SECRET}@127.0.0.1:1/x"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory, tiny_model):
+    running = serve_cameras(
+        tmp_path_factory.mktemp("multicam"),
+        tiny_model,
+        [("front", demo(1)), ("back", demo(2)), ("side", demo(3))],
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def dock(agent, tmp_path, monkeypatch):
+    monkeypatch.setenv("FIELDTUI_CONFIG_DIR", str(tmp_path / "console"))
+    port = int(agent.url.rsplit(":", 1)[1])
+    ConsoleConfig().save_device(
+        DeviceRecord(name="dock-1", host="127.0.0.1", port=port, origin=["manual"]), agent.token
+    )
+    return agent
+
+
+def listed(agent) -> list[tuple]:
+    """(name, enabled, conf, source) of every camera, read from the agent itself."""
+    with agent.client() as http:
+        cams = CameraList.model_validate_json(http.get("/v1/cameras").content).cameras
+    return [(c.name, c.enabled, c.conf, c.source.uri) for c in cams]
+
+
+def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):
+    added = CameraStatus.model_validate(
+        ok_json(capsys, "camera", "dock-1", "add", "gate", demo(4), "--conf", "0.4", "--json")
+    )
+    assert added.name == "gate" and added.conf == 0.4 and added.enabled and added.source.uri == demo(4)
+    assert [c[0] for c in listed(dock)] == ["front", "back", "side", "gate"]
+
+    changed = CameraStatus.model_validate(
+        ok_json(capsys, "camera", "dock-1", "set", "gate", "--disable", "--conf", "default", "--json")
+    )
+    assert not changed.enabled and changed.conf is None and changed.state == "stopped"
+    code, out, err = run(capsys, "camera", "dock-1", "set", "gate", "--enable")
+    assert code == 0, err
+    assert out.startswith("changed camera gate: ") and out.rstrip().endswith(f"source {demo(4)}")
+
+    # A password goes in through stdin (``-``) and never comes out, on this side or the agent's.
+    monkeypatch.setattr("sys.stdin", io.StringIO(DEAD + "\n"))
+    code, out, err = run(capsys, "camera", "dock-1", "set", "gate", "--source", "-")
+    assert code == 2 and SECRET not in out + err  # a dead RTSP switch is refused: gate keeps its source
+    assert listed(dock)[3] == ("gate", True, None, demo(4))
+    monkeypatch.setattr("sys.stdin", io.StringIO(DEAD + "\n"))
+    code, out, err = run(capsys, "camera", "dock-1", "add", "dead", "-")
+    assert code == 0, err
+    assert out.startswith("added camera dead: ") and out.rstrip().endswith("source rtsp://***@127.0.0.1:1/x")
+    assert SECRET not in out + err
+
+    code, out, err = run(capsys, "camera", "dock-1", "remove", "dead")
+    assert code == 0, err
+    assert out.strip() == "removed camera dead; 4 cameras left: front, back, side, gate"
+
+    # The device's own CLI (what the SSH path runs) changes the same agent the same way.
+    code, out, err = agent_cli(
+        capsys, "camera", "set", "gate", "--conf", "0.3", "--home", str(dock.home), "--json"
+    )
+    assert code == 0, err
+    assert CameraStatus.model_validate_json(out).conf == 0.3
+    code, out, err = agent_cli(capsys, "camera", "remove", "gate", "--home", str(dock.home))
+    assert code == 0, err
+    assert out.strip() == "removed camera gate; 3 cameras left: front, back, side"
+    code, out, err = agent_cli(capsys, "camera", "add", "back", demo(5), "--home", str(dock.home))
+    assert code == 2 and "camera 'back' already exists" in err
+    assert dock.stderr().count(SECRET) == 0
+
+
+HOSTILE = [
+    (
+        ("add", "Bad_Name", "demo:"),
+        "camera name 'Bad_Name' is not valid: use 1-32 characters of a-z, 0-9 and '-'",
+    ),
+    (("add", "../../etc", "demo:"), "camera name '../../etc' is not valid"),
+    (("add", "a" * 33, "demo:"), "camera name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is not valid"),
+    (("add", "x" * 100, "demo:"), "camera name given is not valid"),
+    (("add", "cam\n1", "demo:"), "camera name 'cam\\n1' is not valid"),
+    (("add", "front", demo(9)), "camera 'front' already exists: change it with `camera set front ...`"),
+    (("add", "new", "  "), "the source URI is empty"),
+    (("add", "new", f"rtsp://u:{SECRET}@cam/x\nrm -rf /"), "the source URI contains a control character"),
+    (("add", "new", "ftp://example.invalid/x"), "ftp"),
+    (("add", "new", "demo:", "--conf", "2"), "2 is not between 0 and 1"),
+    (("add", "new", "demo:", "--conf", "nan"), "nan is not between 0 and 1"),
+    (("add", "new", "demo:", "--conf", "-0.1"), "is not between 0 and 1"),
+    (
+        ("set", "nosuch", "--conf", "0.5"),
+        "no camera named 'nosuch' on this device (it has front, back, side)",
+    ),
+    (("set", "front"), "nothing to change: give --source URI, --conf X, --enable or --disable"),
+    (("set", "front", "--source", "/no/such/file.mp4"), "/no/such/file.mp4"),
+    (("remove", "nosuch"), "nosuch"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), HOSTILE, ids=[" ".join(a)[:30] for a, _ in HOSTILE])
+def test_bad_input_is_one_line_and_changes_nothing(capsys, dock, args, line):
+    before = listed(dock)
+    try:
+        got = fail_line(capsys, "camera", "dock-1", *args)
+    except SystemExit as exit:  # argparse's own refusal: its usage, then the one line that matters
+        assert exit.code == 2
+        got = capsys.readouterr().err.strip().splitlines()[-1]
+        assert got.startswith("fieldtui camera HOST add: error: argument --conf: ")
+    else:
+        assert got.startswith("fieldtui: ")
+    assert line in got and SECRET not in got
+    assert listed(dock) == before
+
+
+def test_removing_the_last_camera_is_one_line(capsys, dock):
+    for name in [c[0] for c in listed(dock)][1:]:
+        ok_json(capsys, "camera", "dock-1", "remove", name, "--json")
+    last = listed(dock)
+    line = fail_line(capsys, "camera", "dock-1", "remove", last[0][0])
+    assert line.startswith(
+        f"fieldtui: camera {last[0][0]!r} is the last one; add another camera before removing it"
+    )
+    assert listed(dock) == last
+
+
+def test_camera_add_set_remove_over_openssh_with_the_password_on_stdin(
+    capsys, laptop, device, real_server, device_agent, monkeypatch
+):
+    cams = cameras_toml([("front", demo(1)), ("back", demo(2))])
+    device.write(".local/share/fieldtui-agent/config.toml", "[models]\nprobation_s = 0\n\n" + cams, 0o600)
+    agent = device_agent(source=None)
+    real_server("openssh")  # known host: with --ssh, no pairing is needed
+    sent: list[tuple[str, str | None]] = []  # what reached the device: command lines (ps) and stdin
+    real_run = SSHSession.run
+
+    async def spy(self, argv, **kw):
+        sent.append((" ".join(argv), kw.get("input")))
+        return await real_run(self, argv, **kw)
+
+    monkeypatch.setattr(SSHSession, "run", spy)
+    added = CameraStatus.model_validate(
+        ok_json(capsys, "camera", ALIAS, "add", "gate", DEAD, "--ssh", "--json")
+    )
+    assert added.name == "gate" and added.source.uri == "rtsp://***@127.0.0.1:1/x"
+    assert any(stdin == DEAD + "\n" for _, stdin in sent)
+    assert not any(SECRET in line for line, _ in sent)
+    changed = ok_json(capsys, "camera", ALIAS, "set", "gate", "--conf", "0.5", "--disable", "--ssh", "--json")
+    assert changed["conf"] == 0.5 and changed["enabled"] is False
+    left = CameraList.model_validate(ok_json(capsys, "camera", ALIAS, "remove", "gate", "--ssh", "--json"))
+    assert [c.name for c in left.cameras] == ["front", "back"]
+    assert listed(agent) == [("front", True, None, demo(1)), ("back", True, None, demo(2))]
+    assert SECRET not in capsys.readouterr().err + agent.stderr()
