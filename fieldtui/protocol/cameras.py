@@ -50,6 +50,19 @@ def camera_summary(listing: CameraList) -> str:
     return f"{n} camera{'s' * (n != 1)}" + (f", {bad} unhealthy" if bad else "")
 
 
+def camera_verdict(c: CameraStatus, sample: Sample | None = None) -> str:
+    """One word for a camera: ``off`` (disabled), ``down`` (not delivering), ``check`` (failing a
+    health check), ``starting`` or ``ok``; ``sample`` is a newer one than the listing's, if any."""
+    if not c.enabled:
+        return "off"
+    if c.state in ("failed", "reconnecting") or (not c.source.up and c.state != "starting"):
+        return "down"
+    s = sample or c.sample
+    if s is not None and s.camera is not None and not s.camera.ok:
+        return "check"
+    return "starting" if c.state in ("starting", "stopped") else "ok"
+
+
 def _healthy(c: CameraStatus) -> bool:
     health = c.sample.camera if c.sample is not None else None
     return c.source.up and c.state == "running" and (health is None or health.ok)

@@ -1,5 +1,10 @@
 # ruff: noqa: F811  (the fixtures imported from tests.real_ssh_fixtures are parameters here)
-"""``fieldtui camera HOST add|set|remove`` against a real three-camera agent under uvicorn (HTTP), and
+"""The console on a real three-camera agent under uvicorn (``[[cameras]]`` in config.toml, demo cameras,
+``yard`` going dark), shared by the tests of this module in file order:
+
+- the dashboard (Pilot): the camera strip with every camera's FPS, confidence and badge; ``[``/``]``
+  switch the panels to another camera; ``g`` opens the grid of every camera's snapshot, enter picks one;
+- ``fieldtui camera HOST add|set|remove`` over HTTP, and
 ``fieldtui-agent camera ...`` beside it: each change reaches the agent, the other cameras run on, a camera
 password is never printed, and every bad input is one line (exit 2) that changes nothing. Over SSH: Debian's
 real OpenSSH server running the device's ``fieldtui-agent camera``, the password on its stdin."""
@@ -13,6 +18,10 @@ import pytest
 from fieldtui.config import ConsoleConfig
 from fieldtui.protocol import CameraList, CameraStatus, DeviceRecord
 from fieldtui.ssh import SSHSession
+from screens.camera_grid import CameraGridScreen
+from screens.dashboard import DashboardScreen
+from screens.widgets.camera import CameraView
+from screens.widgets.camerastrip import CameraStrip
 from tests.console_cli import fail_line, ok_json, run
 from tests.multicam_agent import cameras_toml, demo, serve_cameras
 from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
@@ -25,18 +34,18 @@ from tests.real_ssh_fixtures import (  # noqa: F401  (fixtures)
     real_server,
 )
 from tests.test_cli_engines import agent_cli
+from tests.tui_pilot import SIZE, app_on, until
 
 SECRET = "pw-s3cret"
 DEAD = f"rtsp://admin:{SECRET}@127.0.0.1:1/x"
 
 
+CAMERAS = [("front", demo(1)), ("back", demo(2)), ("yard", demo(3, faults="dark@0"))]
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory, tiny_model):
-    running = serve_cameras(
-        tmp_path_factory.mktemp("multicam"),
-        tiny_model,
-        [("front", demo(1)), ("back", demo(2)), ("side", demo(3))],
-    )
+    running = serve_cameras(tmp_path_factory.mktemp("multicam"), tiny_model, CAMERAS)
     yield running
     running.stop()
 
@@ -51,6 +60,71 @@ def dock(agent, tmp_path, monkeypatch):
     return agent
 
 
+def strip(dash: DashboardScreen) -> str:
+    return str(dash.query_one(CameraStrip).render())
+
+
+def footer_keys(dash: DashboardScreen) -> set[str]:
+    return {b.action for _, b, enabled, _ in dash.app.active_bindings.values() if enabled and b.show}
+
+
+async def test_strip_switch_and_grid_on_a_three_camera_agent(agent, tmp_path):
+    app = app_on(agent, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        dash = app.screen
+        await until(pilot, "the camera strip", lambda: dash.query_one(CameraStrip).display)
+        await until(
+            pilot,
+            "every camera's figures and yard's dark badge",
+            lambda: (
+                all(f"{n} " in strip(dash) for n, _ in CAMERAS)
+                and "fps conf" in strip(dash)
+                and "⚠ check" in strip(dash)
+            ),
+        )
+        text = strip(dash)
+        assert text.index("▸ front") < text.index("back") < text.index("yard")  # front selected first
+        assert "✓ ok" in text and dash.selected_camera == "front"
+        assert {"next_camera", "camera_grid"} <= footer_keys(dash)
+
+        await pilot.press("right_square_bracket")
+        assert dash.selected_camera == "back" and "▸ back" in strip(dash)
+        assert dash.query_one("#camera").border_title == "camera · back"
+        view = dash.query_one(CameraView)
+        assert view.camera == "back"
+        await until(
+            pilot,
+            "back's samples on the charts",
+            lambda: (
+                dash.rendered_ts is not None
+                and dash.shown_telemetry().latest is not None
+                and dash.shown_telemetry().latest.camera_name == "back"
+            ),
+        )
+        await until(pilot, "back's picture", lambda: view.picture is not None and not view.message)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert dash.selected_camera == "yard"
+        await until(
+            pilot,
+            "yard's dark-camera finding",
+            lambda: "dark" in str(dash.query_one("#findings").render()),
+        )
+
+        await pilot.press("g")
+        await until(pilot, "the grid", lambda: isinstance(app.screen, CameraGridScreen))
+        grid = app.screen
+        tiles = list(grid.query(CameraView))
+        assert [t.camera for t in tiles] == ["front", "back", "yard"]
+        await until(pilot, "a picture in every tile", lambda: all(t.picture is not None for t in tiles))
+        assert tiles[2].border_subtitle == "⚠ check" and tiles[0].border_subtitle == "✓ ok"
+        assert grid.focused is tiles[2]  # the grid opens on the selected camera
+        await pilot.press("left", "enter")
+        await until(pilot, "back on the dashboard", lambda: app.screen is dash)
+        assert dash.selected_camera == "back" and "▸ back" in strip(dash)
+    assert app._exception is None
+
+
 def listed(agent) -> list[tuple]:
     """(name, enabled, conf, source) of every camera, read from the agent itself."""
     with agent.client() as http:
@@ -63,7 +137,7 @@ def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):
         ok_json(capsys, "camera", "dock-1", "add", "gate", demo(4), "--conf", "0.4", "--json")
     )
     assert added.name == "gate" and added.conf == 0.4 and added.enabled and added.source.uri == demo(4)
-    assert [c[0] for c in listed(dock)] == ["front", "back", "side", "gate"]
+    assert [c[0] for c in listed(dock)] == ["front", "back", "yard", "gate"]
 
     changed = CameraStatus.model_validate(
         ok_json(capsys, "camera", "dock-1", "set", "gate", "--disable", "--conf", "default", "--json")
@@ -86,7 +160,7 @@ def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):
 
     code, out, err = run(capsys, "camera", "dock-1", "remove", "dead")
     assert code == 0, err
-    assert out.strip() == "removed camera dead; 4 cameras left: front, back, side, gate"
+    assert out.strip() == "removed camera dead; 4 cameras left: front, back, yard, gate"
 
     # The device's own CLI (what the SSH path runs) changes the same agent the same way.
     code, out, err = agent_cli(
@@ -96,7 +170,7 @@ def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):
     assert CameraStatus.model_validate_json(out).conf == 0.3
     code, out, err = agent_cli(capsys, "camera", "remove", "gate", "--home", str(dock.home))
     assert code == 0, err
-    assert out.strip() == "removed camera gate; 3 cameras left: front, back, side"
+    assert out.strip() == "removed camera gate; 3 cameras left: front, back, yard"
     code, out, err = agent_cli(capsys, "camera", "add", "back", demo(5), "--home", str(dock.home))
     assert code == 2 and "camera 'back' already exists" in err
     assert dock.stderr().count(SECRET) == 0
@@ -108,7 +182,6 @@ HOSTILE = [
         "camera name 'Bad_Name' is not valid: use 1-32 characters of a-z, 0-9 and '-'",
     ),
     (("add", "../../etc", "demo:"), "camera name '../../etc' is not valid"),
-    (("add", "a" * 33, "demo:"), "camera name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is not valid"),
     (("add", "x" * 100, "demo:"), "camera name given is not valid"),
     (("add", "cam\n1", "demo:"), "camera name 'cam\\n1' is not valid"),
     (("add", "front", demo(9)), "camera 'front' already exists: change it with `camera set front ...`"),
@@ -117,10 +190,9 @@ HOSTILE = [
     (("add", "new", "ftp://example.invalid/x"), "ftp"),
     (("add", "new", "demo:", "--conf", "2"), "2 is not between 0 and 1"),
     (("add", "new", "demo:", "--conf", "nan"), "nan is not between 0 and 1"),
-    (("add", "new", "demo:", "--conf", "-0.1"), "is not between 0 and 1"),
     (
         ("set", "nosuch", "--conf", "0.5"),
-        "no camera named 'nosuch' on this device (it has front, back, side)",
+        "no camera named 'nosuch' on this device (it has front, back, yard)",
     ),
     (("set", "front"), "nothing to change: give --source URI, --conf X, --enable or --disable"),
     (("set", "front", "--source", "/no/such/file.mp4"), "/no/such/file.mp4"),
