@@ -14,12 +14,14 @@ from __future__ import annotations
 import io
 
 import pytest
+from textual.widgets import DataTable
 
 from fieldtui.config import ConsoleConfig
 from fieldtui.protocol import CameraList, CameraStatus, DeviceRecord
 from fieldtui.ssh import SSHSession
 from screens.camera_grid import CameraGridScreen
 from screens.dashboard import DashboardScreen
+from screens.devices import DevicesScreen
 from screens.widgets.camera import CameraView
 from screens.widgets.camerastrip import CameraStrip
 from tests.console_cli import fail_line, ok_json, run
@@ -40,7 +42,7 @@ SECRET = "pw-s3cret"
 DEAD = f"rtsp://admin:{SECRET}@127.0.0.1:1/x"
 
 
-CAMERAS = [("front", demo(1)), ("back", demo(2)), ("yard", demo(3, faults="dark@0"))]
+CAMERAS = [("front", demo(1)), ("back", demo(2)), ("yard", demo(3, faults="dark@0-86400"))]
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +107,19 @@ async def test_strip_switch_and_grid_on_a_three_camera_agent(agent, tmp_path):
         await until(pilot, "back's picture", lambda: view.picture is not None and not view.message)
         await pilot.press("left_square_bracket", "left_square_bracket")
         assert dash.selected_camera == "yard"
-        await until(
-            pilot,
-            "yard's dark-camera finding",
-            lambda: "dark" in str(dash.query_one("#findings").render()),
-        )
+
+        def yard_dark_on_the_panel() -> bool:
+            latest = dash.shown_telemetry().latest
+            health = latest.camera if latest is not None else None
+            panel = str(dash.query_one("#camera-health").render())
+            return (
+                health is not None
+                and health.brightness < 35
+                and f"brightness {health.brightness:5.0f}" in panel
+            )
+
+        await until(pilot, "yard's own (dark) camera health on the panel", yard_dark_on_the_panel)
+        assert dash.shown_telemetry().latest.camera_name == "yard"
 
         await pilot.press("g")
         await until(pilot, "the grid", lambda: isinstance(app.screen, CameraGridScreen))
@@ -122,6 +132,17 @@ async def test_strip_switch_and_grid_on_a_three_camera_agent(agent, tmp_path):
         await pilot.press("left", "enter")
         await until(pilot, "back on the dashboard", lambda: app.screen is dash)
         assert dash.selected_camera == "back" and "▸ back" in strip(dash)
+
+        await pilot.press("escape")  # the device list says it too
+        await until(pilot, "the device list", lambda: isinstance(app.screen, DevicesScreen))
+        table = app.screen.query_one(DataTable)
+        await until(
+            pilot,
+            "the camera count in the health cell",
+            lambda: (
+                table.row_count == 1 and str(table.get_row_at(0)[5]).endswith(" · 3 cameras, 1 unhealthy")
+            ),
+        )
     assert app._exception is None
 
 
@@ -130,6 +151,30 @@ def listed(agent) -> list[tuple]:
     with agent.client() as http:
         cams = CameraList.model_validate_json(http.get("/v1/cameras").content).cameras
     return [(c.name, c.enabled, c.conf, c.source.uri) for c in cams]
+
+
+def test_status_and_discover_say_how_many_cameras_and_how_many_are_unwell(capsys, dock):
+    def status() -> str:
+        code, out, err = run(capsys, "status", "dock-1")
+        assert code == 0, err
+        return out
+
+    out = status()
+    for _ in range(50):  # yard's health check needs a few frames of its own
+        if "cameras   3 cameras, 1 unhealthy" in out:
+            break
+        out = status()
+    assert "cameras   3 cameras, 1 unhealthy" in out, out
+    assert any(line.split()[:1] == ["yard"] and "CHECK: " in line for line in out.splitlines()), out
+    port = dock.url.rsplit(":", 1)[1]
+    code, out, err = run(capsys, "discover", "--probe", "127.0.0.1/32", "--port", port, "--timeout", "0.3")
+    assert code == 0, err
+    header, row = out.splitlines()[:2]
+    assert (
+        header.split()[-1] == "CAMERAS"
+        and row.startswith("dock-1")
+        and row.endswith("3 cameras, 1 unhealthy")
+    )
 
 
 def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):

@@ -11,17 +11,23 @@ checked here before anything is sent: a bad name, URI or threshold is one line a
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import re
 import sys
 
 from fieldtui.cli.devices import print_json
 from fieldtui.cli.link import link_flags, with_link
+from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import ConsoleError
+from fieldtui.link.base import DeviceLink
+from fieldtui.protocol import CameraList, DeviceRecord
 from fieldtui.protocol.argtypes import seconds
 from fieldtui.protocol.cameras import (
     CAMERA_NAME_PATTERN,
     camera_changed_line,
     camera_lines,
+    camera_note,
     camera_verbs,
     change_from_args,
     removed_line,
@@ -36,6 +42,48 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     else:
         print("\n".join(camera_lines(listing)))
     return 0
+
+
+async def cameras_or_none(link: DeviceLink) -> CameraList | None:
+    """The device's cameras, or None when it cannot say (an older agent; the status says the rest)."""
+    with contextlib.suppress(ConsoleError):
+        return await link.cameras()
+    return None
+
+
+def status_camera_lines(listing: CameraList | None) -> list[str]:
+    """``fieldtui status``'s lines for a device with several cameras: the summary, then each camera."""
+    note = camera_note(listing)
+    if listing is None or not note:
+        return []
+    return [f"cameras   {note}", *(f"          {line}" for line in camera_lines(listing)[1:-1])]
+
+
+def discovered_cameras(
+    devices: list[DeviceRecord], saved: list[SavedDevice], timeout: float = 2.0
+) -> dict[str, str]:
+    """``3 cameras, 1 unhealthy`` by device key, for the devices ``fieldtui discover`` saw online whose
+    token is saved (the camera list is not public); devices with one camera, or not answering, have none."""
+    from fieldtui.client import AgentClient
+
+    def token(d: DeviceRecord) -> str | None:
+        key = device_key(d)
+        entry = next(
+            (s for s in saved if s.key == key or (s.device.host, s.device.port) == (d.host, d.port)), None
+        )
+        return entry.token if entry is not None else None
+
+    async def one(d: DeviceRecord, token: str) -> tuple[str, str | None]:
+        with contextlib.suppress(ConsoleError):
+            async with AgentClient.for_device(d, token, timeout=timeout) as client:
+                return device_key(d), camera_note(await client.cameras())
+        return device_key(d), None
+
+    async def every() -> list[tuple[str, str | None]]:
+        online = [d for d in devices if not d.lost and {"mdns", "probe"} & set(d.origin)]
+        return await asyncio.gather(*(one(d, t) for d in online if (t := token(d))))
+
+    return {key: note for key, note in asyncio.run(every()) if note}
 
 
 def _name(text: str) -> str:

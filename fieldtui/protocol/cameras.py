@@ -63,6 +63,11 @@ def camera_verdict(c: CameraStatus, sample: Sample | None = None) -> str:
     return "starting" if c.state in ("starting", "stopped") else "ok"
 
 
+def camera_note(listing: CameraList | None) -> str | None:
+    """``3 cameras, 1 unhealthy`` for a device with several cameras; None for one (or an older agent)."""
+    return camera_summary(listing) if listing is not None and len(listing.cameras) > 1 else None
+
+
 def _healthy(c: CameraStatus) -> bool:
     health = c.sample.camera if c.sample is not None else None
     return c.source.up and c.state == "running" and (health is None or health.ok)
