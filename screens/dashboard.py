@@ -70,6 +70,10 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Devices"),
+        # only on a device with several cameras (check_action)
+        Binding("right_square_bracket", "next_camera", "Camera", key_display="[ ]"),
+        Binding("left_square_bracket", "prev_camera", "Previous camera", show=False),
+        Binding("g", "camera_grid", "All cameras"),
         Binding("l", "logs", "Logs"),
         Binding("r", "restart", "Restart"),
         Binding("s", "source", "Source"),
@@ -79,10 +83,6 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         Binding("b", "benchmark", "Benchmark"),
         Binding("e", "engines", "Engines"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
-        # only on a device with several cameras (check_action)
-        Binding("right_square_bracket", "next_camera", "Switch camera", key_display="[ ]"),
-        Binding("left_square_bracket", "prev_camera", "Previous camera", show=False),
-        Binding("g", "camera_grid", "All cameras"),
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0

@@ -41,9 +41,21 @@ def camera_cell(camera: CameraStatus, sample: Sample | None, selected: bool) -> 
     return text.append_text(badge(camera, sample))
 
 
-def strip_text(cameras: list[CameraStatus], samples: dict[str, Sample], selected: str | None) -> Text:
-    cells = [camera_cell(c, samples.get(c.name), c.name == selected) for c in cameras]
-    return Text("  │ ", style="dim").join(cells)
+SEPARATOR = Text("  │ ", style="dim")
+
+
+def strip_text(
+    cameras: list[CameraStatus], samples: dict[str, Sample], selected: str | None, width: int = 0
+) -> Text:
+    """The cells on one line, or over several of at most ``width`` cells, breaking between cameras only
+    (a badge is never split from its camera)."""
+    lines: list[Text] = []
+    for cell in (camera_cell(c, samples.get(c.name), c.name == selected) for c in cameras):
+        if lines and (not width or lines[-1].cell_len + SEPARATOR.cell_len + cell.cell_len <= width):
+            lines[-1] = Text.assemble(lines[-1], SEPARATOR, cell)
+        else:
+            lines.append(cell)
+    return Text("\n").join(lines)
 
 
 class CameraStrip(Static):
@@ -56,7 +68,14 @@ class CameraStrip(Static):
     }
     """
 
+    _shown: tuple[list[CameraStatus], dict[str, Sample], str | None] = ([], {}, None)
+
     def show(self, cameras: list[CameraStatus], samples: dict[str, Sample], selected: str | None) -> None:
         self.display = len(cameras) > 1
+        self._shown = (cameras, samples, selected)
         if self.display:
-            self.update(strip_text(cameras, samples, selected))
+            self.update(strip_text(cameras, samples, selected, self.content_size.width))
+
+    def on_resize(self) -> None:
+        if self.display:
+            self.update(strip_text(*self._shown, self.content_size.width))
