@@ -298,3 +298,37 @@ def test_camera_add_set_remove_over_openssh_with_the_password_on_stdin(
     assert [c.name for c in left.cameras] == ["front", "back"]
     assert listed(agent) == [("front", True, None, demo(1)), ("back", True, None, demo(2))]
     assert SECRET not in capsys.readouterr().err + agent.stderr()
+
+
+def test_the_strip_reads_without_colour_and_wraps_between_cameras_only():
+    from fieldtui.protocol import CameraHealth, Sample, SourceStatus, StageTimes
+    from screens.widgets.camerastrip import strip_text
+
+    def cam(name: str, *, up: bool = True, ok: bool = True, enabled: bool = True) -> CameraStatus:
+        health = CameraHealth(
+            brightness=9 if not ok else 120, sharpness=50, ok=ok, reasons=[] if ok else ["dark"]
+        )
+        sample = Sample(
+            ts=1.0,
+            fps=5.0,
+            latency_p50_ms=9,
+            latency_p95_ms=12,
+            stages_ms=StageTimes(),
+            confidence_avg=0.8,
+            drop_rate=0.0,
+            camera=health,
+            camera_name=name,
+        )
+        state = "running" if up else "reconnecting"
+        source = SourceStatus(uri="demo:", kind="demo", up=up)
+        return CameraStatus(name=name, enabled=enabled, state=state, source=source, sample=sample)
+
+    cams = [cam("front"), cam("yard", ok=False), cam("gate", up=False), cam("spare", enabled=False)]
+    text = strip_text(cams, {}, "yard")
+    assert text.plain == (
+        "  front 5.0 fps conf 0.80 ✓ ok  │ ▸ yard 5.0 fps conf 0.80 ⚠ check  │   "
+        "gate 5.0 fps conf 0.80 ✗ down  │   spare – off"
+    )
+    lines = strip_text(cams, {}, "yard", width=70).plain.splitlines()
+    assert len(lines) == 2 and all(len(line) <= 70 for line in lines)
+    assert lines[1].startswith("  gate") and lines[0].endswith("⚠ check")
