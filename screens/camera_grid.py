@@ -66,14 +66,17 @@ class CameraGridScreen(Screen[str | None]):
         for tile in self.query(CameraView):
             tile.link_up = True
             tile.show_message("waiting for a frame…")
-            tile.start()
-        first = self.query(f"#tile-{self.selected}") if self.selected else None
-        (first.first() if first else self.query(CameraView).first()).focus()
+        chosen = self.query(f"#tile-{self.selected}") if self.selected else None
+        (chosen.first() if chosen else self.query(CameraView).first()).focus()
         self.watch_badges()
 
     def on_screen_suspend(self) -> None:
         for tile in self.query(CameraView):
-            tile.stop()
+            tile.stop()  # no snapshots while nobody looks (help, the palette)
+
+    def on_screen_resume(self) -> None:
+        for tile in self.query(CameraView):
+            tile.start()
 
     def _badges(self, listing: CameraList) -> None:
         for camera in listing.cameras:

@@ -458,4 +458,4 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
-        return [SystemCommand(*command) for command in found] + self.ssh_commands()
+        return [SystemCommand(*command) for command in found] + self.ssh_commands() + self.camera_commands()

@@ -19,6 +19,7 @@ import asyncio
 from typing import Any
 
 from textual import work
+from textual.app import SystemCommand
 from textual.message import Message
 
 from fieldtui.errors import AgentClientError
@@ -81,12 +82,13 @@ class CameraSwitch:
         if lister is None:
             return
         while self.link_up:
-            try:
-                self.post_message(self.CamerasListed(await lister()))
-            except AgentClientError as err:
-                if err.status == 404:
-                    self.post_message(self.CamerasListed(None))
-                    return
+            if self.is_current:  # not under logs, models or the grid: nobody would see it
+                try:
+                    self.post_message(self.CamerasListed(await lister()))
+                except AgentClientError as err:
+                    if err.status == 404:
+                        self.post_message(self.CamerasListed(None))
+                        return
             await asyncio.sleep(self.CAMERAS_EVERY_S)
 
     def on_camera_switch_cameras_listed(self: Any, message: CamerasListed) -> None:
@@ -141,3 +143,15 @@ class CameraSwitch:
         self.app.push_screen(
             CameraGridScreen(self.api, self.record, self.camera_list, self.selected_camera), chosen
         )
+
+    def camera_commands(self: Any) -> list[SystemCommand]:
+        """The palette's camera entries, on a device with several cameras."""
+        if not self.many_cameras:
+            return []
+        return [
+            SystemCommand("Next camera", "show the next camera's panels (])", self.action_next_camera),
+            SystemCommand(
+                "Previous camera", "show the previous camera's panels ([)", self.action_prev_camera
+            ),
+            SystemCommand("All cameras", "every camera's snapshot at once (g)", self.action_camera_grid),
+        ]
