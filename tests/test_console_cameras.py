@@ -271,7 +271,7 @@ def test_removing_the_last_camera_is_one_line(capsys, dock):
     assert listed(dock) == last
 
 
-def test_camera_add_set_remove_over_openssh_with_the_password_on_stdin(
+def test_camera_add_and_set_over_openssh_with_the_password_on_stdin(
     capsys, laptop, device, real_server, device_agent, monkeypatch
 ):
     cams = cameras_toml([("front", demo(1)), ("back", demo(2))])
@@ -286,17 +286,21 @@ def test_camera_add_set_remove_over_openssh_with_the_password_on_stdin(
         return await real_run(self, argv, **kw)
 
     monkeypatch.setattr(SSHSession, "run", spy)
-    added = CameraStatus.model_validate(
-        ok_json(capsys, "camera", ALIAS, "add", "gate", DEAD, "--ssh", "--json")
-    )
-    assert added.name == "gate" and added.source.uri == "rtsp://***@127.0.0.1:1/x"
+    args = ("add", "gate", DEAD, "--conf", "0.5", "--disabled", "--ssh", "--json")
+    added = CameraStatus.model_validate(ok_json(capsys, "camera", ALIAS, *args))
+    assert (added.name, added.conf, added.enabled) == ("gate", 0.5, False)
+    assert added.source.uri == "rtsp://***@127.0.0.1:1/x"
     assert any(stdin == DEAD + "\n" for _, stdin in sent)
     assert not any(SECRET in line for line, _ in sent)
-    changed = ok_json(capsys, "camera", ALIAS, "set", "gate", "--conf", "0.5", "--disable", "--ssh", "--json")
-    assert changed["conf"] == 0.5 and changed["enabled"] is False
-    left = CameraList.model_validate(ok_json(capsys, "camera", ALIAS, "remove", "gate", "--ssh", "--json"))
-    assert [c.name for c in left.cameras] == ["front", "back"]
-    assert listed(agent) == [("front", True, None, demo(1)), ("back", True, None, demo(2))]
+    changed = ok_json(
+        capsys, "camera", ALIAS, "set", "gate", "--enable", "--conf", "default", "--ssh", "--json"
+    )
+    assert changed["conf"] is None and changed["enabled"] is True
+    assert listed(agent) == [
+        ("front", True, None, demo(1)),
+        ("back", True, None, demo(2)),
+        ("gate", True, None, "rtsp://***@127.0.0.1:1/x"),
+    ]
     assert SECRET not in capsys.readouterr().err + agent.stderr()
 
 
