@@ -35,7 +35,9 @@ from fieldtui.protocol import (
     BenchmarkList,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraChange,
     CameraList,
+    CameraStatus,
     DeviceInfo,
     DeviceRecord,
     EngineList,
@@ -317,6 +319,28 @@ class AgentClient:
     async def cameras(self) -> CameraList:
         """Every camera: state, source (redacted), last sample and health."""
         return await self._get("/v1/cameras", CameraList)
+
+    async def camera(self, name: str) -> CameraStatus:
+        """One camera (404 when the device has none of that name)."""
+        return await self._get(f"/v1/cameras/{quote(name, safe='')}", CameraStatus)
+
+    async def put_camera(self, name: str, change: CameraChange) -> CameraStatus:
+        """Add the camera or change the keys set in ``change`` (the source is opened on the device
+        first: 422 with the reason when it cannot be, and the camera runs on as it was)."""
+        body = change.model_dump(exclude_unset=True)
+        return _parse(
+            await self.request("PUT", f"/v1/cameras/{quote(name, safe='')}", json=body), CameraStatus
+        )
+
+    async def remove_camera(self, name: str) -> None:
+        """Remove the camera; the others run on (409 for the last one)."""
+        await self.request("DELETE", f"/v1/cameras/{quote(name, safe='')}")
+
+    async def camera_snapshot_jpeg(self, name: str, width: int | None = None) -> bytes:
+        """That camera's latest frame with its detections drawn, as JPEG."""
+        params = {"width": width} if width else None
+        path = f"/v1/cameras/{quote(name, safe='')}/snapshot.jpg"
+        return (await self.request("GET", path, params=params, headers={"Accept": "image/jpeg"})).content
 
     async def engines(self) -> EngineList:
         """Engines with their fingerprints and stale flags, and what the device can build."""

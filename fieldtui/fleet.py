@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 from fieldtui.config import ConsoleConfig, SavedDevice, check_host, device_key
 from fieldtui.discovery import Browser, empty_hints, merge, merge_probed
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError
-from fieldtui.protocol import DEFAULT_PORT, SERVICE_TYPE, DeviceRecord, HealthReport, PipelineStatus
+from fieldtui.protocol import (
+    DEFAULT_PORT,
+    SERVICE_TYPE,
+    CameraList,
+    DeviceRecord,
+    HealthReport,
+    PipelineStatus,
+)
 
 if TYPE_CHECKING:  # httpx is imported on the first link, not before the device list is on screen
     from fieldtui.client import AgentClient
@@ -38,6 +45,7 @@ class Probe:
 
     health: HealthReport
     status: PipelineStatus | None  # None when no token is saved: health is public, status is not
+    cameras: CameraList | None = None  # None without a token, or from an agent without /v1/cameras
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,10 @@ class Fleet:
         # on the event loop the UI runs on. Cached links are handed out at once.
         client = self.client(device) if key in self._clients else await asyncio.to_thread(self.client, device)
         health = await client.health()
-        status = await client.status() if self.token(device) else None
-        return Probe(health=health, status=status)
+        if not self.token(device):
+            return Probe(health=health, status=None)
+        status, cameras = await asyncio.gather(client.status(), _cameras(client))
+        return Probe(health=health, status=status, cameras=cameras)
 
     # --- adding by hand ---------------------------------------------------------------------------
 
@@ -268,3 +278,11 @@ class Fleet:
         saved = self.config.save_device(record, token)
         self._saved = self.config.load()
         return Added(device=saved.device)
+
+
+async def _cameras(client: AgentClient) -> CameraList | None:
+    """The camera list for the device list's ``3 cameras, 1 unhealthy``; None from an older agent."""
+    try:
+        return await client.cameras()
+    except AgentClientError:
+        return None

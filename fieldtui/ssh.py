@@ -181,12 +181,15 @@ class SSHSession:
 
     # --- commands ---------------------------------------------------------------------------------
 
-    async def run(self, argv: list[str], *, check: bool = True, what: str | None = None) -> Any:
+    async def run(
+        self, argv: list[str], *, check: bool = True, what: str | None = None, input: str | None = None
+    ) -> Any:
         """Run ``argv`` on the device (quoted for its shell); the asyncssh result. A non-zero exit is
-        :class:`RemoteCommandFailed` naming the command and its last stderr line unless ``check=False``."""
+        :class:`RemoteCommandFailed` naming the command and its last stderr line unless ``check=False``.
+        ``input`` goes to its stdin: a secret there is not on a command line any device user can read."""
         command = shlex.join(argv)
         try:
-            result = await self.conn.run(command, check=False)
+            result = await self.conn.run(command, check=False, input=input)
         except (asyncssh.Error, OSError) as err:
             raise SSHError(f"SSH to {self.endpoint.host} dropped while running `{argv[0]}`: {err}") from None
         sudo_agent = argv[: len(SUDO) + 1] == [*SUDO, AGENT_CLI]

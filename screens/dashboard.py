@@ -14,6 +14,9 @@ Three workers feed it, each ending its work in a past-tense message:
   stream then, so the status is read with ``fieldtui-agent status --json`` over SSH every
   ``SSH_POLL_S`` (fieldtui.sshwatch); its sample feeds the charts, and the link badge says it is polled.
   It stops when HTTP is back. It lives in screens/dashboard_ssh.py (:class:`SSHWatch`).
+- ``watch_cameras`` (group "cameras"), on a device with several cameras: the camera strip, ``[``/``]``
+  to select one (the panels show it), ``g`` for the grid of all snapshots. It lives in
+  screens/dashboard_cameras.py (:class:`CameraSwitch`).
 
 Workers belong to the screen: Textual cancels them when it is popped, and nothing here touches a
 widget from a worker; only message handlers do.
@@ -40,6 +43,7 @@ from textual.widgets import Footer, Header, Static
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
 from fieldtui.errors import AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
+from screens.dashboard_cameras import CAMERA_ACTIONS, CameraSwitch  # [ ] g: several cameras
 from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
 from screens.dialogs import ConfirmDialog, PromptDialog
 from screens.panels import camera_text, identity_text, link_badge, source_text, threads_text
@@ -47,6 +51,7 @@ from screens.telemetry import Telemetry
 from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
+from screens.widgets.camerastrip import CameraStrip
 from screens.widgets.chart import TimeChart
 
 CHANGE_TITLES = {
@@ -61,10 +66,14 @@ def retryable(err: AgentClientError) -> bool:
     return isinstance(err, AgentUnreachable) or (err.status is not None and err.status >= 500)
 
 
-class DashboardScreen(SSHWatch, Screen[None]):
+class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Devices"),
+        # only on a device with several cameras (check_action)
+        Binding("right_square_bracket", "next_camera", "Camera", key_display="[ ]"),
+        Binding("left_square_bracket", "prev_camera", "Previous camera", show=False),
+        Binding("g", "camera_grid", "All cameras"),
         Binding("l", "logs", "Logs"),
         Binding("r", "restart", "Restart"),
         Binding("s", "source", "Source"),
@@ -141,6 +150,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
             yield Static(id="identity")
             yield Static(id="link")
         yield LinkBanner(id="banner")
+        yield CameraStrip(id="camera-strip")
         with Horizontal(id="main"):
             with Vertical(id="charts"):
                 yield TimeChart("latency", unit=" ms", id="latency")
@@ -204,6 +214,9 @@ class DashboardScreen(SSHWatch, Screen[None]):
                         if event == "sample" and isinstance(model, Sample):
                             self.telemetry.add(model)
                             self.post_message(self.SampleArrived(model))
+                        elif event == "camera" and isinstance(model, Sample):
+                            self.record_camera_sample(model)
+                            self.post_message(self.SampleArrived(model))
                         elif event in ("health", "model") and isinstance(model, BaseModel):
                             self.post_message(self.EventArrived(event, model))
                 last_event_id = stream.last_event_id
@@ -231,6 +244,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         self._tell_camera()
         if self.is_current and self.query_one(CameraView).display:
             self.query_one(CameraView).start()
+        self.watch_cameras()
 
     @on(SampleArrived)
     def _sample(self) -> None:
@@ -290,7 +304,9 @@ class DashboardScreen(SSHWatch, Screen[None]):
 
     def render_telemetry(self) -> None:
         self._last_render = time.monotonic()
-        t, s = self.telemetry, self.telemetry.latest
+        self.render_strip()
+        t = self.shown_telemetry()
+        s = t.latest
         findings = self.query_one("#findings", Static)
         if s is None:
             findings.update(Text("waiting for the first sample…", style="dim"))
@@ -337,7 +353,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
     def _tell_camera(self) -> None:
         view = self.query_one(CameraView)
         view.link_up = self.link_up
-        view.source = self.status.source if self.status is not None else None
+        view.camera, view.source = self.selected_source()
 
     def action_toggle_camera(self) -> None:
         view = self.query_one(CameraView)
@@ -410,6 +426,8 @@ class DashboardScreen(SSHWatch, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "over_ssh":
             return self.record.ssh is not None  # hidden for devices SSH was never set up for
+        if action in CAMERA_ACTIONS:
+            return self.many_cameras
         return True
 
     def action_benchmark(self) -> None:
@@ -440,4 +458,4 @@ class DashboardScreen(SSHWatch, Screen[None]):
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
-        return [SystemCommand(*command) for command in found] + self.ssh_commands()
+        return [SystemCommand(*command) for command in found] + self.ssh_commands() + self.camera_commands()

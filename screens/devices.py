@@ -25,6 +25,7 @@ from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.fleet import Added, Probe
 from fieldtui.protocol import DeviceRecord
+from fieldtui.protocol.cameras import camera_note
 from screens.dialogs import ConfirmDialog
 from screens.timefmt import ago
 
@@ -74,6 +75,8 @@ class DeviceRow:
             health = Text(f"{p.health.status}, not paired", style="yellow")
         else:
             health = Text(p.health.status, style=HEALTH_STYLE.get(p.health.status, ""))
+            if note := camera_note(p.cameras):  # several cameras: "3 cameras, 1 unhealthy"
+                health.append(f" · {note}", style="yellow" if "unhealthy" in note else "")
         model_name = (model.version or model.path.rsplit("/", 1)[-1]) if model else r.model
         address = Text(f"{r.host}:{r.port}")
         if "probe" in r.origin:

@@ -107,12 +107,13 @@ def real_server(tmp_path: Path, device: DeviceUser, laptop: Laptop) -> Iterator[
 def device_agent(
     tmp_path: Path, device: DeviceUser, tiny_model: Path
 ) -> Iterator[Callable[[], RunningAgent]]:
-    """Factory: a serving agent as the device user, from its default home (stopped at teardown)."""
+    """Factory: a serving agent as the device user, from its default home (stopped at teardown);
+    ``source=None``: the cameras of the home's config.toml instead of the demo camera."""
     procs: list[subprocess.Popen] = []
 
-    def start() -> RunningAgent:
+    def start(source: str | None = "demo:") -> RunningAgent:
         log = tmp_path / f"device-agent-{len(procs)}.log"
-        proc = start_agent_as(device, tmp_path, tiny_model, log)
+        proc = start_agent_as(device, tmp_path, tiny_model, log, source)
         procs.append(proc)
         info = wait_for_runtime(device.agent_home, proc, log)
         token = (device.agent_home / "token").read_text().strip()

@@ -390,16 +390,19 @@ def device_env(user: DeviceUser) -> dict[str, str]:
     }
 
 
-def start_agent_as(user: DeviceUser, base: Path, model: Path, log: Path) -> subprocess.Popen:
+def start_agent_as(
+    user: DeviceUser, base: Path, model: Path, log: Path, source: str | None = "demo:"
+) -> subprocess.Popen:
     """``fieldtui-agent serve`` as ``user`` from its default home (setpriv, no fork: the pid is the
-    agent's), on 127.0.0.1 with the demo source and ``model`` (copied into the user's home)."""
+    agent's), on 127.0.0.1 with the demo source (``source=None``: the cameras of its config.toml) and
+    ``model`` (copied into the user's home)."""
     mine = user.home / "models-in" / model.name
     mine.parent.mkdir(exist_ok=True)
     shutil.copy(model, mine)
     user.chown(user.home)
     argv = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
-    argv += [str(AGENT), "serve", "--host", "127.0.0.1", "--port", "0", "--no-mdns", "--source", "demo:"]
-    argv += ["--model", str(mine)]
+    argv += [str(AGENT), "serve", "--host", "127.0.0.1", "--port", "0", "--no-mdns"]
+    argv += ["--model", str(mine), *(["--source", source] if source is not None else [])]
     with open(log, "wb") as out:
         return subprocess.Popen(
             in_namespace(argv, base / "agent-view"),

@@ -22,7 +22,7 @@ from fieldtui.cli.devices import print_json, resolve, resolve_device
 from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
 from fieldtui.cli.link import link_flags, with_link  # HTTP, falling back to SSH; --ssh
 from fieldtui.client import AgentClient, normalize_fingerprint
-from fieldtui.config import ConsoleConfig, SavedDevice, parse_host
+from fieldtui.config import ConsoleConfig, SavedDevice, device_key, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
 from fieldtui.protocol.argtypes import count, seconds
@@ -73,8 +73,10 @@ def _tls_column(d: DeviceRecord) -> str:
     return "pinned" if d.tls_fingerprint and "saved" in d.origin else "yes"
 
 
-def print_devices(result: DiscoveryResult) -> None:
-    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM")]
+def print_devices(result: DiscoveryResult, cameras: dict[str, str] | None = None) -> None:
+    """The table; a CAMERAS column (``3 cameras, 1 unhealthy``) when a device has several."""
+    cams = cameras or {}
+    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM", "CAMERAS")]
     for d in result.devices:
         state = "lost" if d.lost else "online" if {"mdns", "probe"} & set(d.origin) else "saved"
         rows.append(
@@ -88,8 +90,10 @@ def print_devices(result: DiscoveryResult) -> None:
                 _tls_column(d),
                 state,
                 ",".join(d.origin),
+                cams.get(device_key(d), "-"),
             )
         )
+    rows = [r if cams else r[:-1] for r in rows]
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
@@ -128,7 +132,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print_devices(result)
+        from fieldtui.cli.cameras import discovered_cameras
+
+        print_devices(result, discovered_cameras(result.devices, config.load()))
     return 0
 
 
@@ -196,11 +202,16 @@ def _pipeline_lines(st: PipelineStatus) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    ds = with_link(args, lambda link: link.status())
+    from fieldtui.cli.cameras import cameras_or_none, status_camera_lines
+
+    async def look(link):  # noqa: ANN001, ANN202 - a DeviceLink; (DeviceStatus, CameraList | None)
+        return await link.status(), None if args.json else await cameras_or_none(link)
+
+    ds, cameras = with_link(args, look)
     if args.json:
         print_json(ds)
     else:
-        print("\n".join(format_status(resolve(args.host), ds)))
+        print("\n".join(format_status(resolve(args.host), ds) + status_camera_lines(cameras)))
     return 0
 
 

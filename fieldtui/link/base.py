@@ -13,7 +13,9 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraChange,
     CameraList,
+    CameraStatus,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -76,6 +78,14 @@ class DeviceLink:
         raise NotImplementedError
 
     async def cameras(self) -> CameraList:
+        raise NotImplementedError
+
+    async def change_camera(self, name: str, change: CameraChange, *, add: bool) -> CameraStatus:
+        """``add``: a new camera (refused when one of that name exists); else change one that exists."""
+        raise NotImplementedError
+
+    async def remove_camera(self, name: str) -> CameraList:
+        """Remove the camera; the cameras left."""
         raise NotImplementedError
 
     async def rebuild(

@@ -36,7 +36,9 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraChange,
     CameraList,
+    CameraStatus,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -151,6 +153,12 @@ class FallbackLink(DeviceLink):
 
     async def cameras(self) -> CameraList:
         return await self._either(lambda link: link.cameras())
+
+    async def change_camera(self, name: str, change: CameraChange, *, add: bool) -> CameraStatus:
+        return await self._either(lambda link: link.change_camera(name, change, add=add))
+
+    async def remove_camera(self, name: str) -> CameraList:
+        return await self._either(lambda link: link.remove_camera(name))
 
     async def rebuild(
         self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None

@@ -20,7 +20,9 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraChange,
     CameraList,
+    CameraStatus,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -30,6 +32,7 @@ from fieldtui.protocol import (
     ModelList,
     PushResult,
 )
+from fieldtui.protocol.cameras import camera_refusal
 from fieldtui.push import ProgressFn, follow_job, push_model
 
 BENCH_POLL_S = 0.3  # how often a job is read when the agent gives no event stream
@@ -120,6 +123,18 @@ class HttpLink(DeviceLink):
 
     async def cameras(self) -> CameraList:
         self._need_token()
+        return await self.client.cameras()
+
+    async def change_camera(self, name: str, change: CameraChange, *, add: bool) -> CameraStatus:
+        self._need_token()
+        refusal = camera_refusal(await self.client.cameras(), name, add=add)
+        if refusal:
+            raise ConsoleError(refusal)
+        return await self.client.put_camera(name, change)
+
+    async def remove_camera(self, name: str) -> CameraList:
+        self._need_token()
+        await self.client.remove_camera(name)
         return await self.client.cameras()
 
     async def rebuild(

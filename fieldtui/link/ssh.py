@@ -21,7 +21,9 @@ from fieldtui.protocol import (
     BackendInfo,
     BenchmarkRequest,
     BenchmarkRun,
+    CameraChange,
     CameraList,
+    CameraStatus,
     DeviceStatus,
     EngineList,
     EngineRebuildRequest,
@@ -215,6 +217,31 @@ class SSHLink(DeviceLink):
 
     async def cameras(self) -> CameraList:
         return await self._json(CameraList, "cameras")
+
+    async def change_camera(self, name: str, change: CameraChange, *, add: bool) -> CameraStatus:
+        """``fieldtui-agent camera add|set NAME ... --json``; the source URI goes on stdin (``-``), never
+        on the device's command line, where any user could read its password with ``ps``."""
+        args = ["camera", "add" if add else "set", name]
+        if add:
+            args.append("-")
+        elif change.source is not None:
+            args += ["--source", "-"]
+        if "conf" in change.model_fields_set:
+            args += ["--conf", "default" if change.conf is None else repr(change.conf)]
+        if add and change.enabled is False:
+            args.append("--disabled")
+        elif not add and change.enabled is not None:
+            args.append("--enable" if change.enabled else "--disable")
+        ssh = await self.session()
+        await ssh.check_shell()
+        stdin = f"{change.source}\n" if change.source is not None else None
+        result = await ssh.run(ssh.agent_argv(*args, "--json"), input=stdin)
+        return _parse(CameraStatus, ssh.json_out(result), tuple(args))
+
+    async def remove_camera(self, name: str) -> CameraList:
+        ssh = await self.session()
+        await ssh.check_shell()
+        return _parse(CameraList, await ssh.agent_json("camera", "remove", name), ("camera", "remove"))
 
     async def rebuild(
         self, request: EngineRebuildRequest, *, on_progress: BenchProgressFn | None = None

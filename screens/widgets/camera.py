@@ -3,7 +3,8 @@
 The view sizes the request for itself (the agent scales the frame, so a terminal never downloads more
 pixels than it can show), decodes it off the UI thread, and shows it in half blocks. Its loop is a worker
 of the view, so it ends with it; the screen starts and stops it (``start``/``stop``) and tells it what
-it needs to know: ``link_up`` and the source's frame size (attributes down).
+it needs to know: ``link_up``, the source's frame size and, on a multi-camera device, ``camera``: the
+name whose ``/v1/cameras/NAME/snapshot.jpg`` it shows (attributes down).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ class CameraView(HalfBlockImage):
             super().__init__()
             self.picture, self.note = picture, note
 
-    def __init__(self, api: Any, *, id: str | None = None) -> None:
+    def __init__(self, api: Any, *, camera: str | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.api = api
+        self.camera = camera
         self.link_up = False
         self.source: SourceStatus | None = None
         self._cells = (0, 0)
@@ -55,7 +57,12 @@ class CameraView(HalfBlockImage):
                 if source is not None and source.width and source.height:
                     want = fit(source.width, source.height, cols, rows)[0]
                 try:
-                    jpeg = await self.api.snapshot_jpeg(width=max(16, want))
+                    width = max(16, want)
+                    jpeg = await (
+                        self.api.camera_snapshot_jpeg(self.camera, width=width)
+                        if self.camera is not None
+                        else self.api.snapshot_jpeg(width=width)
+                    )
                     picture = await asyncio.to_thread(decode_picture, jpeg, cols, rows)
                     self.post_message(self.Fetched(picture))
                 except AgentClientError as err:
