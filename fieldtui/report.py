@@ -32,7 +32,17 @@ from typing import Any
 from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice
 from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
-from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
+from fieldtui.protocol import (
+    Comparison,
+    DeviceInfo,
+    DeviceRecord,
+    HealthReport,
+    PipelineStatus,
+    SSHEndpoint,
+    comparison_text,
+    verdict_of,
+    with_console_hint,
+)
 from fieldtui.protocol import __version__ as console_version
 from fieldtui.protocol.files import atomic_write
 from fieldtui.redact import redact
@@ -188,7 +198,7 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
     return sorted(out, key=lambda a: a["ts"])
 
 
-def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
+def _benchmarks(runs: list[dict], since: float, host: str) -> dict[str, Any]:
     """Runs during the visit (each result with its change against the previous run of the same
     configuration), and the newest run before the visit, for a before/after."""
     during = [r for r in runs if r["created"] >= since]
@@ -197,7 +207,7 @@ def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
     for run in sorted(during, key=lambda r: r["created"]):
         for res in run["results"]:
             c = res["config"]
-            cmp_ = res.get("comparison") or {}
+            cmp_ = Comparison.model_validate(res["comparison"]) if res.get("comparison") else None
             rows.append(
                 {
                     "ts": run["created"],
@@ -205,12 +215,15 @@ def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
                     "sha256": run["model_sha256"][:12],
                     "config": f"{c['mode']} {c['backend']} {c['precision']} batch {c['batch']}",
                     "status": res["status"],
-                    "reason": res.get("reason") or "",
+                    "reason": with_console_hint(res.get("reason"), host),
                     "p50_ms": (res.get("latency") or {}).get("p50_ms"),
                     "fps": res.get("fps"),
-                    "verdict": cmp_.get("verdict"),
-                    "p50_change_pct": cmp_.get("p50_change_pct"),
-                    "fps_change_pct": cmp_.get("fps_change_pct"),
+                    # the one verdict (fieldtui/protocol/benchnoise.py) and the words the CLI and TUI use
+                    "verdict": verdict_of(cmp_) if cmp_ else None,
+                    "change": comparison_text(cmp_),
+                    "noise_pct": cmp_.noise_pct if cmp_ else None,
+                    "p50_change_pct": cmp_.p50_change_pct if cmp_ else None,
+                    "fps_change_pct": cmp_.fps_change_pct if cmp_ else None,
                 }
             )
     last_before = max(before, key=lambda r: r["created"]) if before else None
@@ -340,7 +353,7 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
         },
         "model": _model_change(facts.models, since),
         "actions": _actions(facts.models, facts.jobs, facts.logs, since),
-        "benchmarks": _benchmarks(facts.runs, since),
+        "benchmarks": _benchmarks(facts.runs, since, record.name),
         "forwarding": None
         if forwarding is None
         else {k: forwarding[k] for k in ("enabled", "mode", "base_url", "stats")},

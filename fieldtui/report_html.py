@@ -237,11 +237,11 @@ def _benchmarks(b: dict) -> str:
         return '<h3>Benchmarks</h3><p class="muted">No benchmark run during the visit.</p>'
     table = []
     for r in rows:
-        change = (
-            "first run"
-            if r["verdict"] is None
-            else f"{r['verdict']} (p50 {_num(r['p50_change_pct'])} %, FPS {_num(r['fps_change_pct'])} %)"
-        )
+        change = r["change"]
+        if r["verdict"] in ("better", "worse"):
+            change = f'<span class="{"ok" if r["verdict"] == "better" else "bad"}">{_e(change)}</span>'
+        else:
+            change = _e(change)
         table.append(
             [
                 _e(_when(r["ts"])[11:19]),
@@ -251,7 +251,7 @@ def _benchmarks(b: dict) -> str:
                 + (f" {_e(r['reason'])}" if r["reason"] else ""),
                 _e(_num(r["p50_ms"], ".2f")),
                 _e(_num(r["fps"])),
-                _e(change),
+                change,
             ]
         )
     bars = [
