@@ -4,12 +4,11 @@
 history, so what was done over SSH or by another console counts too:
 
 - ``GET /v1/models``: the store's history (uploads, activations, rollbacks, removals, with outcome and
-  reason; agent/store/history.py), and what serves now with its sha256;
+  reason; agent/store/history.py) with the forwarding changes the agent records there (on or off,
+  endpoint, rules), and what serves now with its sha256;
 - ``GET /v1/benchmarks``: benchmark runs, each result already compared with the previous run of the same
   configuration (agent/bench/history.py);
 - ``GET /v1/jobs``: engine rebuilds, source changes and restarts, with their error when they failed;
-- ``GET /v1/logs``: forwarding changes (the agent logs each one; it keeps no other record of them, and
-  its log buffer is in memory, so changes from before an agent restart are not there);
 - ``GET /v1/health``, ``/v1/device``, ``/v1/status``, ``/v1/snapshot.jpg``: the state at the end.
 
 A saved device that does not answer is listed with what the console last knew and when it last saw it.
@@ -50,7 +49,6 @@ from fieldtui.redact import redact
 HISTORY_ROWS = 50  # GET /v1/models lists the store's newest 50 history rows (agent/store/catalog.py)
 DEFAULT_SINCE_S = 12 * 3600  # a working day: what "the visit" means when --since is not given
 FAILED_OUTCOMES = {"failed", "refused", "rolled_back", "interrupted"}
-_FORWARDING_LOG = re.compile(r"^forwarding (enabled|disabled): ")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 
 
@@ -130,16 +128,18 @@ def _model_change(models: dict[str, Any], since: float) -> dict[str, Any]:
     return {"before": before, "after": after, "changed": before.get("version") != after.get("version")}
 
 
-def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> list[dict[str, Any]]:
+def _actions(models: dict, jobs: list[dict], since: float) -> list[dict[str, Any]]:
     """Every change during the visit, oldest first: what, on which version, outcome, reason."""
     out: list[dict[str, Any]] = []
     for r in models.get("history", []):
         if r["ts"] < since or r["action"] == "startup":
             continue
-        what = {"upload": "push", "auto_rollback": "automatic rollback"}.get(r["action"], r["action"])
-        target = (
-            "" if r["action"] == "forwarding" else r["version"] or "configured model"
-        )  # Trio endpoint rows
+        what = {
+            "upload": "push",
+            "auto_rollback": "automatic rollback",
+            "forwarding_settings": "forwarding",  # on or off, mode, rules, key (the endpoint: "forwarding")
+        }.get(r["action"], r["action"])
+        target = "" if what == "forwarding" else r["version"] or "configured model"
         if r["action"] in ("activate", "rollback", "auto_rollback") and r.get("previous") != r["version"]:
             target = f"{r.get('previous') or 'configured model'} -> {target}"
         details = r.get("details") or {}
@@ -183,18 +183,6 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
                 "failed": j["state"] == "failed",
             }
         )
-    for line in logs:
-        if line["ts"] >= since and _FORWARDING_LOG.match(line["message"]):
-            out.append(
-                {
-                    "ts": line["ts"],
-                    "what": "forwarding",
-                    "target": "",
-                    "outcome": "changed",
-                    "reason": line["message"],
-                    "failed": False,
-                }
-            )
     return sorted(out, key=lambda a: a["ts"])
 
 
@@ -238,14 +226,18 @@ class _Facts:
     info: DeviceInfo
     status: PipelineStatus
     models: dict[str, Any]
-    logs: list[dict[str, Any]]
     reached: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     forwarding: dict[str, Any] | None = None
+    series: dict[str, Any] | None = None
     snapshot: str | None = None
     snapshot_error: str | None = None
     limits: list[str] = field(default_factory=list)
+
+
+def _jpeg_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 async def _over_http(entry: SavedDevice, since: float, timeout: float, width: int) -> _Facts:
@@ -256,39 +248,43 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             info=await agent.device(),
             status=await agent.status(),
             models=(await agent.models()).model_dump(mode="json"),
-            logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
             reached=_reached(record),
             jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
             runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
             forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
+            series=(await agent.series(since)).model_dump(mode="json"),
         )
         try:
-            jpeg = await agent.snapshot_jpeg(width=width)
-            facts.snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+            facts.snapshot = _jpeg_uri(await agent.snapshot_jpeg(width=width))
         except AgentClientError as err:
             facts.snapshot_error = str(err)
     return facts
 
 
-async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str) -> _Facts:
-    """``fieldtui-agent status | models list | logs --json`` over SSH, for a device HTTP cannot reach."""
+async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str, since: float, width: int) -> _Facts:
+    """``fieldtui-agent status | models list | report --json`` over SSH, for a device HTTP cannot reach:
+    the same history, jobs, benchmarks, forwarding, series and snapshot (agent/cli/visit.py)."""
     from fieldtui.link.ssh import SSHLink
 
     async with SSHLink(endpoint) as link:
         status = await link.status()
         models = await link.models()
-        logs = await link.logs(2000)
+        visit = await link.visit_facts(since, width)
     return _Facts(
         health=status.health,
         info=status.device,
         status=status.status,
         models=models.model_dump(mode="json"),
-        logs=[x.model_dump(mode="json") for x in logs.lines],
         reached=f"SSH ({endpoint.host}); HTTP did not answer: {why_not_http}",
-        snapshot_error="not available over SSH",
-        limits=[
-            "over SSH the agent's jobs (rebuilds, source changes), benchmarks and forwarding are not read"
-        ],
+        jobs=[j.model_dump(mode="json") for j in visit.jobs],
+        runs=[r.model_dump(mode="json") for r in visit.benchmarks],
+        forwarding=None
+        if visit.forwarding is None
+        else visit.forwarding.model_dump(mode="json", exclude={"api_key"}),
+        series=None if visit.series is None else visit.series.model_dump(mode="json"),
+        snapshot=_jpeg_uri(base64.b64decode(visit.snapshot_jpeg_b64)) if visit.snapshot_jpeg_b64 else None,
+        snapshot_error=visit.snapshot_error,
+        limits=list(visit.notes),
     )
 
 
@@ -311,7 +307,7 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
         facts = None
         if record.ssh is not None:
             try:
-                facts = await _over_ssh(record.ssh, error)
+                facts = await _over_ssh(record.ssh, error, since, snapshot_width)
             except (ConsoleError, OSError) as ssh_err:
                 error = f"{error}; over SSH ({record.ssh.host}): {ssh_err}"
         if facts is None:
@@ -352,11 +348,12 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
             "snapshot_error": facts.snapshot_error,
         },
         "model": _model_change(facts.models, since),
-        "actions": _actions(facts.models, facts.jobs, facts.logs, since),
+        "actions": _actions(facts.models, facts.jobs, since),
         "benchmarks": _benchmarks(facts.runs, since, record.name),
         "forwarding": None
         if forwarding is None
         else {k: forwarding[k] for k in ("enabled", "mode", "base_url", "stats")},
+        "series": facts.series,
         "limits": facts.limits,
     }
 

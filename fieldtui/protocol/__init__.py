@@ -92,6 +92,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     ForwardTestRequest,
     TrioError,
 )
+from fieldtui.protocol.series import SeriesPage, SeriesPoint  # noqa: F401
 from fieldtui.protocol.store import (  # noqa: F401
     BAD_VERDICTS,
     DamagedVersion,
