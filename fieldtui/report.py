@@ -6,12 +6,14 @@ history, so what was done over SSH or by another console counts too:
 - ``GET /v1/models``: the store's history (uploads, activations, rollbacks, removals, with outcome and
   reason; agent/store/history.py) with the forwarding changes the agent records there (on or off,
   endpoint, rules), and what serves now with its sha256;
-- ``GET /v1/benchmarks``: benchmark runs, each result already compared with the previous run of the same
-  configuration (agent/bench/history.py);
+- ``GET /v1/benchmarks``: benchmark runs, each result compared with the previous run of the same
+  configuration, in the words of ``fieldtui bench`` (fieldtui/protocol/benchnoise.py decides);
 - ``GET /v1/jobs``: engine rebuilds, source changes and restarts, with their error when they failed;
+- ``GET /v1/series``: latency, FPS and confidence a minute at a time over the visit (agent/frames/series.py);
 - ``GET /v1/health``, ``/v1/device``, ``/v1/status``, ``/v1/snapshot.jpg``: the state at the end.
 
-A saved device that does not answer is listed with what the console last knew and when it last saw it.
+A device HTTP cannot reach is asked over SSH when it was paired so: ``fieldtui-agent status``, ``models
+list`` and ``report --json`` (agent/cli/visit.py) give the same facts. A saved device that does not answer is listed with what the console last knew and when it last saw it.
 The result is a plain JSON-able dict (``fieldtui report --json``); fieldtui/report_html.py renders it.
 Nothing secret enters it: no token, the forwarding key is left out, every string passes through
 :func:`fieldtui.redact.redact` (camera URIs are also redacted by the agent).

@@ -46,11 +46,15 @@ def _num(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(head: list[str], rows: list[list[str]], widths: list[int] | None = None) -> str:
-    """Cells are already escaped HTML."""
+def _table(head: list[str], rows: list[list[str | tuple[str, int]]], widths: list[int] | None = None) -> str:
+    """Cells are already escaped HTML; a (cell, n) tuple spans n columns."""
     cols = "".join(f'<col style="width:{w}%">' for w in widths) if widths else ""
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+
+    def td(cell: str | tuple[str, int]) -> str:
+        return f'<td colspan="{cell[1]}">{cell[0]}</td>' if isinstance(cell, tuple) else f"<td>{cell}</td>"
+
+    body = "".join("<tr>" + "".join(td(c) for c in r) + "</tr>" for r in rows)
     return f"<table><colgroup>{cols}</colgroup><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -300,20 +304,20 @@ def _benchmarks(b: dict) -> str:
             change = f'<span class="{"ok" if r["verdict"] == "better" else "bad"}">{_e(change)}</span>'
         else:
             change = _e(change)
-        table.append(
-            [
-                _e(_when(r["ts"])[11:19]),
-                _e(f"{r['model']} ({r['sha256']})"),
-                _e(r["config"]),
-                _outcome(r["status"], r["status"] == "failed")
-                + (f" {_e(r['reason'])}" if r["reason"] else ""),
-                _e(_num(r["p50_ms"], ".2f")),
-                _e(_num(r["fps"])),
-                change,
-            ]
-        )
+        row: list[str | tuple[str, int]] = [
+            _e(_when(r["ts"])[11:19]),
+            _e(f"{r['model']} ({r['sha256']})"),
+            _e(r["config"]),
+            _outcome(r["status"], r["status"] == "failed"),
+        ]
+        if r["status"] == "ok":
+            row += [_e(_num(r["p50_ms"], ".2f")), _e(_num(r["fps"])), change]
+        else:  # nothing measured: why, and how to get it measured, across the figures' columns
+            row.append((_e(r["reason"]), 3))
+        table.append(row)
+    one_model = len({r["sha256"] for r in rows}) == 1  # then the table says which, and labels fit
     bars = [
-        (f"{_when(r['ts'])[11:16]} {r['model']} {r['config']}", r["p50_ms"])
+        (f"{_when(r['ts'])[11:16]} {'' if one_model else r['model'] + ' '}{r['config']}", r["p50_ms"])
         for r in rows
         if r["p50_ms"] is not None
     ]

@@ -79,3 +79,65 @@ def test_forwarding_changes_survive_a_restart_and_the_series_is_plotted(
     )
     for secret in (agent.token, TRIO_KEY, TRIO_KEY[-4:]):
         assert secret not in html and secret not in json.dumps(report)
+
+
+def test_the_agent_cli_report_without_a_serving_agent_reads_state_db(tmp_path, capsys):
+    """``fieldtui-agent report --json`` (what the SSH path reads) when no agent serves from the home:
+    the benchmarks from state.db, and a note saying what only a running agent has."""
+    from agent.bench.history import BenchmarkHistory
+    from agent.cli.main import main as agent_main
+    from agent.core.home import AgentHome
+    from agent.core.state import StateDB
+    from fieldtui.protocol import BenchmarkConfig, BenchmarkResult, BenchmarkRun, LatencyStats
+    from fieldtui.protocol.visit import VisitFacts
+
+    home = AgentHome(tmp_path / "home").ensure()
+    db = StateDB(home.state_db)
+    result = BenchmarkResult(
+        config=BenchmarkConfig(backend="onnxruntime"),
+        status="ok",
+        latency=LatencyStats(p50_ms=3.2),
+        fps=300.0,
+    )
+    run = BenchmarkRun(
+        id="run-1", created=1.0, device_id="d", model_sha256="0" * 64, model="v1", results=[result]
+    )
+    BenchmarkHistory(db).save(run)
+    db.close()
+
+    assert agent_main(["report", "--home", str(home.root), "--json"]) == 0
+    facts = VisitFacts.model_validate_json(capsys.readouterr().out)
+    assert [r.id for r in facts.benchmarks] == ["run-1"] and facts.benchmarks[0].results[0].fps == 300.0
+    assert facts.snapshot_jpeg_b64 is None and facts.forwarding is None and facts.series is None
+    assert facts.snapshot_error.startswith(f"no agent serves from {home.root}")
+    assert facts.notes == [
+        f"no agent serves from {home.root}: forwarding state, the per-minute series and the snapshot were not read"
+    ]
+
+
+def test_the_series_keeps_a_fixed_number_of_points_per_camera():
+    """24 hours at one point a minute is 1440 points: the ring never holds more than its capacity."""
+    from agent.frames.series import MinuteSeries, SeriesSettings
+    from fieldtui.protocol import Sample, StageTimes
+
+    def sample(camera: str, p50: float, conf: float | None = 0.8, fps: float = 10.0) -> Sample:
+        stages = StageTimes(capture=0, preprocess=0, infer=p50, postprocess=0)
+        return Sample(
+            ts=0, fps=fps, latency_p50_ms=p50, latency_p95_ms=2 * p50, stages_ms=stages,
+            confidence_avg=conf, drop_rate=0.0, camera_name=camera,
+        )  # fmt: skip
+
+    series = MinuteSeries(lambda: [], SeriesSettings(minute_s=60, capacity=10))
+    for minute in range(30):
+        for second in (0, 20, 40):
+            series.add(sample("gate", 10.0 + second), minute * 60 + second)
+            series.add(sample("dock", 5.0, conf=None), minute * 60 + second)
+        series.add(sample("gate", 99.0, fps=0.0), minute * 60 + 50)  # no frames: not a reading
+    series.roll(30 * 60)
+    gate = series.page(camera="gate").points
+    assert len(gate) == 10 and [p.ts for p in gate] == [m * 60 for m in range(20, 30)]
+    assert {(p.readings, p.latency_p50_ms, p.latency_p95_ms, p.fps, p.confidence_avg) for p in gate} == {
+        (3, 30.0, 100.0, 10.0, 0.8)
+    }
+    assert len(series.page().points) == 20 and series.page(since=29 * 60 + 1).points[0].ts == 29 * 60
+    assert {p.confidence_avg for p in series.page(camera="dock").points} == {None}

@@ -221,7 +221,6 @@ class Forwarder:
             redact(merged.base_url),
         )
         old, new = endpoint(before), endpoint(merged)
-        self._audit_settings(before, merged, update, endpoint_moved=old != new)
         if old != new:
             given = bool(update.api_key and update.api_key.strip())
             key = "replaced" if given else "cleared" if had_key else "none"
@@ -234,6 +233,7 @@ class Forwarder:
             )
             log.warning("forwarding: %s", reason)
             self._audit(reason, {"from": list(old), "to": list(new), "key": key})
+        self._audit_settings(before, merged, update, endpoint_moved=old != new)
         return self.state()
 
     def _audit_settings(
