@@ -15,9 +15,10 @@ import pytest
 from agent.bench.history import compare
 from agent.bench.runner import model_for_precision
 from agent.inference.backends import get_backend
-from fieldtui.protocol import BenchmarkConfig, BenchmarkResult, BenchmarkRun, Comparison, Job, LatencyStats
+from fieldtui.protocol import BenchmarkConfig, BenchmarkResult, BenchmarkRun, Comparison, LatencyStats
 from fieldtui.protocol.bench import benchmark_table, comparison_text, verdict_of, with_console_hint
 from fieldtui.protocol.benchnoise import decide, mann_whitney_p
+from tests.storeclient import wait_job
 
 # (p50 ms, [(round p50 ms, round fastest call ms), ...]) of runs measured one after the other
 SAME_1 = (
@@ -206,16 +207,6 @@ def test_a_skipped_int8_row_says_how_to_build_it_from_the_console():
     assert "fieldtui rebuild dock-1 --precision int8" in benchmark_table(run, host="dock-1")[-1]
 
 
-def _wait(client, job_id: str) -> Job:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = Job.model_validate(client.get(f"/v1/jobs/{job_id}").json())
-        if job.state in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"benchmark job {job_id} did not end")
-
-
 def test_two_identical_runs_on_a_real_agent_are_the_same_within_noise(agent_inproc):
     body = {"threads": [1], "iterations": 80, "warmup": 5, "accuracy_frames": 0}
     with agent_inproc.client() as client:
@@ -223,7 +214,7 @@ def test_two_identical_runs_on_a_real_agent_are_the_same_within_noise(agent_inpr
         for _ in range(2):
             answer = client.post("/v1/benchmarks", json=body)
             assert answer.status_code == 202, answer.text
-            job = _wait(client, answer.json()["id"])
+            job = wait_job(client, answer.json()["id"], timeout=120)
             assert job.state == "succeeded", job.error
             runs.append(BenchmarkRun.model_validate(job.result))
     (first,), (second,) = runs[0].results, runs[1].results
