@@ -9,9 +9,11 @@ A benchmark times its calls in rounds (agent/bench/runner.py) and keeps each rou
 - a Mann-Whitney U test of the two sets of per-round p50s says they differ (two-sided p below
   :data:`ALPHA`): a single slow round (another process woke up) cannot make a verdict;
 - the fastest call moved the same way by more than :data:`BEST_FLOOR_PCT`. Another process taking
-  the CPU makes typical calls slower for a whole run, but rarely every call: the best one still shows
-  what the device can do. bench/benchnoise.py shows it on a shared machine: identical runs moved p50 by
-  up to 127 % and the fastest call by under 8 %, while twice the work moved both by about 100 %.
+  the CPU for a while makes typical calls slower, but rarely every call: the best one still shows what
+  the device can do. bench/benchnoise.py on a 2-core machine shared by several test runs (load 14):
+  identical runs moved p50 by up to 30 % and the fastest call by under 8 %, twice the work moved both
+  by about 100 %. Under heavier sharing (load 24) the fastest call moved by up to 53 % too; the
+  rounds' spread (±18 to ±50 %) then kept those runs "the same within noise".
 
 Otherwise they are "the same within noise (±x%)". Results from before per-round figures were kept
 have no spread: they are judged against :data:`FALLBACK_NOISE_PCT`, the noise that
