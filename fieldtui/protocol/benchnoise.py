@@ -9,11 +9,15 @@ A benchmark times its calls in rounds (agent/bench/runner.py) and keeps each rou
 - a Mann-Whitney U test of the two sets of per-round p50s says they differ (two-sided p below
   :data:`ALPHA`): a single slow round (another process woke up) cannot make a verdict;
 - the fastest call moved the same way by more than :data:`BEST_FLOOR_PCT`. Another process taking
-  the CPU for a while makes typical calls slower, but rarely every call: the best one still shows what
-  the device can do. bench/benchnoise.py on a 2-core machine shared by several test runs (load 14):
-  identical runs moved p50 by up to 30 % and the fastest call by under 8 %, twice the work moved both
-  by about 100 %. Under heavier sharing (load 24) the fastest call moved by up to 53 % too; the
-  rounds' spread (±18 to ±50 %) then kept those runs "the same within noise".
+  the CPU for a whole run makes typical calls slower with tight rounds, but rarely every call: the best
+  one still shows what the device can do.
+
+bench/benchnoise.py on a 2-core machine shared by several test runs (load average 14 to 24), 12 pairs
+of identical runs: p50 moved by up to 47 % and the rounds spread by ±18 to ±51 %; the former fixed 2 %
+rule called 11 pairs better or worse, this one 1 (p50 +24 % with the rounds apart and the fastest call
+56 % slower: that run was slower). Twice the inference work: +94 % with the rounds apart, "worse"; but
+at the busiest moments +14 % and +35 % inside a ±27 % and ±43 % spread, "the same within noise",
+which is the honest answer on a machine that busy.
 
 Otherwise they are "the same within noise (±x%)". Results from before per-round figures were kept
 have no spread: they are judged against :data:`FALLBACK_NOISE_PCT`, the noise that
