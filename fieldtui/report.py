@@ -254,8 +254,11 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
             runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
             forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
-            series=(await agent.series(since)).model_dump(mode="json"),
         )
+        try:
+            facts.series = (await agent.series(since)).model_dump(mode="json")
+        except AgentClientError as err:  # an agent older than the console has no series
+            facts.limits.append(f"latency and confidence over the visit ({err})")
         try:
             facts.snapshot = _jpeg_uri(await agent.snapshot_jpeg(width=width))
         except AgentClientError as err:
@@ -267,11 +270,19 @@ async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str, since: float, widt
     """``fieldtui-agent status | models list | report --json`` over SSH, for a device HTTP cannot reach:
     the same history, jobs, benchmarks, forwarding, series and snapshot (agent/cli/visit.py)."""
     from fieldtui.link.ssh import SSHLink
+    from fieldtui.protocol.visit import VisitFacts
+    from fieldtui.ssh import RemoteCommandFailed
 
     async with SSHLink(endpoint) as link:
         status = await link.status()
         models = await link.models()
-        visit = await link.visit_facts(since, width)
+        try:
+            visit = await link.visit_facts(since, width)
+        except RemoteCommandFailed as err:  # a fieldtui-agent older than the console: no `report`
+            visit = VisitFacts(
+                snapshot_error="not read over SSH",
+                notes=[f"over SSH, jobs, benchmarks, forwarding, the series and the snapshot ({err})"],
+            )
     return _Facts(
         health=status.health,
         info=status.device,
