@@ -41,9 +41,8 @@ Progress = Callable[[float, str], None]
 Cancelled = Callable[[], None]  # raises to stop (JobContext.check_cancelled)
 
 NO_ENGINE_YET = "not available for this backend/model yet"
-ROUNDS = (
-    8  # timed calls are split into rounds: their spread is the run's noise (fieldtui/protocol/benchnoise.py)
-)
+# timed calls are split into rounds: their spread is the run's noise (fieldtui/protocol/benchnoise.py)
+ROUNDS = 8
 CALLS_PER_ROUND = 5  # at least; fewer iterations make fewer rounds
 REBUILD_HINT = "fieldtui-agent engines rebuild --precision int8"
 
