@@ -54,6 +54,7 @@ from fieldtui.protocol import (
     ModelVersion,
     PipelineStatus,
     Problem,
+    SeriesPage,
     SourceChange,
 )
 
@@ -305,6 +306,10 @@ class AgentClient:
         """Recent agent log lines (already redacted by the agent), optionally from ``since`` (epoch s)."""
         params = {k: v for k, v in (("limit", limit), ("level", level), ("since", since)) if v is not None}
         return await self._get("/v1/logs", LogPage, params=params)
+
+    async def series(self, since: float | None = None) -> SeriesPage:
+        """Latency, FPS and confidence a minute at a time (the agent keeps 24 hours), from ``since``."""
+        return await self._get("/v1/series", SeriesPage, params={"since": since} if since is not None else {})
 
     async def start_benchmark(self, request: BenchmarkRequest) -> Job:
         """Submit a benchmark job (follow it with :meth:`job`); 409 while another one runs."""

@@ -4,15 +4,16 @@
 history, so what was done over SSH or by another console counts too:
 
 - ``GET /v1/models``: the store's history (uploads, activations, rollbacks, removals, with outcome and
-  reason; agent/store/history.py), and what serves now with its sha256;
-- ``GET /v1/benchmarks``: benchmark runs, each result already compared with the previous run of the same
-  configuration (agent/bench/history.py);
+  reason; agent/store/history.py) with the forwarding changes the agent records there (on or off,
+  endpoint, rules), and what serves now with its sha256;
+- ``GET /v1/benchmarks``: benchmark runs, each result compared with the previous run of the same
+  configuration, in the words of ``fieldtui bench`` (fieldtui/protocol/benchnoise.py decides);
 - ``GET /v1/jobs``: engine rebuilds, source changes and restarts, with their error when they failed;
-- ``GET /v1/logs``: forwarding changes (the agent logs each one; it keeps no other record of them, and
-  its log buffer is in memory, so changes from before an agent restart are not there);
+- ``GET /v1/series``: latency, FPS and confidence a minute at a time over the visit (agent/frames/series.py);
 - ``GET /v1/health``, ``/v1/device``, ``/v1/status``, ``/v1/snapshot.jpg``: the state at the end.
 
-A saved device that does not answer is listed with what the console last knew and when it last saw it.
+A device HTTP cannot reach is asked over SSH when it was paired so: ``fieldtui-agent status``, ``models
+list`` and ``report --json`` (agent/cli/visit.py) give the same facts. A saved device that does not answer is listed with what the console last knew and when it last saw it.
 The result is a plain JSON-able dict (``fieldtui report --json``); fieldtui/report_html.py renders it.
 Nothing secret enters it: no token, the forwarding key is left out, every string passes through
 :func:`fieldtui.redact.redact` (camera URIs are also redacted by the agent).
@@ -32,7 +33,17 @@ from typing import Any
 from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice
 from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
-from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, PipelineStatus, SSHEndpoint
+from fieldtui.protocol import (
+    Comparison,
+    DeviceInfo,
+    DeviceRecord,
+    HealthReport,
+    PipelineStatus,
+    SSHEndpoint,
+    comparison_text,
+    verdict_of,
+    with_console_hint,
+)
 from fieldtui.protocol import __version__ as console_version
 from fieldtui.protocol.files import atomic_write
 from fieldtui.redact import redact
@@ -40,7 +51,6 @@ from fieldtui.redact import redact
 HISTORY_ROWS = 50  # GET /v1/models lists the store's newest 50 history rows (agent/store/catalog.py)
 DEFAULT_SINCE_S = 12 * 3600  # a working day: what "the visit" means when --since is not given
 FAILED_OUTCOMES = {"failed", "refused", "rolled_back", "interrupted"}
-_FORWARDING_LOG = re.compile(r"^forwarding (enabled|disabled): ")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 
 
@@ -120,16 +130,18 @@ def _model_change(models: dict[str, Any], since: float) -> dict[str, Any]:
     return {"before": before, "after": after, "changed": before.get("version") != after.get("version")}
 
 
-def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> list[dict[str, Any]]:
+def _actions(models: dict, jobs: list[dict], since: float) -> list[dict[str, Any]]:
     """Every change during the visit, oldest first: what, on which version, outcome, reason."""
     out: list[dict[str, Any]] = []
     for r in models.get("history", []):
         if r["ts"] < since or r["action"] == "startup":
             continue
-        what = {"upload": "push", "auto_rollback": "automatic rollback"}.get(r["action"], r["action"])
-        target = (
-            "" if r["action"] == "forwarding" else r["version"] or "configured model"
-        )  # Trio endpoint rows
+        what = {
+            "upload": "push",
+            "auto_rollback": "automatic rollback",
+            "forwarding_settings": "forwarding",  # on or off, mode, rules, key (the endpoint: "forwarding")
+        }.get(r["action"], r["action"])
+        target = "" if what == "forwarding" else r["version"] or "configured model"
         if r["action"] in ("activate", "rollback", "auto_rollback") and r.get("previous") != r["version"]:
             target = f"{r.get('previous') or 'configured model'} -> {target}"
         details = r.get("details") or {}
@@ -173,22 +185,10 @@ def _actions(models: dict, jobs: list[dict], logs: list[dict], since: float) -> 
                 "failed": j["state"] == "failed",
             }
         )
-    for line in logs:
-        if line["ts"] >= since and _FORWARDING_LOG.match(line["message"]):
-            out.append(
-                {
-                    "ts": line["ts"],
-                    "what": "forwarding",
-                    "target": "",
-                    "outcome": "changed",
-                    "reason": line["message"],
-                    "failed": False,
-                }
-            )
     return sorted(out, key=lambda a: a["ts"])
 
 
-def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
+def _benchmarks(runs: list[dict], since: float, host: str) -> dict[str, Any]:
     """Runs during the visit (each result with its change against the previous run of the same
     configuration), and the newest run before the visit, for a before/after."""
     during = [r for r in runs if r["created"] >= since]
@@ -197,7 +197,7 @@ def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
     for run in sorted(during, key=lambda r: r["created"]):
         for res in run["results"]:
             c = res["config"]
-            cmp_ = res.get("comparison") or {}
+            cmp_ = Comparison.model_validate(res["comparison"]) if res.get("comparison") else None
             rows.append(
                 {
                     "ts": run["created"],
@@ -205,12 +205,15 @@ def _benchmarks(runs: list[dict], since: float) -> dict[str, Any]:
                     "sha256": run["model_sha256"][:12],
                     "config": f"{c['mode']} {c['backend']} {c['precision']} batch {c['batch']}",
                     "status": res["status"],
-                    "reason": res.get("reason") or "",
+                    "reason": with_console_hint(res.get("reason"), host),
                     "p50_ms": (res.get("latency") or {}).get("p50_ms"),
                     "fps": res.get("fps"),
-                    "verdict": cmp_.get("verdict"),
-                    "p50_change_pct": cmp_.get("p50_change_pct"),
-                    "fps_change_pct": cmp_.get("fps_change_pct"),
+                    # the one verdict (fieldtui/protocol/benchnoise.py) and the words the CLI and TUI use
+                    "verdict": verdict_of(cmp_) if cmp_ else None,
+                    "change": comparison_text(cmp_),
+                    "noise_pct": cmp_.noise_pct if cmp_ else None,
+                    "p50_change_pct": cmp_.p50_change_pct if cmp_ else None,
+                    "fps_change_pct": cmp_.fps_change_pct if cmp_ else None,
                 }
             )
     last_before = max(before, key=lambda r: r["created"]) if before else None
@@ -225,14 +228,18 @@ class _Facts:
     info: DeviceInfo
     status: PipelineStatus
     models: dict[str, Any]
-    logs: list[dict[str, Any]]
     reached: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     forwarding: dict[str, Any] | None = None
+    series: dict[str, Any] | None = None
     snapshot: str | None = None
     snapshot_error: str | None = None
     limits: list[str] = field(default_factory=list)
+
+
+def _jpeg_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 async def _over_http(entry: SavedDevice, since: float, timeout: float, width: int) -> _Facts:
@@ -243,39 +250,54 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             info=await agent.device(),
             status=await agent.status(),
             models=(await agent.models()).model_dump(mode="json"),
-            logs=[x.model_dump(mode="json") for x in (await agent.logs(limit=2000, since=since)).lines],
             reached=_reached(record),
             jobs=[j.model_dump(mode="json") for j in await agent.jobs(limit=500)],
             runs=[r.model_dump(mode="json") for r in (await agent.benchmarks(limit=200)).runs],
             forwarding=(await agent.forwarding()).model_dump(mode="json", exclude={"api_key"}),
         )
         try:
-            jpeg = await agent.snapshot_jpeg(width=width)
-            facts.snapshot = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+            facts.series = (await agent.series(since)).model_dump(mode="json")
+        except AgentClientError as err:  # an agent older than the console has no series
+            facts.limits.append(f"latency and confidence over the visit ({err})")
+        try:
+            facts.snapshot = _jpeg_uri(await agent.snapshot_jpeg(width=width))
         except AgentClientError as err:
             facts.snapshot_error = str(err)
     return facts
 
 
-async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str) -> _Facts:
-    """``fieldtui-agent status | models list | logs --json`` over SSH, for a device HTTP cannot reach."""
+async def _over_ssh(endpoint: SSHEndpoint, why_not_http: str, since: float, width: int) -> _Facts:
+    """``fieldtui-agent status | models list | report --json`` over SSH, for a device HTTP cannot reach:
+    the same history, jobs, benchmarks, forwarding, series and snapshot (agent/cli/visit.py)."""
     from fieldtui.link.ssh import SSHLink
+    from fieldtui.protocol.visit import VisitFacts
+    from fieldtui.ssh import RemoteCommandFailed
 
     async with SSHLink(endpoint) as link:
         status = await link.status()
         models = await link.models()
-        logs = await link.logs(2000)
+        try:
+            visit = await link.visit_facts(since, width)
+        except RemoteCommandFailed as err:  # a fieldtui-agent older than the console: no `report`
+            visit = VisitFacts(
+                snapshot_error="not read over SSH",
+                notes=[f"over SSH, jobs, benchmarks, forwarding, the series and the snapshot ({err})"],
+            )
     return _Facts(
         health=status.health,
         info=status.device,
         status=status.status,
         models=models.model_dump(mode="json"),
-        logs=[x.model_dump(mode="json") for x in logs.lines],
         reached=f"SSH ({endpoint.host}); HTTP did not answer: {why_not_http}",
-        snapshot_error="not available over SSH",
-        limits=[
-            "over SSH the agent's jobs (rebuilds, source changes), benchmarks and forwarding are not read"
-        ],
+        jobs=[j.model_dump(mode="json") for j in visit.jobs],
+        runs=[r.model_dump(mode="json") for r in visit.benchmarks],
+        forwarding=None
+        if visit.forwarding is None
+        else visit.forwarding.model_dump(mode="json", exclude={"api_key"}),
+        series=None if visit.series is None else visit.series.model_dump(mode="json"),
+        snapshot=_jpeg_uri(base64.b64decode(visit.snapshot_jpeg_b64)) if visit.snapshot_jpeg_b64 else None,
+        snapshot_error=visit.snapshot_error,
+        limits=list(visit.notes),
     )
 
 
@@ -298,7 +320,7 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
         facts = None
         if record.ssh is not None:
             try:
-                facts = await _over_ssh(record.ssh, error)
+                facts = await _over_ssh(record.ssh, error, since, snapshot_width)
             except (ConsoleError, OSError) as ssh_err:
                 error = f"{error}; over SSH ({record.ssh.host}): {ssh_err}"
         if facts is None:
@@ -339,11 +361,12 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
             "snapshot_error": facts.snapshot_error,
         },
         "model": _model_change(facts.models, since),
-        "actions": _actions(facts.models, facts.jobs, facts.logs, since),
-        "benchmarks": _benchmarks(facts.runs, since),
+        "actions": _actions(facts.models, facts.jobs, since),
+        "benchmarks": _benchmarks(facts.runs, since, record.name),
         "forwarding": None
         if forwarding is None
         else {k: forwarding[k] for k in ("enabled", "mode", "base_url", "stats")},
+        "series": facts.series,
         "limits": facts.limits,
     }
 

@@ -46,11 +46,15 @@ def _num(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(head: list[str], rows: list[list[str]], widths: list[int] | None = None) -> str:
-    """Cells are already escaped HTML."""
+def _table(head: list[str], rows: list[list[str | tuple[str, int]]], widths: list[int] | None = None) -> str:
+    """Cells are already escaped HTML; a (cell, n) tuple spans n columns."""
     cols = "".join(f'<col style="width:{w}%">' for w in widths) if widths else ""
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+
+    def td(cell: str | tuple[str, int]) -> str:
+        return f'<td colspan="{cell[1]}">{cell[0]}</td>' if isinstance(cell, tuple) else f"<td>{cell}</td>"
+
+    body = "".join("<tr>" + "".join(td(c) for c in r) + "</tr>" for r in rows)
     return f"<table><colgroup>{cols}</colgroup><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -80,15 +84,28 @@ def bars_svg(title: str, items: list[tuple[str, float]], unit: str) -> str:
     )
 
 
-def series_svg(title: str, points: list[tuple[float, float, str]], unit: str) -> str:
-    """Points over time (ts, value, label), joined by a line; axes labelled with times and values."""
-    if not points:
+LINE_STYLES = ("#1f3f73", "#b34700", "#2e7d32", "#6a1b9a")  # dark enough to print; dashes tell them apart
+DASHES = ("", "6 3", "2 2", "8 3 2 3")
+
+
+def series_svg(
+    title: str,
+    points: list[tuple[float, float, str]],
+    unit: str,
+    *,
+    lines: list[tuple[str, list[tuple[float, float]]]] | None = None,
+) -> str:
+    """Points over time (ts, value, label), joined by a line, each marked and labelled; or ``lines``:
+    several named series (ts, value) drawn as lines only, with a legend (a minute a point is too dense
+    to label). Axes labelled with times and values."""
+    named = lines or []
+    everything = [(t, v) for t, v, _ in points] + [xy for _, pts in named for xy in pts]
+    if not everything:
         return ""
-    points = sorted(points)
     w, h, x0, y0 = 680, 200, 60, 34
     pw, ph = w - x0 - 20, h - y0 - 40
-    t0, t1 = points[0][0], points[-1][0]
-    vmax = max(p[1] for p in points) or 1.0
+    t0, t1 = min(t for t, _ in everything), max(t for t, _ in everything)
+    vmax = max(v for _, v in everything) or 1.0
     span = (t1 - t0) or 1.0
 
     def xy(t: float, v: float) -> tuple[float, float]:
@@ -103,6 +120,7 @@ def series_svg(title: str, points: list[tuple[float, float, str]], unit: str) ->
         f'<text x="{x0}" y="{y0 + ph + 14}" font-size="10">{_e(_when(t0)[11:19])}</text>',
         f'<text x="{x0 + pw}" y="{y0 + ph + 14}" font-size="10" text-anchor="end">{_e(_when(t1)[11:19])}</text>',
     ]
+    points = sorted(points)
     coords = [xy(t, v) for t, v, _ in points]
     if len(coords) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
@@ -112,9 +130,52 @@ def series_svg(title: str, points: list[tuple[float, float, str]], unit: str) ->
         parts.append(
             f'<text x="{x:.1f}" y="{y - 5:.1f}" font-size="9" text-anchor="middle">{_e(label[:20])} {v:.2f}</text>'
         )
+    for i, (name, pts) in enumerate(named):
+        colour, dash = LINE_STYLES[i % len(LINE_STYLES)], DASHES[i % len(DASHES)]
+        style = f'stroke="{colour}" stroke-width="1.5"' + (f' stroke-dasharray="{dash}"' if dash else "")
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in sorted(pts)))
+        if len(pts) == 1:
+            (x, y) = xy(*pts[0])
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>')
+        else:
+            parts.append(f'<polyline points="{path}" fill="none" {style}/>')
+        lx = x0 + 10 + 150 * i
+        parts.append(f'<line x1="{lx}" y1="{y0 - 10}" x2="{lx + 24}" y2="{y0 - 10}" {style}/>')
+        parts.append(f'<text x="{lx + 28}" y="{y0 - 6}" font-size="10">{_e(name[:22])}</text>')
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(title)}" viewBox="0 0 {w} {h}" '
         f'width="{w}" height="{h}">{"".join(parts)}</svg>'
+    )
+
+
+def _over_the_visit(series: dict | None) -> str:
+    """Latency (p50 and p95) and mean confidence a minute at a time, per camera, from the agent's series."""
+    if not series or not series.get("points"):
+        return '<p class="muted">No per-minute figures from the device for this visit.</p>'
+    cameras: dict[str, list[dict]] = {}
+    for point in series["points"]:
+        cameras.setdefault(point["camera"], []).append(point)
+    many = len(cameras) > 1
+    latency = [
+        (f"{name + ' ' if many else ''}{which}", [(p["ts"], p[key]) for p in pts])
+        for name, pts in cameras.items()
+        for which, key in (("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"))
+    ]
+    confidence = [
+        (name, [(p["ts"], p["confidence_avg"]) for p in pts if p["confidence_avg"] is not None])
+        for name, pts in cameras.items()
+    ]
+    confidence = [c for c in confidence if c[1]]
+    minute = series["minute_s"]
+    every = "a minute" if minute == 60 else f"every {minute:g} s"
+    return (
+        f"<h3>Over the visit ({every})</h3>"
+        f'<div class="keep">{series_svg("Latency over the visit", [], "ms", lines=latency)}</div>'
+        + (
+            f'<div class="keep">{series_svg("Mean confidence over the visit", [], "", lines=confidence)}</div>'
+            if confidence
+            else '<p class="muted">No detection during the visit: no confidence to plot.</p>'
+        )
     )
 
 
@@ -218,6 +279,7 @@ def _device(d: dict) -> str:
         f'<div class="keep">{series_svg("Confidence measured at each activation", probation, "")}</div>'
     )
     out.append(f'<div class="keep">{series_svg("Inference time at each activation", infer, "ms")}</div>')
+    out.append(_over_the_visit(d.get("series")))
     out.append(_benchmarks(d["benchmarks"]))
     out.append(_camera(d["camera"]))
     f = d["forwarding"]
@@ -237,25 +299,25 @@ def _benchmarks(b: dict) -> str:
         return '<h3>Benchmarks</h3><p class="muted">No benchmark run during the visit.</p>'
     table = []
     for r in rows:
-        change = (
-            "first run"
-            if r["verdict"] is None
-            else f"{r['verdict']} (p50 {_num(r['p50_change_pct'])} %, FPS {_num(r['fps_change_pct'])} %)"
-        )
-        table.append(
-            [
-                _e(_when(r["ts"])[11:19]),
-                _e(f"{r['model']} ({r['sha256']})"),
-                _e(r["config"]),
-                _outcome(r["status"], r["status"] == "failed")
-                + (f" {_e(r['reason'])}" if r["reason"] else ""),
-                _e(_num(r["p50_ms"], ".2f")),
-                _e(_num(r["fps"])),
-                _e(change),
-            ]
-        )
+        change = r["change"]
+        if r["verdict"] in ("better", "worse"):
+            change = f'<span class="{"ok" if r["verdict"] == "better" else "bad"}">{_e(change)}</span>'
+        else:
+            change = _e(change)
+        row: list[str | tuple[str, int]] = [
+            _e(_when(r["ts"])[11:19]),
+            _e(f"{r['model']} ({r['sha256']})"),
+            _e(r["config"]),
+            _outcome(r["status"], r["status"] == "failed"),
+        ]
+        if r["status"] == "ok":
+            row += [_e(_num(r["p50_ms"], ".2f")), _e(_num(r["fps"])), change]
+        else:  # nothing measured: why, and how to get it measured, across the figures' columns
+            row.append((_e(r["reason"]), 3))
+        table.append(row)
+    one_model = len({r["sha256"] for r in rows}) == 1  # then the table says which, and labels fit
     bars = [
-        (f"{_when(r['ts'])[11:16]} {r['model']} {r['config']}", r["p50_ms"])
+        (f"{_when(r['ts'])[11:16]} {'' if one_model else r['model'] + ' '}{r['config']}", r["p50_ms"])
         for r in rows
         if r["p50_ms"] is not None
     ]

@@ -26,7 +26,7 @@ from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
-from fieldtui.protocol.bench import agreement_label
+from fieldtui.protocol.bench import agreement_label, comparison_text, verdict_of, with_console_hint
 from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
@@ -52,16 +52,24 @@ def parse_numbers(text: str, *, default_word: str | None = None) -> list[int | N
     return list(dict.fromkeys(out))
 
 
-def versus(r: BenchmarkResult) -> Text:
-    """The comparison with the previous run of this configuration, in words and colour."""
+def versus(r: BenchmarkResult, host: str | None = None) -> Text:
+    """The comparison with the previous run of this configuration, in words and colour (the words of
+    ``fieldtui bench``); a skipped row says how to act from this console."""
     c = r.comparison
     if r.status != "ok":
-        return Text(f"{r.status}: {r.reason or ''}", style="yellow" if r.status == "skipped" else "red")
+        reason = with_console_hint(r.reason, host)
+        return Text(f"{r.status}: {reason}", style="yellow" if r.status == "skipped" else "red")
     if c is None:
         return Text("first run", style="dim")
-    p50 = "-" if c.p50_change_pct is None else f"{c.p50_change_pct:+.1f}%"
-    fps = "-" if c.fps_change_pct is None else f"{c.fps_change_pct:+.1f}%"
-    return Text(f"{c.verdict}  p50 {p50}  fps {fps}", style=VERDICT_STYLE[c.verdict])
+    return Text(comparison_text(c), style=VERDICT_STYLE[verdict_of(c)])
+
+
+def heat(r: BenchmarkResult) -> str:
+    """The hottest thermal zone at the end of the run (°C), and ``throttled`` when the device said so."""
+    s = r.system
+    if s is None or s.temperature_c is None:
+        return "-" if s is None or not s.throttled else "throttled"
+    return f"{s.temperature_c:.0f}{' throttled' if s.throttled else ''}"
 
 
 def _f(value: float | None, spec: str) -> str:
@@ -143,7 +151,16 @@ class BenchmarkScreen(Screen[None]):
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
         self.query_one("#results", DataTable).add_columns(
-            "configuration", "p50 ms", "p99 ms", "ms/frame", "fps", "cpu %", "F1", "vs previous run"
+            "configuration",
+            "p50 ms",
+            "p99 ms",
+            "ms/frame",
+            "fps",
+            "cpu %",
+            "rss MB",
+            "°C",
+            "F1",
+            "vs previous run",
         )
         self.query_one("#history", DataTable).add_columns(
             "when", "model", "configurations", "best", "verdicts"
@@ -197,7 +214,7 @@ class BenchmarkScreen(Screen[None]):
         for run in history.runs:
             ok = [r for r in run.results if r.status == "ok" and r.fps]
             best = max(ok, key=lambda r: r.fps or 0, default=None)
-            verdicts = [r.comparison.verdict for r in run.results if r.comparison is not None]
+            verdicts = [verdict_of(r.comparison) for r in run.results if r.comparison is not None]
             summary = ", ".join(
                 f"{verdicts.count(v)} {v}" for v in ("better", "worse", "same") if v in verdicts
             )
@@ -236,8 +253,10 @@ class BenchmarkScreen(Screen[None]):
                 _f(r.per_frame_ms, ".2f"),
                 _f(r.fps, ".1f"),
                 _f(system.cpu_percent if system else None, ".0f"),
+                _f(system.rss_mb if system else None, ".0f"),
+                heat(r),
                 agreement_label(r),
-                versus(r),
+                versus(r, getattr(self.record, "name", None)),
             )
         self.query_one("#chart", ConfigBars).show(run.results)
 

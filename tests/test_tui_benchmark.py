@@ -4,14 +4,18 @@ previous run, the history, and a screen left mid-run that leaves no worker behin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, SelectionList
 from textual.worker import WorkerState
 
-from fieldtui.protocol import Job
+from agent.bench.runner import model_for_precision
+from agent.inference.backends import get_backend
+from fieldtui.protocol import BenchmarkConfig, BenchmarkResult, Job, comparison_text
 from screens.app import FieldtuiApp
-from screens.benchmark import BenchmarkScreen, parse_numbers
+from screens.benchmark import BenchmarkScreen, heat, parse_numbers
 from screens.dashboard import DashboardScreen
 from screens.widgets.configbars import ConfigBars
 from tests.tui_pilot import SIZE, app_on, until
@@ -68,8 +72,24 @@ async def test_a_benchmark_through_the_ui_with_sse_progress_and_comparison(agent
         second = screen.shown
         assert second.id != first.id
         assert all(r.comparison is not None and r.comparison.previous_id for r in second.results)
-        verdict = str(screen.query_one("#results", DataTable).get_row_at(0)[-1])
+        table = screen.query_one("#results", DataTable)
+        verdict = str(table.get_row_at(0)[-1])
         assert verdict.split()[0] in ("better", "worse", "same") and "p50" in verdict and "fps" in verdict
+        assert verdict == comparison_text(second.results[0].comparison)  # the words of `fieldtui bench`
+        # memory and heat, as the CLI shows them
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[6:8] == ["rss MB", "°C"]
+        row = table.get_row_at(0)
+        assert float(row[6]) == pytest.approx(second.results[0].system.rss_mb, abs=0.5)
+        assert row[7] == heat(second.results[0])
+        # a skipped INT8 row says how to build the engine from this console, with the device's name
+        _, why = model_for_precision(get_backend("onnxruntime"), Path("m.onnx"), "int8")
+        int8 = BenchmarkResult(
+            config=BenchmarkConfig(backend="onnxruntime", precision="int8"), status="skipped", reason=why
+        )
+        screen.show_run(second.model_copy(update={"results": [*second.results, int8]}))
+        said = str(table.get_row_at(table.row_count - 1)[-1])
+        assert f"fieldtui rebuild {screen.record.name} --precision int8" in said
         history = screen.query_one("#history", DataTable)
         await until(pilot, "two runs in the history", lambda: history.row_count == 2)
 

@@ -18,6 +18,7 @@ from fieldtui.protocol import (
     RuntimeIdentity,
     SystemUse,
 )
+from fieldtui.protocol.benchnoise import decide
 
 T0 = 1_790_000_000.0
 SHA = "ab" * 32
@@ -38,13 +39,16 @@ def _result(
     if prev is not None:
         p_prev, f_prev = prev, 1000.0 / (prev / batch)
         p50_pct, fps_pct = (p50 - p_prev) / p_prev * 100, (fps - f_prev) / f_prev * 100
-        verdict = "better" if p50_pct < -3 else "worse" if p50_pct > 3 else "same"
+        noise, p_value, best = 4.0, 0.002, round(p50_pct, 1)  # rounds that do not overlap
         comparison = Comparison(
             previous_id=i - 10,
             previous_created=T0 - 86400,
             p50_change_pct=round(p50_pct, 1),
             fps_change_pct=round(fps_pct, 1),
-            verdict=verdict,
+            verdict=decide(round(p50_pct, 1), noise, p_value, best),
+            noise_pct=noise,
+            p_value=p_value,
+            best_change_pct=best,
         )
     return BenchmarkResult(
         id=i,

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from agent.core.errors import NotFound
 from agent.core.state import StateDB
 from fieldtui.protocol import BenchmarkConfig, BenchmarkResult, BenchmarkRun, Comparison
-
-SAME_WITHIN_PCT = 2.0  # changes smaller than this are noise on a device, not a verdict
+from fieldtui.protocol.benchnoise import judge
 
 
 def config_key(config: BenchmarkConfig) -> str:
@@ -28,24 +27,35 @@ def _pct(new: float | None, old: float | None) -> float | None:
     return round(100.0 * (new - old) / old, 1)
 
 
+def _best(result: BenchmarkResult) -> float | None:
+    """The run's fastest call (None when its rounds do not say: pipeline mode, older rows)."""
+    mins = [r.min_ms for r in result.rounds if r.min_ms is not None]
+    return min(mins) if mins else None
+
+
 def compare(
     result: BenchmarkResult, previous: BenchmarkResult, previous_id: int, created: float
 ) -> Comparison:
-    """Better when p50 fell or FPS rose by more than :data:`SAME_WITHIN_PCT`; worse the other way."""
+    """Better or worse only when p50 moved by more than the runs' own spread and their per-round p50s
+    differ (fieldtui/protocol/benchnoise.py); otherwise the same within noise."""
     p50 = _pct(
         result.latency.p50_ms if result.latency else None,
         previous.latency.p50_ms if previous.latency else None,
     )
     fps = _pct(result.fps, previous.fps)
-    # one score: speed-up by FPS when there is one, else by p50 (pipeline mode has both)
-    score = fps if fps is not None else (-p50 if p50 is not None else 0.0)
-    verdict = "better" if score > SAME_WITHIN_PCT else "worse" if score < -SAME_WITHIN_PCT else "same"
+    best = _pct(_best(result), _best(previous))
+    verdict, noise, p_value = judge(
+        [r.p50_ms for r in result.rounds], [r.p50_ms for r in previous.rounds], p50, best
+    )
     return Comparison(
         previous_id=previous_id,
         previous_created=created,
         p50_change_pct=p50,
         fps_change_pct=fps,
         verdict=verdict,
+        noise_pct=noise,
+        p_value=p_value,
+        best_change_pct=best,
     )
 
 

@@ -32,6 +32,7 @@ from fieldtui.protocol import (
     BenchmarkConfig,
     BenchmarkRequest,
     BenchmarkResult,
+    BenchRound,
     LatencyStats,
     StageTimes,
 )
@@ -40,6 +41,9 @@ Progress = Callable[[float, str], None]
 Cancelled = Callable[[], None]  # raises to stop (JobContext.check_cancelled)
 
 NO_ENGINE_YET = "not available for this backend/model yet"
+# timed calls are split into rounds: their spread is the run's noise (fieldtui/protocol/benchnoise.py)
+ROUNDS = 8
+CALLS_PER_ROUND = 5  # at least; fewer iterations make fewer rounds
 REBUILD_HINT = "fieldtui-agent engines rebuild --precision int8"
 
 
@@ -140,6 +144,24 @@ def latency_stats(seconds: Sequence[float]) -> LatencyStats:
     )
 
 
+def rounds_of(totals: Sequence[float], batch: int) -> list[BenchRound]:
+    """The timed calls in consecutive rounds (:data:`ROUNDS` at most, :data:`CALLS_PER_ROUND` each at
+    least): each round's p50, fastest call and FPS."""
+    n = max(1, min(ROUNDS, len(totals) // CALLS_PER_ROUND))
+    out = []
+    for part in np.array_split(np.asarray(totals, dtype=np.float64), n):
+        if part.size:
+            total = float(part.sum())
+            out.append(
+                BenchRound(
+                    p50_ms=round(float(np.median(part)) * 1000.0, 3),
+                    min_ms=round(float(part.min()) * 1000.0, 3),
+                    fps=round(batch * part.size / total, 2) if total > 0 else None,
+                )
+            )
+    return out
+
+
 def _run_batch(detector: Any, frames: Sequence[np.ndarray]) -> tuple[float, float, float, list[Any]]:
     """One call of the template over a batch: (preprocess, infer, postprocess) seconds and detections."""
     t0 = time.perf_counter()
@@ -203,6 +225,7 @@ def measure(
             postprocess=round(float(_ms(post).mean()), 3),
         ),
         system=system,
+        rounds=rounds_of(total, batch),
     )
 
 
@@ -325,6 +348,9 @@ def _identity(path: Path, model: Path, sha256: str | None, engines: Any) -> dict
     return {"engine_key": key}
 
 
+_WINDOW_STEP = 4  # samples 0.5 s apart, each over the pipeline's last 2 s (agent/frames/stats.py)
+
+
 def run_pipeline_benchmark(
     pipeline: Any, duration_s: float, *, check: Cancelled | None = None, progress: Progress | None = None
 ) -> BenchmarkResult:
@@ -392,5 +418,7 @@ def run_pipeline_benchmark(
         ),
         system=system,
         drop_rate=round(dropped / (frames + dropped), 4) if frames + dropped else 0.0,
+        # windows that do not overlap (a sample every 0.5 s covers the last WINDOW_S): the run's rounds
+        rounds=[BenchRound(p50_ms=round(s.latency_p50_ms, 3), fps=s.fps) for s in live[::_WINDOW_STEP]],
         **identity,
     )

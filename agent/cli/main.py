@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli.cameras import add_parser as add_cameras_parser  # cameras (the SSH path too)
 
     add_cameras_parser(sub)
+    from agent.cli.visit import add_parser as add_report_parser  # report (the visit report's SSH path)
+
+    add_report_parser(sub)
     return parser
 
 

@@ -45,6 +45,8 @@ from fieldtui.protocol import (
 )
 
 log = logging.getLogger("fieldtui.agent.forwarding")
+# history rows: "forwarding" = the Trio endpoint moved (and what became of the key); this = any other change
+SETTINGS_ACTION = "forwarding_settings"
 
 JPEG_QUALITY = 85
 TEST_TIMEOUT_MAX_S = 30.0  # POST /v1/forwarding/test answers within this, whatever timeout_s says
@@ -142,10 +144,10 @@ class Forwarder:
         latest: Latest | None = None,
         defaults: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-        audit: Callable[[str, dict[str, Any]], None] | None = None,
+        audit: Callable[..., None] | None = None,
     ) -> None:
         self.store = ForwardingStore(home, env)
-        self._audit = audit or (lambda reason, details: None)
+        self._audit = audit or (lambda reason, details, action="forwarding": None)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
         self._lock = threading.Lock()  # the worker's client, forward counts, the last result
@@ -231,7 +233,37 @@ class Forwarder:
             )
             log.warning("forwarding: %s", reason)
             self._audit(reason, {"from": list(old), "to": list(new), "key": key})
+        self._audit_settings(before, merged, update, endpoint_moved=old != new)
         return self.state()
+
+    def _audit_settings(
+        self,
+        before: ForwardingSettings,
+        after: ForwardingSettings,
+        update: ForwardingUpdate,
+        *,
+        endpoint_moved: bool,
+    ) -> None:
+        """One history row when a PUT changed anything besides the endpoint (that has its own row): on or
+        off, mode, rules, ... by field name (values may hold a camera password), the key only as set or
+        cleared. The log buffer is in memory; the history outlives a restart, so the visit report has it."""
+        urls = () if endpoint_moved else ("base_url", "frame_url")
+        changed = [
+            name
+            for name in ForwardingSettings.model_fields
+            if (name not in ("base_url", "frame_url") or name in urls)
+            and getattr(before, name) != getattr(after, name)
+        ]
+        if update.api_key is not None and not endpoint_moved:
+            changed.append("api key set" if update.api_key.strip() else "api key cleared")
+        if not changed:
+            return
+        state = "enabled" if after.enabled else "disabled"
+        reason = (
+            f"forwarding {state}: mode {after.mode} to {redact(after.base_url)}; changed {', '.join(changed)}"
+        )
+        details = {"enabled": after.enabled, "mode": after.mode, "changed": changed}
+        self._audit(reason, details, SETTINGS_ACTION)
 
     def state(self) -> ForwardingState:
         with self._lock:
@@ -427,10 +459,10 @@ def attach_forwarding(service: Any) -> Forwarder:
         got = pipeline.latest()
         return None if got is None else (got[0], got[1], pipeline.detector.names)
 
-    def audit(reason: str, details: dict[str, Any]) -> None:
+    def audit(reason: str, details: dict[str, Any], action: str = "forwarding") -> None:
         from agent.store.history import ModelHistory
 
-        ModelHistory(service.db).add("forwarding", None, "changed", reason=reason, details=details)
+        ModelHistory(service.db).add(action, None, "changed", reason=reason, details=details)
 
     forwarder = Forwarder(
         service.home,

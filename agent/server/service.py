@@ -109,6 +109,10 @@ class AgentService:
         from agent.engines.jobs import Engines
 
         self.engines = Engines(self)
+        # latency, FPS and confidence a minute at a time (agent/frames/series.py), for the visit report
+        from agent.frames.series import attach_series
+
+        self.series = attach_series(self)
 
     @classmethod
     def create(
@@ -231,6 +235,7 @@ class AgentService:
             return
         self._closed = True
         self.bus.close()
+        self.series.close()
         self.forwarding.close()
         self.jobs.shutdown(timeout)
         if self.models is not None:

@@ -31,7 +31,11 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     request = _request(args)
-    return run_job(args, lambda link, progress: link.bench(request, on_progress=progress), benchmark_table)
+    return run_job(
+        args,
+        lambda link, progress: link.bench(request, on_progress=progress),
+        lambda run: benchmark_table(run, host=args.host),
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -36,6 +36,7 @@ from fieldtui.protocol import (
     PushResult,
     SSHEndpoint,
 )
+from fieldtui.protocol.visit import VisitFacts
 from fieldtui.push import ProgressFn, PushProgress, plan_push
 from fieldtui.ssh import SUDO, RemoteCommandFailed, SSHError, SSHSession, remote_failure, sudo_wants_password
 
@@ -68,6 +69,13 @@ class SSHLink(DeviceLink):
 
     async def logs(self, lines: int = 100) -> LogPage:
         return await self._json(LogPage, "logs", "--lines", str(lines))
+
+    async def visit_facts(self, since: float | None = None, snapshot_width: int = 480) -> VisitFacts:
+        """``fieldtui-agent report --json``: jobs, benchmarks, forwarding, series and a snapshot."""
+        args = ["report", "--snapshot-width", str(snapshot_width)]
+        if since is not None:
+            args += ["--since", repr(float(since))]
+        return await self._json(VisitFacts, *args)
 
     async def restart(self) -> Ack:
         ssh = await self.session()

@@ -17,10 +17,14 @@ from fieldtui.protocol.bench import (  # noqa: F401
     BenchmarkResult,
     BenchmarkRun,
     BenchMode,
+    BenchRound,
     Comparison,
     LatencyStats,
     SystemUse,
     benchmark_table,
+    comparison_text,
+    verdict_of,
+    with_console_hint,
 )
 from fieldtui.protocol.cameras import (  # noqa: F401
     CAMERA_NAME_PATTERN,
@@ -88,6 +92,7 @@ from fieldtui.protocol.forwarding import (  # noqa: F401
     ForwardTestRequest,
     TrioError,
 )
+from fieldtui.protocol.series import SeriesPage, SeriesPoint  # noqa: F401
 from fieldtui.protocol.store import (  # noqa: F401
     BAD_VERDICTS,
     DamagedVersion,

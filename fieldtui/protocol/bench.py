@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
+from fieldtui.protocol.benchnoise import Verdict, busier, decide, effective_noise
 from fieldtui.protocol.core import Model, StageTimes
 
 # --- benchmarks -----------------------------------------------------------------------------------
@@ -75,13 +77,29 @@ class SystemUse(Model):
 
 
 class Comparison(Model):
-    """This result against the previous run of the same configuration and model."""
+    """This result against the previous run of the same configuration and model (the verdict:
+    fieldtui/protocol/benchnoise.py)."""
 
     previous_id: int
     previous_created: float
     p50_change_pct: float | None = Field(description="negative = faster")
     fps_change_pct: float | None = Field(description="positive = more frames per second")
-    verdict: Literal["better", "worse", "same"]
+    verdict: Verdict
+    noise_pct: float | None = Field(
+        default=None, description="the runs' own spread (±%, per-round p50s); None: no rounds recorded"
+    )
+    p_value: float | None = Field(default=None, description="Mann-Whitney U on the per-round p50s")
+    best_change_pct: float | None = Field(
+        default=None, description="the fastest call's change (negative = faster); None: not measured"
+    )
+
+
+class BenchRound(Model):
+    """One round of a run's timed calls (model mode) or one window of the live pipeline."""
+
+    p50_ms: float
+    fps: float | None = None
+    min_ms: float | None = Field(default=None, description="the round's fastest call; None in pipeline mode")
 
 
 class BenchmarkResult(Model):
@@ -96,6 +114,9 @@ class BenchmarkResult(Model):
     stages_ms: StageTimes | None = None
     system: SystemUse | None = None
     drop_rate: float | None = Field(default=None, description="pipeline mode only")
+    rounds: list[BenchRound] = Field(
+        default_factory=list, description="per-round figures: their spread is the run's noise"
+    )
     agreement_f1: float | None = Field(
         default=None,
         description="F1 at IoU 0.5 against the reference's detections, measured (None for the reference)",
@@ -134,9 +155,44 @@ def agreement_label(r: BenchmarkResult) -> str:
     return "reference" if r.reference else _fmt(r.agreement_f1, ".2f")
 
 
-def benchmark_table(run: BenchmarkRun) -> list[str]:
+def verdict_of(cmp: Comparison) -> Verdict:
+    """The verdict every view shows, decided again from the figures (fieldtui/protocol/benchnoise.py), so
+    a comparison stored by an older agent with a fixed 2 % rule does not cry wolf either."""
+    return decide(cmp.p50_change_pct, cmp.noise_pct, cmp.p_value, cmp.best_change_pct)
+
+
+def comparison_text(cmp: Comparison | None) -> str:
+    """``same within noise (±6.2%): p50 +1.3%, fps -0.9%`` or ``worse: p50 +104.5%, fps -33.9%
+    (noise ±6.2%)``: the words of the CLI table, the TUI and the visit report."""
+    if cmp is None:
+        return "first run"
+    verdict = verdict_of(cmp)
+    changes = f"p50 {_fmt(cmp.p50_change_pct, '+.1f')}%, fps {_fmt(cmp.fps_change_pct, '+.1f')}%"
+    noise = f"±{effective_noise(cmp.noise_pct):.1f}%"
+    if verdict == "same":
+        if busier(cmp.p50_change_pct, cmp.noise_pct, cmp.best_change_pct):
+            changes += f", fastest call {cmp.best_change_pct:+.1f}%: the device was busier or idler"
+        return f"same within noise ({noise}): {changes}"
+    return f"{verdict}: {changes} (noise {noise})"
+
+
+_AGENT_REBUILD = re.compile(r"`?fieldtui-agent engines rebuild((?: --[a-z-]+ [\w.-]+)*)`?")
+
+
+def with_console_hint(reason: str | None, host: str | None) -> str:
+    """A skipped row's reason, with the console's command beside the on-device one
+    (``fieldtui rebuild HOST --precision int8``) when it says how to build an engine."""
+    reason = reason or ""
+    found = _AGENT_REBUILD.search(reason)
+    if found is None or "fieldtui rebuild" in reason:
+        return reason
+    return f"{reason}; from the console: `fieldtui rebuild {host or 'HOST'}{found.group(1)}`"
+
+
+def benchmark_table(run: BenchmarkRun, host: str | None = None) -> list[str]:
     """One rendering of a benchmark run for both command lines: a row per configuration, the per-frame
-    latency and FPS side by side, and the change against the previous run of the same configuration."""
+    latency and FPS side by side, and the change against the previous run of the same configuration.
+    ``host``: the device as the console names it (its reasons then say how to act from the console)."""
     lines = [
         f"model {run.model} ({run.model_sha256[:12]}) on device {run.device_id[:12]}, run {run.id[:12]}",
         f"{'mode':<8} {'backend':<12} {'prec':<5} {'thr':>7} {'batch':>5} {'sha256':<8} {'engine':<24} "
@@ -149,15 +205,11 @@ def benchmark_table(run: BenchmarkRun) -> list[str]:
             f"{(r.model_sha256 or '-')[:8]:<8} {r.engine_key or '-':<24}"
         )
         if r.status != "ok":
-            lines.append(f"{head}  {r.status}: {r.reason}")
+            reason = with_console_hint(r.reason, host) if host else r.reason
+            lines.append(f"{head}  {r.status}: {reason}")
             continue
         lat, sys_ = r.latency, r.system
-        cmp = r.comparison
-        versus = (
-            "first run"
-            if cmp is None
-            else f"{cmp.verdict} (p50 {_fmt(cmp.p50_change_pct, '+.1f')}%, fps {_fmt(cmp.fps_change_pct, '+.1f')}%)"
-        )
+        versus = comparison_text(r.comparison)
         lines.append(
             f"{head} {_fmt(lat.p50_ms if lat else None, '.2f'):>8} "
             f"{_fmt(lat.p99_ms if lat else None, '.2f'):>8} {_fmt(r.per_frame_ms, '.2f'):>9} "

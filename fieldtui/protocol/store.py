@@ -20,6 +20,7 @@ HistoryAction = Literal[
     "startup",
     "pull",
     "forwarding",  # Trio endpoint
+    "forwarding_settings",  # forwarding on or off, mode, rules, key
 ]
 HistoryOutcome = Literal[
     "started",  # in progress (a row left so by a crash is closed as "interrupted" at the next start)

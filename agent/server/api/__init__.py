@@ -24,6 +24,7 @@ from agent.server.api import (
     models,
     pipeline,
     problems,
+    series,
     snapshot,
     system,
 )
@@ -69,6 +70,7 @@ def create_app(service: AgentService) -> FastAPI:
         benchmarks,
         engines,
         cameras,
+        series,
     ):
         app.include_router(module.router)
     # Middleware added last runs first: the catch-all wraps auth, which wraps the in-flight limit
