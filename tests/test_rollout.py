@@ -8,6 +8,7 @@ keeps its boxes but at a confidence that collapses against the others': it fails
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -29,7 +30,7 @@ from tests.conftest import REPO, START_TIMEOUT_S, STOP_TIMEOUT_S, RunningAgent, 
 from tests.console_cli import fail_line, run
 
 SITE = 6
-PROBATION_S = 2
+PROBATION_S = 1
 SOURCE = "demo:?fps=8&size=160x120"
 
 
@@ -86,9 +87,12 @@ def site(tmp_path_factory, tiny_model) -> Iterator[list[RunningAgent]]:
             agents.append(agent)
             stops.append(stop)
         yield agents
-    finally:
-        for stop in reversed(stops):
-            stop()
+    finally:  # all at once: each waits for its uvicorn to finish its connections
+        threads = [threading.Thread(target=stop) for stop in stops]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(2 * STOP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +358,48 @@ def test_an_unreachable_device_is_reported_and_does_not_hold_up_its_wave(site, c
     canary_done = next(d for d in state["devices"] if d["name"] == "cam-0")["updated_at"]
     assert silent_d["updated_at"] - canary_done < 2 + 5
     assert took < 4 * (PROBATION_S + 2) + 2 + 10
+
+
+def test_the_runner_pauses_resumes_and_aborts_rolling_back_what_took_the_new_version(site, console, tmp_path):
+    """The API the TUI drives: pause after the canary (no device of the next wave starts), resume, then
+    abort while the next wave is on probation: every device that took the new version goes back."""
+    from fieldtui.push import hash_file
+    from fieldtui.rollout import RolloutPlan, RolloutRunner, RolloutState
+
+    model = sm.detector(tmp_path / "v4.onnx", seed=4)
+    keys = [e.key for e in console.load()][:3]
+    before = [serving(a) for a in site[:3]]
+    plan = RolloutPlan(
+        id="test-abort",
+        model=str(model),
+        version="v4",
+        sha256=asyncio.run(hash_file(model)),
+        devices=keys,
+        canary=1,
+        waves=wave_sizes(3, 1, "100%"),
+        device_timeout_s=10,
+    )
+    store = RolloutStore(tmp_path / "rollouts")
+    seen: dict[str, object] = {}
+
+    def on_change(state: RolloutState) -> None:
+        canary, *rest = state.devices
+        if canary.stage == "done" and "paused" not in seen:
+            seen["paused"] = [d.stage for d in rest]
+            runner.pause()
+            asyncio.get_running_loop().call_later(
+                0.6, lambda: (seen.setdefault("resumed", [d.stage for d in rest]), runner.resume())
+            )
+        if any(d.stage == "probation" for d in rest) and "aborted" not in seen:
+            seen["aborted"] = True
+            runner.abort("the technician saw enough")
+
+    runner = RolloutRunner(RolloutState.start(plan), store=store, devices=console, on_change=on_change)
+    final = asyncio.run(runner.run())
+    assert seen["paused"] == ["queued", "queued"] and seen["resumed"] == ["queued", "queued"]
+    assert final.status == "aborted" and final.abort_reason == "the technician saw enough"
+    assert [d.stage for d in final.devices].count("rolled_back") >= 2, final.devices
+    assert all(d.stage in ("rolled_back", "skipped") for d in final.devices), final.devices
+    assert "back on" in final.devices[0].reason and "aborted" in final.devices[0].reason
+    assert [serving(a) for a in site[:3]] == before
+    assert store.load("test-abort").status == "aborted"

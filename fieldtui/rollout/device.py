@@ -139,10 +139,10 @@ class DeviceStep:
         job = await link.activate(plan.version)
         self._via(link)
         if job.state != "succeeded":
-            still = _label(d.previous_version)
-            return self._stage(
-                "failed", f"activation {job.state}: {job.error or '?'} ({still} keeps serving)"
-            )
+            error = job.error or "no reason given"
+            if "keeps serving" not in error:
+                error += f" ({_label(d.previous_version)} keeps serving)"
+            return self._stage("failed", f"activation {job.state}: {error}")
         await self.watch(link, activated=job.result or {})
 
     async def watch(self, link: DeviceLink, activated: dict[str, Any] | None = None) -> None:
@@ -197,8 +197,9 @@ class DeviceStep:
 
     # --- the abort --------------------------------------------------------------------------------
 
-    async def roll_back(self, link: DeviceLink, why: str) -> None:
-        """After an abort: back to the last good model if the device serves this rollout's version."""
+    async def roll_back(self, link: DeviceLink) -> None:
+        """After an abort: back to the last good model if the device serves this rollout's version (the
+        state's ``abort_reason`` says why)."""
         d, plan = self.d, self.plan
         deadline = time.monotonic() + plan.device_timeout_s
         while True:
@@ -212,9 +213,7 @@ class DeviceStep:
                 if job.state != "succeeded":
                     return self._stage(d.stage, f"rollback {job.state}: {job.error or '?'}")
                 target = (job.result or {}).get("version")
-                return self._stage(
-                    "rolled_back", f"back on {_label(target)}: the rollout was aborted ({why})"
-                )
+                return self._stage("rolled_back", f"back on {_label(target)}: the rollout was aborted")
             if verdict in BAD_VERDICTS:
                 return self._stage("rolled_back", mine.verdict_reason if mine else verdict)
             # An activation submitted before the abort may still swap in: watch it for a moment.

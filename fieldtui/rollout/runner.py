@@ -133,9 +133,12 @@ class RolloutRunner:
                 f"{path} changed since rollout {plan.id} started (sha256 {plan.sha256[:12]}… expected): "
                 "put the original back, or start a new rollout with a new version name"
             )
-        for d in state.devices:  # --resume tries unreachable devices again
-            if d.stage == "unreachable":
+        for d in state.devices:
+            if d.stage == "unreachable":  # --resume tries unreachable devices again
                 d.stage, d.reason = "queued", ""
+            if d.name in ("", d.device):  # a plan made without names: the saved device's
+                entry = self.devices.find(d.device)
+                d.name = entry.device.name if entry is not None else d.device
         if state.status == "failed":
             state.abort_reason = ""
         state.status = "running" if self._unpaused.is_set() else "paused"
@@ -265,7 +268,7 @@ class RolloutRunner:
                         return self._set(d, "failed", "forgotten since the rollout began: not rolled back")
                     try:
                         async with self.link_factory(entry, plan.device_timeout_s) as link:
-                            await DeviceStep(self, d, entry).roll_back(link, state.abort_reason)
+                            await DeviceStep(self, d, entry).roll_back(link)
                     except Exception as err:  # noqa: BLE001 - reported on the device, the others go on
                         why = unreachable_reason(err, plan.device_timeout_s) or str(err)
                         self._set(d, d.stage, f"rollback failed: {why}")
