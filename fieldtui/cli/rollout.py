@@ -144,6 +144,8 @@ def device_line(d) -> str:
     if d.stage == "probation" and d.probation_ends_at:
         what += f" ({max(0.0, d.probation_ends_at - time.time()):.0f} s left)"
     via = f" via {d.via}" if d.via else ""
+    if d.via == "ssh" and d.link_note:
+        via += f" ({d.link_note})"
     return f"wave {d.wave + 1}  {d.name:<16} {what}{via}" + (f": {d.reason}" if d.reason else "")
 
 

@@ -71,6 +71,11 @@ class DeviceStep:
 
     # --- helpers --------------------------------------------------------------------------------
 
+    def notice(self, line: str) -> None:
+        """The link left HTTP for SSH: kept as the device's ``link_note`` (its ``via`` then says ssh)."""
+        self.d.link_note = line
+        self.runner.changed(save=False)
+
     def _via(self, link: DeviceLink) -> None:
         via = "ssh" if link.kind == "ssh" else "http"
         if self.d.via != via:

@@ -92,6 +92,7 @@ class DeviceProgress(BaseModel):
     percent: float = Field(default=0.0, description="upload progress, 0-100")
     reason: str = ""
     via: Literal["http", "ssh", ""] = ""
+    link_note: str = Field(default="", description="why HTTP was left for SSH, when it was")
     probation_ends_at: float | None = Field(default=None, description="unix time its probation ends")
     pushed: bool = Field(default=False, description="the device holds these bytes: never sent twice")
     previous_version: str | None = Field(default=None, description="what it served before")

@@ -39,7 +39,8 @@ from fieldtui.rollout.plan import FINAL_STAGES, DeviceProgress, RolloutError, Ro
 from fieldtui.rollout.store import RolloutStore
 
 ChangeFn = Callable[[RolloutState], None]
-LinkFactory = Callable[[SavedDevice, float], DeviceLink]
+# (saved device, device timeout, notice): the link to use; notice(line) says why HTTP was left for SSH
+LinkFactory = Callable[[SavedDevice, float, Callable[[str], None]], DeviceLink]
 
 
 class DeviceStore(Protocol):
@@ -48,12 +49,9 @@ class DeviceStore(Protocol):
     def find(self, text: str) -> SavedDevice | None: ...
 
 
-def _quiet(_line: str) -> None:
-    """Fallback notices are not printed: the device's ``via`` records which link got through."""
-
-
-def default_link(entry: SavedDevice, timeout: float) -> DeviceLink:
-    return open_link(entry, notice=_quiet, timeout=timeout, job_timeout=max(120.0, timeout))
+def default_link(entry: SavedDevice, timeout: float, notice: Callable[[str], None]) -> DeviceLink:
+    """HTTP, falling back to SSH for a device paired over SSH (fieldtui/link/fallback.py)."""
+    return open_link(entry, notice=notice, timeout=timeout, job_timeout=max(120.0, timeout))
 
 
 class RolloutRunner:
@@ -195,7 +193,7 @@ class RolloutRunner:
             return
         step = DeviceStep(self, d, entry)
         try:
-            async with self.link_factory(entry, plan.device_timeout_s) as link:
+            async with self.link_factory(entry, plan.device_timeout_s, step.notice) as link:
                 await step.run(link)
         except asyncio.CancelledError:
             if self._abort is None:
@@ -267,8 +265,9 @@ class RolloutRunner:
                     if entry is None:
                         return self._set(d, "failed", "forgotten since the rollout began: not rolled back")
                     try:
-                        async with self.link_factory(entry, plan.device_timeout_s) as link:
-                            await DeviceStep(self, d, entry).roll_back(link)
+                        step = DeviceStep(self, d, entry)
+                        async with self.link_factory(entry, plan.device_timeout_s, step.notice) as link:
+                            await step.roll_back(link)
                     except Exception as err:  # noqa: BLE001 - reported on the device, the others go on
                         why = unreachable_reason(err, plan.device_timeout_s) or str(err)
                         self._set(d, d.stage, f"rollback failed: {why}")
