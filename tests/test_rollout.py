@@ -264,7 +264,11 @@ def test_a_model_failing_probation_on_the_canary_aborts_and_leaves_the_rest_alon
     site, console, models, capsys
 ):
     before = [serving(a) for a in site]
-    code, out, err = run(capsys, "rollout", str(models["weak"]), "--version", "weak", "--all", "--json")
+    for i in range(SITE):
+        console.set_tags(f"cam-{i}", ["hall"])
+    code, out, err = run(
+        capsys, "rollout", str(models["weak"]), "--version", "weak", "--tag", "hall", "--json"
+    )
     assert code == 1, err
     state = json.loads(out)
     assert state["status"] == "aborted"
@@ -341,7 +345,7 @@ def test_an_unreachable_device_is_reported_and_does_not_hold_up_its_wave(site, c
             )
         args = ["rollout", str(models["v3"]), "--version", "v3", "--devices", "cam-0,dead,silent,cam-1"]
         started = time.monotonic()
-        code, out, err = run(capsys, *args, "--device-timeout", "2", "--json")
+        code, out, err = run(capsys, *args, "--device-timeout", "2", "--soak", "2", "--json")
         took = time.monotonic() - started
     finally:
         silent.close()
@@ -353,6 +357,9 @@ def test_an_unreachable_device_is_reported_and_does_not_hold_up_its_wave(site, c
     assert stages["silent"][0] == "unreachable"
     assert state["status"] == "failed" and "--resume" in state["abort_reason"]
     assert serving(site[0]) == serving(site[1]) == "v3"
+    for name in ("cam-0", "cam-1"):  # done only after serving the soak time, probation passed or not
+        d = next(d for d in state["devices"] if d["name"] == name)
+        assert d["reason"] == "passed probation and 2 s soak" and d["updated_at"] - d["serving_since"] >= 2
     # The silent device cost its timeout, not more: the wave ended with cam-1's probation.
     silent_d = next(d for d in state["devices"] if d["name"] == "silent")
     canary_done = next(d for d in state["devices"] if d["name"] == "cam-0")["updated_at"]
@@ -403,3 +410,19 @@ def test_the_runner_pauses_resumes_and_aborts_rolling_back_what_took_the_new_ver
     assert "back on" in final.devices[0].reason and "aborted" in final.devices[0].reason
     assert [serving(a) for a in site[:3]] == before
     assert store.load("test-abort").status == "aborted"
+
+
+def test_an_unreachable_canary_proves_nothing_and_nothing_more_is_pushed(site, console, models, capsys):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    console.save_device(DeviceRecord(name="dead", host="127.0.0.1", port=port, origin=["manual"]), "t0ken")
+    code, out, err = run(
+        capsys, "rollout", str(models["v1"]), "--version", "v1again", "--devices", "dead,cam-4", "--json"
+    )
+    assert code == 1, err
+    state = json.loads(out)
+    assert state["status"] == "failed" and "no device of wave 1 could be reached" in state["abort_reason"]
+    assert [d["stage"] for d in state["devices"]] == ["unreachable", "skipped"]
+    assert uploads(site[4], "v1again") == 0

@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 from contextlib import suppress
-from pathlib import Path
 
 from pydantic import TypeAdapter
 
@@ -27,16 +26,13 @@ from fieldtui.cli.devices import print_json
 from fieldtui.config import ConsoleConfig, SavedDevice, check_tags
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol.argtypes import count, seconds
-from fieldtui.push import check_file, hash_file, model_format, valid_version
 from fieldtui.rollout import (
     RolloutError,
     RolloutPlan,
     RolloutRunner,
     RolloutState,
     RolloutStore,
-    max_failures,
-    new_id,
-    wave_sizes,
+    make_plan,
 )
 
 
@@ -70,45 +66,26 @@ def select_devices(config: ConsoleConfig, args: argparse.Namespace) -> list[Save
         chosen = config.load()
         if not chosen:
             raise ConsoleError("no saved devices: `fieldtui pair HOST` saves one; nothing was started")
-    unique: dict[str, SavedDevice] = {}
-    for entry in chosen:
-        unique.setdefault(entry.key, entry)
-    missing = [e.device.name for e in unique.values() if not e.token and e.device.ssh is None]
-    if missing:
-        raise ConsoleError(
-            f"no token is saved for {', '.join(missing)}: pair it with `fieldtui pair HOST`; nothing was started"
-        )
-    return list(unique.values())
+    return chosen
 
 
 def new_plan(args: argparse.Namespace, config: ConsoleConfig) -> tuple[RolloutPlan, dict[str, str]]:
     """The plan the flags describe, everything checked; (plan, device names by key)."""
     if not args.model or not args.version:
         raise ConsoleError("give MODEL and --version V (or --resume ID to continue a rollout)")
-    if not valid_version(args.version):
-        raise ConsoleError(
-            f"version name {args.version[:80]!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '+', "
-            "starting with a letter or digit (like v7 or 2024.06.1)"
-        )
-    path = Path(args.model).expanduser().resolve()
-    check_file(path)
-    model_format(path)
     entries = select_devices(config, args)
-    waves = wave_sizes(len(entries), args.canary, args.waves)
-    limit = max_failures(args.max_failures, len(entries))
-    sha256 = asyncio.run(hash_file(path))
-    plan = RolloutPlan(
-        id=new_id(),
-        model=str(path),
-        version=args.version,
-        sha256=sha256,
-        devices=[e.key for e in entries],
-        canary=waves[0] if args.canary else 0,
-        waves=waves,
-        soak_s=args.soak,
-        max_failures=limit,
-        rollback_on_abort=not args.no_rollback_on_abort,
-        device_timeout_s=args.device_timeout,
+    plan = asyncio.run(
+        make_plan(
+            args.model,
+            args.version,
+            entries,
+            canary=args.canary,
+            waves=args.waves,
+            soak_s=args.soak,
+            failures=args.max_failures,
+            rollback_on_abort=not args.no_rollback_on_abort,
+            device_timeout_s=args.device_timeout,
+        )
     )
     return plan, {e.key: e.device.name for e in entries}
 

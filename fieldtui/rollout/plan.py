@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldtui.config import SavedDevice
 from fieldtui.errors import ConsoleError
 
 Stage = Literal[
@@ -212,3 +215,57 @@ def max_failures(text: str | int, total: int) -> int:
     if not body.isdigit():
         raise RolloutError(f"--max-failures {text!r}: use a count like 1 or a percent like 10%")
     return int(body)
+
+
+async def make_plan(
+    model: str | Path,
+    version: str,
+    devices: Sequence[SavedDevice],
+    *,
+    canary: int = 1,
+    waves: str = "100%",
+    soak_s: float | None = None,
+    failures: str | int = 0,
+    rollback_on_abort: bool = True,
+    device_timeout_s: float = 30.0,
+) -> RolloutPlan:
+    """A new plan, everything checked before the file is hashed (the CLI's flags and the TUI's dialog
+    both end here): the version name, the model file, the devices (each once, each with a token or an
+    SSH pairing), the waves and the criteria. ConsoleError (one line) for the first thing wrong."""
+    from fieldtui.push import check_file, hash_file, model_format, valid_version
+
+    if not valid_version(version):
+        raise ConsoleError(
+            f"version name {version[:80]!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '+', "
+            "starting with a letter or digit (like v7 or 2024.06.1)"
+        )
+    path = Path(model).expanduser().resolve()
+    check_file(path)
+    model_format(path)
+    unique: dict[str, SavedDevice] = {}
+    for entry in devices:
+        unique.setdefault(entry.key, entry)
+    missing = [e.device.name for e in unique.values() if not e.token and e.device.ssh is None]
+    if missing:
+        raise ConsoleError(
+            f"no token is saved for {', '.join(missing)}: pair it with `fieldtui pair HOST`; nothing was started"
+        )
+    sizes = wave_sizes(len(unique), canary, waves)
+    limit = max_failures(failures, len(unique))
+    if soak_s is not None and not (0.0 <= soak_s < math.inf):
+        raise RolloutError(f"soak {soak_s!r}: use a number of seconds, 0 or more")
+    if not (0.0 < device_timeout_s < math.inf):
+        raise RolloutError(f"device timeout {device_timeout_s!r}: use a number of seconds above 0")
+    return RolloutPlan(
+        id=new_id(),
+        model=str(path),
+        version=version,
+        sha256=await hash_file(path),
+        devices=list(unique),
+        canary=sizes[0] if canary else 0,
+        waves=sizes,
+        soak_s=soak_s,
+        max_failures=limit,
+        rollback_on_abort=rollback_on_abort,
+        device_timeout_s=device_timeout_s,
+    )
