@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -199,6 +200,19 @@ def test_hostile_input_is_one_line_and_starts_nothing(console, models, capsys, t
         assert words in line, (args, line)
         assert line.startswith("fieldtui: ") and "\n" not in line
     assert rollout_files(console) == []  # nothing half-written
+    # a rollout another console is running is refused, not raced
+    from fieldtui.rollout import RolloutPlan, RolloutState
+
+    keys = [e.key for e in console.load()][:2]
+    plan = RolloutPlan(
+        id="busy", model=good, version="v9", sha256="0" * 64, devices=keys, canary=1, waves=[1, 1]
+    )
+    store = RolloutStore(console.dir / "rollouts")
+    store.save(RolloutState.start(plan))
+    with store.lock("busy"):
+        line = fail_line(capsys, "rollout", "--resume", "busy")
+    assert f"rollout busy is being run by another console (pid {os.getpid()})" in line
+    assert store.load("busy").status == "running" and store.load("busy").devices[0].stage == "queued"
     assert all(e.tags == [] for e in console.load())
 
 
@@ -282,6 +296,7 @@ def test_a_model_failing_probation_on_the_canary_aborts_and_leaves_the_rest_alon
 
 
 def test_resume_after_the_console_is_killed_mid_wave_pushes_nothing_twice(site, console, models, capsys):
+    before = [serving(a) for a in site]
     env = _clean_env({"FIELDTUI_CONFIG_DIR": str(console.dir)})
     cmd = [
         sys.executable,
@@ -327,7 +342,7 @@ def test_resume_after_the_console_is_killed_mid_wave_pushes_nothing_twice(site, 
     assert final["status"] == "done" and all(d["stage"] == "done" for d in final["devices"])
     assert [uploads(a, "v2") for a in site] == [1] * SITE  # each device got the bytes once
     assert all(serving(a) == "v2" for a in site)
-    assert [d["previous_version"] for d in final["devices"]] == ["v1"] * SITE
+    assert [d["previous_version"] for d in final["devices"]] == before
 
 
 def test_an_unreachable_device_is_reported_and_does_not_hold_up_its_wave(site, console, models, capsys):

@@ -24,6 +24,7 @@ no new one; an abort stops those under way too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +116,16 @@ class RolloutRunner:
     # --- running --------------------------------------------------------------------------------
 
     async def run(self) -> RolloutState:
-        """Run the waves from where the state stands; the final state (also saved)."""
+        """Run the waves from where the state stands; the final state (also saved). RolloutError when
+        the rollout is over, its model file changed, or another console is running it."""
+        with self.store.lock(self.state.plan.id):
+            with contextlib.suppress(RolloutError):  # another console may have moved it on meanwhile
+                saved = self.store.load(self.state.plan.id)
+                if saved.updated_at > self.state.updated_at:
+                    self.state = saved
+            return await self._run()
+
+    async def _run(self) -> RolloutState:
         state, plan = self.state, self.state.plan
         if state.status in ("aborted", "done"):
             raise RolloutError(

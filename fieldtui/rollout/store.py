@@ -10,12 +10,20 @@ moves all the console's files.
 A file is replaced with :func:`fieldtui.protocol.files.atomic_write` (temp file, fsync, rename): a laptop
 that sleeps or loses power mid-write leaves the previous step or the new one, never half a file. The
 files hold no secret (device keys and progress, never a token), but live in a 0700 directory anyway.
+
+While a runner drives a rollout it holds an exclusive ``flock`` on ``ID.lock`` beside the file: a second
+console resuming the same rollout (another terminal, the TUI) is refused instead of racing the first one
+to the same devices. The kernel drops the lock with the process, so a killed console never leaves a
+rollout locked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -59,6 +67,30 @@ class RolloutStore:
             atomic_write(path, state.model_dump_json(indent=2) + "\n", mode=0o600)
         except OSError as err:
             raise RolloutError(f"cannot write {path}: {err.strerror}") from None
+
+    @contextlib.contextmanager
+    def lock(self, rollout_id: str) -> Iterator[None]:
+        """Hold rollout ``rollout_id`` for this process; RolloutError when another one holds it."""
+        path = self.path(rollout_id).with_suffix(".lock")
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise RolloutError(f"cannot open {path}: {err.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RolloutError(
+                    f"rollout {rollout_id} is being run by another console (pid {holder}): "
+                    "let it finish, or stop it first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def load(self, rollout_id: str) -> RolloutState:
         path = self.path(rollout_id)
