@@ -140,6 +140,7 @@ class DeviceStep:
             d.pushed, d.percent = True, 100.0
             if result.version.manifest.sha256 != plan.sha256:  # the device's own hash of what it stored
                 raise ConsoleError(f"the device stored other bytes than {plan.model} (sha256 mismatch)")
+        d.activated = True  # saved with the stage, before the request: a resumed rollout rolls it back too
         self._stage("activating", f"was serving {_label(d.previous_version)}")
         job = await link.activate(plan.version)
         self._via(link)
@@ -180,6 +181,11 @@ class DeviceStep:
             if verdict in BAD_VERDICTS:
                 reason = mine.verdict_reason if mine is not None else None
                 return self._stage("rolled_back", reason or f"{plan.version} {verdict.replace('_', ' ')}")
+            if verdict == "pending":  # over SSH with the agent stopped: current, judged at its next start
+                return self._stage(
+                    "unreachable",
+                    f"the agent is not running: {plan.version} is made current and is checked when it starts",
+                )
             if verdict == "superseded":
                 return self._stage(
                     "failed", mine.verdict_reason if mine else "another activation superseded it"
@@ -225,7 +231,7 @@ class DeviceStep:
             if d.stage != "activating" or time.monotonic() > deadline:
                 break
             await asyncio.sleep(self._poll_s(link))
-        if d.stage in ("uploading", "activating"):
+        if d.stage == "activating":
             return self._stage("skipped", f"stopped by the abort; {_label(serving)} keeps serving")
         self._stage(
             d.stage, f"no longer serves {plan.version} ({_label(serving)} does): nothing to roll back"

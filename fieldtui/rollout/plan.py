@@ -98,6 +98,7 @@ class DeviceProgress(BaseModel):
     link_note: str = Field(default="", description="why HTTP was left for SSH, when it was")
     probation_ends_at: float | None = Field(default=None, description="unix time its probation ends")
     pushed: bool = Field(default=False, description="the device holds these bytes: never sent twice")
+    activated: bool = Field(default=False, description="this rollout asked it to serve the new version")
     previous_version: str | None = Field(default=None, description="what it served before")
     serving_since: float | None = Field(
         default=None, description="unix time it began serving the new version"

@@ -265,7 +265,11 @@ class RolloutRunner:
         for d in state.devices:
             if d.stage == "queued":
                 d.stage, d.reason = "skipped", "the rollout was aborted before this device"
-        took = [d for d in state.devices if d.stage in ("uploading", "activating", "probation", "done")]
+            elif d.stage == "uploading":
+                d.stage, d.reason = "skipped", "stopped by the abort before its activation"
+            elif d.stage in ("probation", "done") and not d.activated:
+                d.reason = f"served {plan.version} before this rollout: left as it was"
+        took = [d for d in state.devices if d.activated and d.stage in ("activating", "probation", "done")]
         if plan.rollback_on_abort and took:
             gate = asyncio.Semaphore(self.concurrency)
 
@@ -285,8 +289,8 @@ class RolloutRunner:
             await asyncio.gather(*(back(d) for d in took))
         elif took:
             for d in took:
-                if d.stage in ("uploading", "activating"):
-                    d.stage, d.reason = "failed", "stopped by the abort"
+                if d.stage == "activating":
+                    d.reason = f"stopped by the abort during its activation; {plan.version} may serve"
                 else:
                     d.reason = f"kept {plan.version}: --no-rollback-on-abort"
         state.status = "aborted"
