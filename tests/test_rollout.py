@@ -292,7 +292,12 @@ def test_a_model_failing_probation_on_the_canary_aborts_and_leaves_the_rest_alon
     assert all(d["stage"] == "skipped" and not d["pushed"] for d in rest)
     assert [serving(a) for a in site] == before  # the canary rolled itself back; no other device changed
     assert all(uploads(a, "weak") == 0 for a in site[1:])
-    assert "rolled back" in run(capsys, "rollouts")[1] or "aborted" in run(capsys, "rollouts")[1]
+    row = next(
+        line for line in run(capsys, "rollouts")[1].splitlines() if line.startswith(state["plan"]["id"])
+    )
+    assert (
+        "weak" in row and "aborted" in row and "0/6" in row and "1 device failed (at most 0 allowed)" in row
+    )
 
 
 def test_resume_after_the_console_is_killed_mid_wave_pushes_nothing_twice(site, console, models, capsys):
