@@ -73,10 +73,15 @@ def _tls_column(d: DeviceRecord) -> str:
     return "pinned" if d.tls_fingerprint and "saved" in d.origin else "yes"
 
 
-def print_devices(result: DiscoveryResult, cameras: dict[str, str] | None = None) -> None:
-    """The table; a CAMERAS column (``3 cameras, 1 unhealthy``) when a device has several."""
+def print_devices(
+    result: DiscoveryResult, cameras: dict[str, str] | None = None, tags: dict[str, list[str]] | None = None
+) -> None:
+    """The table; a CAMERAS column (``3 cameras, 1 unhealthy``) when a device has several, a TAGS column
+    once a device has a tag."""
     cams = cameras or {}
-    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM", "CAMERAS")]
+    rows = [
+        ("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM", "CAMERAS", "TAGS")
+    ]
     for d in result.devices:
         state = "lost" if d.lost else "online" if {"mdns", "probe"} & set(d.origin) else "saved"
         rows.append(
@@ -91,9 +96,11 @@ def print_devices(result: DiscoveryResult, cameras: dict[str, str] | None = None
                 state,
                 ",".join(d.origin),
                 cams.get(device_key(d), "-"),
+                ",".join((tags or {}).get(device_key(d), [])) or "-",
             )
         )
-    rows = [r if cams else r[:-1] for r in rows]
+    keep = [True] * 9 + [bool(cams), any(tags.values() if tags else ())]  # optional columns only when used
+    rows = [tuple(c for c, k in zip(r, keep, strict=True) if k) for r in rows]
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
@@ -134,7 +141,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     else:
         from fieldtui.cli.cameras import discovered_cameras
 
-        print_devices(result, discovered_cameras(result.devices, config.load()))
+        seen = config.load()  # as refresh_seen left it
+        print_devices(result, discovered_cameras(result.devices, seen), {d.key: d.tags for d in seen})
     return 0
 
 
@@ -436,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.cameras import add_parser as add_cameras_parser  # cameras HOST
 
     add_cameras_parser(sub)
+    from fieldtui.cli.rollout import add_parsers as add_rollout_parsers  # rollout, rollouts, tag
+
+    add_rollout_parsers(sub)
     return parser
 
 
