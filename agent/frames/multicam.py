@@ -59,12 +59,13 @@ class CameraError(AgentError):
 
 
 def probe_batch(detector: Any, limit: int) -> int:
-    """How many frames one call may carry: 1 for a fixed batch or a model that fails on two frames."""
+    """How many frames one call may carry: the batch of a fixed-batch model (its calls are padded, see
+    Detector.infer), up to ``limit``; 1 for a fixed batch of 1 or a model that fails on two frames."""
     if limit <= 1:
         return 1
     batch_dim = detector.backend.inputs[0].shape[0]
     if isinstance(batch_dim, int):
-        return 1
+        return max(1, min(batch_dim, limit))
     one = np.full(detector.input_shape, 114 / 255, dtype=detector.input_dtype)
     try:
         single = detector.infer(one)
@@ -114,6 +115,8 @@ class MultiPipeline:
                 raise CameraError(f"camera {spec.name!r} is configured twice; names must be unique")
             self._specs[spec.name] = spec
         self._listeners: list[CameraListener] = []
+        # ``probe(camera, seconds)``: each frame's latency, capture to detections (agent/bench/cameras.py)
+        self.latency_probe: Callable[[str, float], None] | None = None
         self._post = Slot()
         self._threads: list[threading.Thread] = []
         self._closed = True
@@ -149,7 +152,7 @@ class MultiPipeline:
         for t in self._threads:
             t.start()
         self.started_at = time.time()
-        log.info("%d cameras started, batch up to %d", len(started), self.max_batch)
+        log.info("%d cameras started; %s", len(started), self.batching())
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -239,6 +242,23 @@ class MultiPipeline:
             self._listeners.remove(fn)
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def batching(self) -> str:
+        """How the cameras share the model, as the one line the status shows."""
+        n = len(self._specs)
+        dim = self.detector.backend.inputs[0].shape[0]
+        if self.max_batch > 1:
+            how = (
+                "the model's fixed batch: fewer frames are padded"
+                if isinstance(dim, int)
+                else "dynamic batch"
+            )
+            return f"batched: up to {self.max_batch} frames a call ({how})"
+        if self._batch_limit <= 1:
+            return f"batching off: the {n} cameras take turns"
+        if dim == 1:
+            return f"the model takes one frame a call (fixed batch 1): the {n} cameras take turns"
+        return f"the model does not run on a batch of 2: the {n} cameras take turns"
 
     def lane(self, name: str) -> CameraLane | None:
         self.spec(name)
@@ -410,6 +430,8 @@ class MultiPipeline:
                 for cls, c in counts.items():
                     cm.detections.labels(camera=lane.name, class_name=cls).inc(c)
         lane.latest, lane.error = (item.frame.image, dets), None
+        if (probe := self.latency_probe) is not None:
+            probe(lane.name, now - item.frame.ts)
         for fn in list(self._listeners):
             try:
                 fn(lane.name, item.frame.image, dets, det.names)

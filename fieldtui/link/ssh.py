@@ -248,7 +248,7 @@ def bench_flags(request: BenchmarkRequest, host: str) -> list[str]:
     """``fieldtui-agent bench`` flags for ``request``; what the agent's CLI cannot run is refused here."""
     if request.mode != "model":
         raise ConsoleError(
-            f"a pipeline-mode benchmark needs the agent's API; over SSH ({host}) only model mode runs"
+            f"a {request.mode}-mode benchmark needs the agent's API; over SSH ({host}) only model mode runs"
         )
     if request.accuracy_frames != BenchmarkRequest().accuracy_frames:
         raise ConsoleError("accuracy_frames cannot be set over SSH: the agent's CLI uses its default")

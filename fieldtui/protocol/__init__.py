@@ -17,6 +17,7 @@ from fieldtui.protocol.bench import (  # noqa: F401
     BenchmarkResult,
     BenchmarkRun,
     BenchMode,
+    CameraBench,
     Comparison,
     LatencyStats,
     SystemUse,

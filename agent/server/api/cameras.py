@@ -104,7 +104,9 @@ def list_cameras(service: Service) -> CameraList:
     pipeline = service.pipeline
     if isinstance(pipeline, CameraSet):
         return CameraList(
-            cameras=[_status(pipeline, spec.name) for spec in pipeline.cameras()], batch=pipeline.max_batch
+            cameras=[_status(pipeline, spec.name) for spec in pipeline.cameras()],
+            batch=pipeline.max_batch,
+            batching=pipeline.batching(),
         )
     return CameraList(cameras=[_one_camera(service)])
 
