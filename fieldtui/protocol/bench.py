@@ -38,7 +38,7 @@ class BenchmarkRequest(Model):
     duration_s: float = Field(default=5.0, gt=0, le=600, description="pipeline mode: how long to watch")
     accuracy_frames: int = Field(default=8, ge=0, le=200, description="held-out frames for agreement")
     cameras: int = Field(default=3, ge=1, le=16, description="cameras mode: how many synthetic cameras")
-    camera_fps: float = Field(default=30.0, gt=0, le=240, description="cameras mode: FPS each camera offers")
+    camera_fps: float = Field(default=30.0, gt=0, le=120, description="cameras mode: FPS each camera offers")
 
 
 class BenchmarkConfig(Model):
