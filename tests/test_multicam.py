@@ -211,3 +211,15 @@ def test_a_fixed_batch_of_one_with_several_cameras_takes_turns_and_says_so():
         )
         assert mp.max_batch == 1
         assert mp.batching() == "the model takes one frame a call (fixed batch 1): the 3 cameras take turns"
+
+
+def test_non_finite_outputs_are_counted_on_a_multi_camera_agent(run, tmp_path):
+    # As the one-camera pipeline counts them (FieldtuiModelNonFinite): NaN on the dark camera's frames.
+    from tests.test_nonfinite import dark_nan_detector
+
+    model = dark_nan_detector(tmp_path / "darknan.onnx")
+    mp = run([CameraSpec("lit", demo(1)), CameraSpec("dark", f"{demo(2)}&faults=dark@0-600")], model=model)
+    wait_until(lambda: all(mp.sample(n).frames_total >= 5 for n in ("lit", "dark")))
+    counted = mp.metrics.frames_nonfinite._value.get()  # noqa: SLF001 - the counter's own value
+    assert counted >= 5
+    assert counted <= mp.sample("dark").frames_total + 1  # the lit camera's frames are finite

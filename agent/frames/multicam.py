@@ -37,9 +37,10 @@ from agent.frames.camera_lane import CameraLane, Work, empty_sample
 from agent.frames.camera_metrics import CameraMetrics, CameraState
 from agent.frames.handoff import Closed, Slot
 from agent.frames.metrics import AgentMetrics
-from agent.frames.pipeline import _tune_process, class_counts
+from agent.frames.pipeline import _tune_process, record_frame
 from agent.frames.sources import open_source, redact
 from agent.inference import postprocess as post
+from agent.inference.nonfinite import outputs_finite
 from fieldtui.protocol import Sample, SourceStatus
 
 __all__ = ["MultiPipeline", "probe_batch"]
@@ -398,29 +399,17 @@ class MultiPipeline:
 
     def _finish(self, work: Work) -> None:
         det, lane, item = work.detector, work.lane, work.item
+        if not outputs_finite(work.outputs):  # as the one-camera pipeline: FieldtuiModelNonFinite sees it
+            self.metrics.frames_nonfinite.inc()
         t0 = time.perf_counter()
         conf = lane.spec.conf if lane.spec.conf is not None else det.conf
         dets = post.postprocess(
             work.outputs, det.output_layout, work.lb, conf=conf, iou=det.iou, max_det=det.max_det
         )
         post_s = time.perf_counter() - t0
-        counts = class_counts(dets, det.names)
         now = time.monotonic()
-        lane.stats.add_frame(
-            now,
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            scores=dets.scores,
-            counts=counts,
-        )
-        self.metrics.observe_frame(
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            counts=counts,
+        counts = record_frame(
+            lane.stats, self.metrics, now, item, work.pre_s, work.infer_s, post_s, dets, det.names
         )
         cm = self.camera_metrics
         with self._cond:  # a camera removed meanwhile keeps no series (remove_camera pops it under this lock)
