@@ -38,7 +38,7 @@ _SOURCE_LINE = re.compile(r"^\s*source\s*=")
 class ConfigWriteError(AgentError):
     """config.toml cannot be rewritten (unreadable, not writable, or a layout this writer cannot edit)."""
 
-    status = 500
+    status = 409
 
 
 def _toml_string(value: str) -> str:
@@ -73,7 +73,7 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigWriteError(
-            f"{path} is not valid TOML ({err}); fix it by hand, nothing was saved"
+            f"{path} is not valid TOML ({err}); fix it by hand, nothing was changed"
         ) from None
 
 
@@ -109,14 +109,14 @@ def _write(path: Path, text: str, want: dict[str, Any]) -> None:
         after = None
     if after != want:  # a layout the line editor misread (a multi-line string, say): write nothing
         raise ConfigWriteError(
-            f"{path} has a layout the agent cannot edit safely; the change runs but is not saved: "
+            f"{path} has a layout the agent cannot edit safely; nothing was changed: "
             "edit [[cameras]] in the file by hand"
         )
     try:
         atomic_write(path, text, mode=0o600)
     except OSError as err:
         raise ConfigWriteError(
-            f"cannot write {path}: {err.strerror}; the change runs until the agent restarts"
+            f"cannot write {path}: {err.strerror}; nothing was changed (camera changes are saved there first)"
         ) from None
 
 
