@@ -178,6 +178,10 @@ async def wait_ready(
     while time.monotonic() < deadline:
         if proc.returncode is not None:
             raise DemoError(f"the demo agent exited with status {proc.returncode}: {_tail(log)}")
+        if running_pid(home) != proc.pid:  # not listening yet: no `token` process spent on asking
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.1)
+            continue
         try:
             info = await read_token(home)
             async with AgentClient(info.api_url, info.token, info.tls_fingerprint, timeout=2.0) as client:
