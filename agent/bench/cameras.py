@@ -78,7 +78,7 @@ def run_camera_benchmark(
                         config=config,
                         status="skipped",
                         reason="the model takes one frame per call, so cameras take turns (the row below); "
-                        "export it with a dynamic batch to batch cameras",
+                        "export it with a dynamic batch (or a fixed batch of N) to batch cameras",
                         model_sha256=det.sha256,
                     )
                 )

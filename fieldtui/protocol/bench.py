@@ -18,7 +18,7 @@ class BenchmarkRequest(Model):
 
     ``mode="cameras"``: ``cameras`` synthetic demo cameras, each offering ``camera_fps``, share one copy of
     the running model for ``duration_s``, once with batching on and once with it off: total FPS and each
-    camera's p50/p95 frame latency (capture to detections)."""
+    camera's p50/p95 frame latency (capture to detections), with the first of ``threads``."""
 
     model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
 
