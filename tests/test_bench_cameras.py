@@ -52,3 +52,20 @@ def test_console_bench_cameras_flag_asks_for_the_multi_camera_benchmark():
     args = build_parser().parse_args(["bench", "dock", "--cameras", "4", "--camera-fps", "15"])
     request = _request(args)
     assert (request.mode, request.cameras, request.camera_fps) == ("cameras", 4, 15.0)
+
+
+def test_the_agent_cli_runs_it_too_for_the_ssh_path(tmp_path, capsys, demo_batch3_model):
+    """``fieldtui-agent bench --cameras N`` (what ``fieldtui bench HOST --cameras N --ssh`` runs, with
+    the flags fieldtui/link/ssh.py's bench_flags gives): the same rows, saved to the device's history."""
+    from agent.cli.main import build_parser as agent_parser
+
+    args = ["bench", "--home", str(tmp_path / "home"), "--model", str(demo_batch3_model), "--json"]
+    args += ["--cameras", "2", "--camera-fps", "8", "--duration", "0.5", "--threads", "1"]
+    parsed = agent_parser().parse_args(args)  # as `fieldtui-agent` parses them, in this process
+    assert parsed.func(parsed) == 0
+    run = BenchmarkRun.model_validate_json(capsys.readouterr().out)
+    assert [(r.config.mode, r.config.batch, r.status) for r in run.results] == [
+        ("cameras", 2, "ok"),
+        ("cameras", 1, "ok"),
+    ]
+    assert all(len(r.per_camera) == 2 for r in run.results)
