@@ -6,7 +6,9 @@ Printed, for the embedded demo model (fixed batch 1) and a copy of it with a dyn
 
 1. N demo cameras each offering ``--fps``: total processed FPS, next to a bare ``session.run`` loop at
    the batch size the agent chose (same model, same threads, ready tensors), and their ratio.
-2. Dynamic-batch model: total FPS with batching on and off, and batched / unbatched.
+2. Dynamic-batch model: total FPS with batching on and off, and batched / unbatched; then a copy built
+   for a fixed batch of 3 (as an engine or an ONNX exported with batch=3 is), its calls padded when
+   fewer frames are ready.
 3. Overload (cameras offering 200 FPS each): every camera's processed FPS and the spread
    (max - min) / max.
    Batching is also compared under the same overload.
@@ -35,17 +37,22 @@ from agent.frames.sources.demo import DemoSource  # noqa: E402
 from agent.inference.detector import Detector, demo_model_path  # noqa: E402
 
 
-def dynamic_copy(out_dir: Path) -> Path:
-    """The demo model with its batch axis declared dynamic (its graph does not depend on it)."""
+def dynamic_copy(out_dir: Path, batch: int | str = "batch") -> Path:
+    """The demo model with its batch axis declared dynamic, or fixed at ``batch`` when a number (its
+    graph does not depend on it)."""
     import onnx
 
     model = onnx.load(str(demo_model_path()))
     for value in [*model.graph.input, *model.graph.output]:
         dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "batch"
+        if isinstance(batch, int):
+            dim.ClearField("dim_param")
+            dim.dim_value = batch
+        else:
+            dim.ClearField("dim_value")
+            dim.dim_param = batch
     del model.graph.value_info[:]
-    path = out_dir / "demo-dynamic.onnx"
+    path = out_dir / f"demo-batch-{batch}.onnx"
     onnx.save(model, str(path))
     return path
 
@@ -170,6 +177,20 @@ def main() -> int:
         print(
             f"   batched / unbatched {sum(hot_on) / sum(hot_off):.2f}, batched / bare {sum(hot_on) / bare_b:.2f}"
         )
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Detector.load(dynamic_copy(Path(tmp), 3), threads=args.threads) as det,
+    ):
+        on, batch, _ = run_cameras(det, uris, s)
+        off, _, _ = run_cameras(det, uris, s, max_batch=1)
+        bare_3 = bare_fps(det, 3, args.size, s)
+        print(
+            f"\n2b. the demo model built for a fixed batch of 3 (batch {batch} chosen; fewer frames are padded)"
+        )
+        print(f"   batching on:  total {sum(on):7.1f} FPS  per camera {', '.join(f'{f:.1f}' for f in on)}")
+        print(f"   batching off: total {sum(off):7.1f} FPS (each call padded to 3 frames)")
+        print(f"   bare session.run at batch 3: {bare_3:7.1f} FPS;  batched / bare {sum(on) / bare_3:.2f}")
 
     one, many = rss_of(1, args), rss_of(n, args)
     print(f"\n4. peak RSS: 1 camera {one:.0f} MiB, {n} cameras {many:.0f} MiB, ratio {many / one:.2f}")

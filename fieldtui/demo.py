@@ -6,6 +6,10 @@ mDNS on loopback; waits until it answers; reads its token the way pairing over S
 (``fieldtui-agent token --json``); saves it as a device; and stops it cleanly (SIGTERM, wait) on exit.
 The TUI reuses it; :func:`run_demo` is the text version: one status line a second from the live samples.
 
+``--cameras N`` runs N synthetic cameras on the one demo model (``[[cameras]]`` in the demo home's
+config.toml, written by :func:`cameras_config`): ``cam1`` ... ``camN``, each its own scene (its own seed),
+the last with camera faults on a schedule, so a multi-camera dashboard has one camera going bad.
+
 One demo agent per home: the demo that starts it holds a lock on ``HOME/.demo.lock``; a second
 ``fieldtui demo`` finds the lock taken, attaches to the running agent (its own pid and port, read from
 the agent's runtime file) and says so, and leaves it running when it ends.
@@ -32,6 +36,7 @@ from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.protocol import DEFAULT_PORT, DeviceInfo, DeviceRecord, Sample, TokenInfo
 
 DEMO_FAULTS = "blur@20,dark@40,freeze@60,cover@80"
+MAX_DEMO_CAMERAS = 8
 DEMO_NAME = "fieldtui-demo"  # not the laptop's hostname: the demo must not pass for a real device
 READY_TIMEOUT = 90.0  # first start makes a certificate and loads onnxruntime: slow on a small board
 STOP_TIMEOUT = 10.0
@@ -98,11 +103,32 @@ def demo_source(faults: bool, fps: float | None = None) -> str:
     return "demo:" + ("?" + "&".join(query) if query else "")
 
 
+def cameras_config(cameras: int, faults: bool, fps: float | None = None) -> str:
+    """The demo home's config.toml for ``cameras`` synthetic cameras: each its own scene (seed), the
+    last one with faults on the schedule :data:`DEMO_FAULTS` (every one with ``faults``)."""
+    if not 2 <= cameras <= MAX_DEMO_CAMERAS:
+        raise DemoError(
+            f"--cameras {cameras}: the demo runs 2 to {MAX_DEMO_CAMERAS} cameras (1 is the default)"
+        )
+    tables = []
+    for i in range(1, cameras + 1):
+        query = [f"seed={i}"]
+        if faults or i == cameras:
+            query.append(f"faults={DEMO_FAULTS}")
+        if fps is not None:
+            query.append(f"fps={fps:g}")
+        tables.append(f'[[cameras]]\nname = "cam{i}"\nsource = "demo:?{"&".join(query)}"\n')
+    return "# written by `fieldtui demo --cameras`: the demo's synthetic cameras\n\n" + "\n".join(tables)
+
+
 def serve_command(
-    home: Path, source: str, *, port: int = 0, tls: bool = False, mdns: bool = True
+    home: Path, source: str | None, *, port: int = 0, tls: bool = False, mdns: bool = True
 ) -> list[str]:
+    """The agent's command line; ``source`` None: the cameras of the home's config.toml."""
     cmd = [sys.executable, "-m", "agent", "serve", "--home", str(home), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--source", source, "--name", DEMO_NAME]
+    cmd += ["--port", str(port), "--name", DEMO_NAME]
+    if source is not None:
+        cmd += ["--source", source]
     if mdns:
         cmd += ["--mdns-interface", "127.0.0.1"]
     else:
@@ -152,6 +178,10 @@ async def wait_ready(
     while time.monotonic() < deadline:
         if proc.returncode is not None:
             raise DemoError(f"the demo agent exited with status {proc.returncode}: {_tail(log)}")
+        if running_pid(home) != proc.pid:  # not listening yet: no `token` process spent on asking
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.1)
+            continue
         try:
             info = await read_token(home)
             async with AgentClient(info.api_url, info.token, info.tls_fingerprint, timeout=2.0) as client:
@@ -190,8 +220,10 @@ async def start_demo_agent(
     mdns: bool = True,
     fps: float | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    cameras: int = 1,
 ) -> AsyncIterator[DemoAgent]:
     """Run a local demo agent for the duration of the ``async with`` block; see the module docstring."""
+    config_text = cameras_config(cameras, faults, fps) if cameras != 1 else None  # checked before starting
     home = (home or default_home()).expanduser().absolute()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = DemoLock(home / ".demo.lock")
@@ -204,7 +236,7 @@ async def start_demo_agent(
             )
         return
     try:
-        async with _started(home, faults, config, tls, mdns, fps, ready_timeout) as demo:
+        async with _started(home, faults, config, tls, mdns, fps, ready_timeout, config_text) as demo:
             yield demo
     finally:
         lock.release()
@@ -256,9 +288,14 @@ async def _started(
     mdns: bool,
     fps: float | None,
     ready_timeout: float,
+    config_text: str | None = None,
 ) -> AsyncIterator[DemoAgent]:
     log_path = home / "demo-serve.log"
-    cmd = serve_command(home, demo_source(faults, fps), tls=tls, mdns=mdns)
+    if config_text is not None:  # several cameras: [[cameras]] in the demo home's own config.toml
+        (home / "config.toml").write_text(config_text)
+        cmd = serve_command(home, None, tls=tls, mdns=mdns)
+    else:  # --source wins over any cameras an earlier `--cameras` demo left in the home
+        cmd = serve_command(home, demo_source(faults, fps), tls=tls, mdns=mdns)
     with open(log_path, "wb") as log_file:  # this run only: its tail explains a failed start
         proc = await asyncio.create_subprocess_exec(
             *cmd,
@@ -310,9 +347,18 @@ def format_sample(sample: Sample | None) -> str:
     )
 
 
-async def watch(client: AgentClient, out: TextIO, *, interval: float = 1.0, lines: int | None = None) -> None:
-    """Print one status line per ``interval`` from the SSE samples (until cancelled, or ``lines`` lines)."""
+async def watch(
+    client: AgentClient,
+    out: TextIO,
+    *,
+    interval: float = 1.0,
+    lines: int | None = None,
+    cameras: bool = False,
+) -> None:
+    """Print one status line per ``interval`` from the SSE samples (until cancelled, or ``lines`` lines);
+    ``cameras``: one line per camera and interval, each starting with the camera's name."""
     latest: dict[str, Sample | None] = {"sample": None}
+    each: dict[str, Sample] = {}
     link: dict[str, str | None] = {"problem": None}
 
     def on_state(state: str, reason: str | None) -> None:
@@ -323,6 +369,8 @@ async def watch(client: AgentClient, out: TextIO, *, interval: float = 1.0, line
             async for event, model in events:
                 if event == "sample" and isinstance(model, Sample):
                     latest["sample"] = model
+                elif event == "camera" and isinstance(model, Sample) and model.camera_name:
+                    each[model.camera_name] = model
 
     reader = asyncio.create_task(read())
     printed = 0
@@ -332,10 +380,14 @@ async def watch(client: AgentClient, out: TextIO, *, interval: float = 1.0, line
             if reader.done():
                 reader.result()  # raises the reason the stream gave up
             problem = link["problem"]
-            out.write(
-                (f"{time.strftime('%H:%M:%S')}  {problem}" if problem else format_sample(latest["sample"]))
-                + "\n"
-            )
+            if problem:
+                text = f"{time.strftime('%H:%M:%S')}  {problem}"
+            elif cameras and each:
+                width = max(map(len, each))
+                text = "\n".join(f"{name:<{width}}  {format_sample(each[name])}" for name in sorted(each))
+            else:
+                text = format_sample(latest["sample"])
+            out.write(text + "\n")
             out.flush()
             printed += 1
     finally:
@@ -351,25 +403,33 @@ async def run_demo(
     err: TextIO = sys.stderr,
     lines: int | None = None,
     home: Path | None = None,
+    cameras: int = 1,
 ) -> None:
     """The body of ``fieldtui demo``: start, pair, watch until Ctrl-C (or ``lines`` lines), stop."""
-    err.write("starting the demo agent (model, camera, API)...\n")
+    err.write(f"starting the demo agent (model, {cameras} camera{'s' if cameras > 1 else ''}, API)...\n")
     ended: str | None = None
     try:
-        async with start_demo_agent(faults, home=home) as demo:
+        async with start_demo_agent(faults, home=home, cameras=cameras) as demo:
             ended = (
                 "left the demo agent running for the other demo" if demo.attached else "demo agent stopped"
             )
             err.write(demo_banner(demo) + "\n")
-            await _watch_demo(demo, faults, out, err, lines)
+            await _watch_demo(demo, faults, out, err, lines, cameras)
     finally:
         if ended is not None:  # after the agent stopped (or was left running), Ctrl-C included
             err.write(ended + "\n")
             err.flush()
 
 
-async def _watch_demo(demo: DemoAgent, faults: bool, out: TextIO, err: TextIO, lines: int | None) -> None:
-    if faults:
+async def _watch_demo(
+    demo: DemoAgent, faults: bool, out: TextIO, err: TextIO, lines: int | None, cameras: int = 1
+) -> None:
+    if cameras > 1:
+        which = "every camera" if faults else f"cam{cameras}"
+        err.write(
+            f"{cameras} cameras; faults on {which} at {DEMO_FAULTS} (seconds): watch its camera column.\n"
+        )
+    elif faults:
         err.write(f"camera faults at {DEMO_FAULTS} (seconds): watch the camera column.\n")
     err.flush()
-    await watch(demo.client, out, lines=lines)
+    await watch(demo.client, out, lines=lines, cameras=cameras > 1)

@@ -179,7 +179,7 @@ def run(fleet: Any = None) -> int:
     return 0
 
 
-def run_demo(faults: bool = False, *, err=sys.stderr) -> int:
+def run_demo(faults: bool = False, *, err=sys.stderr, cameras: int = 1) -> int:
     """``fieldtui demo``: a local agent, paired, on its dashboard; quitting stops the agent."""
     from fieldtui.demo import demo_banner, start_demo_agent
     from fieldtui.fleet import Fleet
@@ -187,7 +187,7 @@ def run_demo(faults: bool = False, *, err=sys.stderr) -> int:
     async def main() -> None:
         err.write("starting the demo agent (model, camera, API)...\n")
         err.flush()
-        async with start_demo_agent(faults) as demo:
+        async with start_demo_agent(faults, cameras=cameras) as demo:
             if demo.attached:
                 err.write(demo_banner(demo) + "\n")
                 err.flush()

@@ -61,7 +61,7 @@ class RulesDialog(ModalScreen["ForwardingRules | None"]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     def _submit(self) -> None:
-        doc: dict[str, object] = {}
+        doc: dict[str, object] = {"cameras": list(self.rules.cameras)}  # not edited here: kept as they were
         for name, _, _ in FIELDS:
             raw = self.query_one(f"#{name}", Input).value.strip()
             if name in LISTS:

@@ -85,6 +85,14 @@ class RunningAgent:
 
 
 @pytest.fixture(scope="session")
+def demo_batch3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model built for a fixed batch of 3 (several cameras a call; issue 19)."""
+    from tests.modelgen import demo_with_batch
+
+    return demo_with_batch(tmp_path_factory.mktemp("models-b3"), 3)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests import modelgen as mg
 

@@ -156,3 +156,23 @@ def end2end_output(rows: Sequence[tuple[float, float, float, float, float, int]]
     for i, row in enumerate(rows):
         out[i] = row
     return out[None]
+
+
+def demo_with_batch(out: Path, batch: int | str) -> Path:
+    """The demo model with its batch axis set to ``batch``: a number (a model built for a fixed batch,
+    as an engine or an ONNX exported with batch=N is) or a name (dynamic). The graph is batch-agnostic."""
+    from agent.inference.detector import demo_model_path
+
+    model = onnx.load(str(demo_model_path()))
+    for value in [*model.graph.input, *model.graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        if isinstance(batch, int):
+            dim.ClearField("dim_param")
+            dim.dim_value = batch
+        else:
+            dim.ClearField("dim_value")
+            dim.dim_param = batch
+    del model.graph.value_info[:]
+    path = out / f"demo-batch-{batch}.onnx"
+    onnx.save(model, str(path))
+    return path

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from agent.core.cameras import CameraSpec
+from agent.core.config import load_config
 from fieldtui.protocol import CameraList, CameraStatus, PipelineStatus
 from tests.conftest import REPO, RunningAgent, _clean_env, _terminate, wait_for_runtime
 from tests.test_api_events import collect
@@ -77,7 +79,10 @@ def serve(tmp_path, tiny_model):
 
 
 def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
-    agent, proc = serve(_config([("front", demo(1)), ("dead", DEAD), ("back", demo(2))]))
+    text = "# site: dock 4\n[models]\nkeep = 3  # small card\n\n"
+    text += _config([("front", demo(1)), ("dead", DEAD), ("back", demo(2))])
+    agent, proc = serve(text + "# Trio for the dock\n[forwarding]\nenabled = false\n")
+    config = agent.home / "config.toml"
     bodies: list[str] = []
     with agent.client(timeout=30) as c:
 
@@ -139,6 +144,20 @@ def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
         assert list(after) == ["front", "back"]
         assert after["front"].sample.frames_total > front_before
 
+        # Each change was saved to config.toml: mode 0600, the rest of the file as the technician wrote it.
+        saved = config.read_text()
+        assert config.stat().st_mode & 0o777 == 0o600
+        assert saved.startswith("# site: dock 4\n[models]\nkeep = 3  # small card\n")
+        assert "# Trio for the dock\n[forwarding]\nenabled = false" in saved
+        assert load_config(home=agent.home, env={}).camera_specs() == [
+            CameraSpec("front", demo(1)),
+            CameraSpec("back", demo(2)),
+        ]
+        c.put("/v1/cameras/side", json={"source": DEAD, "conf": 0.4, "enabled": False})
+        assert SECRET in config.read_text()  # the file keeps the real URI (and only the file)
+        assert c.delete("/v1/cameras/side").status_code == 204
+        saved = config.read_text()
+
         # Bad input: one clear line, nothing changes.
         bad = c.put("/v1/cameras/Bad_Name", json={"source": demo(5)})
         assert bad.status_code == 422 and "use 1-32 characters" in bad.json()["detail"]
@@ -149,6 +168,7 @@ def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
         unopenable = c.put("/v1/cameras/back", json={"source": "/no/such/file.mp4"})
         assert unopenable.status_code == 422
         assert c.get("/v1/cameras/back").json()["source"]["uri"] == demo(2)
+        assert config.read_text() == saved  # the file was put back as it was
         secret_put = c.put("/v1/cameras/back", json={"source": f"rtsp://u:{SECRET}@127.0.0.1:1/y"})
         bodies.append(secret_put.text)
         assert secret_put.status_code == 422
@@ -156,6 +176,10 @@ def test_cameras_run_side_by_side_and_change_without_stopping_the_others(serve):
         last = c.delete("/v1/cameras/front")
         assert last.status_code == 409 and "is the last one" in last.json()["detail"]
         assert [cam.name for cam in cams().cameras] == ["front"]
+        # A change that failed or was refused saved nothing; the next start reads what runs now.
+        restarted = load_config(home=agent.home, env={})
+        assert restarted.camera_specs() == [CameraSpec("front", demo(1))]
+        assert restarted.sections["models"] == {"keep": 3}
         bodies.append(c.get("/v1/logs").text)
         scrape = c.get("/metrics").text
         bodies.append(scrape)

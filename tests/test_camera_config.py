@@ -74,3 +74,39 @@ def test_a_bad_entry_is_one_line_naming_camera_and_key(tmp_path, text, expected)
 def test_bad_camera_flag_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="camera name 'Yard!' in --camera is not valid"):
         _load(tmp_path, "", camera="Yard!")
+
+
+def test_saving_cameras_rewrites_only_the_cameras(tmp_path):
+    from agent.core.config_write import save_cameras, save_source
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '# dock 4\nname = "dock"\n\n[[cameras]]\nname = "a"\nsource = "demo:"\n# old comment\n'
+        "conf = 0.3\n\n# keep me\n[models]\nkeep = 3\n"
+    )
+    path.chmod(0o644)
+    save_cameras(path, [CameraSpec("a", "demo:"), CameraSpec("b", 'rtsp://u:p"w\\@h/x', 0.5, False)])
+    text = path.read_text()
+    assert text.startswith('# dock 4\nname = "dock"\n\n# keep me\n[models]\nkeep = 3\n')
+    assert path.stat().st_mode & 0o777 == 0o600
+    cfg = load_config(home=tmp_path, env={})
+    assert cfg.camera_specs() == [CameraSpec("a", "demo:"), CameraSpec("b", 'rtsp://u:p"w\\@h/x', 0.5, False)]
+    assert cfg.name == "dock" and cfg.sections == {"models": {"keep": 3}}
+
+    one = tmp_path / "one.toml"
+    one.write_text("port = 9000\n\n[models]\nkeep = 2\n")
+    save_source(one, "rtsp://cam/1")
+    assert one.read_text() == 'port = 9000\n\nsource = "rtsp://cam/1"\n[models]\nkeep = 2\n'
+    save_source(one, "rtsp://cam/2")
+    assert load_config(home=tmp_path, config_file=one, env={}).source == "rtsp://cam/2"
+
+
+def test_a_layout_the_writer_cannot_edit_is_left_alone(tmp_path):
+    from agent.core.config_write import ConfigWriteError, save_cameras
+
+    path = tmp_path / "config.toml"
+    before = '[[cameras]]\nname = "a"\nsource = "demo:"\n\n[notes]\ntext = """\n[[cameras]]\n"""\n'
+    path.write_text(before)
+    with pytest.raises(ConfigWriteError, match="edit \\[\\[cameras\\]\\] in the file by hand"):
+        save_cameras(path, [CameraSpec("b", "demo:")])
+    assert path.read_text() == before

@@ -108,15 +108,28 @@ def test_dynamic_export_is_letterboxed_to_the_stride_rectangle_like_ultralytics(
         assert det.detect(frame).boxes[0].tolist() == pytest.approx([400, 0, 800, 320])  # (y - 70) / 0.25
 
 
-def test_fixed_batch_export_is_refused_with_what_to_do(tmp_path):
+def test_fixed_batch_export_is_fed_padded_batches_and_one_without_rows_per_image_is_refused(tmp_path):
+    # Issue 19: a model built for a fixed batch serves several cameras a call; fewer frames are padded.
     path = save_model(
         tmp_path / "b16.onnx",
         [np.zeros((16, 300, 6), np.float32)],
         input_shape=(16, 3, 320, 320),
         metadata=ultralytics_export_metadata(NAMES, 320, nms=True, batch=16),
     )
-    with pytest.raises(ModelError, match=r"fixed batch of 16 images.*re-export it with batch=1"):
-        Detector.load(path)
+    with Detector.load(path) as det:
+        assert det.fixed_batch == 16
+        tensor, _ = det.preprocess(np.zeros((240, 320, 3), np.uint8))
+        assert [o.shape for o in det.infer(tensor)] == [(1, 300, 6)]
+    broken = save_model(
+        tmp_path / "b16-one-row.onnx",
+        [np.zeros((1, 300, 6), np.float32)],
+        input_shape=(16, 3, 320, 320),
+        metadata=ultralytics_export_metadata(NAMES, 320, nms=True, batch=16),
+    )
+    with pytest.raises(
+        ModelError, match=r"fixed batch of 16 images but its outputs do not have one row per "
+    ):
+        Detector.load(broken)
 
 
 def test_dynamic_in_name_only_is_fed_squares(tmp_path, caplog):

@@ -12,6 +12,7 @@ import pytest
 
 from tests.test_prometheus_rules import (
     PROMTOOL,
+    multi_camera_names,
     needs_promtool,
     promql_metric_names,
     promtool,
@@ -73,6 +74,7 @@ def test_the_panels_a_technician_expects(dashboard: dict[str, Any]) -> None:
 
 def test_queries_name_only_metrics_a_live_agent_exports(agent_proc, dashboard: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     _, exported = scrape_when_ready(agent_proc.url)
+    exported |= multi_camera_names()  # the per-camera panels: what a multi-camera agent adds
     for title, queries in exprs(dashboard).items():
         for q in queries:
             unknown = promql_metric_names(q) - exported - {"up"}  # up: Prometheus's own, per target
@@ -85,9 +87,31 @@ def test_queries_are_valid_promql(dashboard: dict[str, Any], tmp_path: Path) -> 
     assert PROMTOOL is not None
     lines = ["groups:", "  - name: dashboard", "    rules:"]
     for n, q in enumerate(q for qs in exprs(dashboard).values() for q in qs):
-        filled = re.sub(r"\$__rate_interval", "1m", q).replace("$device", "dock-cam")
+        filled = re.sub(r"\$__rate_interval", "1m", q).replace("$device", "dock-cam").replace("$camera", ".*")
         lines += [f"      - record: dashboard_query_{n}", f"        expr: {json.dumps(filled)}"]
     path = tmp_path / "dashboard.rules.yml"
     path.write_text("\n".join(lines) + "\n")
     done = promtool("check", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_camera_variable_and_per_camera_panels(dashboard: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    camera = variables["camera"]
+    assert camera["multi"] and camera["includeAll"] and camera["allValue"] == ".*"
+    assert camera["definition"].startswith("label_values(fieldtui_agent_camera_enabled{")
+    assert camera["definition"].endswith(", camera)") and 'device_name=~"$device"' in camera["definition"]
+    per_camera = {t: q for t, q in exprs(dashboard).items() if t.startswith("Per camera:")}
+    assert len(per_camera) == 5
+    for title, queries in per_camera.items():
+        for q in queries:
+            assert 'camera=~"$camera"' in q, (title, q)
+    text = json.dumps(per_camera)
+    for name in ("fieldtui_agent_camera_fps", "fieldtui_agent_frame_latency_seconds_bucket",
+                 "fieldtui_agent_camera_confidence_avg", "fieldtui_agent_camera_drop_rate",
+                 "fieldtui_agent_camera_source_up", "fieldtui_agent_camera_health_ok"):  # fmt: skip
+        assert name in text, name
+    by_title = {p["title"]: p for p in all_panels(dashboard)}
+    assert all("{{camera}}" in t["legendFormat"] for t in by_title["Per camera: FPS"]["targets"])
+    steps = by_title["Per camera: detection confidence"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 0.6]

@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 from agent.core.cameras import CameraSpec
 from agent.core.errors import SourceError
 from agent.frames.multicam import CameraError, MultiPipeline
-from agent.inference.detector import Detector, demo_model_path
+from agent.inference.detector import Detector
+from tests.modelgen import demo_with_batch
 
 DEAD = "rtsp://admin:pw-s3cret@127.0.0.1:1/x"
 
@@ -36,18 +37,12 @@ def demo(seed: int, fps: int = 10) -> str:
 
 @pytest.fixture(scope="module")
 def dynamic_model(tmp_path_factory) -> Path:
-    """The demo model with its batch axis declared dynamic (the graph itself is batch-agnostic)."""
-    import onnx
+    return demo_with_batch(tmp_path_factory.mktemp("dyn"), "batch")
 
-    model = onnx.load(str(demo_model_path()))
-    for value in [*model.graph.input, *model.graph.output]:
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "batch"
-    del model.graph.value_info[:]
-    path = tmp_path_factory.mktemp("dyn") / "demo-dynamic.onnx"
-    onnx.save(model, str(path))
-    return path
+
+@pytest.fixture
+def batch3_model(demo_batch3_model) -> Path:
+    return demo_batch3_model
 
 
 @pytest.fixture
@@ -181,3 +176,50 @@ def test_a_model_swap_keeps_every_camera_running_and_rechecks_the_batch(run, dyn
     finally:
         mp.stop()
         new.close()
+
+
+def test_a_fixed_batch_of_three_is_filled_by_the_cameras_and_padded_when_fewer_are_ready(run, batch3_model):
+    # Two cameras for a batch of three: every call is padded, and each camera gets its own rows back.
+    mp = run([CameraSpec("a", demo(1, fps=15)), CameraSpec("b", demo(2, fps=15))], model=batch3_model)
+    assert mp.max_batch == 3
+    assert (
+        mp.batching() == "batched: up to 3 frames a call (the model's fixed batch: fewer frames are padded)"
+    )
+    wait_until(lambda: all(mp.sample(n).frames_total >= 10 for n in ("a", "b")))
+    assert all(mp.lane(n).error is None for n in ("a", "b"))
+    calls = mp.camera_metrics.batch_size.collect()[0]
+    count = next(s.value for s in calls.samples if s.name.endswith("_count"))
+    total = next(s.value for s in calls.samples if s.name.endswith("_sum"))
+    assert count > 0 and 1 <= total / count <= 2  # real frames only: the padding is not counted
+
+    with Detector.load(batch3_model, threads=1) as fixed, Detector.load(None, threads=1) as one:
+        assert fixed.fixed_batch == 3 and one.fixed_batch == 1
+        frames = [np.random.default_rng(i).integers(0, 255, (120, 160, 3), dtype=np.uint8) for i in range(3)]
+        tensors = [fixed.preprocess(f)[0] for f in frames]
+        for n in (1, 2, 3):  # padded to three, cut back to n rows, each the frame's own
+            outs = fixed.infer(np.concatenate(tensors[:n]))
+            for i in range(n):
+                for a, b in zip(one.infer(tensors[i]), outs, strict=True):
+                    assert b.shape[0] == n
+                    np.testing.assert_allclose(a, b[i : i + 1], rtol=1e-4, atol=1e-4)
+
+
+def test_a_fixed_batch_of_one_with_several_cameras_takes_turns_and_says_so():
+    with Detector.load(None, threads=1) as det:
+        mp = MultiPipeline(
+            det, [CameraSpec("a", demo(1)), CameraSpec("b", demo(2)), CameraSpec("c", demo(3))]
+        )
+        assert mp.max_batch == 1
+        assert mp.batching() == "the model takes one frame a call (fixed batch 1): the 3 cameras take turns"
+
+
+def test_non_finite_outputs_are_counted_on_a_multi_camera_agent(run, tmp_path):
+    # As the one-camera pipeline counts them (FieldtuiModelNonFinite): NaN on the dark camera's frames.
+    from tests.test_nonfinite import dark_nan_detector
+
+    model = dark_nan_detector(tmp_path / "darknan.onnx")
+    mp = run([CameraSpec("lit", demo(1)), CameraSpec("dark", f"{demo(2)}&faults=dark@0-600")], model=model)
+    wait_until(lambda: all(mp.sample(n).frames_total >= 5 for n in ("lit", "dark")))
+    counted = mp.metrics.frames_nonfinite._value.get()  # noqa: SLF001 - the counter's own value
+    assert counted >= 5
+    assert counted <= mp.sample("dark").frames_total + 1  # the lit camera's frames are finite

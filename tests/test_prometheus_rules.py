@@ -70,6 +70,22 @@ def scrape_when_ready(agent_url: str) -> tuple[str, set[str]]:
         time.sleep(0.2)
 
 
+def multi_camera_names() -> set[str]:
+    """Sample names only a multi-camera agent exports (``fieldtui_agent_camera_*{camera}``, the frame
+    latency), from the agent's own per-camera metrics with one running camera's state."""
+    from prometheus_client import generate_latest
+
+    from agent.frames.camera_metrics import CameraMetrics, CameraState
+    from agent.frames.metrics import AgentMetrics
+
+    cm = CameraMetrics(AgentMetrics())
+    cm.set_state_provider(lambda: [CameraState("front", True, 5.0, 0.1, 0.8, True, True)])
+    cm.frames.labels(camera="front").inc()
+    cm.frame_latency.labels(camera="front").observe(0.05)
+    body = generate_latest(cm.agent.registry).decode()
+    return {s.name for fam in text_string_to_metric_families(body) for s in fam.samples}
+
+
 def test_promql_metric_names() -> None:
     expr = (
         "histogram_quantile(0.95, sum by (le, device_name) (rate(inference_latency_seconds_bucket"
@@ -180,6 +196,25 @@ def test_live_agent_metrics_pass_promtool_check_metrics(live_metrics: tuple[str,
 def test_rules_only_use_metrics_the_agent_exports(live_metrics: tuple[str, set[str]]) -> None:
     _, exported = live_metrics
     assert {"inference_latency_seconds_bucket", "frame_drop_rate", "fieldtui_agent_camera_ok"} <= exported
+    per_camera = multi_camera_names()
+    assert {"fieldtui_agent_camera_confidence_avg", "fieldtui_agent_camera_enabled"} <= per_camera
+    exported = exported | per_camera
     for alert, expr in alert_rules().items():
         unknown = promql_metric_names(expr) - exported - {"up"} - PER_ENGINE
         assert not unknown, f"{alert} uses {sorted(unknown)}, which no agent exports"
+
+
+def test_camera_alerts_name_the_camera_on_a_multi_camera_agent() -> None:
+    """Each camera alert reads the per-camera series (and so carries the camera label) and leaves out
+    the device-level series of a multi-camera agent; its summary names the camera."""
+    rules, text = alert_rules(), RULES.read_text()
+    for alert, per_camera in (
+        ("FieldtuiLowConfidence", "fieldtui_agent_camera_confidence_avg"),
+        ("FieldtuiCameraUnhealthy", "fieldtui_agent_camera_health_ok"),
+        ("FieldtuiSourceDown", "fieldtui_agent_camera_source_up"),
+        ("FieldtuiFrameDrops", "fieldtui_agent_camera_drop_rate"),
+    ):
+        assert per_camera in rules[alert], alert
+        assert "unless on(job, instance) fieldtui_agent_camera_enabled" in rules[alert], alert
+        block = text.split(f"- alert: {alert}\n", 1)[1].split("- alert:", 1)[0]
+        assert "{{ with $labels.camera }} camera {{ . }}{{ end }}" in block, alert

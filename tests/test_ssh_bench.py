@@ -45,7 +45,8 @@ def test_bench_over_ssh_refuses_what_the_agent_cli_cannot_run(capsys, console, s
     ok_json(capsys, "pair", "dock-1", "--accept-new", "--json")
     line = fail_line(capsys, "bench", "dock-1", "--ssh", "--mode", "pipeline")
     assert line == (
-        "fieldtui: a pipeline-mode benchmark needs the agent's API; over SSH (dock-1) only model mode runs"
+        "fieldtui: a pipeline-mode benchmark needs the agent's API; over SSH (dock-1) only model and cameras "
+        "mode run"
     )
 
 
@@ -65,3 +66,18 @@ def test_bench_flags_map_every_option():
     assert "--threads" not in bench_flags(BenchmarkRequest(), "h")  # [None]: the runtime's default
     with pytest.raises(Exception, match="cannot mix"):
         bench_flags(BenchmarkRequest(threads=[None, 2]), "h")
+    cameras = BenchmarkRequest(mode="cameras", cameras=4, camera_fps=15.0, duration_s=3.0, threads=[2])
+    assert bench_flags(cameras, "h") == [
+        *(
+            "--cameras",
+            "4",
+            "--camera-fps",
+            "15",
+            "--duration",
+            "3",
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            "2",
+        )
+    ]

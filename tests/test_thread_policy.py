@@ -200,3 +200,28 @@ def test_a_model_loaded_with_a_thread_count_keeps_it():
     finally:
         pipeline.stop()
         detector.close()
+
+
+def test_several_cameras_are_measured_together_on_their_shared_session():
+    """A multi-camera agent measures the one session its cameras share on every camera's frames: two
+    demo cameras at 6 FPS each give the trials about 12 FPS (one camera's frames alone would be 6)."""
+    from agent.core.cameras import CameraSpec
+    from agent.frames.cameraset import CameraSet
+
+    detector = Detector.load(demo_model_path())
+    cams = [CameraSpec(n, f"demo:?fps=6&size=160x120&seed={i}") for i, n in enumerate(("a", "b"), 1)]
+    pipeline = CameraSet(detector, cams, metrics=AgentMetrics())
+    try:
+        pipeline.start()
+        status = wait_for(lambda: (s := pipeline.status().threads) and s.mode == "measured" and s, 60.0)
+        assert {(t.threads, t.spinning) for t in status.trials} == set(candidates(cores()))
+        assert max(t.fps for t in status.trials) > 9.0, status.trials  # both cameras' frames counted
+        best = choose(status.trials, live=True)  # demo cameras are live: the cheapest that keeps up
+        assert (detector.backend.threads, detector.backend.spinning) == (best.threads, best.spinning)
+        # PUT /v1/pipeline/threads fixes it for every camera at once
+        assert pipeline.tuner.set_fixed(1).mode == "fixed" and detector.backend.threads == 1
+        before = {n: pipeline.sample(n).frames_total for n in ("a", "b")}
+        wait_for(lambda: all(pipeline.sample(n).frames_total > before[n] + 3 for n in ("a", "b")))
+    finally:
+        pipeline.stop()
+        detector.close()

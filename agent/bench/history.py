@@ -18,7 +18,10 @@ from fieldtui.protocol.benchnoise import judge
 
 
 def config_key(config: BenchmarkConfig) -> str:
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    data = config.model_dump(mode="json")
+    if data.get("cameras") is None:  # rows stored before the multi-camera benchmark keep their key
+        data.pop("cameras", None)
+    return json.dumps(data, sort_keys=True)
 
 
 def _pct(new: float | None, old: float | None) -> float | None:

@@ -63,6 +63,19 @@ class Benchmarks:
         progress = ctx.progress if ctx else None
         if request.mode == "pipeline":
             results = [run_pipeline_benchmark(pipeline, request.duration_s, check=check, progress=progress)]
+        elif request.mode == "cameras":
+            from agent.bench.cameras import run_camera_benchmark
+
+            results = run_camera_benchmark(
+                Path(detector.path),
+                cameras=request.cameras,
+                camera_fps=request.camera_fps,
+                duration_s=request.duration_s,
+                threads=request.threads[0],
+                backend=info.backend,
+                check=check,
+                progress=progress,
+            )
         else:
             if progress:
                 progress(0.0, "capturing frames from the live source")

@@ -47,6 +47,10 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
         "batch_sizes": args.batch,
         "iterations": args.iterations,
         "warmup": args.warmup,
+        "mode": "cameras" if args.cameras is not None else None,
+        "cameras": args.cameras,
+        "camera_fps": args.camera_fps,
+        "duration_s": args.duration,
     }
     try:
         return BenchmarkRequest(**{k: v for k, v in fields.items() if v is not None})
@@ -76,7 +80,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from agent.engines.store import EngineStore
 
     engines = EngineStore(home.engines_dir)  # INT8 etc. from engines built from this model
-    results = run_model_benchmarks(model, request, frames, progress=progress, engines=engines)
+    if request.mode == "cameras":
+        from agent.bench.cameras import run_camera_benchmark
+
+        results = run_camera_benchmark(
+            model,
+            cameras=request.cameras,
+            camera_fps=request.camera_fps,
+            duration_s=request.duration_s,
+            threads=request.threads[0],
+            backend=request.backends[0],
+            progress=progress,
+        )
+    else:
+        results = run_model_benchmarks(model, request, frames, progress=progress, engines=engines)
     progress.end()
     run = BenchmarkRun(
         id=uuid.uuid4().hex,
@@ -109,5 +126,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=None, help="timed calls per configuration (50)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (5)")
     p.add_argument("--frames", default=None, metavar="DIR", help="images to run on (default: demo scene)")
+    p.add_argument(
+        "--cameras",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N synthetic cameras on the model, batching on and off",
+    )
+    p.add_argument(
+        "--camera-fps", type=float, default=None, help="with --cameras: FPS each camera offers (30)"
+    )
+    p.add_argument("--duration", type=float, default=None, help="with --cameras: seconds per row (5)")
     p.add_argument("--json", action="store_true", help="print one JSON document (BenchmarkRun)")
     p.set_defaults(func=cmd_bench)

@@ -66,6 +66,8 @@ class AgentConfig:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     camera: str = DEFAULT_CAMERA  # the one camera's name when ``cameras`` is not set
     cameras: list[CameraSpec] = field(default_factory=list)
+    config_file: Path | None = None  # the file read (camera changes are saved back to it)
+    pinned: frozenset[str] = frozenset()  # keys set by the environment or flags (they beat the file)
 
     def camera_specs(self) -> list[CameraSpec]:
         """The cameras to run: ``cameras``, or the one camera ``source`` named ``camera``."""
@@ -191,4 +193,9 @@ def load_config(
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
     if (overrides or {}).get("source") is not None:
         cameras = []  # --source is the one-camera shorthand: it replaces the file's cameras
-    return AgentConfig(home=root, sections=sections, cameras=cameras, **values)
+    pinned = frozenset(
+        k for k in _KEYS if env.get(ENV_PREFIX + k.upper()) or (overrides or {}).get(k) is not None
+    )
+    return AgentConfig(
+        home=root, sections=sections, cameras=cameras, config_file=path, pinned=pinned, **values
+    )

@@ -1,11 +1,13 @@
 """Trio forwarding: rules pick frames, a bounded queue and one worker thread send them.
 
-The pipeline calls :meth:`Forwarder.on_frame` on its postprocess thread for every frame, so that call
+The pipeline calls :meth:`Forwarder.on_camera_frame` on its postprocess thread for every frame of every
+camera (:meth:`Forwarder.on_frame` for a one-camera pipeline), so that call
 only evaluates the rules and does a non-blocking put: a frame is copied only once every rule let it
 through, JPEG encoding and redaction happen on the worker, and a full queue drops the frame (counted)
 rather than wait. A slow, failing or absent cloud therefore costs the pipeline nothing but the rule
 check (a few microseconds: no lock, no Prometheus call; drops are plain counts read at scrape time).
-The checks run cheapest first: confidence and classes, the per-class cooldown, Trio's back-off after
+The checks run cheapest first: the rule's cameras, confidence and classes, the per-camera per-class
+cooldown, Trio's back-off after
 a 429, queue space, then the global token bucket, so no token is spent on a frame that could not be
 queued. The listener's state (cooldowns, bucket, drop counts) is written by that one thread only.
 
@@ -31,9 +33,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.core.cameras import DEFAULT_CAMERA
 from agent.core.home import AgentHome
 from agent.forwarding.redact import blur_boxes
-from agent.forwarding.store import ForwardingStore, endpoint
+from agent.forwarding.store import ForwardingError, ForwardingStore, endpoint
 from agent.forwarding.trio import TrioClient, failure
 from agent.frames.sources import redact
 from fieldtui.protocol import (
@@ -78,6 +81,7 @@ class _Item:
     """One frame on its way to Trio: the copy, and what the worker needs to redact and word it."""
 
     classes: list[str]
+    camera: str | None  # where the frame came from (None: a test forward without a frame)
     image: np.ndarray | None  # None in check-once mode: Trio pulls the stream itself
     boxes: np.ndarray | None
     class_ids: np.ndarray | None
@@ -88,6 +92,7 @@ class _Item:
 class _Rules:
     """The settings the listener needs, resolved once per change (read without a lock)."""
 
+    cameras: frozenset[str]
     classes: frozenset[str]
     min_confidence: float
     cooldown_s: float
@@ -145,14 +150,16 @@ class Forwarder:
         defaults: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         audit: Callable[..., None] | None = None,
+        cameras: Callable[[], list[str]] | None = None,
     ) -> None:
         self.store = ForwardingStore(home, env)
+        self._cameras = cameras or (lambda: [DEFAULT_CAMERA])  # the agent's camera names, first first
         self._audit = audit or (lambda reason, details, action="forwarding": None)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
         self._lock = threading.Lock()  # the worker's client, forward counts, the last result
         self._queue: queue.Queue[_Item] = queue.Queue(self.settings.queue_size)
-        self._cooldown: dict[str, float] = {}
+        self._cooldown: dict[tuple[str, str], float] = {}  # (camera, class) -> end of its cooldown
         self._backoff_until = 0.0
         self._forwards: Tally[str] = Tally()
         self._drops = dict.fromkeys(DROP_REASONS, 0)  # every key present: read while being counted
@@ -195,6 +202,7 @@ class Forwarder:
             self._queue = queue.Queue(settings.queue_size)  # frames waiting in the old one are let go
         self._rules: _Rules | None = (
             _Rules(
+                cameras=frozenset(r.cameras),
                 classes=frozenset(r.classes),
                 min_confidence=r.min_confidence,
                 cooldown_s=r.cooldown_s,
@@ -208,6 +216,12 @@ class Forwarder:
     def update(self, update: ForwardingUpdate) -> ForwardingState:
         """Change, validate and persist settings (and the key); ForwardingError and nothing changed
         when they cannot work."""
+        unknown = [c for c in (update.rules.cameras if update.rules else []) if c not in self._cameras()]
+        if unknown:
+            raise ForwardingError(
+                f"rules.cameras names {unknown[0]!r}, which this agent does not run; its cameras: "
+                f"{', '.join(self._cameras())} (nothing was changed)"
+            )
         with self._lock:
             before = self.settings
             had_key = self.store.key(before) is not None
@@ -282,8 +296,14 @@ class Forwarder:
     # --- the listener (postprocess thread: keep it cheap) -----------------------------------------
 
     def on_frame(self, image: np.ndarray, detections: Any, names: Mapping[int, str]) -> None:
+        """A frame of a one-camera pipeline (the agent's first camera)."""
+        self.on_camera_frame(self._cameras()[0], image, detections, names)
+
+    def on_camera_frame(
+        self, camera: str, image: np.ndarray, detections: Any, names: Mapping[int, str]
+    ) -> None:
         rules = self._rules
-        if rules is None or not len(detections):
+        if rules is None or not len(detections) or (rules.cameras and camera not in rules.cameras):
             return
         ids = detections.class_ids[detections.scores >= rules.min_confidence]
         if not ids.size:
@@ -296,7 +316,7 @@ class Forwarder:
                 return
         now = time.monotonic()
         cooldown = self._cooldown
-        ready = sorted(c for c in hit if cooldown.get(c, 0.0) <= now)
+        ready = sorted(c for c in hit if cooldown.get((camera, c), 0.0) <= now)
         q = self._queue
         if not ready:
             reason = "cooldown"
@@ -312,10 +332,11 @@ class Forwarder:
             self._drops[reason] += 1
             return
         for c in ready:
-            cooldown[c] = now + rules.cooldown_s
+            cooldown[camera, c] = now + rules.cooldown_s
         redact = rules.copy_frame and bool(rules.redact)
         item = _Item(
             classes=ready,
+            camera=camera,
             image=image.copy() if rules.copy_frame else None,
             boxes=np.array(detections.boxes) if redact else None,
             class_ids=np.array(detections.class_ids) if redact else None,
@@ -365,17 +386,24 @@ class Forwarder:
     ) -> ForwardResult:
         client = client or self._trio(settings)
         condition = settings.condition.replace("{classes}", ", ".join(item.classes) or "objects")
+        condition = condition.replace("{camera}", item.camera or "the camera")
         if settings.mode == "check-once":
             if not settings.stream_url:
-                return failure(
+                result = failure(
                     "no_stream_url",
                     "check-once mode has no stream_url; nothing was sent",
                     remediation="set stream_url with PUT /v1/forwarding, or use mode 'frame'",
                     mode="check-once",
                 )
-            return client.check_once(settings.stream_url, condition, timeout=timeout)
-        assert item.image is not None
-        return client.send_frame(settings.frame_url, self._jpeg(item, settings), condition, timeout=timeout)
+            else:
+                result = client.check_once(settings.stream_url, condition, timeout=timeout)
+        else:
+            assert item.image is not None
+            jpeg = self._jpeg(item, settings)
+            result = client.send_frame(
+                settings.frame_url, jpeg, condition, timeout=timeout, camera=item.camera
+            )
+        return result.model_copy(update={"camera": item.camera}) if item.camera else result
 
     @staticmethod
     def _jpeg(item: _Item, settings: ForwardingSettings) -> bytes:
@@ -424,7 +452,7 @@ class Forwarder:
         key = self.store.key(settings)
         if not key:
             return failure("no_key", "no Trio API key is set; nothing was sent", mode=settings.mode)
-        item = _Item(classes=[], image=None, boxes=None, class_ids=None, names={})
+        item = _Item(classes=[], camera=None, image=None, boxes=None, class_ids=None, names={})
         if settings.mode == "frame":
             latest = self._latest()
             if latest is None:
@@ -435,7 +463,7 @@ class Forwarder:
                     mode="frame",
                 )
             image, dets, names = latest
-            item.image, item.names = image.copy(), names
+            item.image, item.names, item.camera = image.copy(), names, self._cameras()[0]
             if len(dets):
                 item.boxes, item.class_ids = np.array(dets.boxes), np.array(dets.class_ids)
                 item.classes = sorted(
@@ -464,14 +492,22 @@ def attach_forwarding(service: Any) -> Forwarder:
 
         ModelHistory(service.db).add(action, None, "changed", reason=reason, details=details)
 
+    def cameras() -> list[str]:
+        if hasattr(pipeline, "cameras"):
+            return [spec.name for spec in pipeline.cameras()]
+        return [service.config.camera]
+
     forwarder = Forwarder(
         service.home,
         registry=service.metrics.registry,
         latest=latest if hasattr(pipeline, "latest") else None,
         defaults=service.config.sections.get("forwarding"),
         audit=audit,
+        cameras=cameras,
     )
-    if hasattr(pipeline, "add_listener"):
+    if hasattr(pipeline, "add_camera_listener"):  # several cameras: forwarding hears every one
+        pipeline.add_camera_listener(forwarder.on_camera_frame)
+    elif hasattr(pipeline, "add_listener"):
         pipeline.add_listener(forwarder.on_frame)
     forwarder.start()
     return forwarder

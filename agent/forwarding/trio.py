@@ -134,14 +134,22 @@ class TrioClient:
         return self._send(request, "check-once", timeout)
 
     def send_frame(
-        self, frame_url: str, jpeg: bytes, condition: str, *, timeout: float | None = None
+        self,
+        frame_url: str,
+        jpeg: bytes,
+        condition: str,
+        *,
+        timeout: float | None = None,
+        camera: str | None = None,
     ) -> ForwardResult:
-        """Frame mode: ``multipart/form-data`` with ``image`` (frame.jpg) and ``condition``."""
+        """Frame mode: ``multipart/form-data`` with ``image`` (frame.jpg), ``condition`` and, when known,
+        ``camera`` (the name of the camera the frame came from)."""
+        data = {"condition": condition} if camera is None else {"condition": condition, "camera": camera}
         request = self._http.build_request(
             "POST",
             self.url_for(frame_url),
             files={"image": ("frame.jpg", jpeg, "image/jpeg")},
-            data={"condition": condition},
+            data=data,
             headers=self._headers(),
         )
         return self._send(request, "frame", timeout)

@@ -14,38 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.core.errors import AgentError
 from agent.frames.multicam import MultiPipeline
-from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus, ThreadPolicy
+from agent.frames.thread_policy import ThreadTuner
+from fieldtui.protocol import PipelineState, PipelineStatus, Sample, SourceStatus
 
 __all__ = ["CameraSet", "camera_samples", "other_camera_findings"]
 
 Listener = Callable[[np.ndarray, Any, dict], None]
-
-_THREADS_REASON = "not measured on a multi-camera agent: the runtime's default, or threads in config.toml"
-
-
-class _Threads:
-    """The thread-policy face: a multi-camera agent does not measure (agent/frames/thread_policy.py
-    times one camera's pipeline), and says so instead of pretending."""
-
-    def __init__(self, fixed: int | None) -> None:
-        self.fixed = fixed
-
-    def status(self) -> ThreadPolicy:
-        if self.fixed is not None:
-            return ThreadPolicy(mode="fixed", threads=self.fixed, reason="threads in config.toml")
-        return ThreadPolicy(mode="default", reason=_THREADS_REASON)
-
-    def set_fixed(self, threads: int | None) -> ThreadPolicy:
-        raise AgentError(
-            "a multi-camera agent cannot change inference threads while running: "
-            "set threads in config.toml and restart the agent",
-            status=409,
-        )
-
-    def stop(self) -> None:
-        return None
 
 
 class CameraSet(MultiPipeline):
@@ -53,7 +28,8 @@ class CameraSet(MultiPipeline):
 
     def __init__(self, detector: Any, cameras: list, *, threads: int | None = None, **kw: Any) -> None:
         super().__init__(detector, cameras, **kw)
-        self.tuner = _Threads(threads)
+        # one session for every camera: its threads measured on all cameras' frames (thread_policy.py)
+        self.tuner = ThreadTuner(self, fixed=threads)
         self._wrapped: dict[Listener, Callable] = {}
 
     @property
@@ -67,6 +43,26 @@ class CameraSet(MultiPipeline):
     def start(self, *, retry: bool = False) -> None:  # cameras are always retried in the background
         if not self.running:
             super().start()
+            self.tuner.schedule("model loaded")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.tuner.stop()
+        super().stop(timeout)
+
+    def swap_detector(self, new: Any) -> Any:
+        old = super().swap_detector(new)
+        self.tuner.schedule("model swapped in")
+        return old
+
+    def camera_stats(self) -> list:
+        """Every running camera's RollingStats (the thread policy counts all their frames)."""
+        with self._cond:
+            return [lane.stats for lane in self._lanes.values()]
+
+    @property
+    def live(self) -> bool:
+        with self._cond:
+            return any(lane.capture.live for lane in self._lanes.values())
 
     def restart(self) -> None:
         self.stop()

@@ -37,9 +37,10 @@ from agent.frames.camera_lane import CameraLane, Work, empty_sample
 from agent.frames.camera_metrics import CameraMetrics, CameraState
 from agent.frames.handoff import Closed, Slot
 from agent.frames.metrics import AgentMetrics
-from agent.frames.pipeline import _tune_process, class_counts
+from agent.frames.pipeline import _tune_process, record_frame
 from agent.frames.sources import open_source, redact
 from agent.inference import postprocess as post
+from agent.inference.nonfinite import outputs_finite
 from fieldtui.protocol import Sample, SourceStatus
 
 __all__ = ["MultiPipeline", "probe_batch"]
@@ -59,12 +60,13 @@ class CameraError(AgentError):
 
 
 def probe_batch(detector: Any, limit: int) -> int:
-    """How many frames one call may carry: 1 for a fixed batch or a model that fails on two frames."""
+    """How many frames one call may carry: the batch of a fixed-batch model (its calls are padded, see
+    Detector.infer), up to ``limit``; 1 for a fixed batch of 1 or a model that fails on two frames."""
     if limit <= 1:
         return 1
     batch_dim = detector.backend.inputs[0].shape[0]
     if isinstance(batch_dim, int):
-        return 1
+        return max(1, min(batch_dim, limit))
     one = np.full(detector.input_shape, 114 / 255, dtype=detector.input_dtype)
     try:
         single = detector.infer(one)
@@ -114,6 +116,8 @@ class MultiPipeline:
                 raise CameraError(f"camera {spec.name!r} is configured twice; names must be unique")
             self._specs[spec.name] = spec
         self._listeners: list[CameraListener] = []
+        # ``probe(camera, seconds)``: each frame's latency, capture to detections (agent/bench/cameras.py)
+        self.latency_probe: Callable[[str, float], None] | None = None
         self._post = Slot()
         self._threads: list[threading.Thread] = []
         self._closed = True
@@ -149,7 +153,7 @@ class MultiPipeline:
         for t in self._threads:
             t.start()
         self.started_at = time.time()
-        log.info("%d cameras started, batch up to %d", len(started), self.max_batch)
+        log.info("%d cameras started; %s", len(started), self.batching())
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -239,6 +243,23 @@ class MultiPipeline:
             self._listeners.remove(fn)
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def batching(self) -> str:
+        """How the cameras share the model, as the one line the status shows."""
+        n = len(self._specs)
+        dim = self.detector.backend.inputs[0].shape[0]
+        if self.max_batch > 1:
+            how = (
+                "the model's fixed batch: fewer frames are padded"
+                if isinstance(dim, int)
+                else "dynamic batch"
+            )
+            return f"batched: up to {self.max_batch} frames a call ({how})"
+        if self._batch_limit <= 1:
+            return f"batching off: the {n} cameras take turns"
+        if dim == 1:
+            return f"the model takes one frame a call (fixed batch 1): the {n} cameras take turns"
+        return f"the model does not run on a batch of 2: the {n} cameras take turns"
 
     def lane(self, name: str) -> CameraLane | None:
         self.spec(name)
@@ -378,29 +399,17 @@ class MultiPipeline:
 
     def _finish(self, work: Work) -> None:
         det, lane, item = work.detector, work.lane, work.item
+        if not outputs_finite(work.outputs):  # as the one-camera pipeline: FieldtuiModelNonFinite sees it
+            self.metrics.frames_nonfinite.inc()
         t0 = time.perf_counter()
         conf = lane.spec.conf if lane.spec.conf is not None else det.conf
         dets = post.postprocess(
             work.outputs, det.output_layout, work.lb, conf=conf, iou=det.iou, max_det=det.max_det
         )
         post_s = time.perf_counter() - t0
-        counts = class_counts(dets, det.names)
         now = time.monotonic()
-        lane.stats.add_frame(
-            now,
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            scores=dets.scores,
-            counts=counts,
-        )
-        self.metrics.observe_frame(
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            counts=counts,
+        counts = record_frame(
+            lane.stats, self.metrics, now, item, work.pre_s, work.infer_s, post_s, dets, det.names
         )
         cm = self.camera_metrics
         with self._cond:  # a camera removed meanwhile keeps no series (remove_camera pops it under this lock)
@@ -410,6 +419,8 @@ class MultiPipeline:
                 for cls, c in counts.items():
                     cm.detections.labels(camera=lane.name, class_name=cls).inc(c)
         lane.latest, lane.error = (item.frame.image, dets), None
+        if (probe := self.latency_probe) is not None:
+            probe(lane.name, now - item.frame.ts)
         for fn in list(self._listeners):
             try:
                 fn(lane.name, item.frame.image, dets, det.names)

@@ -332,22 +332,16 @@ class Pipeline:
         t0 = time.perf_counter()
         dets = det.postprocess(work.outputs, work.lb)
         post_s = time.perf_counter() - t0
-        counts = class_counts(dets, det.names)
-        self.stats.add_frame(
+        record_frame(
+            self.stats,
+            self.metrics,
             time.monotonic(),
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            scores=dets.scores,
-            counts=counts,
-        )
-        self.metrics.observe_frame(
-            capture=item.capture_s,
-            preprocess=work.pre_s,
-            infer=work.infer_s,
-            postprocess=post_s,
-            counts=counts,
+            item,
+            work.pre_s,
+            work.infer_s,
+            post_s,
+            dets,
+            det.names,
         )
         self._latest = (item.frame.image, dets)
         self._processed_gen = item.source_gen
@@ -397,6 +391,35 @@ def sample_of(stats: RollingStats, camera: Any, name: str | None = None) -> Samp
         camera=camera,
         camera_name=name,
     )
+
+
+def record_frame(
+    stats: RollingStats,
+    metrics: AgentMetrics,
+    now: float,
+    item: Captured,
+    pre_s: float,
+    infer_s: float,
+    post_s: float,
+    dets: Any,
+    names: dict[int, str],
+) -> dict[str, int]:
+    """One finished frame into a camera's rolling stats and the agent's metrics (the one-camera
+    pipeline's and each camera lane's, agent/frames/multicam.py); its detections per class."""
+    counts = class_counts(dets, names)
+    stats.add_frame(
+        now,
+        capture=item.capture_s,
+        preprocess=pre_s,
+        infer=infer_s,
+        postprocess=post_s,
+        scores=dets.scores,
+        counts=counts,
+    )
+    metrics.observe_frame(
+        capture=item.capture_s, preprocess=pre_s, infer=infer_s, postprocess=post_s, counts=counts
+    )
+    return counts
 
 
 def class_counts(dets: Any, names: dict[int, str]) -> dict[str, int]:

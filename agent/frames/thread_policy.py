@@ -15,6 +15,16 @@ stages really cost; they happen on the tuner's own thread, after the first frame
 agent starts. They run again when a model is swapped in and when the frame size moves by more than
 :data:`RESIZE_FACTOR` in area. A ``threads`` setting (config.toml, ``--threads``, ``PUT
 /v1/pipeline/threads``) fixes the count instead.
+
+Several cameras (agent/frames/cameraset.py) share one session, so there is still one count to choose,
+and it is chosen the same way on what the cameras do together: a trial counts the frames *every*
+camera finishes (a frame of any camera is a frame), and drops are every camera's. With N cameras, N
+capture and preprocessing threads compete with the intra-op pool for the same cores, so the count that
+serves one camera best is often too many for three; measuring on all of them at once finds that. For
+live cameras a configuration keeps up when all of them together drop at most :data:`KEEP_UP` of their
+frames, and the cheapest of those wins. A camera added, removed or switched does not measure again
+(only a model swap and a frame-size change do, on the first camera's size); ``PUT /v1/pipeline/threads``
+asks for a new measurement or fixes the count, for every camera at once.
 """
 
 from __future__ import annotations
@@ -199,8 +209,18 @@ class ThreadTuner:
             return
         self._measure(backend, why)
 
+    def _counts(self) -> tuple[int, int]:
+        """(frames finished, frames dropped) of every camera the pipeline runs (one, or several)."""
+        each = getattr(self.pipeline, "camera_stats", None)
+        stats = each() if each is not None else [self.pipeline.stats]
+        return sum(s.frames_total for s in stats), sum(s.dropped_total for s in stats)
+
     def _frames(self) -> int:
-        return self.pipeline.stats.frames_total
+        return self._counts()[0]
+
+    def _live(self) -> bool:
+        live = getattr(self.pipeline, "live", None)
+        return bool(live if live is not None else getattr(self.pipeline.capture, "live", False))
 
     def _wait_frames(self, n: int, limit_s: float) -> bool:
         start, deadline = self._frames(), time.monotonic() + limit_s
@@ -222,8 +242,10 @@ class ThreadTuner:
         def finished(*_: Any) -> None:
             done.append((time.perf_counter(), time.process_time()))
 
-        dropped0 = self.pipeline.stats.dropped_total
-        self.pipeline.add_listener(finished)
+        dropped0 = self._counts()[1]
+        # every camera's frames (a one-camera pipeline's listener hears its one camera)
+        listen = getattr(self.pipeline, "add_camera_listener", self.pipeline.add_listener)
+        listen(finished)
         try:
             t0 = time.perf_counter()
             while True:
@@ -244,7 +266,7 @@ class ThreadTuner:
             fps=round(frames / (w1 - w0), 2),
             cpu_ms_per_frame=round((c1 - c0) * 1e3 / frames, 2),
             frames=frames,
-            dropped=self.pipeline.stats.dropped_total - dropped0,
+            dropped=self._counts()[1] - dropped0,
         )
 
     def _measure(self, backend: Any, why: str) -> None:
@@ -284,7 +306,7 @@ class ThreadTuner:
         if self.fixed:
             backend.reconfigure(self.fixed, False)
             return
-        best = choose(trials, live=bool(getattr(self.pipeline.capture, "live", False)))
+        best = choose(trials, live=self._live())
         backend.reconfigure(best.threads, best.spinning)
         time.sleep(0.2)  # let a frame still inside a trial session finish and drop it
         release_freed_memory()

@@ -158,11 +158,10 @@ class Detector:
                 f"{name} input {spec.name} is {spec.dtype}: only float32 and float16 are supported"
             )
         batch = spec.shape[0]
-        if isinstance(batch, int) and batch > 1:
-            raise ModelError(
-                f"{name} takes a fixed batch of {batch} images: the agent feeds one frame at a time; "
-                "re-export it with batch=1 (or dynamic=True)"
-            )
+        # A model built for a fixed batch of N (an engine or ONNX exported with batch=N) is fed N frames
+        # every call: several cameras fill them (agent/frames/multicam.py), and :meth:`infer` pads a
+        # call that has fewer frames with copies of its last one and hands back only the real rows.
+        self.fixed_batch: int = batch if isinstance(batch, int) and batch > 1 else 1
         h, w = _input_hw(spec.shape, info)
         self.input_shape: tuple[int, int, int, int] = (1, 3, h, w)
         self.input_dtype: np.dtype = spec.dtype
@@ -173,6 +172,14 @@ class Detector:
 
         names, names_source = load_names(meta, path)
         shapes = self._probe_output_shapes()
+        if self.fixed_batch > 1:
+            log.info(
+                "%s takes a fixed batch of %d frames: calls with fewer frames are padded (one camera "
+                "pays for %d; several cameras fill the batch)",
+                name,
+                self.fixed_batch,
+                self.fixed_batch,
+            )
         if self.stride and not self._takes_rectangles():
             log.warning(
                 "%s declares a dynamic input size but fails on rectangles: fed %dx%d squares", name, h, w
@@ -251,7 +258,9 @@ class Detector:
         concrete output shapes even when the file declares dynamic ones."""
         blank = np.full(self.input_shape, 114 / 255, dtype=self.input_dtype)
         try:
-            outputs = self.backend.infer(blank)
+            outputs = self.infer(blank)
+        except ModelError:
+            raise
         except Exception as err:  # the runtime's own exception types; translate them
             first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise ModelError(
@@ -267,7 +276,7 @@ class Detector:
         h, w = self.input_shape[2:]
         rect_h = max(self.stride, -(-h * 9 // 16 // self.stride) * self.stride)
         try:
-            self.backend.infer(np.full((1, 3, rect_h, w), 114 / 255, dtype=self.input_dtype))
+            self.infer(np.full((1, 3, rect_h, w), 114 / 255, dtype=self.input_dtype))
         except Exception:  # the runtime's own exception types: any failure means "not really dynamic"
             return False
         return True
@@ -278,7 +287,23 @@ class Detector:
         return preprocess(image_bgr, self.input_shape[2:], self.input_dtype, stride=self.stride)
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
-        return self.backend.infer(tensor)
+        """The backend's outputs for ``tensor`` (one row per frame); a fixed-batch model's call is padded
+        to its batch and its outputs cut back to the real frames."""
+        want = self.fixed_batch
+        if want == 1:
+            return self.backend.infer(tensor)
+        n = tensor.shape[0]
+        if n > want:
+            raise ModelError(f"{self.path.name} takes at most {want} frames a call, not {n}")
+        if n < want:
+            tensor = np.concatenate([tensor, np.repeat(tensor[-1:], want - n, axis=0)])
+        outputs = self.backend.infer(tensor)
+        if any(np.shape(o)[:1] != (want,) for o in outputs):
+            raise ModelError(
+                f"{self.path.name} takes a fixed batch of {want} images but its outputs do not have one "
+                "row per image; re-export it with batch=1 or dynamic=True"
+            )
+        return [o[:n] for o in outputs] if n < want else outputs
 
     def postprocess(self, outputs: list[np.ndarray], lb: Letterbox) -> Detections:
         return post.postprocess(

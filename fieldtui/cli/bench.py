@@ -23,8 +23,10 @@ def _request(args: argparse.Namespace) -> BenchmarkRequest:
         "batch_sizes": args.batch,
         "iterations": args.iterations,
         "warmup": args.warmup,
-        "mode": args.mode,
+        "mode": "cameras" if args.cameras is not None and args.mode is None else args.mode,
         "duration_s": args.duration,
+        "cameras": args.cameras,
+        "camera_fps": args.camera_fps,
     }
     return request_from(BenchmarkRequest, "benchmark", fields)
 
@@ -49,8 +51,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", action="append", type=count(), default=None, help="batch size; repeatable")
     p.add_argument("--iterations", type=count(), default=None, help="timed calls per configuration (50)")
     p.add_argument("--warmup", type=count(0), default=None, help="untimed calls first (5)")
-    p.add_argument("--mode", choices=("model", "pipeline"), default=None, help="pipeline: the live loop")
-    p.add_argument("--duration", type=seconds(), default=None, help="pipeline mode: seconds to watch (5)")
+    p.add_argument(
+        "--mode",
+        choices=("model", "pipeline", "cameras"),
+        default=None,
+        help="pipeline: the live loop; cameras: N synthetic cameras on one model, batching on and off",
+    )
+    p.add_argument(
+        "--cameras",
+        type=count(1, 16),
+        default=None,
+        metavar="N",
+        help="multi-camera benchmark with N synthetic cameras (implies --mode cameras; default 3)",
+    )
+    p.add_argument("--camera-fps", type=float, default=None, help="cameras mode: FPS each offers (30)")
+    p.add_argument("--duration", type=seconds(), default=None, help="pipeline/cameras mode: seconds (5)")
     p.add_argument("--json", action="store_true", help="print one BenchmarkRun JSON document")
     p.add_argument("--timeout", type=seconds(), default=10.0, help="seconds per HTTP request")
     link_flags(p)

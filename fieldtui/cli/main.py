@@ -293,7 +293,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.plain and args.lines is None and sys.stdin.isatty() and sys.stdout.isatty():
         from screens.app import run_demo as run_demo_tui  # the TUI needs a terminal; pipes get lines
 
-        return run_demo_tui(args.faults)
+        return run_demo_tui(args.faults, cameras=args.cameras)
     from fieldtui.demo import run_demo
 
     async def main() -> None:
@@ -304,7 +304,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name in ("SIGTERM", "SIGHUP"):
             with suppress(AttributeError, NotImplementedError, RuntimeError):
                 loop.add_signal_handler(getattr(signal, name), task.cancel)
-        await run_demo(args.faults, lines=args.lines)
+        await run_demo(args.faults, lines=args.lines, cameras=args.cameras)
 
     with suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(main())  # run_demo says how it ended: agent stopped, or left to the other demo
@@ -415,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a local demo agent, pair it and show its live status")
     p.add_argument("--faults", action="store_true", help="inject camera faults (blur, dark, freeze, cover)")
     p.add_argument("--plain", "--no-tui", action="store_true", help="one status line a second, no TUI")
+    p.add_argument(
+        "--cameras",
+        type=count(1, 8),
+        default=1,
+        metavar="N",
+        help="run N synthetic cameras on the one model (2-8), the last with faults on a schedule",
+    )
     p.add_argument("--lines", type=count(), default=None, help=argparse.SUPPRESS)  # tests: stop after N lines
     p.set_defaults(func=cmd_demo)
 

@@ -281,9 +281,14 @@ def _parse(model: Any, text: str, args: tuple[str, ...]) -> Any:
 
 def bench_flags(request: BenchmarkRequest, host: str) -> list[str]:
     """``fieldtui-agent bench`` flags for ``request``; what the agent's CLI cannot run is refused here."""
+    if request.mode == "cameras":  # the agent's CLI runs it too (agent/bench/cameras.py)
+        flags = ["--cameras", str(request.cameras), "--camera-fps", f"{request.camera_fps:g}"]
+        flags += ["--duration", f"{request.duration_s:g}", "--backend", request.backends[0]]
+        return flags + (["--threads", str(request.threads[0])] if request.threads[0] is not None else [])
     if request.mode != "model":
         raise ConsoleError(
-            f"a pipeline-mode benchmark needs the agent's API; over SSH ({host}) only model mode runs"
+            f"a {request.mode}-mode benchmark needs the agent's API; over SSH ({host}) only model and cameras "
+            "mode run"
         )
     if request.accuracy_frames != BenchmarkRequest().accuracy_frames:
         raise ConsoleError("accuracy_frames cannot be set over SSH: the agent's CLI uses its default")

@@ -18,6 +18,7 @@ from fieldtui.protocol.bench import (  # noqa: F401
     BenchmarkRun,
     BenchMode,
     BenchRound,
+    CameraBench,
     Comparison,
     LatencyStats,
     SystemUse,

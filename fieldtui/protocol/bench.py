@@ -12,11 +12,15 @@ from fieldtui.protocol.core import Model, StageTimes
 
 # --- benchmarks -----------------------------------------------------------------------------------
 
-BenchMode = Literal["model", "pipeline"]
+BenchMode = Literal["model", "pipeline", "cameras"]
 
 
 class BenchmarkRequest(Model):
-    """``POST /v1/benchmarks``: every (backend, precision, threads, batch) combination is measured."""
+    """``POST /v1/benchmarks``: every (backend, precision, threads, batch) combination is measured.
+
+    ``mode="cameras"``: ``cameras`` synthetic demo cameras, each offering ``camera_fps``, share one copy of
+    the running model for ``duration_s``, once with batching on and once with it off: total FPS and each
+    camera's p50/p95 frame latency (capture to detections), with the first of ``threads``."""
 
     model_config = ConfigDict(strict=True)  # a request: 0 is not false, "5" is not 5
 
@@ -35,6 +39,8 @@ class BenchmarkRequest(Model):
     mode: BenchMode = "model"
     duration_s: float = Field(default=5.0, gt=0, le=600, description="pipeline mode: how long to watch")
     accuracy_frames: int = Field(default=8, ge=0, le=200, description="held-out frames for agreement")
+    cameras: int = Field(default=3, ge=1, le=16, description="cameras mode: how many synthetic cameras")
+    camera_fps: float = Field(default=30.0, gt=0, le=120, description="cameras mode: FPS each camera offers")
 
 
 class BenchmarkConfig(Model):
@@ -45,7 +51,10 @@ class BenchmarkConfig(Model):
     threads_apply: bool = Field(
         default=True, description="False: the backend has no thread knob (TensorRT, Hailo): shown as n/a"
     )
-    batch: int = 1
+    batch: int = Field(
+        default=1, description="cameras mode: the most frames one call carried (1: batching off)"
+    )
+    cameras: int | None = Field(default=None, description="cameras mode: how many cameras shared the model")
 
     def threads_label(self) -> str:
         """``n/a`` where the backend has no thread knob, ``default`` where the runtime chose, else the count."""
@@ -102,6 +111,15 @@ class BenchRound(Model):
     min_ms: float | None = Field(default=None, description="the round's fastest call; None in pipeline mode")
 
 
+class CameraBench(Model):
+    """One camera of a multi-camera benchmark: what it got, and how long its frames took end to end."""
+
+    name: str
+    fps: float
+    latency: LatencyStats | None = Field(default=None, description="frame latency, capture to detections")
+    drop_rate: float = 0.0
+
+
 class BenchmarkResult(Model):
     id: int | None = None
     config: BenchmarkConfig
@@ -128,6 +146,7 @@ class BenchmarkResult(Model):
     model_sha256: str | None = Field(default=None, description="sha256 of the file that ran")
     engine_key: str | None = Field(default=None, description="engine store key, None for the source model")
     comparison: Comparison | None = None
+    per_camera: list[CameraBench] = Field(default_factory=list, description="cameras mode: each camera")
 
 
 class BenchmarkRun(Model):
@@ -189,6 +208,22 @@ def with_console_hint(reason: str | None, host: str | None) -> str:
     return f"{reason}; from the console: `fieldtui rebuild {host or 'HOST'}{found.group(1)}`"
 
 
+def camera_lines(result: BenchmarkResult) -> list[str]:
+    """A multi-camera row's cameras, one indented line each: FPS, frame latency p50/p95, drops."""
+    if not result.per_camera:
+        return []
+    c = result.config
+    how = f"batching on (up to {c.batch} a call)" if c.batch > 1 else "batching off (cameras take turns)"
+    lines = [f"    {c.cameras} cameras, {how}: total {_fmt(result.fps)} FPS"]
+    for cam in result.per_camera:
+        lat = cam.latency
+        lines.append(
+            f"    {cam.name:<10} {cam.fps:7.1f} fps  frame latency p50 {_fmt(lat.p50_ms if lat else None, '.1f')} ms"
+            f"  p95 {_fmt(lat.p95_ms if lat else None, '.1f')} ms  drops {cam.drop_rate * 100:.1f}%"
+        )
+    return lines
+
+
 def benchmark_table(run: BenchmarkRun, host: str | None = None) -> list[str]:
     """One rendering of a benchmark run for both command lines: a row per configuration, the per-frame
     latency and FPS side by side, and the change against the previous run of the same configuration.
@@ -216,6 +251,7 @@ def benchmark_table(run: BenchmarkRun, host: str | None = None) -> list[str]:
             f"{_fmt(r.fps):>8} {_fmt(sys_.cpu_percent if sys_ else None, '.0f'):>6} "
             f"{_fmt(sys_.rss_mb if sys_ else None, '.0f'):>7} {agreement_label(r):>9}  {versus}"
         )
+        lines += camera_lines(r)
     system = next((r.system for r in run.results if r.system is not None), None)
     if system is not None:
         temp = "-" if system.temperature_c is None else f"{system.temperature_c:.0f} C"

@@ -30,6 +30,7 @@ class CameraStatus(Model):
 class CameraList(Model):
     cameras: list[CameraStatus]
     batch: int = Field(default=1, description="frames one inference call may carry (1: cameras take turns)")
+    batching: str | None = Field(default=None, description="how the cameras share the model, one line")
 
 
 class CameraChange(Model):
@@ -91,7 +92,12 @@ def camera_lines(listing: CameraList) -> list[str]:
         else:
             note = "ok"
         lines.append(f"{c.name:<16} {c.state:<12} {fps:>6} {drop:>6} {conf:>6}  {note}  [{c.source.uri}]")
-    lines.append(camera_summary(listing) + (f"; batch up to {listing.batch}" if listing.batch > 1 else ""))
+    if listing.batching:
+        lines.append(f"{camera_summary(listing)}; {listing.batching}")
+    else:
+        lines.append(
+            camera_summary(listing) + (f"; batch up to {listing.batch}" if listing.batch > 1 else "")
+        )
     return lines
 
 

@@ -15,9 +15,12 @@ TRIO_BASE_URL = "https://trio.machinefi.com/api"
 
 
 class ForwardingRules(Model):
-    """Which frames go to Trio. A frame qualifies when a detection of ``classes`` (empty: any class)
-    reaches ``min_confidence`` and that class is not cooling down; then the global token bucket
-    (``rate_per_minute``, bursts of ``burst``) must have a token."""
+    """Which frames go to Trio. A frame qualifies when it comes from one of ``cameras`` (empty: every
+    camera), a detection of ``classes`` (empty: any class) reaches ``min_confidence`` and that class is
+    not cooling down on that camera; then the global token bucket (``rate_per_minute``, bursts of
+    ``burst``) must have a token."""
+
+    cameras: list[str] = Field(default_factory=list, description="camera names; empty = every camera")
 
     classes: list[str] = Field(default_factory=list, description="class names; empty = every class")
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -34,7 +37,8 @@ class ForwardingSettings(Model):
 
     ``check-once``: Trio pulls ``stream_url`` itself. ``frame``: a JPEG and the condition are posted as
     multipart to ``frame_url`` (absolute, or a path under ``base_url``), for cameras Trio cannot reach.
-    ``{classes}`` in ``condition`` becomes the classes that triggered the forward."""
+    ``{classes}`` in ``condition`` becomes the classes that triggered the forward, ``{camera}`` the name
+    of the camera the frame came from (frame mode also sends it as the form field ``camera``)."""
 
     enabled: bool = False
     mode: ForwardMode = "check-once"
@@ -80,6 +84,7 @@ class ForwardResult(Model):
     ok: bool
     outcome: str = Field(description="ok, triggered, unauthorized, bad_request, rate_limited, timeout, ...")
     mode: ForwardMode
+    camera: str | None = Field(default=None, description="the camera the forwarded frame came from")
     url: str | None = None
     http_status: int | None = None
     latency_ms: float | None = Field(default=None, description="round trip measured on the device")

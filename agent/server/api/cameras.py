@@ -1,16 +1,22 @@
 """``/v1/cameras``: every camera of the agent, each added, changed, enabled, disabled or removed without
 restarting the others (agent/frames/multicam.py). An agent started with one ``source`` lists that one
 camera (``cam0`` or ``camera`` in config.toml) and changes its source here too; running several needs
-``[[cameras]]`` in config.toml (agent/core/cameras.py). Changes last until the agent restarts."""
+``[[cameras]]`` in config.toml (agent/core/cameras.py). Changes are saved to config.toml before they
+are applied (agent/core/config_write.py), so a restart keeps them; a change that cannot be applied
+leaves the file as it was. A source set by ``--source`` or the environment wins over the file: a change
+to it runs until the agent restarts, and the log says so."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from agent.core.cameras import CameraConfigError, CameraSpec, check_name
+from agent.core.config_write import save_cameras, save_source, saved_first
 from agent.core.errors import AgentError
 from agent.frames.cameraset import CameraSet
 from agent.frames.snapshot import render_snapshot
@@ -18,6 +24,8 @@ from agent.frames.sources import make_source, redact
 from agent.server.api.deps import Service
 from agent.server.service import AgentService
 from fieldtui.protocol import CameraChange, CameraList, CameraStatus, Problem
+
+log = logging.getLogger("fieldtui.agent.cameras")
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 
@@ -33,6 +41,18 @@ def _name(name: str) -> str:
         return check_name(name)
     except CameraConfigError as err:
         raise AgentError(str(err), status=422) from None
+
+
+def _saving(service: AgentService, specs: list[CameraSpec] | None = None, source: str | None = None):
+    """Save the change to config.toml, then apply it (the body); the file is restored if that fails."""
+    config = service.config
+    path = config.config_file
+    if path is None or (specs is None and "source" in config.pinned):
+        log.info("camera change not saved: the source is set by --source or the environment")
+        return contextlib.nullcontext()
+    if specs is not None:
+        return saved_first(path, lambda: save_cameras(path, specs))
+    return saved_first(path, lambda: save_source(path, source or config.source))
 
 
 def _one_camera(service: AgentService) -> CameraStatus:
@@ -84,7 +104,9 @@ def list_cameras(service: Service) -> CameraList:
     pipeline = service.pipeline
     if isinstance(pipeline, CameraSet):
         return CameraList(
-            cameras=[_status(pipeline, spec.name) for spec in pipeline.cameras()], batch=pipeline.max_batch
+            cameras=[_status(pipeline, spec.name) for spec in pipeline.cameras()],
+            batch=pipeline.max_batch,
+            batching=pipeline.batching(),
         )
     return CameraList(cameras=[_one_camera(service)])
 
@@ -110,26 +132,34 @@ def put_camera(service: Service, name: Name, body: CameraChange, response: Respo
         if name != service.config.camera or body.conf is not None or body.enabled is False:
             raise AgentError(_ONE, status=409)
         if body.source is not None:
-            with service._control:
+            with service._control, _saving(service, source=body.source):
                 pipeline.set_source(body.source)
+            service.config.source = body.source
         return _one_camera(service)
-    known = {spec.name: spec for spec in pipeline.cameras()}
-    if name in known:
-        old = known[name]
-        spec = dataclasses.replace(
-            old,
-            source=body.source if body.source is not None else old.source,
-            conf=body.conf if "conf" in body.model_fields_set else old.conf,
-            enabled=body.enabled if body.enabled is not None else old.enabled,
-        )
-    else:
-        if body.source is None:
-            raise AgentError(
-                f'camera {name!r} is new: give its source, e.g. {{"source": "rtsp://..."}}', status=422
+    with service._control:  # read, save and apply as one step: two PUTs at once do not lose one
+        specs = pipeline.cameras()
+        known = {spec.name: spec for spec in specs}
+        if name in known:
+            old = known[name]
+            spec = dataclasses.replace(
+                old,
+                source=body.source if body.source is not None else old.source,
+                conf=body.conf if "conf" in body.model_fields_set else old.conf,
+                enabled=body.enabled if body.enabled is not None else old.enabled,
             )
-        spec = CameraSpec(name=name, source=body.source, conf=body.conf, enabled=body.enabled is not False)
-    with service._control:
-        added = pipeline.put_camera(spec)
+            specs = [spec if s.name == name else s for s in specs]
+        else:
+            if body.source is None:
+                raise AgentError(
+                    f'camera {name!r} is new: give its source, e.g. {{"source": "rtsp://..."}}', status=422
+                )
+            spec = CameraSpec(
+                name=name, source=body.source, conf=body.conf, enabled=body.enabled is not False
+            )
+            specs.append(spec)
+        with _saving(service, specs=specs):
+            added = pipeline.put_camera(spec)
+        service.config.cameras = specs
     response.status_code = 201 if added else 200
     return _status(pipeline, name)
 
@@ -145,7 +175,13 @@ def delete_camera(service: Service, name: Name) -> Response:
             f"camera {name!r} is the only camera of this agent and cannot be removed", status=409
         )
     with service._control:
-        pipeline.remove_camera(name)
+        pipeline.spec(name)  # 404 before anything is saved
+        specs = [s for s in pipeline.cameras() if s.name != name]
+        if not specs:
+            pipeline.remove_camera(name)  # the last camera: 409 with the reason, nothing saved
+        with _saving(service, specs=specs):
+            pipeline.remove_camera(name)
+        service.config.cameras = specs
     return Response(status_code=204)
 
 
