@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.core.cameras import CameraSpec
 from agent.core.home import AgentHome
+from agent.core.state import StateDB
 from agent.forwarding.forwarder import attach_forwarding
 from agent.forwarding.store import ForwardingError
 from agent.forwarding.trio import KEY_ENV
@@ -54,7 +55,7 @@ def forwarding(tmp_path_factory, monkeypatch_module):
             home=home,
             metrics=SimpleNamespace(registry=CollectorRegistry()),
             config=SimpleNamespace(sections={"forwarding": {"base_url": trio.url}}, camera="a"),
-            db=None,
+            db=StateDB(home.state_db),  # forwarding changes are audited in the history
         )
         fwd = attach_forwarding(service)
         pipeline.start()
@@ -64,6 +65,7 @@ def forwarding(tmp_path_factory, monkeypatch_module):
             pipeline.stop()
             fwd.close()
             det.close()
+            service.db.close()
 
 
 @pytest.fixture(scope="module")
