@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from agent.core.home import AgentHome
 from agent.forwarding.redact import blur_boxes
-from agent.forwarding.store import ForwardingStore, endpoint
+from agent.forwarding.store import ForwardingStore, check_classes, endpoint
 from agent.forwarding.trio import TrioClient, failure
 from agent.frames.sources import redact
 from fieldtui.protocol import (
@@ -143,8 +143,10 @@ class Forwarder:
         defaults: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         audit: Callable[[str, dict[str, Any]], None] | None = None,
+        classes: Callable[[], Iterable[str] | None] | None = None,
     ) -> None:
         self.store = ForwardingStore(home, env)
+        self._classes = classes or (lambda: None)  # the serving model's class names, for the rules
         self._audit = audit or (lambda reason, details: None)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
@@ -206,6 +208,8 @@ class Forwarder:
     def update(self, update: ForwardingUpdate) -> ForwardingState:
         """Change, validate and persist settings (and the key); ForwardingError and nothing changed
         when they cannot work."""
+        if update.rules is not None:
+            check_classes(update.rules, self._classes())
         with self._lock:
             before = self.settings
             had_key = self.store.key(before) is not None
@@ -432,12 +436,17 @@ def attach_forwarding(service: Any) -> Forwarder:
 
         ModelHistory(service.db).add("forwarding", None, "changed", reason=reason, details=details)
 
+    def classes() -> list[str] | None:
+        detector = getattr(pipeline, "detector", None)
+        return list(detector.names.values()) if detector is not None else None
+
     forwarder = Forwarder(
         service.home,
         registry=service.metrics.registry,
         latest=latest if hasattr(pipeline, "latest") else None,
         defaults=service.config.sections.get("forwarding"),
         audit=audit,
+        classes=classes,
     )
     if hasattr(pipeline, "add_listener"):
         pipeline.add_listener(forwarder.on_frame)

@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.cameras import add_parser as add_cameras_parser  # cameras HOST
 
     add_cameras_parser(sub)
+    from fieldtui.cli.trio import add_parser as add_trio_parser  # trio HOST --endpoint/--key-file/--rules
+
+    add_trio_parser(sub)
     return parser
 
 

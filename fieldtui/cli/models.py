@@ -146,6 +146,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    listing = with_link(args, lambda link: link.remove(args.version))
+    if args.json:
+        print_json(listing)
+    else:
+        print(f"deleted {args.version}; {len(listing.versions)} version(s) left on the device")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     async def run():
         async with _client(args.host, args.timeout) as client:
@@ -282,6 +291,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job-timeout", type=seconds(), default=120.0, help="seconds to wait for the rollback")
     link_flags(p)
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("delete", help="delete a stored model version from a device (never the serving one)")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--json", action="store_true", help="print the ModelList left")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
+    link_flags(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser(
         "models", help="model versions on a device, which serves, and the history with reasons"
