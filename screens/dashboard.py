@@ -74,6 +74,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         Binding("b", "benchmark", "Benchmark"),
         Binding("e", "engines", "Engines"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
+        Binding("o", "how_to_pair", "How to pair over SSH", show=False),  # the others: how to pair
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
@@ -410,6 +411,8 @@ class DashboardScreen(SSHWatch, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "over_ssh":
             return self.record.ssh is not None  # hidden for devices SSH was never set up for
+        if action == "how_to_pair":
+            return self.record.ssh is None
         return True
 
     def action_benchmark(self) -> None:
@@ -440,4 +443,6 @@ class DashboardScreen(SSHWatch, Screen[None]):
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
-        return [SystemCommand(*command) for command in found] + self.ssh_commands()
+        from screens.palette import reach_commands
+
+        return [SystemCommand(*command) for command in found] + self.ssh_commands() + reach_commands(self)
