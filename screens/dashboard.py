@@ -74,7 +74,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         Binding("b", "benchmark", "Benchmark"),
         Binding("e", "engines", "Engines"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
-        Binding("o", "how_to_pair", "How to pair over SSH", show=False),  # the others: how to pair
+        Binding("o", "how_to_pair", "", show=False),  # the others: how to pair (help lists o once)
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
