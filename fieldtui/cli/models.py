@@ -119,7 +119,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(text: str) -> str:
+    """A version named on the command line; the device judges the name, but one starting with - would
+    reach the agent's command line over SSH as an option, so it stops here."""
+    if text.startswith("-"):
+        raise ConsoleError(f"{text[:80]!r} is not a version name: it starts with a letter or digit")
+    return text
+
+
 def cmd_activate(args: argparse.Namespace) -> int:
+    _version(args.version)
     job = with_link(args, lambda link: link.activate(args.version, force=args.force))
     if args.json:
         print_json(job)
@@ -147,6 +156,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    _version(args.version)
     listing = with_link(args, lambda link: link.remove(args.version))
     if args.json:
         print_json(listing)
