@@ -108,6 +108,12 @@ def _enabled_actions(screen: Screen) -> set[str]:
     return {a for a in actions - NAVIGATION if screen.check_action(a, ()) is not False}
 
 
+def _form_open(app: FieldtuiApp, cls: type) -> bool:
+    """``cls`` is on top, composed, and has the focus (its on_mount ran)."""
+    screen = app.screen
+    return isinstance(screen, cls) and app.focused is not None and app.focused.screen is screen
+
+
 def _text(widget) -> str:
     console = Console(width=160, record=True, file=io.StringIO())
     console.print(widget.content)
@@ -153,7 +159,7 @@ async def test_the_palette_reaches_every_action_of_every_screen_and_o_says_how_t
 
         # typed, as a technician does: "roll" on the dashboard finds the rollback and runs it as `r` would
         await pilot.press("ctrl+p")
-        await until(pilot, "the palette", lambda: isinstance(app.screen, CommandPalette))
+        await until(pilot, "the palette", lambda: _form_open(app, CommandPalette))
         await pilot.press(*"roll")
         results = app.screen.query_one(CommandList)
 
@@ -186,7 +192,7 @@ async def test_trio_endpoint_and_write_only_key_and_refused_classes(app, module_
         assert "not set" in _text(trio.query_one("#settings"))
 
         await pilot.press("c")
-        await until(pilot, "the settings form", lambda: isinstance(app.screen, SettingsDialog))
+        await until(pilot, "the settings form", lambda: _form_open(app, SettingsDialog))
         form = app.screen
         key_input = form.query_one("#api_key", Input)
         assert key_input.value == "" and key_input.password and "not set" in key_input.placeholder
@@ -209,13 +215,13 @@ async def test_trio_endpoint_and_write_only_key_and_refused_classes(app, module_
         assert (module_agent.home / "trio_api_key").read_text().strip() == KEY
 
         await pilot.press("c")  # opened again: the key field is empty, and says a key is set
-        await until(pilot, "the form again", lambda: isinstance(app.screen, SettingsDialog))
+        await until(pilot, "the form again", lambda: _form_open(app, SettingsDialog))
         again = app.screen.query_one("#api_key", Input)
         assert again.value == "" and again.placeholder.startswith("set (key file)")
         await pilot.press("escape")
 
         await pilot.press("e")
-        await until(pilot, "the rules form", lambda: isinstance(app.screen, RulesDialog))
+        await until(pilot, "the rules form", lambda: _form_open(app, RulesDialog))
         rules = app.screen
         rules.query_one("#classes", Input).value = "cir©le, <script>"
         await pilot.press("enter")
