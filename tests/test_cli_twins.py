@@ -168,20 +168,27 @@ def test_source_switches_the_camera_and_a_refused_uri_changes_nothing(module_age
     assert code == 0 and out.startswith("source    demo: (demo)"), err
 
 
-# --- fieldtui delete (activate and forget existed already) -------------------------------------------
+# --- fieldtui activate and delete (activate and forget existed already) -----------------------------
 
 
-def test_delete_removes_a_stored_version_and_refuses_what_it_must_not(
-    module_agent, console, capsys, tmp_path
-):
-    files = sm.make(tmp_path / "files", "v1")
-    code, _, err = run(capsys, "push", "dock", str(files["v1"]), "--version", "v1", "--quiet")
-    assert code == 0, err
-    for hostile, why in (("../etc", "version"), ("v9", "no model version 'v9'")):
-        assert why in fail_line(capsys, "delete", "dock", hostile)
-    listing = ModelList.model_validate(ok_json(capsys, "delete", "dock", "v1", "--json"))
-    assert "v1" not in [v.version for v in listing.versions]
-    assert "no model version 'v1'" in fail_line(capsys, "delete", "dock", "v1")
+def test_activate_then_delete_and_what_they_refuse(module_agent, console, capsys, tmp_path):
+    files = sm.make(tmp_path / "files", "v1", "v2")
+    for version in ("v1", "v2"):
+        code, _, err = run(capsys, "push", "dock", str(files[version]), "--version", version, "--quiet")
+        assert code == 0, err
+    code, out, err = run(capsys, "activate", "dock", "v1")
+    assert code == 0 and out.startswith("v1 serves now"), (out, err)
+    assert "v1 is the model serving now" in fail_line(capsys, "delete", "dock", "v1")
+    for hostile, why in (
+        ("../etc", "version"),
+        ("v9", "no model version 'v9'"),
+        ("--home=/tmp", "not a version name"),  # would be an option of the agent's CLI over SSH
+    ):
+        assert why in fail_line(capsys, "delete", "dock", "--", hostile)
+    assert "not a version name" in fail_line(capsys, "activate", "dock", "--", "--home=/tmp")
+    listing = ModelList.model_validate(ok_json(capsys, "delete", "dock", "v2", "--json"))
+    assert [v.version for v in listing.versions] == ["v1"] and listing.serving.version == "v1"
+    assert "no model version 'v2'" in fail_line(capsys, "delete", "dock", "v2")
 
 
 # --- fieldtui logs --follow ---------------------------------------------------------------------------
