@@ -20,7 +20,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
@@ -165,6 +165,19 @@ class FieldtuiApp(App[None]):
         commands = getattr(screen, "commands", None)
         if callable(commands):
             yield from commands()
+        yield from self._dashboard_commands(screen)
+
+    def _dashboard_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """On a device's models, logs, Trio... screens: the dashboard's commands too (every screen's)."""
+        from screens.dashboard import DashboardScreen
+        from screens.palette import from_dashboard
+
+        if isinstance(screen, (DashboardScreen, ModalScreen)) or screen not in self.screen_stack:
+            return
+        dashboard = next((s for s in reversed(self.screen_stack) if isinstance(s, DashboardScreen)), None)
+        if dashboard is not None:
+            for command in dashboard.commands():
+                yield from_dashboard(self, dashboard, command)
 
     def _to_devices(self) -> None:
         while len(self.screen_stack) > 2 and not isinstance(self.screen, DevicesScreen):

@@ -83,6 +83,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         Binding("b", "benchmark", "Benchmark"),
         Binding("e", "engines", "Engines"),
         Binding("o", "over_ssh", "Over SSH"),  # only for devices paired over SSH (check_action)
+        Binding("o", "how_to_pair", "", show=False),  # the others: how to pair (help lists o once)
     ]
     RENDER_EVERY_S = 0.25
     RETRY_INITIAL_S = 1.0
@@ -428,6 +429,8 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
             return self.record.ssh is not None  # hidden for devices SSH was never set up for
         if action in CAMERA_ACTIONS:
             return self.many_cameras
+        if action == "how_to_pair":
+            return self.record.ssh is None
         return True
 
     def action_benchmark(self) -> None:
@@ -458,4 +461,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
-        return [SystemCommand(*command) for command in found] + self.ssh_commands() + self.camera_commands()
+        from screens.palette import reach_commands
+
+        commands = [SystemCommand(*command) for command in found] + self.ssh_commands()
+        return commands + self.camera_commands() + reach_commands(self)

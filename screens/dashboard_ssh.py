@@ -58,6 +58,17 @@ class SSHWatch:
         self._ssh_first = True
         self.watch_over_ssh()
 
+    def action_how_to_pair(self: Any) -> None:
+        """``o`` on a device never paired over SSH: there is no SSH link to look through; say how to make one."""
+        r = self.record
+        self.notify(
+            f"{r.name} is not paired over SSH, so there is no SSH link to look through. Pair it with "
+            f"`fieldtui pair {r.host}` (add --ssh-user USER if your SSH user differs), or p on the device list.",
+            title="Over SSH: not paired",
+            severity="warning",
+            timeout=20,
+        )
+
     @work(exclusive=True, exit_on_error=False, group="ssh")
     async def watch_over_ssh(self: Any) -> None:
         """While HTTP is down: ``fieldtui-agent status --json`` over SSH every ``SSH_POLL_S``."""
@@ -71,9 +82,10 @@ class SSHWatch:
         )
 
     def ssh_commands(self: Any) -> list[SystemCommand]:
-        """The palette's "Look over SSH", for a device paired over SSH."""
+        """The palette's "Look over SSH" (for a device not paired over SSH: how to pair it)."""
         if self.record.ssh is None:
-            return []
+            hint = "not paired over SSH: how to pair it, to look through SSH while HTTP is down"
+            return [SystemCommand("Look over SSH", hint, self.action_how_to_pair)]
         hint = "read the status through SSH now, then every few seconds"
         return [SystemCommand("Look over SSH", hint, self.action_over_ssh)]
 

@@ -192,6 +192,7 @@ class LogsScreen(Screen[None]):
         out = [
             SystemCommand("Search the log", "show only lines containing a text", self.action_search),
             SystemCommand("Follow the tail", "jump to the newest line and stay there", self.action_follow),
+            SystemCommand("Next log level", "show the next level filter (v)", self.action_cycle_level),
         ]
         for level in FILTERS:
             label = "every level" if level is None else f"{level} and up"

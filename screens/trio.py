@@ -1,7 +1,10 @@
-"""Trio forwarding on one device: mode, endpoint, the key (masked by the agent), rules; a test forward.
+"""Trio forwarding on one device: mode, endpoint, the key, rules; a test forward; setting them (``c``, ``e``).
 
 The API (an :class:`~fieldtui.client.AgentClient` or a fake with the same methods) is injected. The
-agent never returns the key, only a masked description of it, and that is all this screen shows. A test
+agent never returns the key, only a masked description of it, and this screen shows less still: whether a
+key is set and where it comes from (fieldtui/forwarding.py). The endpoint, key, stream URL and condition
+are set in screens/trio_settings.py, the rules in screens/trio_rules.py; both save through the agent's
+``PUT /v1/forwarding`` and keep the form open on a refusal. A test
 forward (``t``) runs in the "trio" worker and ends in :class:`TrioScreen.Tested`: the answer (triggered,
 explanation, latency, payload size) or the error with Trio's remediation.
 """
@@ -21,7 +24,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from fieldtui.errors import AgentClientError
-from fieldtui.protocol import ForwardingRules, ForwardingState, ForwardingUpdate, ForwardResult
+from fieldtui.forwarding import key_state
+from fieldtui.protocol import ForwardingRules, ForwardingState, ForwardResult
 from fieldtui.redact import redact
 
 
@@ -46,7 +50,8 @@ def endpoint(state: ForwardingState) -> str:
 
 def settings_table(state: ForwardingState) -> Table:
     enabled = Text("on", "bold green") if state.enabled else Text("off (only test forwards)", "yellow")
-    key = Text(state.api_key, "red" if state.api_key == "not set" else "")
+    shown = key_state(state.api_key)
+    key = Text(shown, "red" if shown.startswith("not set") else "")
     s = state.stats
     forwards = ", ".join(f"{k} {v}" for k, v in sorted(s.forwards.items())) or "none yet"
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(s.dropped.items())) or "none"
@@ -113,6 +118,7 @@ class TrioScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("t", "test", "Test forward"),
+        Binding("c", "configure", "Endpoint & key"),
         Binding("e", "edit_rules", "Edit rules"),
         Binding("g", "reload", "Reload"),
     ]
@@ -126,11 +132,6 @@ class TrioScreen(Screen[None]):
         def __init__(self, result: ForwardResult | None, error: str | None = None) -> None:
             super().__init__()
             self.result, self.error = result, error
-
-    class RulesSaved(Message):
-        def __init__(self, state: ForwardingState | None, error: str | None = None) -> None:
-            super().__init__()
-            self.state, self.error = state, error
 
     def __init__(self, api: Any, record: Any) -> None:
         super().__init__()
@@ -210,31 +211,36 @@ class TrioScreen(Screen[None]):
     def action_edit_rules(self) -> None:
         from screens.trio_rules import RulesDialog
 
-        if self.state is None:
+        if self.state is not None:
+            self.app.push_screen(RulesDialog(self.state.rules, self.api.forwarding_update), self._saved)
+
+    def action_configure(self) -> None:
+        from screens.trio_settings import SettingsDialog
+
+        if self.state is not None:
+            self.app.push_screen(SettingsDialog(self.state, self.api.forwarding_update), self._saved)
+
+    def _saved(self, state: ForwardingState | None) -> None:
+        """A form saved ``state`` (None: cancelled, nothing sent)."""
+        if state is None:
             return
-
-        def answered(rules: ForwardingRules | None) -> None:
-            if rules is not None and rules != self.state.rules:
-                self.save_rules(rules)
-
-        self.app.push_screen(RulesDialog(self.state.rules), answered)
-
-    @work(exclusive=True, exit_on_error=False, group="write")
-    async def save_rules(self, rules: ForwardingRules) -> None:
-        try:
-            state = await self.api.forwarding_update(ForwardingUpdate(rules=rules))
-        except AgentClientError as err:
-            self.post_message(self.RulesSaved(None, str(err)))
-            return
-        self.post_message(self.RulesSaved(state))
-
-    @on(RulesSaved)
-    def _rules_saved(self, message: RulesSaved) -> None:
-        if message.state is None:
-            self.notify(message.error or "", title="Rules not saved", severity="error", timeout=15)
-            return
-        self.post_message(self.Loaded(message.state))
-        self.notify("the agent forwards by the new rules now", title="Rules saved")
+        before = self.state
+        self.post_message(self.Loaded(state))
+        dropped = (
+            before is not None
+            and before.base_url != state.base_url
+            and not key_state(before.api_key).startswith("not set")
+            and key_state(state.api_key).startswith("not set")
+        )
+        if dropped:  # issue 17's rule, said where the technician acted
+            self.notify(
+                "the API key was dropped: it was bound to the old endpoint. Press c and give it again.",
+                title="Trio key removed",
+                severity="warning",
+                timeout=15,
+            )
+        else:
+            self.notify("the agent forwards by the new settings now", title="Trio settings saved")
 
     def commands(self) -> list[SystemCommand]:
         return [
@@ -243,6 +249,11 @@ class TrioScreen(Screen[None]):
             ),
             SystemCommand(
                 "Edit Trio rules", "classes, confidence, cooldown, rate, redaction", self.action_edit_rules
+            ),
+            SystemCommand(
+                "Set Trio endpoint and API key",
+                "endpoint, API key (write-only), stream URL, condition, on/off",
+                self.action_configure,
             ),
             SystemCommand("Reload Trio settings", "read the forwarding settings again", self.action_reload),
         ]

@@ -19,7 +19,8 @@
     The same agent in this process (uvicorn in a thread, no subprocess start-up), with
     ``agent.server.service`` (the :class:`~agent.server.service.AgentService`) for white-box checks. Cheaper;
     use it when the test does not need signals or a separate process. ``inproc_agent(...)`` is the
-    factory (``auth_policy=``, ``source=``) behind it.
+    factory (``auth_policy=``, ``source=``) behind it; ``module_agent`` is one such agent shared by all
+    the tests of a module (each test must leave it as it found it).
 
 ``tiny_model``
     Path to a 128x128 ONNX detector with the demo's four class names (built with tests/modelgen.py):
@@ -195,81 +196,93 @@ def agent_proc(start_agent: Callable[..., RunningAgent], agent_home: Path) -> Ru
     return start_agent(agent_home)
 
 
-@pytest.fixture
-def inproc_agent(tmp_path: Path, tiny_model: Path) -> Iterator[Callable[..., RunningAgent]]:
-    """Factory: ``inproc_agent(home=None, *, source="demo:", model=tiny, auth_policy=None, tls=False)``."""
+def start_inproc(
+    home: Path,
+    tiny_model: Path,
+    *,
+    source: str = "demo:",
+    model: Path | None | str = "tiny",
+    auth_policy: Any = None,
+    tls: bool = False,
+) -> RunningAgent:
+    """An agent in this process (uvicorn in a thread) serving ``home``; ``.stop()`` ends it (once)."""
     import logging
 
     from agent.core.config import load_config
     from agent.server.app import bind_socket, make_server
     from agent.server.service import AgentService
 
-    cleanups: list[Callable[[], None]] = []
+    config = load_config(
+        home=home,
+        env={},
+        overrides={
+            "host": "127.0.0.1",
+            "port": 0,
+            "source": source,
+            "mdns": False,
+            "tls": tls,
+            "model": str(tiny_model if model == "tiny" else model) if model else None,
+        },
+    )
+    service = AgentService.create(config, auth_policy=auth_policy)
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(min(old_level or logging.WARNING, logging.INFO))  # as `serve` does: INFO and up
+    root.addHandler(service.logs)
+    service.start()
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    service.api_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    server = make_server(service, sock)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "in-process uvicorn did not start"
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(STOP_TIMEOUT_S)
+        root.removeHandler(service.logs)
+        root.setLevel(old_level)
+        service.close()
+        assert not thread.is_alive(), "in-process uvicorn did not stop"
+
+    done = {"stopped": False}
+
+    def stop_once() -> None:
+        if not done["stopped"]:
+            done["stopped"] = True
+            stop()
+
+    return RunningAgent(
+        url=service.api_url, token=service.token, home=Path(home), service=service, _stop=stop_once
+    )
+
+
+@pytest.fixture
+def inproc_agent(tmp_path: Path, tiny_model: Path) -> Iterator[Callable[..., RunningAgent]]:
+    """Factory: ``inproc_agent(home=None, *, source="demo:", model=tiny, auth_policy=None, tls=False)``."""
+    agents: list[RunningAgent] = []
     counter = iter(range(1000))
 
-    def start(
-        home: Path | None = None,
-        *,
-        source: str = "demo:",
-        model: Path | None | str = "tiny",
-        auth_policy: Any = None,
-        tls: bool = False,
-    ) -> RunningAgent:
-        home = home or tmp_path / f"inproc-home-{next(counter)}"
-        config = load_config(
-            home=home,
-            env={},
-            overrides={
-                "host": "127.0.0.1",
-                "port": 0,
-                "source": source,
-                "mdns": False,
-                "tls": tls,
-                "model": str(tiny_model if model == "tiny" else model) if model else None,
-            },
-        )
-        service = AgentService.create(config, auth_policy=auth_policy)
-        root = logging.getLogger()
-        old_level = root.level
-        root.setLevel(min(old_level or logging.WARNING, logging.INFO))  # as `serve` does: INFO and up
-        root.addHandler(service.logs)
-        service.start()
-        sock = bind_socket("127.0.0.1", 0)
-        port = sock.getsockname()[1]
-        service.api_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        server = make_server(service, sock)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True
-        )
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "in-process uvicorn did not start"
-
-        def stop() -> None:
-            server.should_exit = True
-            thread.join(STOP_TIMEOUT_S)
-            root.removeHandler(service.logs)
-            root.setLevel(old_level)
-            service.close()
-            assert not thread.is_alive(), "in-process uvicorn did not stop"
-
-        done = {"stopped": False}
-
-        def stop_once() -> None:
-            if not done["stopped"]:
-                done["stopped"] = True
-                stop()
-
-        cleanups.append(stop_once)
-        return RunningAgent(
-            url=service.api_url, token=service.token, home=Path(home), service=service, _stop=stop_once
-        )
+    def start(home: Path | None = None, **options: Any) -> RunningAgent:
+        agent = start_inproc(home or tmp_path / f"inproc-home-{next(counter)}", tiny_model, **options)
+        agents.append(agent)
+        return agent
 
     yield start
-    for cleanup in reversed(cleanups):
-        cleanup()
+    for agent in reversed(agents):
+        agent.stop()
+
+
+@pytest.fixture(scope="module")
+def module_agent(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[RunningAgent]:
+    """One in-process agent shared by the tests of a module: one start-up for them all."""
+    agent = start_inproc(tmp_path_factory.mktemp("module-agent"), tiny_model)
+    yield agent
+    agent.stop()
 
 
 @pytest.fixture

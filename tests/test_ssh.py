@@ -96,6 +96,13 @@ def test_pair_status_push_rollback_logs_over_ssh(
     assert page.lines and any("v2" in line.message for line in page.lines)
     assert agent.token not in json.dumps(page.model_dump())
 
+    # delete over SSH (`fieldtui-agent models remove`): v1 serves, v2 goes; the serving one and a name that
+    # would be an option of the agent's command line are refused in one line, nothing removed
+    assert "v1 is the model serving now" in fail_line(capsys, "delete", "dock-1", "v1", "--ssh")
+    assert "not a version name" in fail_line(capsys, "delete", "dock-1", "--ssh", "--", "--home=/tmp")
+    left = ModelList.model_validate(ok_json(capsys, "delete", "dock-1", "v2", "--ssh", "--json"))
+    assert [v.version for v in left.versions] == ["v1"] and live_version(agent) == "v1"
+
 
 def test_http_down_falls_back_to_ssh_with_the_reason(capsys, console, ssh_dir, start_agent, device_home):
     agent = start_agent(device_home)

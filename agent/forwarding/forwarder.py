@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from agent.core.cameras import DEFAULT_CAMERA
 from agent.core.home import AgentHome
 from agent.forwarding.redact import blur_boxes
-from agent.forwarding.store import ForwardingError, ForwardingStore, endpoint
+from agent.forwarding.store import ForwardingError, ForwardingStore, check_classes, endpoint
 from agent.forwarding.trio import TrioClient, failure
 from agent.frames.sources import redact
 from fieldtui.protocol import (
@@ -151,9 +151,11 @@ class Forwarder:
         env: Mapping[str, str] | None = None,
         audit: Callable[..., None] | None = None,
         cameras: Callable[[], list[str]] | None = None,
+        classes: Callable[[], Iterable[str] | None] | None = None,
     ) -> None:
         self.store = ForwardingStore(home, env)
         self._cameras = cameras or (lambda: [DEFAULT_CAMERA])  # the agent's camera names, first first
+        self._classes = classes or (lambda: None)  # the serving model's class names, for the rules
         self._audit = audit or (lambda reason, details, action="forwarding": None)
         self.settings = self.store.load(defaults)
         self._latest = latest or (lambda: None)
@@ -222,6 +224,8 @@ class Forwarder:
                 f"rules.cameras names {unknown[0]!r}, which this agent does not run; its cameras: "
                 f"{', '.join(self._cameras())} (nothing was changed)"
             )
+        if update.rules is not None:
+            check_classes(update.rules, self._classes())
         with self._lock:
             before = self.settings
             had_key = self.store.key(before) is not None
@@ -497,6 +501,10 @@ def attach_forwarding(service: Any) -> Forwarder:
             return [spec.name for spec in pipeline.cameras()]
         return [service.config.camera]
 
+    def classes() -> list[str] | None:
+        detector = getattr(pipeline, "detector", None)
+        return list(detector.names.values()) if detector is not None else None
+
     forwarder = Forwarder(
         service.home,
         registry=service.metrics.registry,
@@ -504,6 +512,7 @@ def attach_forwarding(service: Any) -> Forwarder:
         defaults=service.config.sections.get("forwarding"),
         audit=audit,
         cameras=cameras,
+        classes=classes,
     )
     if hasattr(pipeline, "add_camera_listener"):  # several cameras: forwarding hears every one
         pipeline.add_camera_listener(forwarder.on_camera_frame)

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from agent.core.errors import AgentError
 from agent.core.home import AgentHome
 from agent.forwarding.trio import KEY_ENV
-from fieldtui.protocol import ForwardingSettings, ForwardingUpdate, first_error
+from fieldtui.protocol import ForwardingRules, ForwardingSettings, ForwardingUpdate, first_error
 from fieldtui.protocol.files import atomic_write
 
 log = logging.getLogger("fieldtui.agent.forwarding")
@@ -98,6 +98,22 @@ def validate(settings: ForwardingSettings) -> ForwardingSettings:
     if not settings.condition.strip():
         raise ForwardingError("condition is empty; say what Trio should look for, e.g. 'is anyone hurt?'")
     return settings
+
+
+def check_classes(rules: ForwardingRules, known: Iterable[str] | None) -> None:
+    """Rule class names must be classes the serving model detects (``known``; None: not checked, e.g.
+    before a model is loaded): a misspelt class would silently never forward or never blur."""
+    if known is None:
+        return
+    names = list(dict.fromkeys(known))
+    for field in ("classes", "redact_classes"):
+        unknown = [c for c in getattr(rules, field) if c not in names]
+        if unknown:
+            shown = ", ".join(repr(c[:40]) for c in unknown[:3]) + (" …" if len(unknown) > 3 else "")
+            raise ForwardingError(
+                f"rules.{field}: {shown} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
+                f"of the serving model; its classes are {', '.join(names) or '(none)'} (nothing was changed)"
+            )
 
 
 class ForwardingStore:

@@ -27,7 +27,8 @@ DEFAULT_RETRY_AFTER_S = 30.0  # a 429 without a usable Retry-After
 # Our remediation per outcome, used when Trio's body gave none.
 REMEDIATION = {
     "unauthorized": (
-        f'check the Trio API key: set it with PUT /v1/forwarding {{"api_key": ...}} or ${KEY_ENV}'
+        "check the Trio API key: set it with `fieldtui trio HOST --key-file FILE` (c on the console's "
+        f'Trio screen), PUT /v1/forwarding {{"api_key": ...}} or ${KEY_ENV}'
     ),
     "forbidden": "the key is valid but not allowed to do this; check the plan of the Trio account",
     "STREAM_OFFLINE": "the camera stream is not reachable from Trio: check the camera is up and its URL "
@@ -42,7 +43,8 @@ REMEDIATION = {
     "unreachable": "cannot connect to Trio: check base_url, DNS and the device's internet link",
     "connection_closed": "Trio closed the connection without an answer; try again, check any proxy",
     "bad_response": "Trio's answer was not the expected JSON; check base_url points at the Trio API",
-    "no_key": f'no Trio API key: set it with PUT /v1/forwarding {{"api_key": ...}} or ${KEY_ENV}',
+    "no_key": "no Trio API key: set it with `fieldtui trio HOST --key-file FILE` (c on the console's Trio "
+    f'screen), PUT /v1/forwarding {{"api_key": ...}} or ${KEY_ENV}',
 }
 
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import TypeVar
 
 from fieldtui.cli.devices import print_json, resolve
+from fieldtui.client import AgentClient
 from fieldtui.config import ConsoleConfig, check_host
-from fieldtui.errors import ConsoleError
+from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.link.fallback import DeviceLink, open_link
-from fieldtui.protocol import SSHEndpoint
+from fieldtui.protocol import LogLine, SSHEndpoint
 from fieldtui.protocol.argtypes import count, port, seconds
 
 T = TypeVar("T")
+KEEP_GAP = 500  # lines read back after the event stream reconnects
 
 
 def with_link(args: argparse.Namespace, op: Callable[[DeviceLink], Awaitable[T]]) -> T:
@@ -64,15 +68,98 @@ def cmd_pair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> AgentClient:
+    """An HTTP client for ``args.host`` (what has no SSH twin: the event stream, a source change)."""
+    entry = resolve(args.host)
+    if not entry.token:
+        raise UnknownDevice(
+            f"no token is saved for {entry.device.api_url}: pair it with `fieldtui pair {entry.device.host}` "
+            f"(over SSH) or `fieldtui add {entry.device.host} --token T`"
+        )
+    return AgentClient.for_device(entry.device, entry.token, timeout=args.timeout)
+
+
+async def follow_logs(client: AgentClient, lines: int, show: Callable[[LogLine], None]) -> None:
+    """The last ``lines`` lines, then every new one from the event stream until cancelled; after a
+    reconnect, the lines said meanwhile are read from ``GET /v1/logs?since=`` (each shown once)."""
+    seen: set[tuple[float, str, str]] = set()
+
+    def out(batch: list[LogLine]) -> float | None:
+        for line in batch:
+            key = (line.ts, line.logger, line.message)
+            if key not in seen:
+                seen.add(key)
+                show(line)
+        if len(seen) > 4 * lines + 1000:
+            seen.clear()  # bounded; the overlap to guard against is a moment long
+        return batch[-1].ts if batch else None
+
+    def on_state(state: str, reason: str | None) -> None:
+        if state == "reconnecting":
+            print(f"fieldtui: event stream lost ({reason}); reconnecting", file=sys.stderr, flush=True)
+
+    last = out((await client.logs(limit=lines)).lines)
+    async with client.events(on_state=on_state) as stream:
+        filled = 0
+        async for event, model in stream:
+            if stream.reconnects != filled and last is not None:  # fill the gap of the reconnect
+                filled = stream.reconnects
+                last = out((await client.logs(limit=KEEP_GAP, since=last)).lines) or last
+            if event == "log" and isinstance(model, LogLine):
+                last = out([model]) or last
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.lines < 1:
         raise ConsoleError("--lines must be 1 or more")
+    if args.follow:
+        if args.ssh:
+            raise ConsoleError(
+                "--follow reads the agent's event stream over HTTP; over SSH, run "
+                "`journalctl -fu fieldtui-agent` on the device"
+            )
+
+        def show(line: LogLine) -> None:
+            print(line.model_dump_json() if args.json else line.text(), flush=True)
+
+        async def main() -> None:
+            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            with suppress(AttributeError, NotImplementedError, RuntimeError):  # a closed terminal too
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)  # type: ignore[union-attr]
+                loop.add_signal_handler(signal.SIGHUP, task.cancel)  # type: ignore[union-attr]
+            async with _client(args) as client:
+                await follow_logs(client, args.lines, show)
+
+        with suppress(KeyboardInterrupt, asyncio.CancelledError):  # ctrl-c: the end of following
+            asyncio.run(main())
+        return 0
     page = with_link(args, lambda link: link.logs(args.lines))
     if args.json:
         print_json(page)
     else:
         for line in page.lines:
             print(line.text())
+    return 0
+
+
+def cmd_source(args: argparse.Namespace) -> int:
+    """Switch the camera: checked on the device first; a refused URI leaves the running source alone."""
+
+    async def run():
+        async with _client(args) as client:
+            job = await client.wait_job((await client.set_source(args.uri)).id, timeout=args.job_timeout)
+            return job, await client.status()
+
+    job, status = asyncio.run(run())
+    if job.state != "succeeded":
+        now = status.source.uri if status.source else "no source"
+        raise ConsoleError(f"source change {job.state}: {job.error or 'no reason given'}; still on {now}")
+    if args.json:
+        print_json(status)
+    else:
+        src = status.source
+        print(f"source    {src.uri} ({src.kind}) {'up' if src.up else 'starting'}" if src else "no source")
     return 0
 
 
@@ -134,10 +221,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="recent agent log lines of a device (its journal or agent.log over SSH)")
     p.add_argument("host", metavar="HOST", help="saved name or id, host, host:port or URL")
     p.add_argument("--lines", type=count(), default=100, help="how many (default 100)")
-    p.add_argument("--json", action="store_true", help="print one LogPage JSON document")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="then every new line as it is said (ctrl-c ends)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one LogPage JSON document (--follow: a LogLine a line)"
+    )
     p.add_argument("--timeout", type=seconds(), default=10.0)
     link_flags(p)
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser(
+        "source", help="switch a device's camera source (checked first; a refused one changes nothing)"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("uri", metavar="URI", help="demo:, rtsp://…, http(s)://… (MJPEG), usb:N, a file or folder")
+    p.add_argument("--json", action="store_true", help="print the PipelineStatus after the change")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
+    p.add_argument("--job-timeout", type=seconds(), default=60.0, help="seconds to wait for the switch")
+    p.set_defaults(func=cmd_source)
 
     p = sub.add_parser(
         "restart", help="restart a device's agent: its pipeline over HTTP, the service over SSH (systemctl)"

@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.rollout import add_parsers as add_rollout_parsers  # rollout, rollouts, tag
 
     add_rollout_parsers(sub)
+
+    from fieldtui.cli.trio import add_parser as add_trio_parser  # trio HOST --endpoint/--key-file/--rules
+
+    add_trio_parser(sub)
     return parser
 
 

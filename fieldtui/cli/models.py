@@ -104,7 +104,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(text: str) -> str:
+    """A version named on the command line; the device judges the name, but one starting with - would
+    reach the agent's command line over SSH as an option, so it stops here."""
+    if text.startswith("-"):
+        raise ConsoleError(f"{text[:80]!r} is not a version name: it starts with a letter or digit")
+    return text
+
+
 def cmd_activate(args: argparse.Namespace) -> int:
+    _version(args.version)
     job = with_link(args, lambda link: link.activate(args.version, force=args.force))
     if args.json:
         print_json(job)
@@ -128,6 +137,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(
             f"rolled back to {result.get('version') or 'the configured model'} (was {result.get('previous') or '?'})"
         )
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    _version(args.version)
+    listing = with_link(args, lambda link: link.remove(args.version))
+    if args.json:
+        print_json(listing)
+    else:
+        print(f"deleted {args.version}; {len(listing.versions)} version(s) left on the device")
     return 0
 
 
@@ -267,6 +286,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job-timeout", type=seconds(), default=120.0, help="seconds to wait for the rollback")
     link_flags(p)
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("delete", help="delete a stored model version from a device (never the serving one)")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--json", action="store_true", help="print the ModelList left")
+    p.add_argument("--timeout", type=seconds(), default=10.0)
+    link_flags(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser(
         "models", help="model versions on a device, which serves, and the history with reasons"

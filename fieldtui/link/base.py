@@ -66,6 +66,10 @@ class DeviceLink:
     async def models(self) -> ModelList:
         raise NotImplementedError
 
+    async def remove(self, version: str) -> ModelList:
+        """Delete a stored version (never the serving one); the store as it is after."""
+        raise NotImplementedError
+
     async def doctor(self) -> list[BackendInfo]:
         raise NotImplementedError
 

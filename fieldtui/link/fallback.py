@@ -140,6 +140,9 @@ class FallbackLink(DeviceLink):
     async def models(self) -> ModelList:
         return await self._either(lambda link: link.models())
 
+    async def remove(self, version: str) -> ModelList:
+        return await self._either(lambda link: link.remove(version))
+
     async def doctor(self) -> list[BackendInfo]:
         return await self._either(lambda link: link.doctor())
 

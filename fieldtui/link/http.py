@@ -103,6 +103,10 @@ class HttpLink(DeviceLink):
         self._need_token()
         return await self.client.models()
 
+    async def remove(self, version: str) -> ModelList:
+        self._need_token()
+        return await self.client.remove_model(version)
+
     async def doctor(self) -> list[BackendInfo]:
         self._need_token()
         return (await self.client.device()).backends

@@ -210,6 +210,9 @@ class SSHLink(DeviceLink):
     async def models(self) -> ModelList:
         return await self._json(ModelList, "models", "list")
 
+    async def remove(self, version: str) -> ModelList:
+        return await self._json(ModelList, "models", "remove", version)
+
     async def doctor(self) -> list[BackendInfo]:
         return await self._json(TypeAdapter(list[BackendInfo]), "doctor", home=False)
 
