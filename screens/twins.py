@@ -24,6 +24,12 @@ NAVIGATION = frozenset(
         "dismiss",  # help's close
         "clear_filter",
         "toggle_camera",  # show or hide the annotated frame on the dashboard
+        "next_camera",  # which camera the dashboard's panels show
+        "prev_camera",
+        "pick",  # the camera grid: show this camera's panels
+        "dismiss_grid",
+        "app.focus_next",
+        "app.focus_previous",
     }
 )
 
@@ -48,6 +54,7 @@ TWINS: dict[str, dict[str, str]] = {
         "engines": "engines",
         "over_ssh": "status --ssh",
         "how_to_pair": "pair",
+        "camera_grid": "cameras",  # every camera's state; its snapshot is GET /v1/cameras/NAME/snapshot.jpg
     },
     "ModelsScreen": {
         "push": "push",
