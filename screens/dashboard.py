@@ -38,7 +38,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
-from fieldtui.errors import AgentClientError, AgentUnreachable
+from fieldtui.errors import CONNECTION_CLOSED, AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
 from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
 from screens.dialogs import ConfirmDialog, PromptDialog
@@ -48,6 +48,7 @@ from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
 from screens.widgets.chart import TimeChart
+from screens.widgets.stale import StaleMark
 
 CHANGE_TITLES = {
     "activated": "Model activated",
@@ -129,6 +130,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         self.status: PipelineStatus | None = None
         self.health: HealthReport | None = None
         self.link_up = False
+        self.last_seen: float | None = None  # console clock of the newest sample (or status) received
         self.rendered_ts: float | None = None  # ts of the sample on screen (bench/tui.py reads it)
         self.last_event: str | None = None  # the latest model change and why, under the findings
         self.renders = 0
@@ -143,6 +145,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         yield LinkBanner(id="banner")
         with Horizontal(id="main"):
             with Vertical(id="charts"):
+                yield StaleMark(id="stale")
                 yield TimeChart("latency", unit=" ms", id="latency")
                 yield TimeChart("throughput", unit=" fps", id="fps")
                 yield TimeChart("confidence", top=1.0, alert=CONFIDENCE_ALERT, id="confidence")
@@ -207,12 +210,12 @@ class DashboardScreen(SSHWatch, Screen[None]):
                         elif event in ("health", "model") and isinstance(model, BaseModel):
                             self.post_message(self.EventArrived(event, model))
                 last_event_id = stream.last_event_id
-                reason = "the agent closed the event stream"
+                reason = CONNECTION_CLOSED
             except AgentClientError as err:
                 if not retryable(err):
-                    self.post_message(self.LinkRefused(str(err)))
+                    self.post_message(self.LinkRefused(str(err)))  # the whole line: what to fix
                     return
-                reason = str(err)
+                reason = err.summary  # the banner already says where and when: what happened, in words
             self.post_message(self.LinkLost(reason, delay))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.RETRY_MAX_S)
@@ -220,7 +223,9 @@ class DashboardScreen(SSHWatch, Screen[None]):
     @on(Connected)
     def _connected(self, message: Connected) -> None:
         self.device, self.status, self.link_up = message.device, message.status, True
+        self.last_seen = self.clock()
         self.query_one(LinkBanner).clear()
+        self.query_one(StaleMark).fresh()
         if self.record.ssh is not None:
             self._stop_ssh_watch()  # HTTP is back, and with it the event stream
             self.query_one(LinkBanner).offer = "press o to look over SSH"
@@ -234,6 +239,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
 
     @on(SampleArrived)
     def _sample(self) -> None:
+        self.last_seen = self.clock()
         self._schedule_render()
 
     @on(EventArrived)
@@ -261,17 +267,24 @@ class DashboardScreen(SSHWatch, Screen[None]):
 
     @on(LinkLost)
     def _link_lost(self, message: LinkLost) -> None:
-        self.link_up = False
-        self._tell_camera()
+        self._went_stale()
         self.query_one(LinkBanner).lost(message.reason, message.retry_in)
         self._watch_ssh_while_down()
 
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
-        self.link_up = False
-        self._tell_camera()
+        self._went_stale()
         self.query_one(LinkBanner).refused(message.reason)
         self._watch_ssh_while_down()
+
+    def _went_stale(self) -> None:
+        """What is on screen is the past now: grey it, say since when, and stop claiming a state."""
+        self.link_up = False
+        self._tell_camera()
+        if self.last_seen is not None:  # figures were shown: they are the past now
+            self.query_one(StaleMark).stale(self.last_seen)
+            self.query_one(CameraView).show_message("link lost: the last frame received")  # dimmed
+            self._show_identity()
 
     # --- rendering ----------------------------------------------------------------------------------
 
@@ -330,7 +343,9 @@ class DashboardScreen(SSHWatch, Screen[None]):
         self.renders += 1
 
     def _show_identity(self) -> None:
-        self.query_one("#identity", Static).update(identity_text(self.record, self.device, self.status))
+        self.query_one("#identity", Static).update(
+            identity_text(self.record, self.device, self.status, link_up=self.link_up)
+        )
 
     # --- camera -------------------------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, DirectoryTree, Input, Static
+from textual.widgets import Button, DirectoryTree, Input, Static
 
 from fieldtui.push import FORMATS, valid_version
+from screens.widgets.toggles import Checkbox
 
 
 @dataclass(frozen=True)
