@@ -9,12 +9,16 @@ import re
 from pathlib import Path
 
 from textual.app import App, ComposeResult
-from textual.widgets import RadioSet
+from textual.widgets import DataTable, RadioSet, RichLog, Tree
 from textual.widgets.selection_list import Selection
 
+from fieldtui.protocol import DeviceRecord, ForwardingRules
+from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
 from screens.widgets.banner import LinkBanner
 from screens.widgets.toggles import Checkbox, RadioButton, SelectionList
+from tests.tui_fakes import T0, FakeAgent, FakeFleet, log_lines
+from tests.tui_fakes_jobs import BACKENDS, benchmark_list, engine_list
 from tests.tui_pilot import SIZE, app_on, screen_text, until
 
 
@@ -83,3 +87,117 @@ def test_every_screen_takes_its_toggles_from_the_one_module():
         p.name for p in screens.rglob("*.py") if p.name != "toggles.py" and plain.search(p.read_text())
     ]
     assert offenders == [], f"import these from screens.widgets.toggles: {offenders}"
+
+
+# --- help, j/k and dialog focus, on canned data (tests/tui_fakes.py: the service swapped, not a socket)
+
+
+def _fleet() -> FakeFleet:
+    gate = FakeAgent(logs=log_lines(80))  # no live samples: this is about keys, not telemetry
+    gate.info = gate.info.model_copy(update={"backends": BACKENDS})
+    gate.engines_doc, gate.benchmarks_doc = engine_list(), benchmark_list()
+    names = ("gate-3", "dock-1", "yard-2")
+    records = [DeviceRecord(name=n, host=f"10.0.4.{i + 17}", port=8470) for i, n in enumerate(names)]
+    return FakeFleet([(records[0], gate), (records[1], None), (records[2], None)])
+
+
+def _first_section(app) -> str:
+    found = re.search(r"([A-Z][\w ]*): this screen", screen_text(app))
+    return found.group(0) if found else ""
+
+
+async def _help_starts_with(pilot, title: str) -> None:
+    await pilot.press("question_mark")
+    await until(pilot, "help", lambda: type(pilot.app.screen).__name__ == "HelpScreen")
+    text = screen_text(pilot.app)
+    assert _first_section(pilot.app) == f"{title}: this screen", text
+    assert text.index(": this screen") < text.index("Everywhere")  # above every other section
+    await pilot.press("escape")
+
+
+async def _moves(pilot, selector: str) -> None:
+    """j then k move the cursor of the list or table ``selector`` down and back up."""
+    widget = pilot.app.screen.query_one(selector)
+    widget.focus()
+    await pilot.pause()
+    where = (lambda: widget.cursor_row) if isinstance(widget, DataTable) else (lambda: widget.highlighted)
+    if isinstance(widget, Tree):
+        where = lambda: widget.cursor_line  # noqa: E731
+    start = where()
+    await pilot.press("j")
+    moved = where()
+    await pilot.press("k")
+    assert (start, moved, where()) == (start, start + 1, start), selector
+
+
+async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus_the_field(
+    tmp_path, monkeypatch
+):
+    from screens.add_device import AddDeviceScreen
+    from screens.benchmark import BenchmarkScreen
+    from screens.dialogs import PromptDialog
+    from screens.engines import EnginesScreen
+    from screens.logs import LogsScreen
+    from screens.models import ModelsScreen
+    from screens.pair_dialog import PairDialog
+    from screens.probe_dialog import ProbeDialog
+    from screens.trio_rules import RulesDialog
+
+    for name in ("yolov8n-v9.onnx", "jk-v2.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    fleet = _fleet()
+    gate, api = fleet.records[0], fleet.agents["gate-3"]
+    app = FieldtuiApp(fleet, clock=lambda: T0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, "the device list", lambda: app.screen.query_one(DataTable).row_count == 3)
+        await _moves(pilot, "#devices")
+        await _help_starts_with(pilot, "Devices")
+        # Every dialog opens on the first field a technician types into.
+        for dialog, first in (
+            (AddDeviceScreen(fleet), "host"),
+            (PairDialog(fleet), "host"),
+            (ProbeDialog([]), "ranges"),
+            (RulesDialog(ForwardingRules()), "classes"),
+            (PromptDialog("Camera source", "demo:"), "answer"),
+        ):
+            await app.push_screen(dialog)
+            await pilot.pause()
+            assert app.focused is not None and app.focused.id == first, dialog
+            app.pop_screen()
+
+        await app.push_screen(ModelsScreen(api, gate))
+        await until(pilot, "the versions", lambda: app.screen.listing is not None)
+        await _moves(pilot, "#versions")
+        await _help_starts_with(pilot, "Models")
+        await pilot.press("p")  # the push dialog: a typed path is not lost to the tree
+        await until(pilot, "the push dialog", lambda: type(app.screen).__name__ == "PushDialog")
+        assert app.focused.id == "path"
+        await pilot.press(*"jk-v2.onnx", "enter")  # j and k type into a field, they do not move
+        assert app.screen.query_one("#version").value == "jk-v2" and app.focused.id == "version"
+        tree = app.screen.query_one("#tree", Tree)
+        await until(pilot, "the model files", lambda: len(tree.root.children) == 2)
+        await _moves(pilot, "#tree")
+        await _help_starts_with(pilot, "Push a model file")  # in a dialog too, outside a text field
+        app.pop_screen()
+        app.pop_screen()
+
+        await app.push_screen(EnginesScreen(api, gate))
+        await until(pilot, "the engines", lambda: app.screen.listing is not None)
+        await _moves(pilot, "#engines")
+        app.pop_screen()
+        await app.push_screen(BenchmarkScreen(api, gate))
+        history = app.screen.query_one("#history", DataTable)
+        await until(pilot, "the history", lambda: history.row_count == 2)
+        await _moves(pilot, "#history")
+        await _moves(pilot, "#precisions")
+        app.pop_screen()
+        await app.push_screen(LogsScreen(api, gate))
+        log = app.screen.query_one(RichLog)
+        await until(pilot, "log lines", lambda: len(log.lines) > 30)
+        log.focus()
+        await pilot.press("k", "k")  # back from the tail
+        up = log.scroll_y
+        await pilot.press("j")
+        assert log.scroll_y == up + 1
+    assert app._exception is None
