@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -33,6 +33,7 @@ from screens.devices import DevicesScreen
 
 # The dashboard, logs, help and dialogs are imported when first opened: start-up pays for the list only.
 
+NARROW, SHORT = 110, 32  # columns, rows: below them the screens fold panels away
 LISTS = (DataTable, ListView, OptionList, Tree)  # j/k move their cursor (OptionList: SelectionList too)
 SCROLLS = (RichLog, Log, ScrollableContainer)  # j/k scroll them
 
@@ -70,6 +71,11 @@ class FieldtuiApp(App[None]):
         self.fleet = fleet
         self.clock = clock
         self._open_first = open_device
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Textual has no media queries: screens' CSS reads these classes (an 80x24 terminal is -narrow -short)
+        self.set_class(event.size.width < NARROW, "-narrow")
+        self.set_class(event.size.height < SHORT, "-short")
 
     def notify(
         self,

@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Static
+from textual.widgets import Button, DataTable, Header, Input, Static
 from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
@@ -30,6 +30,7 @@ from fieldtui.protocol.bench import agreement_label
 from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
+from screens.widgets.footer import Footer
 from screens.widgets.jobprogress import JobProgress
 from screens.widgets.toggles import SelectionList
 

@@ -35,7 +35,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
 from fieldtui.errors import CONNECTION_CLOSED, AgentClientError, AgentUnreachable
@@ -48,6 +48,7 @@ from screens.widgets.banner import LinkBanner
 from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
 from screens.widgets.chart import TimeChart
+from screens.widgets.footer import Footer
 from screens.widgets.stale import StaleMark
 
 CHANGE_TITLES = {

@@ -18,11 +18,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import ForwardingRules, ForwardingState, ForwardingUpdate, ForwardResult
 from fieldtui.redact import redact
+from screens.widgets.footer import Footer
 
 
 def fields(rows: list[tuple[str, Any]]) -> Table:

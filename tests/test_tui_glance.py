@@ -80,13 +80,12 @@ async def test_on_and_off_differ_by_glyph_with_the_colours_stripped():
         assert text.count("▐✓▌ activate") == 1 and screen_text(app).count("▐✓▌ activate") == 2
 
 
-def test_every_screen_takes_its_toggles_from_the_one_module():
-    plain = re.compile(r"from textual\.widgets import[^\n]*\b(Checkbox|RadioButton|SelectionList)\b")
+def test_every_screen_takes_its_toggles_and_footer_from_the_console_s_own_widgets():
     screens = Path(__file__).resolve().parent.parent / "screens"
-    offenders = [
-        p.name for p in screens.rglob("*.py") if p.name != "toggles.py" and plain.search(p.read_text())
-    ]
-    assert offenders == [], f"import these from screens.widgets.toggles: {offenders}"
+    for names, home in (("Checkbox|RadioButton|SelectionList", "toggles.py"), ("Footer", "footer.py")):
+        plain = re.compile(rf"from textual\.widgets import[^\n]*\b({names})\b")
+        offenders = [p.name for p in screens.rglob("*.py") if p.name != home and plain.search(p.read_text())]
+        assert offenders == [], f"import {names} from screens/widgets/{home}: {offenders}"
 
 
 # --- help, j/k and dialog focus, on canned data (tests/tui_fakes.py: the service swapped, not a socket)

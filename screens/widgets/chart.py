@@ -135,10 +135,14 @@ class TimeChart(CachedLines):
         top = self._scale_top(shown, behind)
         pad = width - len(shown)
 
-        # The scale always shows; a caption too long for a narrow terminal gives way with an ellipsis.
+        # The figures come first: in a narrow terminal the scale gives way to the caption, and only then
+        # does the caption itself end in an ellipsis.
         scale = f"max {top:g}{self.unit}"
+        wanted = len(self.title) + (2 + len(self.caption) if self.caption else 0)
+        if self.caption and wanted + 1 + len(scale) > width:
+            scale = ""
         header = Text(no_wrap=True, overflow="ellipsis")
-        room = width - len(scale) - 1
+        room = width - len(scale) - (1 if scale else 0)
         if room > 0:
             header.append(self.title, title_style)
             if self.caption:
