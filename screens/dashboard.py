@@ -71,6 +71,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
         Binding("r", "restart", "Restart"),
         Binding("s", "source", "Source"),
         Binding("c", "toggle_camera", "Camera view", show=False),
+        Binding("z", "zoom_camera", "Camera view on the whole screen (and back)", show=False),
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
         Binding("b", "benchmark", "Benchmark"),
@@ -363,6 +364,13 @@ class DashboardScreen(SSHWatch, Screen[None]):
         else:
             view.stop()
 
+    def action_zoom_camera(self) -> None:
+        """The camera view alone on the screen (dashboard.tcss hides the rest under ``-zoom``), or back."""
+        self.toggle_class("-zoom")
+        view = self.query_one(CameraView)
+        if self.has_class("-zoom") and not view.display:
+            self.action_toggle_camera()
+
     # --- pipeline controls --------------------------------------------------------------------------
 
     def action_restart(self) -> None:
@@ -454,6 +462,11 @@ class DashboardScreen(SSHWatch, Screen[None]):
             ("Change camera source", "switch the pipeline to another source URI", self.action_source),
             ("Show logs", f"live log of {name}", self.action_logs),
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
+            (
+                "Zoom camera view",
+                "the annotated frame on the whole screen, and back",
+                self.action_zoom_camera,
+            ),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
         return [SystemCommand(*command) for command in found] + self.ssh_commands()

@@ -17,7 +17,7 @@ from screens.app import FieldtuiApp
 from screens.dashboard import DashboardScreen
 from screens.widgets.banner import LinkBanner
 from screens.widgets.toggles import Checkbox, RadioButton, SelectionList
-from tests.tui_fakes import T0, FakeAgent, FakeFleet, log_lines
+from tests.tui_fakes import T0, FakeAgent, FakeFleet, log_lines, picture_png
 from tests.tui_fakes_jobs import BACKENDS, benchmark_list, engine_list
 from tests.tui_pilot import SIZE, app_on, screen_text, until
 
@@ -199,4 +199,26 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
         up = log.scroll_y
         await pilot.press("j")
         assert log.scroll_y == up + 1
+    assert app._exception is None
+
+
+async def test_z_zooms_the_camera_view_to_the_whole_screen_and_back():
+    fleet = _fleet()
+    gate = fleet.agents["gate-3"]
+    gate.picture = picture_png()
+    app = FieldtuiApp(fleet, clock=lambda: T0, open_device=fleet.records[0])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen))
+        dash = app.screen
+        view = dash.query_one("#camera")
+        await until(pilot, "a picture", lambda: view.picture is not None)
+        small = view.content_size
+        await pilot.press("z")
+        await pilot.pause()
+        assert not dash.query_one("#charts").display and view.content_size.width >= 76
+        assert view.content_size.height > small.height
+        await until(pilot, "a picture for the new size", lambda: view.picture.width > small.width)
+        await pilot.press("z")
+        await pilot.pause()
+        assert dash.query_one("#charts").display and view.content_size == small
     assert app._exception is None
