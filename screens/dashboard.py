@@ -283,9 +283,9 @@ class DashboardScreen(SSHWatch, Screen[None]):
         """What is on screen is the past now: grey it, say since when, and stop claiming a state."""
         self.link_up = False
         self._tell_camera()
-        if self.last_seen is not None:  # figures were shown: they are the past now
+        if self.last_seen is not None and not self.ssh_polls:  # figures shown, and SSH is not feeding them
             self.query_one(StaleMark).stale(self.last_seen)
-            self.query_one(CameraView).show_message("link lost: the last frame received")  # dimmed
+            self.query_one(CameraView).show_message("link lost: last frame")  # dimmed
             self._show_identity()
 
     # --- rendering ----------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ class DashboardScreen(SSHWatch, Screen[None]):
 
     def _show_identity(self) -> None:
         self.query_one("#identity", Static).update(
-            identity_text(self.record, self.device, self.status, link_up=self.link_up)
+            identity_text(self.record, self.device, self.status, link_up=self.link_up or self.ssh_polls > 0)
         )
 
     # --- camera -------------------------------------------------------------------------------------

@@ -172,6 +172,8 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
         await pilot.press("p")  # the push dialog: a typed path is not lost to the tree
         await until(pilot, "the push dialog", lambda: type(app.screen).__name__ == "PushDialog")
         assert app.focused.id == "path"
+        ok = app.screen.query_one("#ok")  # 30 rows: the dialog fits down to its buttons
+        assert ok.region.height and app.screen.region.contains_region(ok.region), ok.region
         await pilot.press(*"jk-v2.onnx", "enter")  # j and k type into a field, they do not move
         assert app.screen.query_one("#version").value == "jk-v2" and app.focused.id == "version"
         tree = app.screen.query_one("#tree", Tree)
