@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RadioSet, RichLog, Tree
 from textual.widgets.selection_list import Selection
@@ -224,3 +225,25 @@ async def test_z_zooms_the_camera_view_to_the_whole_screen_and_back():
         await pilot.pause()
         assert dash.query_one("#charts").display and view.content_size == small
     assert app._exception is None
+
+
+def test_transport_failures_are_said_in_a_technician_s_words():
+    from fieldtui.client import transport_error
+
+    url = "http://10.0.4.17:8470/v1/events"
+    request = httpx.Request("GET", url)
+    chunked = httpx.RemoteProtocolError(
+        "peer closed connection without sending complete message body (incomplete chunked read)",
+        request=request,
+    )
+    cases = [
+        (chunked, "the agent stopped answering (connection closed)"),
+        (httpx.ReadError("", request=request), "the agent stopped answering (connection closed)"),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "the agent refused the connection"),
+        (httpx.ReadTimeout("", request=request), "timed out waiting for the agent"),
+        (httpx.ConnectTimeout("", request=request), "timed out connecting to the agent"),
+    ]
+    for exc, words in cases:
+        err = transport_error(exc, url)
+        assert err.summary == words and "chunked" not in str(err) and "Error" not in str(err), err
+        assert url in str(err)  # the full line (the CLI's) still says where
