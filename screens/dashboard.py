@@ -242,6 +242,12 @@ class DashboardScreen(SSHWatch, Screen[None]):
     @on(SampleArrived)
     def _sample(self) -> None:
         self.last_seen = self.clock()
+        if not self.link_up:  # the stream came back by its own quick reconnect: live again
+            self.link_up = True
+            self.query_one(LinkBanner).clear()
+            self.query_one(StaleMark).fresh()
+            self._show_identity()
+            self._tell_camera()
         self._schedule_render()
 
     @on(EventArrived)
