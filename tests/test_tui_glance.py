@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable, RadioSet, RichLog, Tree
+from textual.widgets import Button, DataTable, RadioSet, RichLog, Tree
 from textual.widgets.selection_list import Selection
 
 from fieldtui.protocol import DeviceRecord, ForwardingRules
@@ -141,6 +141,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
     from screens.models import ModelsScreen
     from screens.pair_dialog import PairDialog
     from screens.probe_dialog import ProbeDialog
+    from screens.rebuild_dialog import RebuildDialog
     from screens.trio_rules import RulesDialog
 
     for name in ("yolov8n-v9.onnx", "jk-v2.onnx"):
@@ -149,7 +150,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
     fleet = _fleet()
     gate, api = fleet.records[0], fleet.agents["gate-3"]
     app = FieldtuiApp(fleet, clock=lambda: T0)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, "the device list", lambda: app.screen.query_one(DataTable).row_count == 3)
         await _moves(pilot, "#devices")
         await _help_starts_with(pilot, "Devices")
@@ -160,10 +161,13 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
             (ProbeDialog([]), "ranges"),
             (RulesDialog(ForwardingRules()), "classes"),
             (PromptDialog("Camera source", "demo:"), "answer"),
+            (RebuildDialog(engine_list().runtimes), "ok"),  # preset from the engine: enter rebuilds it
         ):
             await app.push_screen(dialog)
             await pilot.pause()
             assert app.focused is not None and app.focused.id == first, dialog
+            for button in dialog.query(Button):  # and at 80x24 it fits, down to its buttons
+                assert app.screen.region.contains_region(button.region), (dialog, button)
             app.pop_screen()
 
         await app.push_screen(ModelsScreen(api, gate))
@@ -173,7 +177,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
         await pilot.press("p")  # the push dialog: a typed path is not lost to the tree
         await until(pilot, "the push dialog", lambda: type(app.screen).__name__ == "PushDialog")
         assert app.focused.id == "path"
-        ok = app.screen.query_one("#ok")  # 30 rows: the dialog fits down to its buttons
+        ok = app.screen.query_one("#ok")  # 24 rows: the dialog fits down to its buttons
         assert ok.region.height and app.screen.region.contains_region(ok.region), ok.region
         await pilot.press(*"jk-v2.onnx", "enter")  # j and k type into a field, they do not move
         assert app.screen.query_one("#version").value == "jk-v2" and app.focused.id == "version"
