@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
@@ -24,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from fieldtui.errors import (
+    CONNECTION_CLOSED,
     AgentClientError,
     AgentProtocolError,
     AgentTimeout,
@@ -59,6 +61,7 @@ from fieldtui.protocol import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("fieldtui.client")
 
 DEFAULT_TIMEOUT = 10.0
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -149,19 +152,29 @@ def transport_error(exc: httpx.TransportError, url: str) -> AgentClientError:
     if isinstance(exc, httpx.TimeoutException):
         what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
         return AgentTimeout(
-            f"timed out {what} {url}: is the device on this network and the agent running?", url=url
+            f"timed out {what} {url}: is the device on this network and the agent running?",
+            url=url,
+            summary=f"timed out {what} the agent",
         )
     refused = _find_cause(exc, ConnectionRefusedError)
     if refused is not None or "refused" in str(exc).lower():
         return AgentUnreachable(
             f"connection refused at {url}: is the agent running? try `fieldtui pair {host}` over SSH",
             url=url,
+            summary="the agent refused the connection",
         )
     if isinstance(exc, httpx.ConnectError):
         reason = str(exc) or type(exc).__name__
-        return AgentUnreachable(f"cannot reach {url}: {reason}; check the address and the network", url=url)
+        return AgentUnreachable(
+            f"cannot reach {url}: {reason}; check the address and the network",
+            url=url,
+            summary=f"cannot reach the device ({reason})",
+        )
+    # The connection was up and went: the agent stopped or restarted, or the network dropped. httpx's own
+    # words ("incomplete chunked read", "peer closed connection") mean nothing to a technician.
+    log.debug("connection to %s dropped: %s: %s", url, type(exc).__name__, exc)
     hint = "; if the agent runs with --tls, use https://" if url.startswith("http://") else ""
-    return AgentUnreachable(f"connection to {url} dropped ({type(exc).__name__}: {exc}){hint}", url=url)
+    return AgentUnreachable(f"{CONNECTION_CLOSED} at {url}{hint}", url=url, summary=CONNECTION_CLOSED)
 
 
 def http_error(response: httpx.Response) -> AgentClientError:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from fieldtui.protocol import Problem
 
+# The one wording for a link that was up and went (agent stopped or restarted, network gone), whichever
+# layer noticed it: httpx's "incomplete chunked read" or an SSE stream that simply ended.
+CONNECTION_CLOSED = "the agent stopped answering (connection closed)"
+
 
 class ConsoleError(Exception):
     """Base class of every error a console service raises on purpose."""
@@ -26,6 +30,8 @@ class AgentClientError(ConsoleError):
 
     ``status`` is the HTTP status when the agent answered (``None`` for transport failures) and
     ``problem`` its RFC 9457 body when it sent one; ``str()`` carries the problem's ``detail``.
+    ``summary`` is what happened in a few words a technician knows, for a banner that already says
+    where and what next ("the agent refused the connection"); it falls back to the detail.
     """
 
     def __init__(
@@ -35,15 +41,21 @@ class AgentClientError(ConsoleError):
         status: int | None = None,
         url: str | None = None,
         problem: Problem | None = None,
+        summary: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.url = url
         self.problem = problem
+        self._summary = summary
 
     @property
     def detail(self) -> str:
         return self.problem.detail if self.problem else str(self)
+
+    @property
+    def summary(self) -> str:
+        return self._summary or self.detail
 
 
 class AgentUnauthorized(AgentClientError):

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from fieldtui.errors import AgentClientError, AgentUnreachable
+from fieldtui.errors import CONNECTION_CLOSED, AgentClientError, AgentUnreachable
 from fieldtui.protocol import HealthReport, Job, LogLine, ModelEvent, ModelInfo, Sample
 from fieldtui.protocol.backoff import backoff_delay
 
@@ -179,14 +179,14 @@ class EventStream:
                             yield item
                             if self._closed:
                                 return
-                    reason = "the agent closed the event stream"
+                    reason = CONNECTION_CLOSED
                     error: AgentClientError = AgentUnreachable(
                         reason, url=self._client.base_url + EVENTS_PATH
                     )
                 except AgentClientError as err:
                     if not _retryable(err):
                         raise
-                    reason, error = str(err), err
+                    reason, error = err.summary, err
                 failures = 0 if got_event else failures + 1
                 if self.max_retries is not None and failures > self.max_retries:
                     raise error

@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
-from textual import work
+from textual import events, work
+from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.containers import ScrollableContainer
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Input, ListView, Log, OptionList, RichLog, TextArea, Tree
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
@@ -30,12 +33,18 @@ from screens.devices import DevicesScreen
 
 # The dashboard, logs, help and dialogs are imported when first opened: start-up pays for the list only.
 
+NARROW, SHORT = 110, 32  # columns, rows: below them the screens fold panels away
+LISTS = (DataTable, ListView, OptionList, Tree)  # j/k move their cursor (OptionList: SelectionList too)
+SCROLLS = (RichLog, Log, ScrollableContainer)  # j/k scroll them
+
 
 class FieldtuiApp(App[None]):
     TITLE = "fieldtui"
     COMMANDS = App.COMMANDS | {DeviceCommands}
     BINDINGS = [
-        Binding("question_mark", "help", "Help", key_display="?"),
+        # Priority, so they work in dialogs too (a modal screen hides the app's other bindings); in a
+        # text field they step aside (SkipAction) and the key is typed.
+        Binding("question_mark", "help", "Help", key_display="?", priority=True),
         # Our own palette bindings replace Textual's default one, so ctrl+p is listed here too.
         Binding("ctrl+p", "command_palette", "Command palette", show=False, priority=True),
         Binding(
@@ -46,6 +55,9 @@ class FieldtuiApp(App[None]):
             show=False,
         ),
         Binding("ctrl+q", "quit", "Quit (stops the demo agent too)", show=False, priority=True),
+        # k9s, lazydocker and less keys in every list, table, tree and log
+        Binding("j", "cursor('down')", "Down in a list, table, tree or log", show=False, priority=True),
+        Binding("k", "cursor('up')", "Up in a list, table, tree or log", show=False, priority=True),
     ]
 
     def __init__(
@@ -59,6 +71,11 @@ class FieldtuiApp(App[None]):
         self.fleet = fleet
         self.clock = clock
         self._open_first = open_device
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Textual has no media queries: screens' CSS reads these classes (an 80x24 terminal is -narrow -short)
+        self.set_class(event.size.width < NARROW, "-narrow")
+        self.set_class(event.size.height < SHORT, "-short")
 
     def notify(
         self,
@@ -105,6 +122,17 @@ class FieldtuiApp(App[None]):
         self._to_devices()
         self.push_screen(DashboardScreen(self.fleet.client(record), record))
 
+    def action_cursor(self, direction: str) -> None:
+        """``j``/``k``: what ↓/↑ do in the focused list, table or tree, or scroll a log or help page;
+        anywhere else the key goes on as typed."""
+        widget = self.focused
+        if isinstance(widget, LISTS):
+            getattr(widget, f"action_cursor_{direction}")()
+        elif isinstance(widget, SCROLLS):
+            getattr(widget, f"action_scroll_{direction}")()
+        else:
+            raise SkipAction()
+
     def action_help(self) -> None:
         from screens.add_device import AddDeviceScreen
         from screens.benchmark import BenchmarkScreen
@@ -120,11 +148,25 @@ class FieldtuiApp(App[None]):
         from screens.trio import TrioScreen
         from screens.trio_rules import RulesDialog
 
-        if isinstance(self.screen, HelpScreen):
-            return
+        if isinstance(self.screen, HelpScreen) or isinstance(self.focused, (Input, TextArea)):
+            raise SkipAction()  # help closes on its own ?; a text field takes ? as typed
         everywhere = [
             ("tab, shift+tab", "move between fields and buttons"),
         ]
+        # the screens each section is about: the current screen's section comes first
+        owners: dict[str, tuple[type, ...]] = {
+            "Devices": (DevicesScreen,),
+            "Dashboard": (DashboardScreen,),
+            "Models": (ModelsScreen,),
+            "Push a model file": (PushDialog,),
+            "Benchmark": (BenchmarkScreen,),
+            "Engines": (EnginesScreen,),
+            "Rebuild an engine": (RebuildDialog,),
+            "Trio forwarding": (TrioScreen,),
+            "Trio rules": (RulesDialog,),
+            "Logs": (LogsScreen,),
+            "Dialogs and forms": (ConfirmDialog, PromptDialog, AddDeviceScreen, PairDialog),
+        }
         sections = [
             ("Everywhere", self.BINDINGS, everywhere),
             ("Devices", DevicesScreen.BINDINGS, [("↑ ↓", "choose a device")]),
@@ -155,6 +197,10 @@ class FieldtuiApp(App[None]):
                 [("enter", "the focused button, or the next field of a form")],
             ),
         ]
+        here = [i for i, (title, *_) in enumerate(sections) if isinstance(self.screen, owners.get(title, ()))]
+        if here:
+            title, bindings, extra = sections.pop(here[0])
+            sections.insert(0, (f"{title}: this screen", bindings, extra))
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, SelectionList, Static
+from textual.widgets import Button, DataTable, Header, Input, Static
 from textual.widgets.selection_list import Selection
 
 from fieldtui.errors import AgentClientError
@@ -30,7 +30,9 @@ from fieldtui.protocol.bench import agreement_label, comparison_text, verdict_of
 from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
+from screens.widgets.footer import Footer
 from screens.widgets.jobprogress import JobProgress
+from screens.widgets.toggles import SelectionList
 
 PRECISIONS = ("fp32", "fp16", "int8")
 VERDICT_STYLE = {"better": "green", "worse": "red", "same": "dim"}

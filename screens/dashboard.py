@@ -38,10 +38,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
-from fieldtui.errors import AgentClientError, AgentUnreachable
+from fieldtui.errors import CONNECTION_CLOSED, AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
 from screens.dashboard_cameras import CAMERA_ACTIONS, CameraSwitch  # [ ] g: several cameras
 from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
@@ -53,6 +53,8 @@ from screens.widgets.bars import CountBars
 from screens.widgets.camera import CameraView
 from screens.widgets.camerastrip import CameraStrip
 from screens.widgets.chart import TimeChart
+from screens.widgets.footer import Footer
+from screens.widgets.stale import StaleMark
 
 CHANGE_TITLES = {
     "activated": "Model activated",
@@ -78,6 +80,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         Binding("r", "restart", "Restart"),
         Binding("s", "source", "Source"),
         Binding("c", "toggle_camera", "Camera view", show=False),
+        Binding("z", "zoom_camera", "Camera view on the whole screen (and back)", show=False),
         Binding("m", "models", "Models"),
         Binding("f", "trio", "Trio"),
         Binding("b", "benchmark", "Benchmark"),
@@ -139,6 +142,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         self.status: PipelineStatus | None = None
         self.health: HealthReport | None = None
         self.link_up = False
+        self.last_seen: float | None = None  # console clock of the newest sample (or status) received
         self.rendered_ts: float | None = None  # ts of the sample on screen (bench/tui.py reads it)
         self.last_event: str | None = None  # the latest model change and why, under the findings
         self.renders = 0
@@ -154,6 +158,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         yield CameraStrip(id="camera-strip")
         with Horizontal(id="main"):
             with Vertical(id="charts"):
+                yield StaleMark(id="stale")
                 yield TimeChart("latency", unit=" ms", id="latency")
                 yield TimeChart("throughput", unit=" fps", id="fps")
                 yield TimeChart("confidence", top=1.0, alert=CONFIDENCE_ALERT, id="confidence")
@@ -221,12 +226,12 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
                         elif event in ("health", "model") and isinstance(model, BaseModel):
                             self.post_message(self.EventArrived(event, model))
                 last_event_id = stream.last_event_id
-                reason = "the agent closed the event stream"
+                reason = CONNECTION_CLOSED
             except AgentClientError as err:
                 if not retryable(err):
-                    self.post_message(self.LinkRefused(str(err)))
+                    self.post_message(self.LinkRefused(str(err)))  # the whole line: what to fix
                     return
-                reason = str(err)
+                reason = err.summary  # the banner already says where and when: what happened, in words
             self.post_message(self.LinkLost(reason, delay))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.RETRY_MAX_S)
@@ -234,7 +239,9 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
     @on(Connected)
     def _connected(self, message: Connected) -> None:
         self.device, self.status, self.link_up = message.device, message.status, True
+        self.last_seen = self.clock()
         self.query_one(LinkBanner).clear()
+        self.query_one(StaleMark).fresh()
         if self.record.ssh is not None:
             self._stop_ssh_watch()  # HTTP is back, and with it the event stream
             self.query_one(LinkBanner).offer = "press o to look over SSH"
@@ -249,6 +256,13 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
 
     @on(SampleArrived)
     def _sample(self) -> None:
+        self.last_seen = self.clock()
+        if not self.link_up:  # the stream came back by its own quick reconnect: live again
+            self.link_up = True
+            self.query_one(LinkBanner).clear()
+            self.query_one(StaleMark).fresh()
+            self._show_identity()
+            self._tell_camera()
         self._schedule_render()
 
     @on(EventArrived)
@@ -276,17 +290,24 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
 
     @on(LinkLost)
     def _link_lost(self, message: LinkLost) -> None:
-        self.link_up = False
-        self._tell_camera()
+        self._went_stale()
         self.query_one(LinkBanner).lost(message.reason, message.retry_in)
         self._watch_ssh_while_down()
 
     @on(LinkRefused)
     def _link_refused(self, message: LinkRefused) -> None:
-        self.link_up = False
-        self._tell_camera()
+        self._went_stale()
         self.query_one(LinkBanner).refused(message.reason)
         self._watch_ssh_while_down()
+
+    def _went_stale(self) -> None:
+        """What is on screen is the past now: grey it, say since when, and stop claiming a state."""
+        self.link_up = False
+        self._tell_camera()
+        if self.last_seen is not None and not self.ssh_polls:  # figures shown, and SSH is not feeding them
+            self.query_one(StaleMark).stale(self.last_seen)
+            self.query_one(CameraView).show_message("link lost: last frame")  # dimmed
+            self._show_identity()
 
     # --- rendering ----------------------------------------------------------------------------------
 
@@ -347,7 +368,9 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
         self.renders += 1
 
     def _show_identity(self) -> None:
-        self.query_one("#identity", Static).update(identity_text(self.record, self.device, self.status))
+        self.query_one("#identity", Static).update(
+            identity_text(self.record, self.device, self.status, link_up=self.link_up or self.ssh_polls > 0)
+        )
 
     # --- camera -------------------------------------------------------------------------------------
 
@@ -363,6 +386,13 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
             view.start()
         else:
             view.stop()
+
+    def action_zoom_camera(self) -> None:
+        """The camera view alone on the screen (dashboard.tcss hides the rest under ``-zoom``), or back."""
+        self.toggle_class("-zoom")
+        view = self.query_one(CameraView)
+        if self.has_class("-zoom") and not view.display:
+            self.action_toggle_camera()
 
     # --- pipeline controls --------------------------------------------------------------------------
 
@@ -459,6 +489,11 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
             ("Change camera source", "switch the pipeline to another source URI", self.action_source),
             ("Show logs", f"live log of {name}", self.action_logs),
             ("Toggle camera view", "show or hide the annotated frame", self.action_toggle_camera),
+            (
+                "Zoom camera view",
+                "the annotated frame on the whole screen, and back",
+                self.action_zoom_camera,
+            ),
             ("Back to devices", "leave this dashboard", self.app.pop_screen),
         ]
         from screens.palette import reach_commands

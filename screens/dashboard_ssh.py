@@ -24,6 +24,7 @@ from screens.panels import link_badge
 from screens.timefmt import clock_time
 from screens.widgets.banner import LinkBanner
 from screens.widgets.camera import CameraView
+from screens.widgets.stale import StaleMark
 
 
 class SSHWatch:
@@ -111,6 +112,7 @@ class SSHWatch:
         if sample is not None and (latest is None or sample.ts > latest.ts):
             self.telemetry.add(sample)  # the charts go on, a point every poll instead of 2 a second
         self.ssh_polls += 1
+        self.query_one(StaleMark).fresh()  # polled over SSH: the figures are live again
         self._show_identity()
         self._schedule_render()
         summary = f"agent {found.health.status}, pipeline {found.status.state}"

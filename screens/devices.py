@@ -19,7 +19,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import AgentClientError, ConsoleError
@@ -28,6 +28,7 @@ from fieldtui.protocol import DeviceRecord
 from fieldtui.protocol.cameras import camera_note
 from screens.dialogs import ConfirmDialog
 from screens.timefmt import ago
+from screens.widgets.footer import Footer
 
 POLL_EVERY_S = 2.0
 POLL_MAX_S = 30.0

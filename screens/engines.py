@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import EngineInfo, EngineList, EngineRebuildRequest, EngineRebuildResult, Job
@@ -31,6 +31,7 @@ from screens.dialogs import ConfirmDialog
 from screens.models import size_text  # one wording of file sizes across the console
 from screens.replies import Reply, job_reply, read_reply
 from screens.timefmt import clock_time
+from screens.widgets.footer import Footer
 from screens.widgets.jobprogress import JobProgress
 
 

@@ -17,11 +17,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, RichLog, Static
+from textual.widgets import Header, Input, RichLog, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import DeviceRecord, LogLine
 from screens.timefmt import clock_time
+from screens.widgets.footer import Footer
 
 KEEP = 5000
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Header, ProgressBar, Static
 
 from fieldtui.errors import AgentClientError, ConsoleError
 from fieldtui.jobwatch import watch_job
@@ -29,6 +29,7 @@ from fieldtui.protocol import BAD_VERDICTS, DamagedVersion, Job, ModelList, Mode
 from fieldtui.push import PushProgress, push_model
 from screens.dialogs import ConfirmDialog
 from screens.replies import Reply, read_reply
+from screens.widgets.footer import Footer
 
 PHASES = {
     "hashing": "hashing the file here",

@@ -67,8 +67,13 @@ def threads_text(policy: ThreadPolicy | None) -> str:
     return f"{count}, {policy.mode}"
 
 
-def identity_text(record: DeviceRecord, device: DeviceInfo | None, status: PipelineStatus | None) -> Text:
-    """Two lines: who (name, id, platform, agent version, accelerators); what (model, pipeline, source)."""
+def identity_text(
+    record: DeviceRecord, device: DeviceInfo | None, status: PipelineStatus | None, *, link_up: bool = True
+) -> Text:
+    """Two lines: who (name, id, platform, agent version, accelerators); what (pipeline, model, source).
+
+    With the link down the pipeline's state is not known, and it says so instead of the last one seen.
+    """
     text = Text()
     text.append(device.name if device else record.name, style="bold")
     if device is not None:
@@ -79,11 +84,17 @@ def identity_text(record: DeviceRecord, device: DeviceInfo | None, status: Pipel
             text.append(f"  {', '.join(device.accelerators)}")
     else:
         text.append(f"  connecting to {record.api_url}…", style="dim")
-    text.append("\nmodel ", style="dim")
+    text.append("\n")
+    if status is not None:  # the state first: a narrow terminal cuts the end of the line, never it
+        text.append("pipeline ", style="dim")
+        if link_up:
+            text.append(status.state, style=STATE_STYLE.get(status.state, ""))
+        else:
+            text.append("unknown (link lost)", style="bold yellow")
+        text.append("  ")
+    text.append("model ", style="dim")
     text.append(model_label(status))
     if status is not None:
-        text.append("  pipeline ", style="dim")
-        text.append(status.state, style=STATE_STYLE.get(status.state, ""))
         text.append("  source ", style="dim")
         text.append(source_text(status))
     return text

@@ -16,9 +16,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, DirectoryTree, Input, Static
+from textual.widgets import Button, DirectoryTree, Input, Static
 
 from fieldtui.push import FORMATS, valid_version
+from screens.widgets.toggles import Checkbox
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class PushDialog(ModalScreen["PushRequest | None"]):
         with Vertical(classes="dialog"):
             yield Static(Text("Push a model file", style="bold"), classes="question")
             yield ModelTree(self.start, id="tree")
-            yield Input(placeholder="path of a .onnx, .engine or .hef file", id="path")
+            yield Input(placeholder="path of a .onnx, .engine or .hef file (shift+tab: the tree)", id="path")
             yield Input(placeholder="version name, e.g. v8 or 2026.11.1", id="version")
             yield Checkbox("activate after the upload", True, id="activate")
             yield Static(id="error")
@@ -70,7 +71,9 @@ class PushDialog(ModalScreen["PushRequest | None"]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#tree").focus()
+        # A technician who knows the path types it at once (nothing typed is lost to the tree);
+        # shift+tab goes up to the tree to pick the file instead.
+        self.query_one("#path").focus()
 
     @on(DirectoryTree.FileSelected)
     def _file(self, event: DirectoryTree.FileSelected) -> None:
@@ -85,11 +88,18 @@ class PushDialog(ModalScreen["PushRequest | None"]):
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
-    def _submit(self) -> None:
+    def _submit(self, event: Input.Submitted | Button.Pressed) -> None:
         raw = self.query_one("#path", Input).value.strip()
         version = self.query_one("#version", Input).value.strip()
+        from_path = isinstance(event, Input.Submitted) and event.input.id == "path"
+        typed = Path(raw).expanduser() if raw else None
+        if from_path and not version and typed is not None and typed.is_file():
+            # a typed path is taken like a picked file: the version is suggested and asked next
+            self.query_one("#version", Input).value = typed.stem
+            self.query_one("#version", Input).focus()
+            return
         error = self.query_one("#error", Static)
-        path = Path(raw).expanduser() if raw else None
+        path = typed
         if path is None or not path.is_file():
             error.update(
                 Text(f"no such file: {raw}" if raw else "choose a file in the tree or type its path", "red")

@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, RadioSet, Static
 
 from fieldtui.protocol import EngineRebuildRequest, RuntimeIdentity
+from screens.widgets.toggles import Checkbox, RadioButton
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

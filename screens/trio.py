@@ -21,12 +21,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from fieldtui.errors import AgentClientError
 from fieldtui.forwarding import key_state
 from fieldtui.protocol import ForwardingRules, ForwardingState, ForwardResult
 from fieldtui.redact import redact
+from screens.widgets.footer import Footer
 
 
 def fields(rows: list[tuple[str, Any]]) -> Table:

@@ -62,6 +62,27 @@ def test_width_scales_the_frame_and_the_boxes_down_but_never_up():
     )
 
 
+def _object_scene() -> np.ndarray:
+    """Grey frame with a white object at x 100..220, y 0..120 (touching the top edge)."""
+    image = np.full((480, 640, 3), 40, np.uint8)
+    image[0:120, 100:220] = 255
+    return image
+
+
+def test_labels_never_cover_the_object_they_name():
+    dets = _Dets(boxes=np.array([[96, 0, 224, 124]], np.float32), scores=np.array([0.9]), class_ids=[0])
+    # Full size, box against the top edge: the label goes below the box, not over the object.
+    out = _decode(render_snapshot(_object_scene(), dets, NAMES))
+    assert np.abs(out[10:112, 106:214] - 255).max() < 30  # the object, untouched
+    below = out[127:140, 100:160]
+    assert np.abs(below - np.array(PALETTE_RGB[0])).max(axis=2).mean() < 90 and below.std() > 10
+    # A terminal-sized frame (one pixel a column): boxes only, no unreadable label over the object.
+    small = _decode(render_snapshot(_object_scene(), dets, NAMES, width=80))
+    assert small.shape == (60, 80, 3)
+    assert np.abs(small[2:13, 15:26] - 255).max() < 40  # inside the box: the object
+    assert np.abs(small[19:30, 12:40] - 40).max() < 25  # below it: no label band
+
+
 def _wait_for_frame(client, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:

@@ -213,7 +213,8 @@ def test_push_dialog(snap_compare, tmp_path, monkeypatch):
         await until(pilot, lambda: len(pilot.app.screen.query(ModelTree)) == 1)
         tree = pilot.app.screen.query_one(ModelTree)
         await until(pilot, lambda: len(tree.root.children) == 3)
-        await pilot.press("down", "down", "down", "enter")  # the .onnx file: path and version filled in
+        # up from the path field (where the dialog opens) to the tree, then the .onnx file: path and version filled in
+        await pilot.press("shift+tab", "down", "down", "down", "enter")
 
     assert _snap(snap_compare, _after(_dashboard_settled, then), device=0)
 
@@ -241,3 +242,18 @@ def test_pair_unknown_host_key(snap_compare):
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
 
     assert _snap(snap_compare, _after(_probed, then))
+
+
+# An 80x24 terminal (and a big one): the dashboard's figures and the footer's main keys stay readable.
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_dashboard_sized(snap_compare, size):
+    fleet = _fleet()
+    app = _app(fleet, open_device=fleet.records[0])
+    assert snap_compare(app, terminal_size=size, run_before=_after(_dashboard_settled))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_devices_sized(snap_compare, size):
+    assert snap_compare(_app(), terminal_size=size, run_before=_after(_probed))

@@ -61,7 +61,7 @@ async def test_chart_draws_bars_the_alert_line_and_bad_columns():
         chart.plot([0.9] * 10 + [0.3] * 10, caption="avg 0.30")
         await pilot.pause()
         lines = [chart.render_line(y) for y in range(5)]
-        assert lines[0].text == "confidence  a… max 1"  # the scale stays, the caption gives way
+        assert lines[0].text == "confidence  avg 0.30"  # the figures stay, the scale gives way
         plot = [line.text for line in lines[1:]]  # 4 rows, top first: 32 eighths, 0.6 -> level 19
         assert plot[1] == "█" * 10 + ALERT_MARK * 10  # the line shows where the bars are below it
         assert plot[3] == "█" * 20 and plot[0][:10] == "▅" * 10  # 0.9 of 32 eighths = 29: 3 rows + 5/8

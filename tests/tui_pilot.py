@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from textual.app import App
 from textual.pilot import Pilot
 
 from fieldtui.config import ConsoleConfig
@@ -34,3 +37,11 @@ def app_on(agent, tmp_path: Path, name: str = "dock-1") -> FieldtuiApp:
     record = DeviceRecord(name=name, host="127.0.0.1", port=port, origin=["manual"])
     config.save_device(record, agent.token)
     return FieldtuiApp(Fleet(config, mdns=False), open_device=record)
+
+
+def screen_text(app: App) -> str:
+    """The whole screen as a person reads it: plain text, colours stripped, one line per row."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, legacy_windows=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)

@@ -15,6 +15,10 @@ import numpy as np
 from fieldtui.protocol.palette import class_rgb
 
 JPEG_QUALITY = 80
+# Below this frame width a label's text is a few unreadable pixels that would only hide the object (a
+# terminal's camera view asks for about one pixel per column): the boxes stay, in their class colour,
+# and the console's per-class counts use the same colours as a legend.
+LABEL_MIN_WIDTH = 320
 
 
 def class_color_bgr(class_id: int) -> tuple[int, int, int]:
@@ -46,7 +50,11 @@ def draw_detections(
     class_ids: np.ndarray,
     names: Mapping[int, str],
 ) -> np.ndarray:
-    """Draw boxes and labels onto ``image`` (in place) and return it. Boxes are x1y1x2y2 in its pixels."""
+    """Draw boxes and labels onto ``image`` (in place) and return it. Boxes are x1y1x2y2 in its pixels.
+
+    A label goes outside its box (above it, else below it) so it never covers the object; only a box
+    spanning the whole frame height gets it inside. Frames under ``LABEL_MIN_WIDTH`` get boxes only.
+    """
     import cv2
 
     h, w = image.shape[:2]
@@ -58,10 +66,17 @@ def draw_detections(
         x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
         y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        if w < LABEL_MIN_WIDTH:
+            continue
         label = f"{names.get(int(cid), f'class_{int(cid)}')} {float(score):.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        # The label sits on the box's top edge, or just inside it when the box touches the top.
-        top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
+        band = th + base + 2
+        if y1 - band >= 0:
+            top = y1 - band  # above the box
+        elif y2 + band < h:
+            top = y2 + 1  # below it: the box touches the top of the frame
+        else:
+            top = y1  # a box as tall as the frame: inside, the only place left
         cv2.rectangle(image, (x1, top), (min(w - 1, x1 + tw + 4), top + th + base + 2), color, cv2.FILLED)
         cv2.putText(
             image,

@@ -142,12 +142,15 @@ class TimeChart(CachedLines):
         return strips
 
     def _header(self, width: int, top: float) -> Strip:
-        """Title, caption and scale on one line: the scale always shows; a caption too long for a
-        narrow terminal gives way with an ellipsis."""
+        """Title, caption and scale on one line. The figures come first: in a narrow terminal the scale
+        gives way to the caption, and only then does the caption itself end in an ellipsis."""
         base = self.rich_style
         scale = f"max {top:g}{self.unit}"
+        wanted = len(self.title) + (2 + len(self.caption) if self.caption else 0)
+        if self.caption and wanted + 1 + len(scale) > width:
+            scale = ""
         header = Text(no_wrap=True, overflow="ellipsis")
-        room = width - len(scale) - 1
+        room = width - len(scale) - (1 if scale else 0)
         if room > 0:
             header.append(self.title, self.get_component_rich_style("timechart--title"))
             if self.caption:
