@@ -19,13 +19,14 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from fieldtui.errors import AgentClientError
 from fieldtui.protocol import CameraList, DeviceRecord
 from fieldtui.protocol.cameras import camera_verdict
 from screens.widgets.camera import CameraView
 from screens.widgets.camerastrip import BADGES
+from screens.widgets.footer import Footer
 
 
 class CameraGridScreen(Screen[str | None]):

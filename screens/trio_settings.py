@@ -13,11 +13,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from fieldtui.forwarding import key_state
 from fieldtui.protocol import ForwardingState, ForwardingUpdate
 from screens.trio_rules import Save, SavingDialog
+from screens.widgets.toggles import Checkbox
 
 
 class SettingsDialog(SavingDialog):

@@ -30,6 +30,8 @@ NAVIGATION = frozenset(
         "dismiss_grid",
         "app.focus_next",
         "app.focus_previous",
+        "zoom_camera",  # the camera view on the whole screen
+        "cursor",  # j/k in a list, table, tree or log
     }
 )
 

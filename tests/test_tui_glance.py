@@ -92,6 +92,10 @@ def test_every_screen_takes_its_toggles_and_footer_from_the_console_s_own_widget
 # --- help, j/k and dialog focus, on canned data (tests/tui_fakes.py: the service swapped, not a socket)
 
 
+async def _never_saved(update):  # the focus check never presses Save
+    raise AssertionError(f"saved {update}")
+
+
 def _fleet() -> FakeFleet:
     gate = FakeAgent(logs=log_lines(80))  # no live samples: this is about keys, not telemetry
     gate.info = gate.info.model_copy(update={"backends": BACKENDS})
@@ -159,7 +163,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
             (AddDeviceScreen(fleet), "host"),
             (PairDialog(fleet), "host"),
             (ProbeDialog([]), "ranges"),
-            (RulesDialog(ForwardingRules()), "classes"),
+            (RulesDialog(ForwardingRules(), _never_saved), "classes"),
             (PromptDialog("Camera source", "demo:"), "answer"),
             (RebuildDialog(engine_list().runtimes), "ok"),  # preset from the engine: enter rebuilds it
         ):
