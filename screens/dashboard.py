@@ -43,6 +43,7 @@ from textual.widgets import Header, Static
 from fieldtui.diagnosis import CONFIDENCE_ALERT, DROP_ALERT, diagnose
 from fieldtui.errors import CONNECTION_CLOSED, AgentClientError, AgentUnreachable
 from fieldtui.protocol import DeviceInfo, DeviceRecord, HealthReport, Job, ModelInfo, PipelineStatus, Sample
+from fieldtui.protocol.backoff import backoff_delay
 from screens.dashboard_cameras import CAMERA_ACTIONS, CameraSwitch  # [ ] g: several cameras
 from screens.dashboard_ssh import SSHWatch  # o, and the SSH watch while HTTP is down
 from screens.dialogs import ConfirmDialog, PromptDialog
@@ -200,7 +201,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
     @work(exclusive=True, exit_on_error=False, group="link")
     async def follow(self) -> None:
         """Identity and status, then the event stream; on a drop, back off and start again."""
-        delay = self.RETRY_INITIAL_S
+        attempt = 0  # retries since the last event
         last_event_id: str | None = None
 
         def on_state(state: str, reason: str | None) -> None:
@@ -216,7 +217,7 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
                 stream = self.api.events(last_event_id=last_event_id, max_retries=0, on_state=on_state)
                 async with stream:
                     async for event, model in stream:
-                        delay = self.RETRY_INITIAL_S
+                        attempt = 0
                         if event == "sample" and isinstance(model, Sample):
                             self.telemetry.add(model)
                             self.post_message(self.SampleArrived(model))
@@ -232,9 +233,11 @@ class DashboardScreen(CameraSwitch, SSHWatch, Screen[None]):
                     self.post_message(self.LinkRefused(str(err)))  # the whole line: what to fix
                     return
                 reason = err.summary  # the banner already says where and when: what happened, in words
+            # the exact wait (no jitter): the banner counts it down
+            delay = backoff_delay(attempt, self.RETRY_INITIAL_S, self.RETRY_MAX_S, jitter=0)
             self.post_message(self.LinkLost(reason, delay))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.RETRY_MAX_S)
+            attempt += 1
 
     @on(Connected)
     def _connected(self, message: Connected) -> None:

@@ -149,6 +149,7 @@ def test_dashboard(snap_compare):
 
 def test_dashboard_link_lost(snap_compare, monkeypatch):
     monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)  # one stable countdown to photograph
+    monkeypatch.setattr(DashboardScreen, "RETRY_MAX_S", 30.0)
 
     async def run_before(pilot: Pilot) -> None:
         await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))

@@ -92,6 +92,7 @@ def test_dashboard_polled_over_ssh(snap_compare, monkeypatch):
 
     feed = samples(12)
     monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)
+    monkeypatch.setattr(DashboardScreen, "RETRY_MAX_S", 30.0)
 
     async def canned_poll(endpoint, every, on_status, on_error, **_):
         health = HealthReport(status="ok", version="0.1.0", uptime_s=7200)

@@ -38,6 +38,7 @@ async def test_the_dashboard_is_polled_over_ssh_while_http_is_down(
     agent = start_agent(agent_home)
     monkeypatch.setenv("FIELDTUI_SSH_DIR", str(ssh_server.write_client_dir(tmp_path / "dot-ssh", "dock-1")))
     monkeypatch.setattr(DashboardScreen, "RETRY_INITIAL_S", 30.0)
+    monkeypatch.setattr(DashboardScreen, "RETRY_MAX_S", 30.0)
     monkeypatch.setattr(DashboardScreen, "SSH_POLL_S", 0.5)
     config = ConsoleConfig(tmp_path / "console")
     record = DeviceRecord(

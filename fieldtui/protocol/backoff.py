@@ -14,7 +14,11 @@ INITIAL_S = 0.5
 MAXIMUM_S = 10.0
 
 
-def backoff_delay(attempt: int, initial: float = INITIAL_S, maximum: float = MAXIMUM_S) -> float:
+def backoff_delay(
+    attempt: int, initial: float = INITIAL_S, maximum: float = MAXIMUM_S, jitter: float = 0.2
+) -> float:
     """Seconds to wait before retry ``attempt`` (0: the first after a success): ``initial`` doubling up to
-    ``maximum``, times 0.8-1.2 so that a fleet of agents or consoles does not retry in step."""
-    return min(maximum, initial * 2 ** min(attempt, 32)) * random.uniform(0.8, 1.2)
+    ``maximum``, times 1 ± ``jitter`` so that a fleet of agents or consoles does not retry in step (0: the
+    exact figure, for a view that counts the wait down)."""
+    delay = min(maximum, initial * 2 ** min(attempt, 32))
+    return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
