@@ -1,0 +1,272 @@
+"""``fieldtui registry rollout --watch``: a pull rollout driven by a real Prometheus server (Debian's
+``prometheus``, started here on 127.0.0.1 with a 1 s scrape of three real agents that pull from the
+registry), and the counters it reads from the agents' /metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fieldtui.errors import ConsoleError
+from fieldtui.protocol.offers import cohort_point
+from fieldtui.registry_watch import Prometheus
+from tests import storemodels as sm
+from tests.conftest import RunningAgent, _terminate
+from tests.console_cli import fail_line, run
+from tests.loopback_agents import common_port, device_id, start_agents
+from tests.storeclient import listing, wait_for
+from tests.test_registry import age, registry
+
+PROMETHEUS = shutil.which("prometheus")
+pytestmark = pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="the prometheus server is missing: apt-get install --no-install-recommends prometheus",
+)
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+SOURCE = "demo:?fps=15&size=160x120"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def prometheus_server(tmp: Path, targets: list[str]) -> Iterator[str]:
+    """Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second; yields its URL."""
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: fieldtui-agent\n    static_configs:\n"
+        f"      - targets: {json.dumps(targets)}\n"
+    )
+    port = free_port()
+    log = tmp / "prometheus.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, timeout=30, every=0.2)
+        yield url
+    finally:
+        _terminate(proc)
+
+
+@dataclass
+class Site:
+    folder: Path
+    agents: list[RunningAgent]
+    ids: list[str]
+    prometheus: str
+
+    def serving(self, agent: RunningAgent) -> str | None:
+        with agent.client() as c:
+            return listing(c).serving.version
+
+    def canaries(self, rollout_id: str) -> tuple[list[RunningAgent], list[float]]:
+        """The agents in the order the rollout ``rollout_id`` takes them, and a percent between each
+        two (the first step takes exactly the first agent, and so on)."""
+        points = sorted((cohort_point(d, rollout_id), i) for i, d in enumerate(self.ids))
+        steps = [(a[0] + b[0]) / 2 for a, b in zip(points, points[1:], strict=False)]
+        return [self.agents[i] for _, i in points], steps
+
+
+def series(agent: RunningAgent, name: str) -> dict[tuple[str, str], float]:
+    """``name``'s samples on the agent's own /metrics, by (version, outcome)."""
+    text = httpx.get(f"{agent.url}/metrics", timeout=5).text
+    return {
+        (s.labels["version"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_model) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("watch")
+    folder = tmp / "registry"
+    age(sm.detector(folder / "v1.onnx", seed=1), 60)
+    sm.detector(folder / "v2.onnx", seed=2)
+    sm.detector(folder / "weak.onnx", seed=3, score=0.27)  # confidence collapses on probation
+    (folder / "latest").write_text("v1\n")
+    with registry(folder) as url:
+        settings = {"registry": url, "registry_poll_s": 0.3, "probation_s": 1.0, "probation_min_frames": 3}
+        for host in HOSTS:
+            home = tmp / f"agent-{host}"
+            home.mkdir(mode=0o700)
+            body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+            (home / "config.toml").write_text(f"[models]\n{body}\n")
+        port = common_port(HOSTS)
+        with start_agents(tmp, tiny_model, HOSTS, port, source=SOURCE) as agents:
+            for agent in agents:
+                with agent.client() as c:
+                    wait_for(
+                        lambda c=c: (
+                            (m := listing(c)).serving.version == "v1" and m.history[0].outcome == "good"
+                        )
+                    )
+            with prometheus_server(tmp, [f"{h}:{port}" for h in HOSTS]) as prom:
+                yield Site(folder, agents, [device_id(a) for a in agents], prom)
+
+
+def watch(capsys, site: Site, version: str, steps: list[float], soak: float) -> tuple[int, str]:
+    code, out, _ = run(
+        capsys,
+        "registry",
+        "rollout",
+        str(site.folder),
+        "--version",
+        version,
+        "--watch",
+        site.prometheus,
+        "--step",
+        ",".join(f"{s:.4f}" for s in steps),
+        "--max-failure-rate",
+        "0.1",
+        "--interval",
+        "0.5",
+        "--soak",
+        str(soak),
+    )
+    return code, out
+
+
+def test_a_canary_that_rolls_back_sets_the_rollout_back_to_0(site, capsys):
+    order, between = site.canaries("weak")
+    code, out = watch(capsys, site, "weak", [between[0], 100.0], soak=15)
+    assert code == 1, out
+    assert "stopped: the failure rate of weak is 100% (1 of 1 devices), above --max-failure-rate 0.1" in out
+    staged = json.loads((site.folder / "rollout.json").read_text())
+    assert staged == {"id": "weak", "version": "weak", "percent": 0}
+    assert (site.folder / "latest").read_text() == "v1\n"  # the last step (100) was never reached
+    canary, others = order[0], order[1:]
+    assert series(canary, "fieldtui_agent_probations_total")[("weak", "rolled_back")] == 1
+    assert series(canary, "fieldtui_agent_activations_total")[("weak", "ok")] == 1
+    wait_for(lambda: site.serving(canary) == "v1")
+    time.sleep(1.0)  # a few more polls: nobody else takes it now
+    for agent in others:
+        assert site.serving(agent) == "v1"
+        assert not any(v == "weak" for v, _ in series(agent, "fieldtui_agent_activations_total"))
+
+
+def test_a_good_rollout_steps_to_100_while_its_canaries_pass(site, capsys):
+    order, between = site.canaries("v2")
+    code, out = watch(capsys, site, "v2", [*between, 100.0], soak=4)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"watching through Prometheus at {site.prometheus}")
+    shown = [f"{float(f'{s:.4f}'):g}" for s in between]  # as the command prints the steps it was given
+    assert f"{shown[0]}%: 1 serving, 1 passed probation, 0 on probation" in out
+    assert f"{shown[1]}%: 2 serving, 2 passed probation, 0 on probation" in out
+    assert lines[-1] == "rollout of v2 ended: every device is offered it (latest = v2)"
+    assert not (site.folder / "rollout.json").exists()
+    for agent in order:
+        wait_for(lambda a=agent: site.serving(a) == "v2")
+    passed = series(order[0], "fieldtui_agent_probations_total")
+    assert passed[("v2", "passed")] == 1 and passed[("v2", "rolled_back")] == 0
+    info = httpx.get(f"{order[0].url}/metrics", timeout=5).text
+    assert 'fieldtui_agent_model_info{backend="onnxruntime"' in info and 'version="v2"' in info
+
+
+def test_an_unreachable_prometheus_or_a_bad_query_changes_nothing(site, capsys):
+    before = sorted(p.name for p in site.folder.iterdir())
+    staged = (site.folder / "rollout.json").read_bytes() if (site.folder / "rollout.json").exists() else None
+    nobody = f"http://127.0.0.1:{free_port()}"
+    line = fail_line(
+        capsys,
+        "registry",
+        "rollout",
+        str(site.folder),
+        "--version",
+        "v2",
+        "--watch",
+        nobody,
+        "--step",
+        "5,100",
+    )
+    assert line.startswith(f"fieldtui: cannot reach Prometheus at {nobody} (ConnectError")
+    registry_url = "http://127.0.0.1:1"  # not Prometheus: the refusal names what to give instead
+    with registry(site.folder) as url:
+        registry_url = url
+        line = fail_line(
+            capsys,
+            "registry",
+            "rollout",
+            str(site.folder),
+            "--version",
+            "v2",
+            "--watch",
+            url,
+            "--step",
+            "5,100",
+        )
+    assert f"{registry_url} answered HTTP 404 but not as Prometheus's API" in line
+    with pytest.raises(ConsoleError, match=r"refused the query \(bad_data: .*\): sum\($"):
+        Prometheus(site.prometheus).query("sum(")
+    for args, message in [
+        (["--step", "25,5"], "the steps must rise (5 follows 25)"),
+        (["--step", "5,x"], "'x' is not a percent"),
+        (["--step", "0,100"], "0 is out of range"),
+        ([], "--watch needs --step"),
+    ]:
+        line = fail_line(
+            capsys,
+            "registry",
+            "rollout",
+            str(site.folder),
+            "--version",
+            "v2",
+            "--watch",
+            site.prometheus,
+            *args,
+        )
+        assert message in line
+    line = fail_line(
+        capsys,
+        "registry",
+        "rollout",
+        str(site.folder),
+        "--version",
+        "v9",
+        "--watch",
+        site.prometheus,
+        "--step",
+        "5",
+    )
+    assert "no model file for version 'v9'" in line
+    assert "--step goes with --watch" in fail_line(
+        capsys, "registry", "rollout", str(site.folder), "--version", "v2", "--percent", "5", "--step", "5"
+    )
+    assert sorted(p.name for p in site.folder.iterdir()) == before
+    now = (site.folder / "rollout.json").read_bytes() if (site.folder / "rollout.json").exists() else None
+    assert now == staged
