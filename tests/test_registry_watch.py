@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol.offers import cohort_point
-from fieldtui.registry_watch import Prometheus
+from fieldtui.registry import ModelFolder
+from fieldtui.registry_watch import Prometheus, RolloutWatch
 from tests import storemodels as sm
 from tests.conftest import RunningAgent, _terminate
 from tests.console_cli import fail_line, run
@@ -44,8 +45,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def prometheus_server(tmp: Path, targets: list[str]) -> Iterator[str]:
-    """Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second; yields its URL."""
+def prometheus_server(tmp: Path, targets: list[str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second; yields (URL, process)."""
     config = tmp / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
@@ -76,7 +77,7 @@ def prometheus_server(tmp: Path, targets: list[str]) -> Iterator[str]:
             return False
 
         wait_for(ready, timeout=30, every=0.2)
-        yield url
+        yield url, proc
     finally:
         _terminate(proc)
 
@@ -135,7 +136,7 @@ def site(tmp_path_factory, tiny_model) -> Iterator[Site]:
                             (m := listing(c)).serving.version == "v1" and m.history[0].outcome == "good"
                         )
                     )
-            with prometheus_server(tmp, [f"{h}:{port}" for h in HOSTS]) as prom:
+            with prometheus_server(tmp, [f"{h}:{port}" for h in HOSTS]) as (prom, _):
                 yield Site(folder, agents, [device_id(a) for a in agents], prom)
 
 
@@ -270,3 +271,27 @@ def test_an_unreachable_prometheus_or_a_bad_query_changes_nothing(site, capsys):
     assert sorted(p.name for p in site.folder.iterdir()) == before
     now = (site.folder / "rollout.json").read_bytes() if (site.folder / "rollout.json").exists() else None
     assert now == staged
+
+
+def test_losing_prometheus_mid_watch_leaves_the_rollout_where_it_is(tmp_path):
+    folder = tmp_path / "registry"
+    sm.detector(folder / "v2.onnx", seed=2)
+    said: list[str] = []
+    with prometheus_server(tmp_path, []) as (url, proc):
+
+        def say(line: str) -> None:
+            said.append(line)
+            if line.startswith("watching"):  # Prometheus answered once: now it goes away
+                _terminate(proc)
+
+        watch = RolloutWatch(
+            ModelFolder(folder), "v2", [5.0, 100.0], Prometheus(url), interval=0.1, soak=30, say=say
+        )
+        with pytest.raises(ConsoleError) as err:
+            watch.run()
+    assert str(err.value).startswith(f"cannot reach Prometheus at {url}")
+    assert str(err.value).endswith(
+        "the rollout of v2 stays at 5% (rerun with --watch to go on, or --percent 0 to stop it)"
+    )
+    assert json.loads((folder / "rollout.json").read_text())["percent"] == 5
+    assert said[1] == "rollout 'v2': v2 offered to 5% of devices"
