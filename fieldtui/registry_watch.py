@@ -4,8 +4,9 @@ that widens itself while Prometheus says the cohort holds up, and stops itself w
 No server of ours watches a fleet: its Prometheus already scrapes every agent, and each agent counts
 its activations and probation verdicts by the candidate's version (agent/store/outcomes.py). At each
 step the percent is raised with the same writer as ``--percent`` (:meth:`ModelFolder.set_rollout`),
-then for ``--soak`` seconds (and until no device of the version is still on probation) one PromQL query
-every ``--interval`` seconds reads the cohort's verdicts::
+then for ``--soak`` seconds (up to twice that while a device of the version is still on probation, or
+until a first device of the step has its verdict) one PromQL query every ``--interval`` seconds reads
+the cohort's verdicts::
 
     sum by (outcome) (max_over_time(
         {__name__=~"fieldtui_agent_(activations|probations)_total", version="V"}[WINDOW]))
@@ -177,6 +178,7 @@ class RolloutWatch:
         self._start = self.clock()
         before = self.prometheus.cohort(self.version, 0)  # reachable and the query works: nothing changed yet
         self.say(f"watching through Prometheus at {redact(self.prometheus.url)}: {before.line()}")
+        self._decided = before.decided
         for step in self.steps:
             self.say(self.folder.set_rollout(self.version, step, self.rollout_id))
             if self.rollout_id is None and (staged := self.folder.rollout()) is not None:
@@ -192,8 +194,9 @@ class RolloutWatch:
         return 0
 
     def _soak(self, step: float) -> int:
-        """Watch one step for ``soak`` seconds, and up to one more soak while devices are on probation."""
-        began = self.clock()
+        """Watch one step for ``soak`` seconds, and up to one more soak while a device is on probation
+        or until a first device of the step has its verdict (a step nobody took proves nothing)."""
+        began, decided_before = self.clock(), self._decided
         shown, errors = "", 0
         while True:
             self.sleep(self.interval)
@@ -209,6 +212,7 @@ class RolloutWatch:
                         "on, or --percent 0 to stop it)"
                     ) from None
                 continue
+            self._decided = cohort.decided
             if cohort.line() != shown:
                 shown = cohort.line()
                 self.say(f"  {step:g}%: {shown}")
@@ -220,7 +224,14 @@ class RolloutWatch:
                     f"{self.max_failure_rate:g}; no further device takes it"
                 )
                 return 1
-            if now - began >= self.soak and cohort.pending == 0:
+            evidence = cohort.decided > decided_before
+            if now - began >= self.soak and cohort.pending == 0 and evidence:
+                return 0
+            if now - began >= 2 * self.soak and cohort.pending == 0:
+                self.say(
+                    f"  {step:g}%: no device gave a verdict on {self.version} in {2 * self.soak:g} s "
+                    "(too few devices at this step, or they poll rarely); going on"
+                )
                 return 0
             if now - began >= 2 * self.soak:
                 self.say(

@@ -210,12 +210,13 @@ class RolloutScreen(Screen[None]):
         text = Text()
         for i, size in enumerate(state.plan.waves):
             devices = state.wave(i)
-            failed = sum(1 for d in devices if d.stage in ("failed", "rolled_back"))
             if all(d.final for d in devices):
-                where, style = (
-                    ("done" if not failed else f"{failed} failed"),
-                    ("green" if not failed else "red"),
-                )
+                ended: dict[str, int] = {}
+                for d in devices:
+                    if d.stage != "done":
+                        ended[d.stage] = ended.get(d.stage, 0) + 1
+                where = ", ".join(f"{n} {stage.replace('_', ' ')}" for stage, n in ended.items()) or "done"
+                style = "red" if ended else "green"
             elif i == state.current_wave and state.status in ("running", "paused"):
                 where, style = f"▶ {state.status}", "bold"
             else:

@@ -1,5 +1,5 @@
 """``fieldtui registry rollout --watch``: a pull rollout driven by a real Prometheus server (Debian's
-``prometheus``, started here on 127.0.0.1 with a 1 s scrape of three real agents that pull from the
+``prometheus``, started here on 127.0.0.1 with a 1 s scrape of two real agents that pull from the
 registry), and the counters it reads from the agents' /metrics."""
 
 from __future__ import annotations
@@ -25,16 +25,14 @@ from fieldtui.registry_watch import Prometheus, RolloutWatch
 from tests import storemodels as sm
 from tests.conftest import RunningAgent, _terminate
 from tests.console_cli import fail_line, run
-from tests.loopback_agents import common_port, device_id, start_agents
 from tests.storeclient import listing, wait_for
-from tests.test_registry import age, registry
+from tests.test_registry import registry
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None,
     reason="the prometheus server is missing: apt-get install --no-install-recommends prometheus",
 )
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 SOURCE = "demo:?fps=15&size=160x120"
 
 
@@ -112,83 +110,65 @@ def series(agent: RunningAgent, name: str) -> dict[tuple[str, str], float]:
     }
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_model) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("watch")
-    folder = tmp / "registry"
-    age(sm.detector(folder / "v1.onnx", seed=1), 60)
+@pytest.fixture
+def site(inproc_agent, tmp_path) -> Iterator[Site]:
+    """Two real agents (on their configured model) polling a registry folder, and Prometheus scraping
+    them. The folder starts with a rollout of ``weak`` at 0 %: offered, taken by nobody."""
+    folder = tmp_path / "registry"
     sm.detector(folder / "v2.onnx", seed=2)
     sm.detector(folder / "weak.onnx", seed=3, score=0.27)  # confidence collapses on probation
-    (folder / "latest").write_text("v1\n")
+    ModelFolder(folder).set_rollout("weak", 0)
     with registry(folder) as url:
         settings = {"registry": url, "registry_poll_s": 0.3, "probation_s": 1.0, "probation_min_frames": 3}
-        for host in HOSTS:
-            home = tmp / f"agent-{host}"
+        body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+        agents = []
+        for i in range(2):
+            home = tmp_path / f"agent-{i}"
             home.mkdir(mode=0o700)
-            body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
             (home / "config.toml").write_text(f"[models]\n{body}\n")
-        port = common_port(HOSTS)
-        with start_agents(tmp, tiny_model, HOSTS, port, source=SOURCE) as agents:
-            for agent in agents:
-                with agent.client() as c:
-                    wait_for(
-                        lambda c=c: (
-                            (m := listing(c)).serving.version == "v1" and m.history[0].outcome == "good"
-                        )
-                    )
-            with prometheus_server(tmp, [f"{h}:{port}" for h in HOSTS]) as (prom, _):
-                yield Site(folder, agents, [device_id(a) for a in agents], prom)
+            agents.append(inproc_agent(home, source=SOURCE))
+        targets = [agent.url.removeprefix("http://") for agent in agents]
+        with prometheus_server(tmp_path, targets) as (prom, _):
+            yield Site(folder, agents, [a.service.device_id for a in agents], prom)
 
 
 def watch(capsys, site: Site, version: str, steps: list[float], soak: float) -> tuple[int, str]:
+    """``fieldtui registry rollout DIR --version V --watch PROMETHEUS --step ...``: (exit status, stdout)."""
+    step = ",".join(f"{s:.4f}" for s in steps)
     code, out, _ = run(
         capsys,
-        "registry",
-        "rollout",
-        str(site.folder),
-        "--version",
-        version,
-        "--watch",
-        site.prometheus,
-        "--step",
-        ",".join(f"{s:.4f}" for s in steps),
-        "--max-failure-rate",
-        "0.1",
-        "--interval",
-        "0.5",
-        "--soak",
-        str(soak),
+        *("registry", "rollout", str(site.folder), "--version", version, "--watch", site.prometheus),
+        *("--step", step, "--max-failure-rate", "0.1", "--interval", "0.5", "--soak", str(soak)),
     )
     return code, out
 
 
-def test_a_canary_that_rolls_back_sets_the_rollout_back_to_0(site, capsys):
+def test_a_rollout_stops_at_a_canary_that_rolls_back_and_a_good_one_steps_to_100(site, capsys):
+    # a model that fails probation: the canary takes it, rolls back, and the percent goes back to 0
     order, between = site.canaries("weak")
     code, out = watch(capsys, site, "weak", [between[0], 100.0], soak=15)
     assert code == 1, out
     assert "stopped: the failure rate of weak is 100% (1 of 1 devices), above --max-failure-rate 0.1" in out
     staged = json.loads((site.folder / "rollout.json").read_text())
     assert staged == {"id": "weak", "version": "weak", "percent": 0}
-    assert (site.folder / "latest").read_text() == "v1\n"  # the last step (100) was never reached
+    assert not (site.folder / "latest").exists()  # the last step (100) was never reached
     canary, others = order[0], order[1:]
     assert series(canary, "fieldtui_agent_probations_total")[("weak", "rolled_back")] == 1
     assert series(canary, "fieldtui_agent_activations_total")[("weak", "ok")] == 1
-    wait_for(lambda: site.serving(canary) == "v1")
-    time.sleep(1.0)  # a few more polls: nobody else takes it now
+    wait_for(lambda: site.serving(canary) is None)  # back on its configured model
+    time.sleep(0.6)  # a few more polls: nobody else takes it now
     for agent in others:
-        assert site.serving(agent) == "v1"
+        assert site.serving(agent) is None
         assert not any(v == "weak" for v, _ in series(agent, "fieldtui_agent_activations_total"))
 
-
-def test_a_good_rollout_steps_to_100_while_its_canaries_pass(site, capsys):
+    # then a good model: each canary passes probation before the next step, and the last one ends it
     order, between = site.canaries("v2")
-    code, out = watch(capsys, site, "v2", [*between, 100.0], soak=4)
+    code, out = watch(capsys, site, "v2", [between[0], 100.0], soak=3)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith(f"watching through Prometheus at {site.prometheus}")
     shown = [f"{float(f'{s:.4f}'):g}" for s in between]  # as the command prints the steps it was given
     assert f"{shown[0]}%: 1 serving, 1 passed probation, 0 on probation" in out
-    assert f"{shown[1]}%: 2 serving, 2 passed probation, 0 on probation" in out
     assert lines[-1] == "rollout of v2 ended: every device is offered it (latest = v2)"
     assert not (site.folder / "rollout.json").exists()
     for agent in order:
@@ -199,85 +179,12 @@ def test_a_good_rollout_steps_to_100_while_its_canaries_pass(site, capsys):
     assert 'fieldtui_agent_model_info{backend="onnxruntime"' in info and 'version="v2"' in info
 
 
-def test_an_unreachable_prometheus_or_a_bad_query_changes_nothing(site, capsys):
-    before = sorted(p.name for p in site.folder.iterdir())
-    staged = (site.folder / "rollout.json").read_bytes() if (site.folder / "rollout.json").exists() else None
-    nobody = f"http://127.0.0.1:{free_port()}"
-    line = fail_line(
-        capsys,
-        "registry",
-        "rollout",
-        str(site.folder),
-        "--version",
-        "v2",
-        "--watch",
-        nobody,
-        "--step",
-        "5,100",
-    )
-    assert line.startswith(f"fieldtui: cannot reach Prometheus at {nobody} (ConnectError")
-    registry_url = "http://127.0.0.1:1"  # not Prometheus: the refusal names what to give instead
-    with registry(site.folder) as url:
-        registry_url = url
-        line = fail_line(
-            capsys,
-            "registry",
-            "rollout",
-            str(site.folder),
-            "--version",
-            "v2",
-            "--watch",
-            url,
-            "--step",
-            "5,100",
-        )
-    assert f"{registry_url} answered HTTP 404 but not as Prometheus's API" in line
-    with pytest.raises(ConsoleError, match=r"refused the query \(bad_data: .*\): sum\($"):
-        Prometheus(site.prometheus).query("sum(")
-    for args, message in [
-        (["--step", "25,5"], "the steps must rise (5 follows 25)"),
-        (["--step", "5,x"], "'x' is not a percent"),
-        (["--step", "0,100"], "0 is out of range"),
-        ([], "--watch needs --step"),
-    ]:
-        line = fail_line(
-            capsys,
-            "registry",
-            "rollout",
-            str(site.folder),
-            "--version",
-            "v2",
-            "--watch",
-            site.prometheus,
-            *args,
-        )
-        assert message in line
-    line = fail_line(
-        capsys,
-        "registry",
-        "rollout",
-        str(site.folder),
-        "--version",
-        "v9",
-        "--watch",
-        site.prometheus,
-        "--step",
-        "5",
-    )
-    assert "no model file for version 'v9'" in line
-    assert "--step goes with --watch" in fail_line(
-        capsys, "registry", "rollout", str(site.folder), "--version", "v2", "--percent", "5", "--step", "5"
-    )
-    assert sorted(p.name for p in site.folder.iterdir()) == before
-    now = (site.folder / "rollout.json").read_bytes() if (site.folder / "rollout.json").exists() else None
-    assert now == staged
-
-
-def test_losing_prometheus_mid_watch_leaves_the_rollout_where_it_is(tmp_path):
+def test_bad_input_changes_nothing_and_losing_prometheus_leaves_the_rollout_where_it_is(tmp_path, capsys):
     folder = tmp_path / "registry"
     sm.detector(folder / "v2.onnx", seed=2)
-    said: list[str] = []
-    with prometheus_server(tmp_path, []) as (url, proc):
+    with prometheus_server(tmp_path, []) as (prometheus, proc):
+        _refusals(capsys, folder, prometheus)
+        said: list[str] = []
 
         def say(line: str) -> None:
             said.append(line)
@@ -285,13 +192,39 @@ def test_losing_prometheus_mid_watch_leaves_the_rollout_where_it_is(tmp_path):
                 _terminate(proc)
 
         watch = RolloutWatch(
-            ModelFolder(folder), "v2", [5.0, 100.0], Prometheus(url), interval=0.1, soak=30, say=say
+            ModelFolder(folder), "v2", [5.0, 100.0], Prometheus(prometheus), interval=0.1, soak=30, say=say
         )
         with pytest.raises(ConsoleError) as err:
             watch.run()
-    assert str(err.value).startswith(f"cannot reach Prometheus at {url}")
+    assert str(err.value).startswith(f"cannot reach Prometheus at {prometheus}")
     assert str(err.value).endswith(
         "the rollout of v2 stays at 5% (rerun with --watch to go on, or --percent 0 to stop it)"
     )
     assert json.loads((folder / "rollout.json").read_text())["percent"] == 5
     assert said[1] == "rollout 'v2': v2 offered to 5% of devices"
+
+
+def _refusals(capsys, folder: Path, prometheus: str) -> None:
+    """Every refusal is one line, before anything is written."""
+
+    def refused(*args: str, version: str = "v2") -> str:
+        return fail_line(capsys, "registry", "rollout", str(folder), "--version", version, *args)
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    line = refused("--watch", nobody, "--step", "5,100")
+    assert line.startswith(f"fieldtui: cannot reach Prometheus at {nobody} (ConnectError")
+    with registry(folder) as url:  # a web server, but not Prometheus: the line says what to give
+        line = refused("--watch", url, "--step", "5,100")
+    assert f"{url} answered HTTP 404 but not as Prometheus's API" in line
+    with pytest.raises(ConsoleError, match=r"refused the query \(bad_data: .*\): sum\($"):
+        Prometheus(prometheus).query("sum(")
+    for args, message in [
+        (["--step", "25,5"], "the steps must rise (5 follows 25)"),
+        (["--step", "5,x"], "'x' is not a percent"),
+        (["--step", "0,100"], "0 is out of range"),
+        ([], "--watch needs --step"),
+    ]:
+        assert message in refused("--watch", prometheus, *args)
+    assert "no model file for version 'v9'" in refused("--watch", prometheus, "--step", "5", version="v9")
+    assert "--step goes with --watch" in refused("--percent", "5", "--step", "5")
+    assert sorted(p.name for p in folder.iterdir()) == ["v2.onnx"]
