@@ -180,12 +180,35 @@ async def test_the_rollout_screen_follows_a_real_rollout_to_two_agents(console, 
         table = screen.query_one("#progress", DataTable)
         seen: set[str] = set()
 
-        def progress() -> bool:
+        def stages() -> list[str]:
             if table.row_count == 2:
                 seen.update(column(table, "STAGE"))
-            return screen.state is not None and screen.state.status in ("done", "failed", "aborted")
+                return column(table, "STAGE")
+            return []
 
-        await until(pilot, "the rollout's end", progress, timeout=60)
+        # p while the canary is on probation: it finishes, and the next wave waits for p again
+        await until(
+            pilot, "the canary's probation", lambda: stages()[:1] and stages()[0].startswith("probation")
+        )
+        await pilot.press("p")
+        await until(pilot, "the pause", lambda: screen.state.status == "paused")
+        await until(pilot, "the canary's verdict", lambda: stages() == ["done", "queued"], timeout=30)
+        await pilot.pause(0.5)
+        assert stages() == ["done", "queued"] and screen.state.status == "paused"
+        assert "wave 2: 1 device(s) [▶ paused]" in str(screen.query_one("#waves", Static).render())
+        await pilot.press("p", "escape")  # resumed; and a running rollout is not left behind
+        await until(
+            pilot,
+            "the refusal",
+            lambda: any("runs from this screen" in n.message for n in app._notifications),
+        )
+        assert app.screen is screen
+        await until(
+            pilot,
+            "the rollout's end",
+            lambda: stages() and screen.state.status in ("done", "failed", "aborted"),
+            timeout=60,
+        )
         assert screen.state.status == "done", screen.state.abort_reason
         assert column(table, "DEVICE") == ["cam-0", "cam-1"]
         assert column(table, "WAVE") == ["canary", "wave 2"]
