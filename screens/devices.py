@@ -522,6 +522,11 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
             SystemCommand(
+                "Roll out a model to the marked devices",
+                "in waves, canary first (mark devices with space)",
+                self.action_rollout,
+            ),
+            SystemCommand(
                 "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget
             ),
             SystemCommand(
