@@ -515,6 +515,11 @@ class DevicesScreen(Screen[None]):
 
         open_rollout(self, [self.rows[k].record for k in self.rows if k in self.marked])
 
+    def open_last_rollout(self) -> None:
+        from screens.rollout import open_last_rollout
+
+        open_last_rollout(self)
+
     def commands(self) -> list[SystemCommand]:
         return [
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
@@ -525,6 +530,11 @@ class DevicesScreen(Screen[None]):
                 "Roll out a model to the marked devices",
                 "in waves, canary first (mark devices with space)",
                 self.action_rollout,
+            ),
+            SystemCommand(
+                "Open the last rollout",
+                "where each device stands; p resumes a rollout that did not end",
+                self.open_last_rollout,
             ),
             SystemCommand(
                 "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -68,6 +69,17 @@ def open_rollout(screen: Any, records: list[DeviceRecord]) -> None:
     screen.app.push_screen(RolloutDialog(list(entries)), chosen)
 
 
+def open_last_rollout(screen: Any, store: RolloutStore | None = None) -> None:
+    """The newest rollout saved on this laptop, shown as it stands (p resumes one that did not end)."""
+    store = store or RolloutStore()
+    config = getattr(screen.fleet, "config", None)
+    newest = next(iter(store.list()), None)
+    if newest is None or config is None:
+        screen.notify("No rollout saved on this laptop yet: mark devices with space, then R.", timeout=6)
+        return
+    screen.app.push_screen(RolloutScreen(None, config, store, state=newest))
+
+
 def wave_name(state: RolloutState, index: int) -> str:
     return "canary" if index == 0 and state.plan.canary else f"wave {index + 1}"
 
@@ -110,13 +122,22 @@ class RolloutScreen(Screen[None]):
             super().__init__()
             self.error = error
 
-    def __init__(self, request: RolloutRequest, devices: Any, store: RolloutStore | None = None) -> None:
+    def __init__(
+        self,
+        request: RolloutRequest | None,
+        devices: Any,
+        store: RolloutStore | None = None,
+        *,
+        state: RolloutState | None = None,
+    ) -> None:
+        """A new rollout (``request``), or a saved one (``state``) shown as it stands until ``p``."""
         super().__init__()
         self.request = request
         self.devices = devices
         self.store = store or RolloutStore()
-        self.state: RolloutState | None = None
+        self.state: RolloutState | None = state
         self.runner: RolloutRunner | None = None
+        self.started = False  # a runner was asked for (it exists once the worker runs)
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -132,7 +153,9 @@ class RolloutScreen(Screen[None]):
             table.add_column(label, key=label)
         self.render_state()
         self.set_interval(1.0, self.render_state)  # probation counts down between steps
-        self.run_rollout()
+        if self.request is not None:
+            self.started = True
+            self.run_rollout()
 
     def clock(self) -> float:
         return getattr(self.app, "clock", time.time)()
@@ -140,7 +163,9 @@ class RolloutScreen(Screen[None]):
     @work(exclusive=True, exit_on_error=False, group="rollout")
     async def run_rollout(self) -> None:
         try:
-            self.state = await start_state(self.request)
+            if self.state is None:
+                assert self.request is not None
+                self.state = await start_state(self.request)
             self.runner = RolloutRunner(
                 self.state, store=self.store, devices=self.devices, on_change=self._changed
             )
@@ -175,8 +200,12 @@ class RolloutScreen(Screen[None]):
 
     def render_state(self) -> None:
         state, now = self.state, self.clock()
-        summary = self.query_one("#summary", Static)
+        try:
+            summary = self.query_one("#summary", Static)
+        except NoMatches:  # left: the runner's last save (on its way out) has nothing to redraw
+            return
         if state is None:
+            assert self.request is not None
             text = Text(f"{self.request.version}: hashing {self.request.model.name}…", style="dim")
             if self.error:
                 text = Text(self.error, style="red")
@@ -187,6 +216,7 @@ class RolloutScreen(Screen[None]):
             (f"rollout {plan.id}", "bold"),
             f"  {plan.version} to {len(plan.devices)} device(s)  ",
             (state.status.upper(), STATUS_STYLE.get(state.status, "")),
+            ("  (stopped here: p resumes)" if self.resumable() else "", "yellow"),
             f"  wave {min(state.current_wave, len(plan.waves) - 1) + 1} of {len(plan.waves)}",
             f"  failures {len(state.failures())} (abort above {plan.max_failures})",
         )
@@ -239,12 +269,26 @@ class RolloutScreen(Screen[None]):
 
     # --- keys ---------------------------------------------------------------------------------------
 
+    def resumable(self) -> bool:
+        """A saved rollout that did not end, shown without a runner yet."""
+        return (
+            not self.started
+            and self.state is not None
+            and self.state.status in ("running", "paused", "failed")
+        )
+
     def _live(self) -> bool:
         return (
             self.runner is not None and self.state is not None and self.state.status in ("running", "paused")
         )
 
     def action_pause(self) -> None:
+        if self.resumable():
+            assert self.state is not None
+            self.started = True  # the runner goes on from where each device stood
+            self.run_rollout()
+            self.notify(f"Resuming rollout {self.state.plan.id}.", timeout=3)
+            return
         if not self._live():
             self.notify("The rollout is not running.", severity="warning", timeout=3)
             return

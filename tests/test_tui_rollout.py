@@ -196,6 +196,22 @@ async def test_the_rollout_screen_follows_a_real_rollout_to_two_agents(console, 
         await pilot.pause(0.5)
         assert stages() == ["done", "queued"] and screen.state.status == "paused"
         assert "wave 2: 1 device(s) [▶ paused]" in str(screen.query_one("#waves", Static).render())
+        # a paused rollout may be left (it is saved), and opened again from the list, where p resumes it
+        await pilot.press("escape")
+        await until(pilot, "the list again", lambda: isinstance(app.screen, DevicesScreen))
+        rollout_id = screen.state.plan.id
+        assert any(f"fieldtui rollout --resume {rollout_id}" in n.message for n in app._notifications)
+        app.screen.open_last_rollout()
+        await until(
+            pilot,
+            "the saved rollout",
+            lambda: isinstance(app.screen, RolloutScreen) and app.screen.query("#progress"),
+        )
+        screen = app.screen
+        table = screen.query_one("#progress", DataTable)
+        await pilot.pause()
+        assert screen.state.plan.id == rollout_id and stages() == ["done", "queued"]
+        assert "PAUSED  (stopped here: p resumes)" in str(screen.query_one("#summary", Static).render())
         await pilot.press("p", "escape")  # resumed; and a running rollout is not left behind
         await until(
             pilot,
@@ -210,6 +226,9 @@ async def test_the_rollout_screen_follows_a_real_rollout_to_two_agents(console, 
             timeout=60,
         )
         assert screen.state.status == "done", screen.state.abort_reason
+        await until(
+            pilot, "the last redraw", lambda: "DONE" in str(screen.query_one("#summary", Static).render())
+        )
         assert column(table, "DEVICE") == ["cam-0", "cam-1"]
         assert column(table, "WAVE") == ["canary", "wave 2"]
         assert column(table, "STAGE") == ["done", "done"] and column(table, "VIA") == ["HTTP", "HTTP"]
