@@ -216,9 +216,9 @@ class RolloutScreen(Screen[None]):
             (f"rollout {plan.id}", "bold"),
             f"  {plan.version} to {len(plan.devices)} device(s)  ",
             (state.status.upper(), STATUS_STYLE.get(state.status, "")),
-            ("  (stopped here: p resumes)" if self.resumable() else "", "yellow"),
+            (" (stopped: p resumes)" if self.resumable() else "", "yellow"),
             f"  wave {min(state.current_wave, len(plan.waves) - 1) + 1} of {len(plan.waves)}",
-            f"  failures {len(state.failures())} (abort above {plan.max_failures})",
+            f"  {len(state.failures())} failed (abort above {plan.max_failures})",
         )
         if state.abort_reason or self.error:
             text.append(f"\n{self.error or state.abort_reason}", style="red")

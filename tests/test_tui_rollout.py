@@ -12,12 +12,14 @@ from textual.widgets import DataTable, Input, Static
 from fieldtui.config import ConsoleConfig
 from fieldtui.fleet import Fleet
 from fieldtui.protocol import DeviceRecord
+from fieldtui.rollout import RolloutPlan, RolloutState, RolloutStore
 from screens.app import FieldtuiApp
 from screens.devices import DevicesScreen
 from screens.rollout import RolloutScreen
 from screens.rollout_dialog import RolloutDialog
 from tests import storemodels as sm
 from tests.storeclient import listing
+from tests.tui_fakes import T0, FakeFleet
 from tests.tui_pilot import SIZE, until
 
 SOURCE = "demo:?fps=15&size=160x120"
@@ -211,7 +213,7 @@ async def test_the_rollout_screen_follows_a_real_rollout_to_two_agents(console, 
         table = screen.query_one("#progress", DataTable)
         await pilot.pause()
         assert screen.state.plan.id == rollout_id and stages() == ["done", "queued"]
-        assert "PAUSED  (stopped here: p resumes)" in str(screen.query_one("#summary", Static).render())
+        assert "PAUSED (stopped: p resumes)" in str(screen.query_one("#summary", Static).render())
         await pilot.press("p", "escape")  # resumed; and a running rollout is not left behind
         await until(
             pilot,
@@ -248,3 +250,45 @@ async def test_the_rollout_screen_follows_a_real_rollout_to_two_agents(console, 
         await until(pilot, "the note", lambda: any("not running" in n.message for n in app._notifications))
         await pilot.press("escape")
         await until(pilot, "the list again", lambda: isinstance(app.screen, DevicesScreen))
+
+
+def saved_rollout() -> RolloutState:
+    """A rollout stopped mid-wave (the laptop slept), one device at every stage the screen words."""
+    names = ["gate-1", "dock-1", "dock-2", "yard-1", "yard-2", "yard-3", "gate-2", "gate-3"]
+    plan = RolloutPlan(
+        id="20261202-0915-3fa2",
+        model="/models/v8.onnx",
+        version="v8",
+        sha256="3f" * 32,
+        devices=[f"id-{n}" for n in names],
+        canary=1,
+        waves=[1, 5, 2],
+        max_failures=2,
+    )
+    state = RolloutState.start(plan, {f"id-{n}": n for n in names})
+    state.created_at = state.updated_at = T0 - 600
+    state.current_wave = 1
+    stages = [
+        ("done", "passed probation", "http", {}),
+        ("rolled_back", "confidence collapsed: 0.31 vs 0.88 for v7 over 60 s", "http", {}),
+        ("failed", "sha256 mismatch: the upload was discarded and v7 keeps running", "http", {}),
+        ("probation", "judged against v7", "ssh", {"probation_ends_at": T0 + 42}),
+        ("uploading", "", "http", {"percent": 40.0}),
+        ("unreachable", "no answer over HTTP nor SSH within 30 s", "", {}),
+    ]
+    for d, (stage, reason, via, extra) in zip(state.devices, stages, strict=False):
+        for key, value in {"stage": stage, "reason": reason, "via": via, **extra}.items():
+            setattr(d, key, value)
+    return state
+
+
+def test_rollout_screen_snapshot(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    app = FieldtuiApp(FakeFleet([]), clock=lambda: T0)
+
+    async def run_before(pilot) -> None:
+        await app.push_screen(RolloutScreen(None, None, RolloutStore(tmp_path), state=saved_rollout()))
+        await until(pilot, "the rollout screen", lambda: app.screen.query("#progress"))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
