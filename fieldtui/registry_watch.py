@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -166,6 +166,8 @@ class RolloutWatch:
     say: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    _start: float = field(default=0.0, init=False, repr=False)  # when the watch began (clock)
+    _decided: float = field(default=0.0, init=False, repr=False)  # verdicts seen at the last query
 
     def run(self) -> int:
         """0 when the rollout reached the last step; 1 when the cohort failed (the percent is then 0) or
