@@ -184,6 +184,20 @@ def test_bad_input_changes_nothing_and_losing_prometheus_leaves_the_rollout_wher
     sm.detector(folder / "v2.onnx", seed=2)
     with prometheus_server(tmp_path, []) as (prometheus, proc):
         _refusals(capsys, folder, prometheus)
+        # a step that no device takes (no agent here) proves nothing: it waits twice the soak, then goes on
+        quiet: list[str] = []
+        watch = RolloutWatch(
+            ModelFolder(folder),
+            "v2",
+            [5.0, 100.0],
+            Prometheus(prometheus),
+            interval=0.1,
+            soak=0.3,
+            say=quiet.append,
+        )
+        assert watch.run() == 0
+        assert "  5%: no device gave a verdict on v2 in 0.6 s (too few devices at this step" in quiet[-2]
+        assert (folder / "latest").read_text() == "v2\n"
         said: list[str] = []
 
         def say(line: str) -> None:
@@ -227,4 +241,4 @@ def _refusals(capsys, folder: Path, prometheus: str) -> None:
         assert message in refused("--watch", prometheus, *args)
     assert "no model file for version 'v9'" in refused("--watch", prometheus, "--step", "5", version="v9")
     assert "--step goes with --watch" in refused("--percent", "5", "--step", "5")
-    assert sorted(p.name for p in folder.iterdir()) == ["v2.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == ["v2.onnx"]  # nothing written
