@@ -22,13 +22,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from fieldtui.config import device_key
+from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
-from fieldtui.rollout.plan import DeviceProgress, RolloutState
-from fieldtui.rollout.request import RolloutRequest, check_devices, start_state
-from fieldtui.rollout.runner import RolloutRunner
-from fieldtui.rollout.store import RolloutStore
+from fieldtui.rollout import DeviceProgress, RolloutRunner, RolloutState, RolloutStore
 from screens.dialogs import ConfirmDialog
 
 COLUMNS = ("WAVE", "DEVICE", "STAGE", "DETAIL", "VIA")
@@ -57,16 +54,31 @@ def open_rollout(screen: Any, records: list[DeviceRecord]) -> None:
     try:
         if config is None:
             raise ConsoleError("rollouts go to saved devices, and this console has none")
-        entries = check_devices([config.find(device_key(r)) for r in records], [r.name for r in records])
+        entries = marked_devices(records, [config.find(device_key(r)) for r in records])
     except ConsoleError as err:
         screen.notify(str(err), title="No rollout", severity="warning")
         return
 
-    def chosen(request: RolloutRequest | None) -> None:
-        if request is not None:
-            screen.app.push_screen(RolloutScreen(request, config))
+    def chosen(state: RolloutState | None) -> None:
+        if state is not None:
+            screen.app.push_screen(RolloutScreen(state, config, start=True))
 
-    screen.app.push_screen(RolloutDialog(list(entries)), chosen)
+    screen.app.push_screen(RolloutDialog(entries), chosen)
+
+
+def marked_devices(records: list[DeviceRecord], saved: list[SavedDevice | None]) -> list[SavedDevice]:
+    """The marked devices as saved ones with a way in (a token, or SSH); ConsoleError naming the others
+    (said before the dialog opens; make_plan checks the tokens again)."""
+    if not records:
+        raise ConsoleError("no device is marked: mark devices with space, then press R")
+    unsaved = [r.name for r, e in zip(records, saved, strict=True) if e is None]
+    if unsaved:
+        raise ConsoleError(f"not saved: {', '.join(unsaved)}; pair them (p) or add them (a) first")
+    entries = [e for e in saved if e is not None]
+    missing = [e.device.name for e in entries if not e.token and e.device.ssh is None]
+    if missing:
+        raise ConsoleError(f"no token is saved for {', '.join(missing)}: pair it (p) first")
+    return entries
 
 
 def open_last_rollout(screen: Any, store: RolloutStore | None = None) -> None:
@@ -77,7 +89,7 @@ def open_last_rollout(screen: Any, store: RolloutStore | None = None) -> None:
     if newest is None or config is None:
         screen.notify("No rollout saved on this laptop yet: mark devices with space, then R.", timeout=6)
         return
-    screen.app.push_screen(RolloutScreen(None, config, store, state=newest))
+    screen.app.push_screen(RolloutScreen(newest, config, store))
 
 
 def wave_name(state: RolloutState, index: int) -> str:
@@ -123,19 +135,14 @@ class RolloutScreen(Screen[None]):
             self.error = error
 
     def __init__(
-        self,
-        request: RolloutRequest | None,
-        devices: Any,
-        store: RolloutStore | None = None,
-        *,
-        state: RolloutState | None = None,
+        self, state: RolloutState, devices: Any, store: RolloutStore | None = None, *, start: bool = False
     ) -> None:
-        """A new rollout (``request``), or a saved one (``state``) shown as it stands until ``p``."""
+        """A new rollout (``start``: run it now), or a saved one shown as it stands until ``p``."""
         super().__init__()
-        self.request = request
+        self.state = state
+        self.start = start
         self.devices = devices
         self.store = store or RolloutStore()
-        self.state: RolloutState | None = state
         self.runner: RolloutRunner | None = None
         self.started = False  # a runner was asked for (it exists once the worker runs)
         self.error: str | None = None
@@ -153,7 +160,7 @@ class RolloutScreen(Screen[None]):
             table.add_column(label, key=label)
         self.render_state()
         self.set_interval(1.0, self.render_state)  # probation counts down between steps
-        if self.request is not None:
+        if self.start:
             self.started = True
             self.run_rollout()
 
@@ -163,20 +170,18 @@ class RolloutScreen(Screen[None]):
     @work(exclusive=True, exit_on_error=False, group="rollout")
     async def run_rollout(self) -> None:
         try:
-            if self.state is None:
-                assert self.request is not None
-                self.state = await start_state(self.request)
             self.runner = RolloutRunner(
                 self.state, store=self.store, devices=self.devices, on_change=self._changed
             )
             self.post_message(self.Changed())
-            await self.runner.run()
+            self.state = await self.runner.run()
         except ConsoleError as err:
             self.post_message(self.Finished(str(err)))
             return
         self.post_message(self.Finished())
 
-    def _changed(self, _state: RolloutState) -> None:
+    def _changed(self, state: RolloutState) -> None:
+        self.state = state  # the runner may have taken a newer state from disk (another console)
         self.post_message(self.Changed())
 
     @on(Changed)
@@ -190,7 +195,7 @@ class RolloutScreen(Screen[None]):
         state = self.state
         if message.error is not None:
             self.notify(message.error, title="Rollout stopped", severity="error", timeout=20)
-        elif state is not None:
+        else:
             counts = ", ".join(f"{n} {stage.replace('_', ' ')}" for stage, n in state.counts().items())
             severity = "information" if state.status == "done" else "error"
             why = f": {state.abort_reason}" if state.abort_reason else ""
@@ -203,13 +208,6 @@ class RolloutScreen(Screen[None]):
         try:
             summary = self.query_one("#summary", Static)
         except NoMatches:  # left: the runner's last save (on its way out) has nothing to redraw
-            return
-        if state is None:
-            assert self.request is not None
-            text = Text(f"{self.request.version}: hashing {self.request.model.name}…", style="dim")
-            if self.error:
-                text = Text(self.error, style="red")
-            summary.update(text)
             return
         plan = state.plan
         text = Text.assemble(
@@ -271,20 +269,13 @@ class RolloutScreen(Screen[None]):
 
     def resumable(self) -> bool:
         """A saved rollout that did not end, shown without a runner yet."""
-        return (
-            not self.started
-            and self.state is not None
-            and self.state.status in ("running", "paused", "failed")
-        )
+        return not self.started and self.state.status in ("running", "paused", "failed")
 
     def _live(self) -> bool:
-        return (
-            self.runner is not None and self.state is not None and self.state.status in ("running", "paused")
-        )
+        return self.runner is not None and self.state.status in ("running", "paused")
 
     def action_pause(self) -> None:
         if self.resumable():
-            assert self.state is not None
             self.started = True  # the runner goes on from where each device stood
             self.run_rollout()
             self.notify(f"Resuming rollout {self.state.plan.id}.", timeout=3)
@@ -292,7 +283,7 @@ class RolloutScreen(Screen[None]):
         if not self._live():
             self.notify("The rollout is not running.", severity="warning", timeout=3)
             return
-        assert self.runner is not None and self.state is not None
+        assert self.runner is not None
         if self.state.status == "running":
             self.runner.pause()
             self.notify("Paused: devices under way finish, no new one starts. p resumes.", timeout=4)
@@ -304,7 +295,6 @@ class RolloutScreen(Screen[None]):
         if not self._live():
             self.notify("The rollout is not running.", severity="warning", timeout=3)
             return
-        assert self.state is not None
         plan = self.state.plan
 
         def answered(yes: bool | None) -> None:
@@ -322,14 +312,14 @@ class RolloutScreen(Screen[None]):
 
     def action_back(self) -> None:
         state = self.state
-        if state is not None and state.status == "running":
+        if self._live() and state.status == "running":
             self.notify(
                 "The rollout runs from this screen: pause it (p) or abort it (a) first, or let it finish.",
                 severity="warning",
                 timeout=6,
             )
             return
-        if state is not None and state.status == "paused":
+        if self.started and state.status == "paused":
             self.app.notify(
                 f"Rollout {state.plan.id} is paused and saved: `fieldtui rollout --resume {state.plan.id}` "
                 "continues it.",

@@ -128,15 +128,16 @@ async def test_the_rollout_dialog_checks_every_field_and_starts_nothing_until_ri
                 dialog.query_one(f"#{name}", Input).value = value
             dialog.query_one("#version", Input).focus()
             await pilot.press("enter")
-            await pilot.pause()
-            return str(dialog.query_one("#error", Static).render())
+            error = dialog.query_one("#error", Static)
+            await until(pilot, "the verdict", lambda: "checking" not in str(error.render()))
+            return str(error.render())
 
         good = {"model": str(model), "version": "v2", "canary": "1", "waves": "100%", "failures": "0"}
         for bad, message in [
             ({"model": ""}, "model file: choose one in the tree or type its path"),
             ({"model": str(tmp_path / "files" / "v9.onnx")}, "model file not found"),
             ({"model": str(tmp_path / "files" / "notes.txt")}, "a model is a .onnx"),
-            ({"version": "../v2"}, "version: 1-64 letters"),
+            ({"version": "../v2"}, "version name '../v2' is not allowed: use 1-64 letters"),
             ({"canary": "two"}, "canary 'two': a number of devices"),
             ({"canary": "3"}, "canary 3: use 0 to 2"),
             ({"waves": "50%,25%"}, "waves '50%,25%': each percent must be larger"),
@@ -287,7 +288,7 @@ def test_rollout_screen_snapshot(snap_compare, tmp_path, monkeypatch):
     app = FieldtuiApp(FakeFleet([]), clock=lambda: T0)
 
     async def run_before(pilot) -> None:
-        await app.push_screen(RolloutScreen(None, None, RolloutStore(tmp_path), state=saved_rollout()))
+        await app.push_screen(RolloutScreen(saved_rollout(), None, RolloutStore(tmp_path)))
         await until(pilot, "the rollout screen", lambda: app.screen.query("#progress"))
         await pilot.pause()
 
