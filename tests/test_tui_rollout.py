@@ -97,7 +97,6 @@ async def test_the_rollout_dialog_checks_every_field_and_starts_nothing_until_ri
     save(console, "gate-2", closed_port())
     save(console, "no-token", closed_port(), token=None)
     model = sm.detector(tmp_path / "files" / "v2.onnx", seed=2)
-    (tmp_path / "files" / "notes.txt").write_text("not a model")
     app = FieldtuiApp(Fleet(console, mdns=False))
     async with app.run_test(size=SIZE) as pilot:
         table = await the_list(app, pilot, 3)
@@ -136,12 +135,10 @@ async def test_the_rollout_dialog_checks_every_field_and_starts_nothing_until_ri
         for bad, message in [
             ({"model": ""}, "model file: choose one in the tree or type its path"),
             ({"model": str(tmp_path / "files" / "v9.onnx")}, "model file not found"),
-            ({"model": str(tmp_path / "files" / "notes.txt")}, "a model is a .onnx"),
             ({"version": "../v2"}, "version name '../v2' is not allowed: use 1-64 letters"),
             ({"canary": "two"}, "canary 'two': a number of devices"),
             ({"canary": "3"}, "canary 3: use 0 to 2"),
             ({"waves": "50%,25%"}, "waves '50%,25%': each percent must be larger"),
-            ({"waves": "50%"}, "the last wave must be 100%"),
             ({"failures": "lots"}, "max failures 'lots': use a count"),
         ]:
             text = await submit(**{**good, **bad})
