@@ -5,6 +5,7 @@
 - ``cli/``       the ``fieldtui`` subcommands; ``cli/main.py`` is the one entry point that opens the TUI
                  (``screens``), imported there and nowhere else in this package
 - ``link/``      one device link: the interface, HTTP, SSH, and the HTTP-then-SSH fallback
+- ``rollout/``   staged rollouts to many devices: the plan and its state file, the runner that drives waves
 - the services beside them (plain asyncio, no Textual): discovery, the agent client and its SSE stream,
   SSH, pairing, push, job following, the saved devices, the demo, the on-site registry
 """

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fieldtui.errors import ConfigError, UnknownDevice
+from fieldtui.errors import ConfigError, ConsoleError, UnknownDevice
 from fieldtui.protocol import DEFAULT_PORT, DeviceRecord
 from fieldtui.protocol.files import atomic_write
 
@@ -46,6 +46,8 @@ class SavedDevice(BaseModel):
     device: DeviceRecord
     # The token never appears in a repr, a log line or a --json output.
     token: str | None = Field(default=None, repr=False)
+    # The technician's own labels (`fieldtui tag HOST entrance,line-2`); `fieldtui rollout --tag` picks by them.
+    tags: list[str] = []
 
     @property
     def key(self) -> str:
@@ -182,10 +184,28 @@ class ConsoleConfig:
         saved = self.load()
         key = device_key(record)
         old = next((e for e in saved if e.key == key or _same_endpoint(e.device, record)), None)
-        entry = SavedDevice(device=record, token=token if token is not None else (old.token if old else None))
+        entry = SavedDevice(
+            device=record,
+            token=token if token is not None else (old.token if old else None),
+            tags=old.tags if old else [],
+        )
         saved = [e for e in saved if e is not old] + [entry]
         self._write(saved)
         return entry
+
+    def set_tags(self, text: str, tags: Iterable[str]) -> SavedDevice:
+        """Replace the tags of the saved device named by ``text`` (checked with :func:`check_tags`)."""
+        entry = self.find(text)
+        if entry is None:
+            raise UnknownDevice(f"no saved device matches {text!r}: `fieldtui discover` lists them")
+        entry.tags = check_tags(tags)
+        saved = self.load()
+        self._write([entry if e.key == entry.key else e for e in saved])
+        return entry
+
+    def tagged(self, tag: str) -> list[SavedDevice]:
+        """The saved devices carrying ``tag``, in the order they were saved."""
+        return [e for e in self.load() if tag in e.tags]
 
     def remove(self, text: str) -> SavedDevice:
         entry = self.find(text)
@@ -234,6 +254,25 @@ class ConsoleConfig:
             atomic_write(self.path, body.encode("utf-8"), mode=0o600)
         except OSError as err:
             raise ConfigError(f"cannot write {self.path}: {err.strerror}; nothing was changed") from None
+
+
+TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as saved: each 1-32 letters, digits, '.', '_' or '-'; duplicates dropped, order kept.
+    ConsoleError naming the first bad one otherwise (nothing is saved then)."""
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip()
+        if not TAG_RE.fullmatch(tag):
+            shown = tag if len(tag) <= 40 else tag[:40] + "…"
+            raise ConsoleError(
+                f"tag {shown!r} is not allowed: use 1-32 letters, digits, '.', '_' or '-' (like entrance or line-2)"
+            )
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 def _same_endpoint(a: DeviceRecord, b: DeviceRecord) -> bool:

@@ -22,7 +22,7 @@ from fieldtui.cli.devices import print_json, resolve, resolve_device
 from fieldtui.cli.link import add_parsers as add_link_parsers  # pair, logs, restart, doctor
 from fieldtui.cli.link import link_flags, with_link  # HTTP, falling back to SSH; --ssh
 from fieldtui.client import AgentClient, normalize_fingerprint
-from fieldtui.config import ConsoleConfig, SavedDevice, parse_host
+from fieldtui.config import ConsoleConfig, SavedDevice, device_key, parse_host
 from fieldtui.errors import AgentClientError, AgentUnauthorized, AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.protocol import DeviceRecord, DeviceStatus, DiscoveryResult, ForwardResult, PipelineStatus
 from fieldtui.protocol.argtypes import count, seconds
@@ -73,8 +73,8 @@ def _tls_column(d: DeviceRecord) -> str:
     return "pinned" if d.tls_fingerprint and "saved" in d.origin else "yes"
 
 
-def print_devices(result: DiscoveryResult) -> None:
-    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM")]
+def print_devices(result: DiscoveryResult, tags: dict[str, list[str]] | None = None) -> None:
+    rows = [("NAME", "ADDRESS", "ID", "MODEL", "BACKEND", "VERSION", "TLS", "STATE", "FROM", "TAGS")]
     for d in result.devices:
         state = "lost" if d.lost else "online" if {"mdns", "probe"} & set(d.origin) else "saved"
         rows.append(
@@ -88,8 +88,11 @@ def print_devices(result: DiscoveryResult) -> None:
                 _tls_column(d),
                 state,
                 ",".join(d.origin),
+                ",".join((tags or {}).get(device_key(d), [])) or "-",
             )
         )
+    if not any(tags.values() if tags else ()):  # the TAGS column only once a device has one
+        rows = [r[:-1] for r in rows]
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
@@ -128,7 +131,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print_devices(result)
+        print_devices(result, {s.key: s.tags for s in config.load()})
     return 0
 
 
@@ -425,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldtui.cli.cameras import add_parser as add_cameras_parser  # cameras HOST
 
     add_cameras_parser(sub)
+    from fieldtui.cli.rollout import add_parsers as add_rollout_parsers  # rollout, rollouts, tag
+
+    add_rollout_parsers(sub)
     return parser
 
 
