@@ -106,7 +106,7 @@ def saved_tags(fleet: Any) -> dict[str, list[str]]:
     """Device key -> tags of the saved devices (``fieldtui tag HOST a,b``); none from a fake fleet."""
     config = getattr(fleet, "config", None)
     try:
-        return {e.key: list(getattr(e, "tags", [])) for e in config.load()} if config is not None else {}
+        return {e.key: list(e.tags) for e in config.load()} if config is not None else {}
     except ConsoleError:  # a damaged config: reload() already says why the list is empty
         return {}
 
