@@ -25,7 +25,7 @@ from fieldtui.registry_watch import Prometheus, RolloutWatch
 from tests import storemodels as sm
 from tests.conftest import RunningAgent, _terminate
 from tests.console_cli import fail_line, run
-from tests.storeclient import listing, wait_for
+from tests.storeclient import activate, listing, upload, wait_for
 from tests.test_registry import registry
 
 PROMETHEUS = shutil.which("prometheus")
@@ -177,6 +177,14 @@ def test_a_rollout_stops_at_a_canary_that_rolls_back_and_a_good_one_steps_to_100
     assert passed[("v2", "passed")] == 1 and passed[("v2", "rolled_back")] == 0
     info = httpx.get(f"{order[0].url}/metrics", timeout=5).text
     assert 'fieldtui_agent_model_info{backend="onnxruntime"' in info and 'version="v2"' in info
+
+    # an activation its health check refuses (NaN outputs) counts as failed, and v2 keeps serving
+    nan = sm.nan_detector(site.folder.parent / "nan.onnx")
+    with order[1].client() as c:
+        assert upload(c, nan, "nan1").status_code < 300
+        assert activate(c, "nan1").state == "failed"
+    assert series(order[1], "fieldtui_agent_activations_total")[("nan1", "failed")] == 1
+    assert site.serving(order[1]) == "v2"
 
 
 def test_bad_input_changes_nothing_and_losing_prometheus_leaves_the_rollout_where_it_is(tmp_path, capsys):
