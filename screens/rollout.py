@@ -28,7 +28,7 @@ from fieldtui.protocol import DeviceRecord
 from fieldtui.rollout import DeviceProgress, RolloutRunner, RolloutState, RolloutStore
 from screens.dialogs import ConfirmDialog
 
-COLUMNS = ("WAVE", "DEVICE", "STAGE", "DETAIL", "VIA")
+COLUMNS = ("WAVE", "DEVICE", "STAGE", "VIA", "DETAIL")  # the detail last: a long reason runs off the right
 STAGE_STYLE = {
     "done": "green",
     "failed": "bold red",
@@ -261,8 +261,8 @@ class RolloutScreen(Screen[None]):
             Text(wave_name(state, d.wave)),
             Text(d.name or d.device, style="bold"),
             stage_text(d, now),
-            Text(d.reason, style="red" if d.stage in ("failed", "rolled_back") else "dim"),
             Text(via, style="yellow" if d.via == "ssh" else ""),
+            Text(d.reason, style="red" if d.stage in ("failed", "rolled_back") else "dim"),
         ]
 
     # --- keys ---------------------------------------------------------------------------------------
