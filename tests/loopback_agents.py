@@ -41,16 +41,9 @@ def common_port(hosts: Sequence[str], tries: int = 50) -> int:
 
 @contextlib.contextmanager
 def start_agents(
-    tmp: Path,
-    tiny_model: Path,
-    hosts: Sequence[str],
-    port: int,
-    *,
-    tls: Sequence[str] = (),
-    source: str = "demo:",
+    tmp: Path, tiny_model: Path, hosts: Sequence[str], port: int, *, tls: Sequence[str] = ()
 ) -> Iterator[list[RunningAgent]]:
-    """One agent per address of ``hosts``, all on ``port`` (those in ``tls`` with HTTPS); stopped after.
-    Each home is ``tmp/agent-HOST`` (a test may put a ``config.toml`` there first)."""
+    """One agent per address of ``hosts``, all on ``port`` (those in ``tls`` with HTTPS); stopped after."""
     procs: list[tuple[subprocess.Popen, Path, Path]] = []
     try:
         for i, host in enumerate(hosts):
@@ -58,7 +51,7 @@ def start_agents(
             home = tmp / f"agent-{host}"
             stderr_path = tmp / f"agent-{host}.stderr"
             args = [sys.executable, "-m", "agent", "serve", "--home", str(home), "--host", host]
-            args += ["--port", str(port), "--source", source, "--no-mdns", "--model", str(tiny_model)]
+            args += ["--port", str(port), "--source", "demo:", "--no-mdns", "--model", str(tiny_model)]
             args += ["--name", f"probe-{i}"]
             if host in tls:
                 args.append("--tls")
