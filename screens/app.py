@@ -145,6 +145,8 @@ class FieldtuiApp(App[None]):
         from screens.pair_dialog import PairDialog
         from screens.push_dialog import PushDialog
         from screens.rebuild_dialog import RebuildDialog
+        from screens.rollout import RolloutScreen
+        from screens.rollout_dialog import RolloutDialog
         from screens.trio import TrioScreen
         from screens.trio_rules import RulesDialog
 
@@ -173,6 +175,8 @@ class FieldtuiApp(App[None]):
             ("Dashboard", DashboardScreen.BINDINGS, []),
             ("Models", ModelsScreen.BINDINGS, [("↑ ↓", "choose a version")]),
             ("Push a model file", PushDialog.BINDINGS, [("enter", "open a folder, pick a file, or push")]),
+            ("Roll out a model", RolloutDialog.BINDINGS, [("enter", "pick a file, or start the rollout")]),
+            ("Rollout", RolloutScreen.BINDINGS, []),
             (
                 "Benchmark",
                 BenchmarkScreen.BINDINGS,

@@ -34,6 +34,8 @@ POLL_EVERY_S = 2.0
 POLL_MAX_S = 30.0
 POLL_CONCURRENCY = 4
 COLUMNS = ("NAME", "ADDRESS", "LINK", "BACKEND", "MODEL", "HEALTH", "FPS", "P95 MS", "SEEN")
+# around the row's own cells: the rollout mark (space; a box, not a colour) and the saved tags
+TABLE_COLUMNS = ("MARK", *COLUMNS, "TAGS")
 HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failing": "bold red"}
 
 
@@ -104,6 +106,15 @@ class DeviceRow:
         return needle.casefold() in hay.casefold()
 
 
+def saved_tags(fleet: Any) -> dict[str, list[str]]:
+    """Device key -> tags of the saved devices (``fieldtui tag HOST a,b``); none from a fake fleet."""
+    config = getattr(fleet, "config", None)
+    try:
+        return {e.key: list(e.tags) for e in config.load()} if config is not None else {}
+    except ConsoleError:  # a damaged config: reload() already says why the list is empty
+        return {}
+
+
 class DevicesScreen(Screen[None]):
     """See the module docstring. Takes the :class:`~fieldtui.fleet.Fleet` (or a fake one) to ask."""
 
@@ -120,6 +131,8 @@ class DevicesScreen(Screen[None]):
         Binding("s", "probe_subnet", "Probe subnet"),
         Binding("w", "write_report", "Report"),
         Binding("r", "refresh", "Refresh"),
+        Binding("space", "mark", "Mark"),
+        Binding("R", "rollout", "Rollout", key_display="R"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -158,10 +171,12 @@ class DevicesScreen(Screen[None]):
         self.filter_text = ""
         self.load_error: str | None = None
         self.report_dir = Path.cwd()  # where `w` writes the visit report (tests point it elsewhere)
+        self.marked: set[str] = set()  # device keys marked with space, for a rollout (R)
+        self.tags: dict[str, list[str]] = {}  # device key -> the saved device's tags
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: name, address, model, backend", id="filter")
+        yield Input(placeholder="filter: name, address, model, backend, tag", id="filter")
         yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
         yield Static(id="empty")
         yield Static(id="detail")
@@ -169,8 +184,8 @@ class DevicesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label in COLUMNS:
-            table.add_column(label, key=label)
+        for label in TABLE_COLUMNS:
+            table.add_column("" if label == "MARK" else label, key=label)
         self.reload()
         self.set_interval(5.0, self.render_rows)  # "lost 2m ago" keeps ageing between probes
 
@@ -200,6 +215,8 @@ class DevicesScreen(Screen[None]):
             row.record = record
             fresh[key] = row
         self.rows = fresh
+        self.marked &= fresh.keys()
+        self.tags = saved_tags(self.fleet)
         self.render_rows()
 
     def on_devices_screen_fleet_changed(self) -> None:
@@ -253,7 +270,17 @@ class DevicesScreen(Screen[None]):
     # --- rendering ----------------------------------------------------------------------------------
 
     def visible_rows(self) -> list[tuple[str, DeviceRow]]:
-        return [(k, r) for k, r in self.rows.items() if not self.filter_text or r.matches(self.filter_text)]
+        needle = self.filter_text.casefold()
+        return [
+            (k, r)
+            for k, r in self.rows.items()
+            if not needle or r.matches(needle) or any(needle in t.casefold() for t in self.tags.get(k, ()))
+        ]
+
+    def table_cells(self, key: str, row: DeviceRow, now: float) -> list[Text]:
+        """The row's cells between its mark and its tags."""
+        mark = Text("[x]" if key in self.marked else "[ ]", style="bold" if key in self.marked else "dim")
+        return [mark, *row.cells(now), Text(", ".join(self.tags.get(key, ())), style="cyan")]
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
@@ -262,13 +289,13 @@ class DevicesScreen(Screen[None]):
         keys = [k for k, _ in shown]
         if [k.value for k in table.rows] == keys:
             for key, row in shown:
-                for label, cell in zip(COLUMNS, row.cells(now), strict=True):
+                for label, cell in zip(TABLE_COLUMNS, self.table_cells(key, row, now), strict=True):
                     table.update_cell(key, label, cell, update_width=True)
         else:
             selected = self.selected_key()
             table.clear()
             for key, row in shown:
-                table.add_row(*row.cells(now), key=key)
+                table.add_row(*self.table_cells(key, row, now), key=key)
             if selected in keys:
                 table.move_cursor(row=keys.index(selected))
         self.show_detail()
@@ -477,12 +504,42 @@ class DevicesScreen(Screen[None]):
         else:
             self.notify(f"{message.path}\n{message.summary}", title="Visit report written", timeout=12)
 
+    def action_mark(self) -> None:
+        """Mark or unmark the highlighted device for a rollout, then go to the next one."""
+        key = self.selected_key()
+        if key is None:
+            return
+        self.marked ^= {key}
+        self.render_rows()
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_rollout(self) -> None:
+        """A rollout to the marked devices (screens/rollout.py asks what and how, then runs it)."""
+        from screens.rollout import open_rollout
+
+        open_rollout(self, [self.rows[k].record for k in self.rows if k in self.marked])
+
+    def open_last_rollout(self) -> None:
+        from screens.rollout import open_last_rollout
+
+        open_last_rollout(self)
+
     def commands(self) -> list[SystemCommand]:
         return [
             SystemCommand("Add a device", "save a device by address and token", self.action_add),
             SystemCommand("Refresh devices", "probe every device again now", self.action_refresh),
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
+            SystemCommand(
+                "Roll out a model to the marked devices",
+                "in waves, canary first (mark devices with space)",
+                self.action_rollout,
+            ),
+            SystemCommand(
+                "Open the last rollout",
+                "where each device stands; p resumes a rollout that did not end",
+                self.open_last_rollout,
+            ),
             SystemCommand(
                 "Forget the selected device", "remove its token and TLS pin (asks first)", self.action_forget
             ),

@@ -27,6 +27,9 @@ JOB = "fieldtui-agent"
 # labelled per engine: a device with no engine (the agent these tests start) has no series of it;
 # tests/test_engines_api.py reads it from /metrics once an engine exists
 PER_ENGINE = {"fieldtui_agent_engine_stale"}
+# labelled per model version tried on the device: none before the first activation;
+# tests/test_registry_watch.py reads them from /metrics after activations and probations
+PER_VERSION = {"fieldtui_agent_activations_total", "fieldtui_agent_probations_total"}
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -142,7 +145,7 @@ def test_service_discovery_reads_what_fieldtui_discover_writes(site: Path) -> No
 def alert_rules() -> dict[str, str]:
     """alert name -> expr, read with a regex (every expr is one line; promtool checks the YAML itself)."""
     pairs = re.findall(r"- alert: (\w+)\n(?:\s*#.*\n)*\s*expr: (.+)", RULES.read_text())
-    assert len(pairs) == 8, pairs
+    assert len(pairs) == 9, pairs
     return dict(pairs)
 
 
@@ -158,7 +161,7 @@ def test_rules_use_the_scrape_job_name() -> None:
 def test_rules_are_valid() -> None:
     done = promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "8 rules found" in done.stdout
+    assert "9 rules found" in done.stdout
 
 
 @needs_promtool
@@ -200,7 +203,7 @@ def test_rules_only_use_metrics_the_agent_exports(live_metrics: tuple[str, set[s
     assert {"fieldtui_agent_camera_confidence_avg", "fieldtui_agent_camera_enabled"} <= per_camera
     exported = exported | per_camera
     for alert, expr in alert_rules().items():
-        unknown = promql_metric_names(expr) - exported - {"up"} - PER_ENGINE
+        unknown = promql_metric_names(expr) - exported - {"up"} - PER_ENGINE - PER_VERSION
         assert not unknown, f"{alert} uses {sorted(unknown)}, which no agent exports"
 
 

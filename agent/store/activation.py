@@ -25,6 +25,7 @@ from agent.inference.nonfinite import probation_reason
 from agent.store.catalog import Live, ModelCatalog
 from agent.store.history import ModelHistory
 from agent.store.models import ModelStore, StoreLock, check_version
+from agent.store.outcomes import ModelOutcomes
 from agent.store.probation import SETTLE_S, Figures, FrameWatch, compare, health_check, judge
 from agent.store.settings import ModelSettings
 from fieldtui.protocol import Job, ModelEvent, ProbationStatus
@@ -65,6 +66,7 @@ class ModelManager(ModelCatalog):
         self._store_lock = lock
         self._service: Any = None
         self.poller: Any = None  # pull mode's RegistryPoller, started by the service
+        self.outcomes = ModelOutcomes()  # activation and probation verdicts, for /metrics
 
     @classmethod
     def open(cls, config: Any, db: Any, *, lock_timeout: float = STORE_LOCK_WAIT_S) -> ModelManager:
@@ -85,6 +87,7 @@ class ModelManager(ModelCatalog):
     def attach(self, service: Any) -> None:
         self._service = service
         service.pipeline.add_listener(self.watch.on_frame)
+        service.metrics.registry.register(self.outcomes)
 
     def close(self) -> None:
         """Stop pull mode and probation (an unfinished probation is recorded as such: the next start
@@ -219,9 +222,11 @@ class ModelManager(ModelCatalog):
         good: (history row, new detector, reference, reference loaded here, health figures). On any
         failure or cancel, what was loaded here is closed and the row says why."""
         ctx.progress(0.05, f"verifying {version}")
+        self.outcomes.started(version)
         try:
             manifest = self.store.verify(version)
         except AgentError as err:
+            self.outcomes.count(version, "failed")
             self.history.add(
                 "activate", version, "refused", previous=serving, reason=str(err), job_id=ctx.job_id
             )
@@ -253,6 +258,7 @@ class ModelManager(ModelCatalog):
                     detector.close()
             why = str(err) if isinstance(err, AgentError) else f"cancelled or crashed ({type(err).__name__})"
             self.history.update(row, "failed", reason=why)
+            self.outcomes.count(version, "failed")
             raise
         return row, new, ref, ref_loaded, figures
 
@@ -287,6 +293,7 @@ class ModelManager(ModelCatalog):
         swapped = time.monotonic()
         with self._lock:
             self.serving, self.serving_since = version, swapped
+        self.outcomes.count(version, "ok")
         fault_point("after_swap", version)
         self.store.set_current(version)
         fault_point("after_symlink", version)
@@ -408,6 +415,7 @@ class ModelManager(ModelCatalog):
             else f"only {new.frames} frames to judge (source down?)"
         )
         self.history.update(p.row, "good", reason=note, details={"probation": new.as_dict()})
+        self.outcomes.count(p.version, "passed")
         self._baseline_cache = None
         p.standby.close()
         log.info("model %s passed probation (%s)", p.version, new.as_dict())
@@ -421,6 +429,7 @@ class ModelManager(ModelCatalog):
             self.label(p.good),
         )
         self.history.update(p.row, "probation", reason=reason, details={"probation": figures.as_dict()})
+        self.outcomes.count(p.version, "rolled_back")
         seconds = time.monotonic() - p.swapped
         why = compare(figures, p.baseline, self.label(p.good), seconds) if figures.frames else reason
         summary = f"auto-rollback from {p.version} to {self.label(p.good)}: {why}"

@@ -21,7 +21,7 @@ from fieldtui.cli.link import link_flags, with_link
 from fieldtui.client import AgentClient
 from fieldtui.errors import ConsoleError, UnknownDevice
 from fieldtui.protocol import Job
-from fieldtui.protocol.argtypes import count, port, seconds
+from fieldtui.protocol.argtypes import count, fraction, port, seconds
 from fieldtui.protocol.progress import StatusLine
 from fieldtui.push import PushProgress
 
@@ -209,8 +209,34 @@ def cmd_registry_serve(args: argparse.Namespace) -> int:
 def cmd_registry_rollout(args: argparse.Namespace) -> int:
     from fieldtui.registry import ModelFolder
 
-    print(ModelFolder(args.dir).set_rollout(args.version, args.percent, args.id))
-    return 0
+    if args.watch is None:
+        if args.step is not None:
+            raise ConsoleError("--step goes with --watch PROMETHEUS_URL; alone, use --percent P")
+        print(ModelFolder(args.dir).set_rollout(args.version, args.percent, args.id))
+        return 0
+    from fieldtui.registry_watch import Prometheus, RolloutWatch, parse_steps
+
+    if args.step is None:
+        raise ConsoleError("--watch needs --step, the percents to go through, e.g. --step 5,25,100")
+    steps = parse_steps(args.step)
+    folder, prometheus = ModelFolder(args.dir), Prometheus(args.watch)
+    try:
+        return RolloutWatch(
+            folder,
+            args.version,
+            steps,
+            prometheus,
+            max_failure_rate=args.max_failure_rate,
+            interval=args.interval,
+            soak=args.soak,
+            rollout_id=args.id,
+            say=lambda line: print(line, flush=True),
+        ).run()
+    except KeyboardInterrupt:
+        staged = folder.rollout()
+        where = f"stays at {staged[1].percent:g}%" if staged and staged[0] == args.version else "is unchanged"
+        print(f"watch stopped; the rollout of {args.version} {where}", file=sys.stderr)
+        return 130
 
 
 def cmd_registry_offer(args: argparse.Namespace) -> int:
@@ -323,11 +349,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("dir", metavar="DIR", help="the registry's folder of models")
     s.add_argument("--version", required=True, help="the version to roll out (a model file in DIR)")
-    s.add_argument(
+    how = s.add_mutually_exclusive_group(required=True)
+    how.add_argument(
         "--percent",
         type=_percent,
-        required=True,
         help="share of devices that take it (raising it only adds devices; 0 stops new ones; 100 ends it)",
+    )
+    how.add_argument(
+        "--watch",
+        metavar="PROMETHEUS_URL",
+        help="go through --step while the cohort's failure rate, read from this Prometheus, stays at or "
+        "under --max-failure-rate; above it, set the percent back to 0",
+    )
+    s.add_argument(
+        "--step", metavar="P,P,...", help="with --watch: the percents to go through, e.g. 5,25,100"
+    )
+    s.add_argument(
+        "--max-failure-rate",
+        type=fraction,
+        default=0.1,
+        help="with --watch: failed activations + rolled-back probations over decided devices (default 0.1)",
+    )
+    s.add_argument(
+        "--soak", type=seconds(), default=600.0, help="with --watch: seconds to watch each step (default 600)"
+    )
+    s.add_argument(
+        "--interval", type=seconds(), default=15.0, help="with --watch: seconds between queries (default 15)"
     )
     s.add_argument(
         "--id", help="rollout id (default: kept from the rollout of this version, else the version)"
