@@ -161,6 +161,8 @@ class FieldtuiApp(App[None]):
             "Dashboard": (DashboardScreen,),
             "Models": (ModelsScreen,),
             "Push a model file": (PushDialog,),
+            "Roll out a model": (RolloutDialog,),
+            "Rollout": (RolloutScreen,),
             "Benchmark": (BenchmarkScreen,),
             "Engines": (EnginesScreen,),
             "Rebuild an engine": (RebuildDialog,),

@@ -531,6 +531,9 @@ class DevicesScreen(Screen[None]):
             SystemCommand("Filter devices", "show only devices matching a text", self.action_filter),
             SystemCommand("Pair a device over SSH", "read its token and TLS pin over SSH", self.action_pair),
             SystemCommand(
+                "Mark the selected device", "for a rollout (space; again to unmark)", self.action_mark
+            ),
+            SystemCommand(
                 "Roll out a model to the marked devices",
                 "in waves, canary first (mark devices with space)",
                 self.action_rollout,

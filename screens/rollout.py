@@ -20,13 +20,14 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from fieldtui.config import SavedDevice, device_key
 from fieldtui.errors import ConsoleError
 from fieldtui.protocol import DeviceRecord
 from fieldtui.rollout import DeviceProgress, RolloutRunner, RolloutState, RolloutStore
 from screens.dialogs import ConfirmDialog
+from screens.widgets.footer import Footer
 
 COLUMNS = ("WAVE", "DEVICE", "STAGE", "VIA", "DETAIL")  # the detail last: a long reason runs off the right
 STAGE_STYLE = {

@@ -45,6 +45,12 @@ TWINS: dict[str, dict[str, str]] = {
         "probe_subnet": "discover --probe",
         "write_report": "report",
         "refresh": "discover",
+        "mark": "rollout --devices",  # the marked devices are the rollout's
+        "rollout": "rollout",
+    },
+    "RolloutScreen": {
+        "pause": "rollout --resume",  # ctrl-c on `fieldtui rollout` pauses it (saved); --resume goes on
+        "abort": "rollout --abort",
     },
     "DashboardScreen": {
         "logs": "logs",

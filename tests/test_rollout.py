@@ -214,6 +214,14 @@ def test_hostile_input_is_one_line_and_starts_nothing(console, models, capsys, t
     assert f"rollout busy is being run by another console (pid {os.getpid()})" in line
     assert store.load("busy").status == "running" and store.load("busy").devices[0].stage == "queued"
     assert all(e.tags == [] for e in console.load())
+    # --abort: the same refusals, then a stopped rollout ends for good (nothing took it: all skipped)
+    assert "no rollout 'nosuch1'" in fail_line(capsys, "rollout", "--abort", "nosuch1")
+    assert "not both" in fail_line(capsys, "rollout", "--abort", "busy", "--resume", "busy")
+    code, out, _ = run(capsys, "rollout", "--abort", "busy", "--reason", "wrong model", "--quiet")
+    aborted = store.load("busy")
+    assert code == 1 and aborted.status == "aborted" and aborted.abort_reason == "wrong model", out
+    assert {d.stage for d in aborted.devices} == {"skipped"}
+    assert "is aborted: nothing to resume" in fail_line(capsys, "rollout", "--resume", "busy")
 
 
 def test_tags_are_saved_shown_and_pick_the_devices(console, capsys):

@@ -158,19 +158,22 @@ def _run(runner: RolloutRunner) -> RolloutState:
 def cmd_rollout(args: argparse.Namespace) -> int:
     config = ConsoleConfig()
     store = RolloutStore()
-    if args.resume is not None:
+    rid = args.resume or args.abort
+    if args.resume is not None and args.abort is not None:
+        raise ConsoleError("give --resume ID or --abort ID, not both")
+    if rid is not None:
+        flag = "--resume" if args.resume is not None else "--abort"
         given = [flag for flag, value in (("MODEL", args.model), ("--version", args.version)) if value]
         if given or args.devices is not None or args.tag is not None or args.all:
             raise ConsoleError(
-                f"--resume ID continues a rollout as it was planned: drop {', '.join(given) or 'the devices'}"
+                f"{flag} ID acts on a rollout as it was planned: drop {', '.join(given) or 'the devices'}"
             )
-        state = store.load(args.resume)
+        state = store.load(rid)
         if state.status in ("aborted", "done"):
-            raise RolloutError(
-                f"rollout {args.resume} is {state.status}: nothing to resume; start a new rollout"
-            )
+            raise RolloutError(f"rollout {rid} is {state.status}: nothing to {flag[2:]}; start a new rollout")
+        verb = "resuming" if args.resume is not None else "aborting"
         print(
-            f"resuming rollout {state.plan.id}: {state.plan.version} to {len(state.devices)} devices",
+            f"{verb} rollout {state.plan.id}: {state.plan.version} to {len(state.devices)} devices",
             file=sys.stderr,
         )
     else:
@@ -190,6 +193,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         on_change=None if args.quiet else ProgressPrinter(),
         concurrency=args.concurrency,
     )
+    if args.abort is not None:  # rolls back the devices this rollout activated, marks the rest skipped
+        runner.abort(args.reason or "aborted from the command line")
     final = _run(runner)
     if args.json:
         print_json(final)
@@ -291,6 +296,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", metavar="ID", help="continue a rollout that stopped (`fieldtui rollouts` lists them)"
     )
+    p.add_argument(
+        "--abort",
+        metavar="ID",
+        help="stop a rollout for good: roll back the devices it activated (unless it was started with "
+        "--no-rollback-on-abort), skip the rest",
+    )
+    p.add_argument("--reason", help="with --abort: why, kept in the rollout's record")
     p.add_argument("--json", action="store_true", help="print the final RolloutState JSON document")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_rollout)

@@ -134,6 +134,9 @@ class RolloutRunner:
                 + ": nothing to resume; start a new rollout"
             )
         path = Path(plan.model)
+        if self._abort is not None:  # aborting a stopped rollout: its model file is not needed
+            await self._rollback_all()
+            return self.state
         if not path.is_file():
             raise RolloutError(f"model file not found: {path} (rollout {plan.id} needs it to go on)")
         if await hash_file(path) != plan.sha256:
