@@ -6,7 +6,7 @@
 #
 # What it does, in order (each step skipped when a previous run already did it in ROOTFS_DIR):
 #   1. checks for a static qemu-aarch64 of version 8 or later: QEMU 7.2 (Debian 12's qemu-user-static)
-#      crashes ONNX Runtime on arm64; QEMU 10 (Debian 13's qemu-user) runs it;
+#      is reported to crash ONNX Runtime on arm64; QEMU 10 (Debian 13's qemu-user) runs it;
 #   2. makes the kernel run aarch64 binaries with it (binfmt_misc, flag F so it works inside the chroot),
 #      unless an aarch64 handler is registered already; a handler it registers is removed on exit;
 #   3. `debootstrap --arch arm64 --foreign` (SUITE, default bookworm, Raspberry Pi OS's base), then the
@@ -18,12 +18,17 @@
 #      (LiteRT): detections, F1 against the ONNX model, and a p50 that is the EMULATOR's speed, not an
 #      Arm CPU's (useful only to compare runtimes under the same emulator).
 #
+# QEMU 10 on a Debian 12 host without installing it: fetch Debian 13's qemu-user package (its binaries
+# are static; `apt-get download qemu-user` with a trixie sources list, or from the mirror's pool), unpack
+# it with `dpkg-deb -x qemu-user_*.deb /tmp/q` and pass QEMU=/tmp/q/usr/bin/qemu-aarch64.
+#
 # Environment: QEMU (a static qemu-aarch64; default qemu-aarch64-static or qemu-aarch64 on PATH),
 # SUITE, MIRROR (default http://deb.debian.org/debian), DEBOOTSTRAP (default debootstrap), RUNS (timed
 # calls per model, default 20), PIP_CERT (a CA bundle for pip inside the chroot; default the host's
 # /etc/ssl/certs/ca-certificates.crt, so a proxy the host trusts is trusted there too).
 # Needs root (debootstrap, chroot, mounts), debootstrap, ~1.5 GB of disk and the network to Debian's
-# mirror and PyPI. Not part of the test suite or CI: it takes 15-40 minutes.
+# mirror and PyPI. Not part of the test suite or CI: it takes 15-60 minutes (one run on 2 busy x86-64
+# cores: 49 min for the userland, 5.5 for the install, 6 for the detections).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -58,7 +63,7 @@ else
 	[ -n "$QEMU" ] && [ -x "$QEMU" ] || die "no qemu-aarch64: install Debian 13's qemu-user (QEMU 10; its binaries are static) or set QEMU=/path/to/qemu-aarch64"
 	file -L "$QEMU" | grep -q 'static' || die "$QEMU is not statically linked: it cannot run inside the chroot"
 	version=$("$QEMU" --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p;q')
-	[ "${version:-0}" -ge 8 ] || die "$QEMU is QEMU ${version:-?}: QEMU 7.2 (Debian 12) crashes ONNX Runtime on arm64; use QEMU 10 (Debian 13's qemu-user)"
+	[ "${version:-0}" -ge 8 ] || die "$QEMU is QEMU ${version:-?}: QEMU 7.2 (Debian 12) is reported to crash ONNX Runtime on arm64; use QEMU 10 (Debian 13's qemu-user)"
 	say "emulator: $("$QEMU" --version | head -1)"
 
 	# --- 2. binfmt_misc ---------------------------------------------------------------------------------
