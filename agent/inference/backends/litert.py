@@ -48,9 +48,10 @@ from fieldtui.protocol import EngineFingerprint, RuntimeIdentity
 INSTALL_HINT = "pip install 'fieldtui[agent,litert]' (the ai-edge-litert wheel: Linux x86-64/aarch64, macOS)"
 BUILD_NOTE = (
     "a .tflite is converted off-device (TensorFlow's converter or onnx2tf; an INT8 one needs a "
-    "representative dataset and TensorFlow, which a device does not carry; an Edge TPU one also "
-    "edgetpu_compiler on a Linux x86-64 host): convert it there, then push the .tflite: "
-    "fieldtui push HOST model.tflite --version V"
+    "representative dataset and TensorFlow, which a device does not carry; an Edge TPU one is then "
+    "compiled from the full-integer INT8 .tflite by edgetpu_compiler, on a Linux x86-64 host only, "
+    "which writes model_int8_edgetpu.tflite): convert it there, then push the .tflite (for a Coral "
+    "the *_edgetpu.tflite): fieldtui push HOST model_int8_edgetpu.tflite --version V"
 )
 METADATA_MEMBERS = ("metadata.json", "metadata.yaml", "metadata.yml", "metadata.txt")
 _INT_TYPES = (np.uint8, np.int8, np.int16)
