@@ -3,7 +3,9 @@
 Textual's footer cuts whatever does not fit, and at 80 columns that is the last keys (Benchmark,
 Engines, ? Help on the dashboard). Below ``NARROW`` columns this one packs the keys tightly (Textual's
 compact style) and leaves out what a technician knows without reading: ``esc`` (back) and the palette's
-``^p`` (``:`` opens it too, and help lists both).
+``^p`` (``:`` opens it too, and help lists both). When even that does not fit (the device list has ten
+keys), the last keys give up their words, from the end, so each key stays in view and the first ones
+(the screen's main actions) and ``? Help`` keep theirs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,24 @@ class Footer(_Footer):
             self.refresh(recompose=True)
 
     def compose(self) -> ComposeResult:
-        for widget in super().compose():
-            if self._narrow and isinstance(widget, FooterKey) and widget.key == "escape":
-                continue
-            yield widget
+        widgets = [
+            w
+            for w in super().compose()
+            if not (self._narrow and isinstance(w, FooterKey) and w.key == "escape")
+        ]
+        if self._narrow:
+            keys = [w for w in widgets if isinstance(w, FooterKey)]
+            width = self.size.width or self.app.size.width
+            used = sum(_cells(k) for k in keys)
+            for key in reversed(keys):
+                if used <= width:
+                    break
+                if key.key != "question_mark" and key.description:
+                    used -= len(key.description) + 1
+                    key.description = ""
+        yield from widgets
+
+
+def _cells(key: FooterKey) -> int:
+    """Columns a compact footer key takes: its key, a space and its words, a space."""
+    return len(key.key_display) + 1 + (len(key.description) + 1 if key.description else 0)
