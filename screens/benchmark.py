@@ -19,15 +19,13 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Input, Static
 from textual.widgets.selection_list import Selection
 
-from fieldtui.errors import AgentClientError
-from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo, Job
+from fieldtui.protocol import BenchmarkList, BenchmarkRequest, BenchmarkResult, BenchmarkRun, DeviceInfo
 from fieldtui.protocol.bench import agreement_label, comparison_text, verdict_of, with_console_hint
-from screens.replies import Reply, job_reply, read_reply
+from screens.jobscreen import JobScreen
+from screens.replies import Reply, read_reply
 from screens.timefmt import date_time
 from screens.widgets.configbars import ConfigBars, config_label
 from screens.widgets.footer import Footer
@@ -78,7 +76,7 @@ def _f(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-class BenchmarkScreen(Screen[None]):
+class BenchmarkScreen(JobScreen):
     CSS_PATH = "benchmark.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -93,32 +91,16 @@ class BenchmarkScreen(Screen[None]):
     class HistoryRead(Reply[BenchmarkList]):
         """``GET /v1/benchmarks`` answered."""
 
-    class JobMoved(Message):
-        def __init__(self, job: Job) -> None:
-            super().__init__()
-            self.job = job
-
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, BenchmarkScreen.JobMoved)
-
     class BenchmarkFinished(Reply[BenchmarkRun]):
         """The benchmark job ended: the run, or why there is none."""
 
-    class CancelRefused(Message):
-        def __init__(self, error: str) -> None:
-            super().__init__()
-            self.error = error
+    JOB_NOUN = "benchmark"
 
     def __init__(self, api: Any, record: Any, *, job_timeout: float = 900.0) -> None:
-        super().__init__()
-        self.api = api
-        self.record = record
-        self.job_timeout = job_timeout
+        super().__init__(api, record, job_timeout=job_timeout)
         self.device: DeviceInfo | None = None
         self.history: BenchmarkList | None = None
         self.shown: BenchmarkRun | None = None
-        self.job: Job | None = None
-        self.running = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -309,25 +291,7 @@ class BenchmarkScreen(Screen[None]):
         self.running = True
         n = len(request.backends) * len(request.precisions) * len(request.threads) * len(request.batch_sizes)
         self.query_one(JobProgress).start(f"starting {n} configuration{'s' * (n != 1)}…")
-        self.run_benchmark(request)
-
-    @work(exclusive=True, exit_on_error=False, group="run")
-    async def run_benchmark(self, request: BenchmarkRequest) -> None:
-        await job_reply(
-            self,
-            self.BenchmarkFinished,
-            self.api,
-            self.api.start_benchmark(request),
-            result=BenchmarkRun,
-            what="benchmark",
-            on_update=lambda j: self.post_message(self.JobMoved(j)),
-            timeout=self.job_timeout,
-        )
-
-    @on(JobMoved)
-    def _job_moved(self, message: JobMoved) -> None:
-        self.job = job = message.job
-        self.query_one(JobProgress).moved(job)
+        self.follow_job(self.api.start_benchmark(request), self.BenchmarkFinished, BenchmarkRun)
 
     @on(BenchmarkFinished)
     def _finished(self, message: BenchmarkFinished) -> None:
@@ -343,23 +307,6 @@ class BenchmarkScreen(Screen[None]):
         progress.done(f"done: {ok} of {len(run.results)} configurations measured")
         self.show_run(run)
         self.reload()
-
-    def action_cancel(self) -> None:
-        if self.job is None:
-            self.notify("no benchmark is running", timeout=3)
-            return
-        self.cancel_job(self.job.id)
-
-    @work(exit_on_error=False, group="cancel")
-    async def cancel_job(self, job_id: str) -> None:
-        try:
-            await self.api.cancel_job(job_id)
-        except AgentClientError as err:
-            self.post_message(self.CancelRefused(str(err)))
-
-    @on(CancelRefused)
-    def _cancel_refused(self, message: CancelRefused) -> None:
-        self.notify(message.error, title="Could not cancel", severity="error", timeout=10)
 
     def commands(self) -> list[SystemCommand]:
         return [

@@ -12,7 +12,6 @@ activate; activating asks once more), then the job is followed from the SSE stre
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -21,15 +20,13 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Log, Static
 
-from fieldtui.errors import AgentClientError
 from fieldtui.protocol import EngineInfo, EngineList, EngineRebuildRequest, EngineRebuildResult, Job
 from screens.dialogs import ConfirmDialog
+from screens.jobscreen import JobScreen
 from screens.models import size_text  # one wording of file sizes across the console
-from screens.replies import Reply, job_reply, read_reply
+from screens.replies import Reply, read_reply
 from screens.timefmt import clock_time
 from screens.widgets.footer import Footer
 from screens.widgets.jobprogress import JobProgress
@@ -90,7 +87,7 @@ def result_text(result: EngineRebuildResult) -> Text:
     return text
 
 
-class EnginesScreen(Screen[None]):
+class EnginesScreen(JobScreen):
     CSS_PATH = "engines.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -102,25 +99,16 @@ class EnginesScreen(Screen[None]):
     class Listed(Reply[EngineList]):
         """``GET /v1/engines`` answered."""
 
-    class JobMoved(Message):
-        """A change of the rebuild job. Not coalesced: every stage belongs in the log."""
-
-        def __init__(self, job: Job) -> None:
-            super().__init__()
-            self.job = job
-
     class RebuildFinished(Reply[EngineRebuildResult]):
         """The rebuild job ended: the result, or why there is none."""
 
+    JOB_NOUN = "rebuild"
+    COALESCE_MOVES = False  # every stage belongs in the log
+
     def __init__(self, api: Any, record: Any, *, job_timeout: float = 1800.0) -> None:
-        super().__init__()
-        self.api = api
-        self.record = record
-        self.job_timeout = job_timeout
+        super().__init__(api, record, job_timeout=job_timeout)
         self.listing: EngineList | None = None
-        self.job: Job | None = None
         self.result: EngineRebuildResult | None = None
-        self.running = False
         self._stage = ""
 
     def _now(self) -> str:
@@ -275,25 +263,9 @@ class EnginesScreen(Screen[None]):
         log.write_line(f"{self._now()}  rebuild requested: {what}")
         self.query_one("#result", Static).update("")
         self.query_one(JobProgress).start(f"starting the {what} rebuild…")
-        self.rebuild(request)
+        self.follow_job(self.api.rebuild_engine(request), self.RebuildFinished, EngineRebuildResult)
 
-    @work(exclusive=True, exit_on_error=False, group="rebuild")
-    async def rebuild(self, request: EngineRebuildRequest) -> None:
-        await job_reply(
-            self,
-            self.RebuildFinished,
-            self.api,
-            self.api.rebuild_engine(request),
-            result=EngineRebuildResult,
-            what="rebuild",
-            on_update=lambda j: self.post_message(self.JobMoved(j)),
-            timeout=self.job_timeout,
-        )
-
-    @on(JobMoved)
-    def _job_moved(self, message: JobMoved) -> None:
-        self.job = job = message.job
-        self.query_one(JobProgress).moved(job)
+    def job_moved(self, job: Job) -> None:
         if job.stage and job.stage != self._stage:
             self._stage = job.stage
             self.query_one("#log", Log).write_line(f"{self._now()}  {job.progress:>4.0%}  {job.stage}")
@@ -316,18 +288,6 @@ class EnginesScreen(Screen[None]):
         progress.done(f"built {result.engine.key}")
         self.query_one("#result", Static).update(result_text(result))
         self.reload()
-
-    def action_cancel(self) -> None:
-        if self.job is None:
-            self.notify("no rebuild is running", timeout=3)
-            return
-        self.cancel_job(self.job.id)
-
-    @work(exit_on_error=False, group="cancel")
-    async def cancel_job(self, job_id: str) -> None:
-        # It may have ended meanwhile, or the link is down: the job's own end says which.
-        with contextlib.suppress(AgentClientError):
-            await self.api.cancel_job(job_id)
 
     def commands(self) -> list[SystemCommand]:
         return [

@@ -121,7 +121,7 @@ async def test_leaving_mid_run_leaves_no_worker_touching_the_screen(agent_inproc
         screen.query_one("#iterations", Input).value = "5000"  # long enough to leave mid-run
         await pilot.press("ctrl+r")
         await until(pilot, "the job", lambda: screen.job is not None)
-        workers = [w for w in app.workers if w.node is screen and w.group == "run"]
+        workers = [w for w in app.workers if w.node is screen and w.group == "job"]
         assert workers and not workers[0].is_finished
         await pilot.press("escape")
         await until(pilot, "the dashboard again", lambda: isinstance(app.screen, DashboardScreen))

@@ -100,7 +100,7 @@ async def test_leaving_mid_rebuild_leaves_no_worker_touching_the_screen(device, 
         screen = await _open(app, pilot)
         await _ask_rebuild(app, pilot, activate=False)
         await until(pilot, "the job", lambda: screen.job is not None)
-        workers = [w for w in app.workers if w.node is screen and w.group == "rebuild"]
+        workers = [w for w in app.workers if w.node is screen and w.group == "job"]
         assert workers and not workers[0].is_finished
         await pilot.press("escape")
         await until(pilot, "the dashboard again", lambda: isinstance(app.screen, DashboardScreen))
