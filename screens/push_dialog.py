@@ -38,6 +38,16 @@ def tilde(path: Path) -> str:
         return str(path)
 
 
+def picked(dialog: ModalScreen, event: DirectoryTree.FileSelected, path_field: str) -> None:
+    """A file picked in a dialog's tree: its path in ``path_field``, its name as the version when none
+    is typed yet, and the focus on the version (the next thing to type)."""
+    dialog.query_one(path_field, Input).value = tilde(Path(event.path))
+    version = dialog.query_one("#version", Input)
+    if not version.value:
+        version.value = event.path.stem
+    version.focus()
+
+
 class ModelTree(DirectoryTree):
     """Folders and model files only (hidden entries left out); the root shown as ~/... under home."""
 
@@ -77,11 +87,7 @@ class PushDialog(ModalScreen["PushRequest | None"]):
 
     @on(DirectoryTree.FileSelected)
     def _file(self, event: DirectoryTree.FileSelected) -> None:
-        self.query_one("#path", Input).value = tilde(Path(event.path))
-        version = self.query_one("#version", Input)
-        if not version.value:
-            version.value = event.path.stem
-        version.focus()
+        picked(self, event, "#path")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -22,7 +22,7 @@ from textual.widgets import Button, DirectoryTree, Input, Label, Static
 from fieldtui.config import SavedDevice
 from fieldtui.errors import ConsoleError
 from fieldtui.rollout import RolloutPlan, RolloutState, make_plan
-from screens.push_dialog import ModelTree, tilde
+from screens.push_dialog import ModelTree, picked
 
 FIELDS = ("model", "version", "canary", "waves", "failures")
 
@@ -56,7 +56,9 @@ class RolloutDialog(ModalScreen["RolloutState | None"]):
             yield Static(Text(f"Roll out a model to {len(self.devices)} device(s)", style="bold"))
             yield Static(Text(names, style="dim"), classes="names")
             yield ModelTree(self.start, id="tree")
-            yield Input(placeholder="path of a .onnx, .engine, .hef or .tflite file", id="model")
+            yield Input(
+                placeholder="path of a .onnx, .engine, .hef or .tflite file (shift+tab: the tree)", id="model"
+            )
             yield Input(placeholder="version name, e.g. v8 or 2026.11.1", id="version")
             with Horizontal(classes="row"):
                 yield Label("canary devices")
@@ -71,15 +73,11 @@ class RolloutDialog(ModalScreen["RolloutState | None"]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#tree").focus()
+        self.query_one("#model").focus()  # a typed path is not lost to the tree (shift+tab reaches it)
 
     @on(DirectoryTree.FileSelected)
     def _file(self, event: DirectoryTree.FileSelected) -> None:
-        self.query_one("#model", Input).value = tilde(Path(event.path))
-        version = self.query_one("#version", Input)
-        if not version.value:
-            version.value = event.path.stem
-        version.focus()
+        picked(self, event, "#model")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

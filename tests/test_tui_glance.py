@@ -147,6 +147,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
     from screens.pair_dialog import PairDialog
     from screens.probe_dialog import ProbeDialog
     from screens.rebuild_dialog import RebuildDialog
+    from screens.rollout_dialog import RolloutDialog
     from screens.trio_rules import RulesDialog
 
     for name in ("yolov8n-v9.onnx", "jk-v2.onnx"):
@@ -166,6 +167,7 @@ async def test_help_leads_with_this_screen_j_k_move_everywhere_and_dialogs_focus
             (ProbeDialog([]), "ranges"),
             (RulesDialog(ForwardingRules(), _never_saved), "classes"),
             (PromptDialog("Camera source", "demo:"), "answer"),
+            (RolloutDialog([]), "model"),
             (RebuildDialog(engine_list().runtimes), "ok"),  # preset from the engine: enter rebuilds it
         ):
             await app.push_screen(dialog)
