@@ -302,6 +302,11 @@ def test_camera_add_and_set_over_openssh_with_the_password_on_stdin(
         ("gate", True, None, "rtsp://***@127.0.0.1:1/x"),
     ]
     assert SECRET not in capsys.readouterr().err + agent.stderr()
+    # fieldtui source over SSH: the first camera's source, the URI on stdin like the camera commands'
+    sent.clear()
+    switched = ok_json(capsys, "source", ALIAS, demo(3), "--ssh", "--json")
+    assert switched["name"] == "front" and listed(agent)[0] == ("front", True, None, demo(3))
+    assert any(stdin == demo(3) + "\n" for _, stdin in sent) and not any(demo(3) in line for line, _ in sent)
 
 
 def test_the_strip_reads_without_colour_and_wraps_between_cameras_only():

@@ -18,9 +18,9 @@ from typing import TypeVar
 from fieldtui.cli.devices import print_json, resolve
 from fieldtui.client import AgentClient
 from fieldtui.config import ConsoleConfig, check_host
-from fieldtui.errors import ConsoleError, UnknownDevice
+from fieldtui.errors import AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.link.fallback import DeviceLink, open_link
-from fieldtui.protocol import LogLine, SSHEndpoint
+from fieldtui.protocol import CameraChange, CameraStatus, LogLine, SSHEndpoint
 from fieldtui.protocol.argtypes import count, port, seconds
 
 T = TypeVar("T")
@@ -144,17 +144,43 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_source(args: argparse.Namespace) -> int:
-    """Switch the camera: checked on the device first; a refused URI leaves the running source alone."""
+    """Switch the camera: checked on the device first; a refused URI leaves the running source alone.
+    With ``--ssh`` (or with HTTP unreachable on a device paired over SSH) the first camera's source is
+    changed by ``fieldtui-agent camera set NAME --source -`` on the device, the URI on its stdin (a
+    camera password never reaches a command line the device's ``ps`` shows)."""
+    if args.ssh or not resolve(args.host).token:
+        return _source_over_link(args)
 
     async def run():
         async with _client(args) as client:
             job = await client.wait_job((await client.set_source(args.uri)).id, timeout=args.job_timeout)
             return job, await client.status()
 
-    job, status = asyncio.run(run())
+    try:
+        job, status = asyncio.run(run())
+    except AgentUnreachable:
+        if resolve(args.host).ssh is None:
+            raise
+        return _source_over_link(args)  # the API is down: the same change over SSH
     if job.state != "succeeded":
         now = status.source.uri if status.source else "no source"
         raise ConsoleError(f"source change {job.state}: {job.error or 'no reason given'}; still on {now}")
+    if args.json:
+        print_json(status)
+    else:
+        src = status.source
+        print(f"source    {src.uri} ({src.kind}) {'up' if src.up else 'starting'}" if src else "no source")
+    return 0
+
+
+def _source_over_link(args: argparse.Namespace) -> int:
+    """The source change as a camera change of the device's first camera, through the device link."""
+
+    async def change(link: DeviceLink) -> CameraStatus:
+        first = (await link.cameras()).cameras[0].name
+        return await link.change_camera(first, CameraChange(source=args.uri), add=False)
+
+    status = with_link(args, change)
     if args.json:
         print_json(status)
     else:
@@ -239,6 +265,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the PipelineStatus after the change")
     p.add_argument("--timeout", type=seconds(), default=10.0)
     p.add_argument("--job-timeout", type=seconds(), default=60.0, help="seconds to wait for the switch")
+    link_flags(p)
     p.set_defaults(func=cmd_source)
 
     p = sub.add_parser(
