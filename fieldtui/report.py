@@ -34,6 +34,7 @@ from fieldtui.client import AgentClient
 from fieldtui.config import SavedDevice
 from fieldtui.errors import AgentClientError, AgentUnauthorized, ConsoleError
 from fieldtui.protocol import (
+    CameraStatus,
     Comparison,
     DeviceInfo,
     DeviceRecord,
@@ -235,6 +236,7 @@ class _Facts:
     series: dict[str, Any] | None = None
     snapshot: str | None = None
     snapshot_error: str | None = None
+    cameras: list[dict[str, Any]] = field(default_factory=list)  # a device with several: each one's
     limits: list[str] = field(default_factory=list)
 
 
@@ -263,6 +265,33 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
             facts.snapshot = _jpeg_uri(await agent.snapshot_jpeg(width=width))
         except AgentClientError as err:
             facts.snapshot_error = str(err)
+        try:
+            cameras = (await agent.cameras()).cameras
+        except AgentClientError as err:  # an agent older than the cameras API: the one camera above
+            facts.limits.append(f"each camera of the device ({err})")
+            cameras = []
+        if len(cameras) > 1:
+            facts.cameras = [await _camera_facts(agent, cam, width) for cam in cameras]
+    return facts
+
+
+async def _camera_facts(agent: AgentClient, cam: CameraStatus, width: int) -> dict[str, Any]:
+    """One camera of a multi-camera device at the end of the visit: state, health, snapshot."""
+    health = cam.sample.camera if cam.sample else None
+    facts: dict[str, Any] = {
+        "name": cam.name,
+        "enabled": cam.enabled,
+        "source": cam.source.uri,
+        "up": cam.source.up,
+        "reason": cam.source.reason or cam.error or ("disabled" if not cam.enabled else None),
+        "health": health.model_dump(mode="json") if health else None,
+        "snapshot": None,
+        "snapshot_error": None,
+    }
+    try:
+        facts["snapshot"] = _jpeg_uri(await agent.camera_snapshot_jpeg(cam.name, width=width))
+    except AgentClientError as err:
+        facts["snapshot_error"] = str(err)
     return facts
 
 
@@ -360,6 +389,7 @@ async def _device(entry: SavedDevice, since: float, timeout: float, snapshot_wid
             "snapshot": facts.snapshot,
             "snapshot_error": facts.snapshot_error,
         },
+        "cameras": facts.cameras,
         "model": _model_change(facts.models, since),
         "actions": _actions(facts.models, facts.jobs, since),
         "benchmarks": _benchmarks(facts.runs, since, record.name),
@@ -388,8 +418,10 @@ def failures_of(devices: list[dict[str, Any]]) -> list[str]:
                 out.append(f"{name}: benchmark {r['config']} failed: {r['reason']}")
         if d["health"]["status"] != "ok":
             out.append(f"{name}: health {d['health']['status']}: {'; '.join(d['health']['reasons'])}")
-        if not d["camera"]["up"]:
-            out.append(f"{name}: camera down: {d['camera']['reason'] or 'no frames'}")
+        for cam in d.get("cameras") or [{**d["camera"], "name": None, "enabled": True}]:
+            if cam["enabled"] and not cam["up"]:
+                which = f"camera {cam['name']}" if cam["name"] else "camera"
+                out.append(f"{name}: {which} down: {cam['reason'] or 'no frames'}")
     return out
 
 

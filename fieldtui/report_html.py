@@ -281,7 +281,10 @@ def _device(d: dict) -> str:
     out.append(f'<div class="keep">{series_svg("Inference time at each activation", infer, "ms")}</div>')
     out.append(_over_the_visit(d.get("series")))
     out.append(_benchmarks(d["benchmarks"]))
-    out.append(_camera(d["camera"]))
+    if d.get("cameras"):  # a device with several cameras: each one's state and last frame
+        out.extend(_camera(c, f"Camera {c['name']}") for c in d["cameras"])
+    else:
+        out.append(_camera(d["camera"]))
     f = d["forwarding"]
     if f is not None:
         out.append(
@@ -332,10 +335,10 @@ def _benchmarks(b: dict) -> str:
     )
 
 
-def _camera(c: dict) -> str:
+def _camera(c: dict, title: str = "Camera") -> str:
     state = "up" if c["up"] else f"down: {c['reason'] or 'no frames'}"
     health = c.get("health")
-    parts = [f"<h3>Camera</h3><p>{_e(c['source'])}: {_outcome(state, not c['up'])}"]
+    parts = [f"<h3>{_e(title)}</h3><p>{_e(c['source'])}: {_outcome(state, not c['up'])}"]
     if health:
         verdict = "ok" if health["ok"] else "; ".join(health["reasons"])
         parts.append(

@@ -177,6 +177,23 @@ def test_status_and_discover_say_how_many_cameras_and_how_many_are_unwell(capsys
     )
 
 
+def test_the_visit_report_shows_every_camera_of_the_device(dock):
+    import asyncio
+    import time
+
+    from fieldtui.report import collect
+    from fieldtui.report_html import render
+
+    entry = ConsoleConfig().find("dock-1")
+    report = asyncio.run(collect([entry], time.time() - 60, snapshot_width=160))
+    cams = report["devices"][0]["cameras"]
+    assert [c["name"] for c in cams] == [name for name, _ in CAMERAS]
+    assert all(c["snapshot"].startswith("data:image/jpeg;base64,") for c in cams)
+    page = render(report)
+    assert all(f"<h3>Camera {name}</h3>" in page for name, _ in CAMERAS)
+    assert page.count('class="snap"') == len(CAMERAS)
+
+
 def test_add_set_remove_over_http_and_on_the_device(capsys, dock, monkeypatch):
     added = CameraStatus.model_validate(
         ok_json(capsys, "camera", "dock-1", "add", "gate", demo(4), "--conf", "0.4", "--json")
