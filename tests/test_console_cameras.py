@@ -21,7 +21,7 @@ from fieldtui.protocol import CameraList, CameraStatus, DeviceRecord
 from fieldtui.ssh import SSHSession
 from screens.camera_grid import CameraGridScreen
 from screens.dashboard import DashboardScreen
-from screens.devices import DevicesScreen
+from screens.devices import TABLE_COLUMNS, DevicesScreen
 from screens.widgets.camera import CameraView
 from screens.widgets.camerastrip import CameraStrip
 from tests.console_cli import fail_line, ok_json, run
@@ -140,7 +140,10 @@ async def test_strip_switch_and_grid_on_a_three_camera_agent(agent, tmp_path):
             pilot,
             "the camera count in the health cell",
             lambda: (
-                table.row_count == 1 and str(table.get_row_at(0)[5]).endswith(" · 3 cameras, 1 unhealthy")
+                table.row_count == 1
+                and str(table.get_row_at(0)[TABLE_COLUMNS.index("HEALTH")]).endswith(
+                    " · 3 cameras, 1 unhealthy"
+                )
             ),
         )
     assert app._exception is None

@@ -91,7 +91,14 @@ def test_mutating_jobs_run_one_at_a_time_in_order(runner):
 def test_read_only_jobs_run_alongside_a_mutating_one(runner):
     release = threading.Event()
     reader_ran = threading.Event()
-    blocker = runner.submit("test.block", lambda ctx: release.wait(5) and None, mutating=True)
+    blocking = threading.Event()
+
+    def block(ctx: JobContext) -> None:
+        blocking.set()
+        release.wait(5)
+
+    blocker = runner.submit("test.block", block, mutating=True)
+    assert blocking.wait(5)  # the mutating job runs (was a race: it could still be queued below)
     reader = runner.submit("test.read", lambda ctx: reader_ran.set(), mutating=False)
     assert runner.wait(reader.id, 5).state == "succeeded"
     assert reader_ran.is_set()

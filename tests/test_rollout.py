@@ -246,7 +246,8 @@ def test_tags_are_saved_shown_and_pick_the_devices(console, capsys):
     from fieldtui.protocol import DiscoveryResult
 
     print_devices(
-        DiscoveryResult(devices=[e.device for e in console.load()]), {e.key: e.tags for e in console.load()}
+        DiscoveryResult(devices=[e.device for e in console.load()]),
+        tags={e.key: e.tags for e in console.load()},
     )
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert rows["NAME"][-1] == "TAGS" and rows["cam-3"][-1] == "dock" and rows["cam-0"][-1] == "-"

@@ -32,8 +32,11 @@ def _app_for(agent, tmp_path) -> FieldtuiApp:
 
 
 def _cells(app: FieldtuiApp) -> list[str]:
-    table = app.screen.query_one(DataTable)
-    return [str(c) for c in table.get_row_at(0)]
+    """The first row's cells of the device list's COLUMNS (not the mark or the tags)."""
+    from screens.devices import COLUMNS, TABLE_COLUMNS
+
+    row = dict(zip(TABLE_COLUMNS, app.screen.query_one(DataTable).get_row_at(0), strict=True))
+    return [str(row[c]) for c in COLUMNS]
 
 
 def _dashboard(app: FieldtuiApp) -> DashboardScreen:

@@ -89,7 +89,12 @@ def _source(text: str) -> str:
 
     from agent.frames.sources import redact
 
-    uri = sys.stdin.readline().strip() if text == "-" else text
+    try:
+        uri = sys.stdin.readline().strip() if text == "-" else text
+    except OSError as err:  # no stdin to read (closed, or captured)
+        raise AgentError(
+            f"- reads the URI from stdin, which cannot be read ({err}); pipe the URI in"
+        ) from None
     problem = source_problem(uri)
     if problem:
         raise AgentError(problem)

@@ -74,7 +74,10 @@ def _tls_column(d: DeviceRecord) -> str:
 
 
 def print_devices(
-    result: DiscoveryResult, cameras: dict[str, str] | None = None, tags: dict[str, list[str]] | None = None
+    result: DiscoveryResult,
+    *,
+    cameras: dict[str, str] | None = None,
+    tags: dict[str, list[str]] | None = None,
 ) -> None:
     """The table; a CAMERAS column (``3 cameras, 1 unhealthy``) when a device has several, a TAGS column
     once a device has a tag."""
@@ -142,7 +145,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
         from fieldtui.cli.cameras import discovered_cameras
 
         seen = config.load()  # as refresh_seen left it
-        print_devices(result, discovered_cameras(result.devices, seen), {d.key: d.tags for d in seen})
+        print_devices(
+            result, cameras=discovered_cameras(result.devices, seen), tags={d.key: d.tags for d in seen}
+        )
     return 0
 
 
