@@ -455,3 +455,48 @@ def test_an_unreachable_canary_proves_nothing_and_nothing_more_is_pushed(site, c
     assert state["status"] == "failed" and "no device of wave 1 could be reached" in state["abort_reason"]
     assert [d["stage"] for d in state["devices"]] == ["unreachable", "skipped"]
     assert uploads(site[4], "v1again") == 0
+
+
+def test_a_device_whose_api_is_down_is_rolled_out_over_ssh_and_says_so(
+    site, console, models, capsys, tmp_path, monkeypatch
+):
+    """cam-5 saved with a closed API port and an SSH endpoint (tests/ssh_server.py, running the agent's
+    CLI on cam-5's home): the rollout pushes, activates and waits for probation over SSH, and says why."""
+    from fieldtui.protocol import SSHEndpoint
+    from tests.ssh_server import SSHTestServer
+
+    target = site[5]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    agent_port = int(target.url.rsplit(":", 1)[1])  # what agent/server/app.py writes at start-up, and
+    target.service.home.write_runtime(  # the in-process agents here do not: the device's CLI finds its agent
+        {
+            "pid": os.getpid(),
+            "api_url": target.url,
+            "host": "127.0.0.1",
+            "port": agent_port,
+            "started": time.time(),
+        }
+    )
+    server = SSHTestServer(tmp_path, target.home).start()
+    try:
+        monkeypatch.setenv(
+            "FIELDTUI_SSH_DIR", str(server.write_client_dir(tmp_path / "dot-ssh", "cam-5-ssh"))
+        )
+        record = _record(target, "cam-5").model_copy(
+            update={"port": port, "ssh": SSHEndpoint(host="cam-5-ssh")}
+        )
+        console.save_device(record, target.token)
+        args = ("rollout", str(models["v3"]), "--version", "v3-ssh", "--devices", "cam-5", "--json")
+        code, out, err = run(capsys, *args)
+        assert code == 0, err
+        device = json.loads(out)["devices"][0]
+        assert device["stage"] == "done" and device["via"] == "ssh", device
+        assert "refused" in device["link_note"] or "connect" in device["link_note"], device
+        assert "via ssh" in err  # the progress lines say it too
+        assert serving(target) == "v3-ssh" and uploads(target, "v3-ssh") == 1
+        assert any(c.split()[:1] == ["fieldtui-agent"] for c in server.commands)
+    finally:
+        server.stop()
