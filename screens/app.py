@@ -30,10 +30,11 @@ from fieldtui.protocol import DeviceRecord
 from fieldtui.redact import redact
 from screens.commands import DeviceCommands
 from screens.devices import DevicesScreen
+from screens.widgets.footer import NARROW
 
 # The dashboard, logs, help and dialogs are imported when first opened: start-up pays for the list only.
 
-NARROW, SHORT = 110, 32  # columns, rows: below them the screens fold panels away
+SHORT = 32  # rows: below them (and below NARROW columns) the screens fold panels away
 LISTS = (DataTable, ListView, OptionList, Tree)  # j/k move their cursor (OptionList: SelectionList too)
 SCROLLS = (RichLog, Log, ScrollableContainer)  # j/k scroll them
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -28,7 +28,7 @@ from fieldtui.protocol import DeviceRecord
 from fieldtui.protocol.cameras import camera_note
 from screens.dialogs import ConfirmDialog
 from screens.timefmt import ago
-from screens.widgets.footer import Footer
+from screens.widgets.footer import NARROW, Footer
 
 POLL_EVERY_S = 2.0
 POLL_MAX_S = 30.0
@@ -36,6 +36,16 @@ POLL_CONCURRENCY = 4
 COLUMNS = ("NAME", "ADDRESS", "LINK", "BACKEND", "MODEL", "HEALTH", "FPS", "P95 MS", "SEEN")
 # around the row's own cells: the rollout mark (space; a box, not a colour) and the saved tags
 TABLE_COLUMNS = ("MARK", *COLUMNS, "TAGS")
+# Under NARROW columns (80x24) these give way, so the rest fits without scrolling sideways; the line under
+# the table still gives the selected device's link, and the dashboard its figures.
+NARROW_HIDDEN = frozenset({"LINK", "BACKEND", "P95 MS", "SEEN"})
+
+
+def columns_for(width: int) -> tuple[str, ...]:
+    """The device list's columns at a terminal ``width`` columns wide."""
+    return tuple(c for c in TABLE_COLUMNS if width >= NARROW or c not in NARROW_HIDDEN)
+
+
 HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failing": "bold red"}
 
 
@@ -173,6 +183,7 @@ class DevicesScreen(Screen[None]):
         self.report_dir = Path.cwd()  # where `w` writes the visit report (tests point it elsewhere)
         self.marked: set[str] = set()  # device keys marked with space, for a rollout (R)
         self.tags: dict[str, list[str]] = {}  # device key -> the saved device's tags
+        self.shown_columns: tuple[str, ...] = TABLE_COLUMNS  # fewer in a narrow terminal (columns_for)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -183,11 +194,23 @@ class DevicesScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label in TABLE_COLUMNS:
-            table.add_column("" if label == "MARK" else label, key=label)
+        self.set_columns(columns_for(self.app.size.width))
         self.reload()
         self.set_interval(5.0, self.render_rows)  # "lost 2m ago" keeps ageing between probes
+
+    def set_columns(self, columns: tuple[str, ...]) -> None:
+        """Show these columns (rows are added again by the next render)."""
+        self.shown_columns = columns
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for label in columns:
+            table.add_column("" if label == "MARK" else label, key=label)
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = columns_for(event.size.width)
+        if columns != self.shown_columns:
+            self.set_columns(columns)
+            self.render_rows()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -278,9 +301,11 @@ class DevicesScreen(Screen[None]):
         ]
 
     def table_cells(self, key: str, row: DeviceRow, now: float) -> list[Text]:
-        """The row's cells between its mark and its tags."""
+        """The row's cells in the columns shown: its mark, its figures, its tags."""
         mark = Text("[x]" if key in self.marked else "[ ]", style="bold" if key in self.marked else "dim")
-        return [mark, *row.cells(now), Text(", ".join(self.tags.get(key, ())), style="cyan")]
+        cells = [mark, *row.cells(now), Text(", ".join(self.tags.get(key, ())), style="cyan")]
+        every = dict(zip(TABLE_COLUMNS, cells, strict=True))
+        return [every[c] for c in self.shown_columns]
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
@@ -289,7 +314,7 @@ class DevicesScreen(Screen[None]):
         keys = [k for k, _ in shown]
         if [k.value for k in table.rows] == keys:
             for key, row in shown:
-                for label, cell in zip(TABLE_COLUMNS, self.table_cells(key, row, now), strict=True):
+                for label, cell in zip(self.shown_columns, self.table_cells(key, row, now), strict=True):
                     table.update_cell(key, label, cell, update_width=True)
         else:
             selected = self.selected_key()

@@ -21,7 +21,7 @@ from fieldtui.protocol import CameraList, CameraStatus, DeviceRecord
 from fieldtui.ssh import SSHSession
 from screens.camera_grid import CameraGridScreen
 from screens.dashboard import DashboardScreen
-from screens.devices import TABLE_COLUMNS, DevicesScreen
+from screens.devices import DevicesScreen
 from screens.widgets.camera import CameraView
 from screens.widgets.camerastrip import CameraStrip
 from tests.console_cli import fail_line, ok_json, run
@@ -141,7 +141,7 @@ async def test_strip_switch_and_grid_on_a_three_camera_agent(agent, tmp_path):
             "the camera count in the health cell",
             lambda: (
                 table.row_count == 1
-                and str(table.get_row_at(0)[TABLE_COLUMNS.index("HEALTH")]).endswith(
+                and str(table.get_row_at(0)[app.screen.shown_columns.index("HEALTH")]).endswith(
                     " · 3 cameras, 1 unhealthy"
                 )
             ),

@@ -33,9 +33,9 @@ def _app_for(agent, tmp_path) -> FieldtuiApp:
 
 def _cells(app: FieldtuiApp) -> list[str]:
     """The first row's cells of the device list's COLUMNS (not the mark or the tags)."""
-    from screens.devices import COLUMNS, TABLE_COLUMNS
+    from screens.devices import COLUMNS
 
-    row = dict(zip(TABLE_COLUMNS, app.screen.query_one(DataTable).get_row_at(0), strict=True))
+    row = dict(zip(app.screen.shown_columns, app.screen.query_one(DataTable).get_row_at(0), strict=True))
     return [str(row[c]) for c in COLUMNS]
 
 
