@@ -34,27 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.core.cameras import CameraSpec  # noqa: E402
 from agent.frames.multicam import MultiPipeline  # noqa: E402
 from agent.frames.sources.demo import DemoSource  # noqa: E402
-from agent.inference.detector import Detector, demo_model_path  # noqa: E402
+from agent.inference.detector import Detector  # noqa: E402
 
 
 def dynamic_copy(out_dir: Path, batch: int | str = "batch") -> Path:
-    """The demo model with its batch axis declared dynamic, or fixed at ``batch`` when a number (its
-    graph does not depend on it)."""
-    import onnx
+    """The demo model with its batch axis dynamic, or fixed at ``batch`` (tests/modelgen.py makes it)."""
+    from tests.modelgen import demo_with_batch
 
-    model = onnx.load(str(demo_model_path()))
-    for value in [*model.graph.input, *model.graph.output]:
-        dim = value.type.tensor_type.shape.dim[0]
-        if isinstance(batch, int):
-            dim.ClearField("dim_param")
-            dim.dim_value = batch
-        else:
-            dim.ClearField("dim_value")
-            dim.dim_param = batch
-    del model.graph.value_info[:]
-    path = out_dir / f"demo-batch-{batch}.onnx"
-    onnx.save(model, str(path))
-    return path
+    return demo_with_batch(out_dir, batch)
 
 
 def demo_uri(seed: int, fps: float, size: str) -> str:

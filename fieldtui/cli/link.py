@@ -20,7 +20,7 @@ from fieldtui.client import AgentClient
 from fieldtui.config import ConsoleConfig, check_host
 from fieldtui.errors import AgentUnreachable, ConsoleError, UnknownDevice
 from fieldtui.link.fallback import DeviceLink, open_link
-from fieldtui.protocol import CameraChange, CameraStatus, LogLine, SSHEndpoint
+from fieldtui.protocol import CameraChange, CameraStatus, LogLine, PipelineStatus, SSHEndpoint
 from fieldtui.protocol.argtypes import count, port, seconds
 
 T = TypeVar("T")
@@ -165,6 +165,11 @@ def cmd_source(args: argparse.Namespace) -> int:
     if job.state != "succeeded":
         now = status.source.uri if status.source else "no source"
         raise ConsoleError(f"source change {job.state}: {job.error or 'no reason given'}; still on {now}")
+    return _print_source(args, status)
+
+
+def _print_source(args: argparse.Namespace, status: PipelineStatus | CameraStatus) -> int:
+    """The source after a change: the status as JSON with ``--json``, else one line."""
     if args.json:
         print_json(status)
     else:
@@ -181,12 +186,7 @@ def _source_over_link(args: argparse.Namespace) -> int:
         return await link.change_camera(first, CameraChange(source=args.uri), add=False)
 
     status = with_link(args, change)
-    if args.json:
-        print_json(status)
-    else:
-        src = status.source
-        print(f"source    {src.uri} ({src.kind}) {'up' if src.up else 'starting'}" if src else "no source")
-    return 0
+    return _print_source(args, status)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
