@@ -56,8 +56,10 @@ def test_the_agent_keeps_its_openapi_contract_under_fuzzing(start_agent, agent_h
         str(BUDGET_S),
         "--max-examples",
         "30",
+        # one worker: CPython 3.11's ast is not thread-safe, and schemathesis' coverage phase compiles in
+        # each worker ("SystemError: AST constructor recursion depth mismatch" crashed it once in CI)
         "--workers",
-        "2",
+        "1",
         "--no-shrink",
         "--request-timeout",
         "20",
