@@ -262,16 +262,17 @@ async def _over_http(entry: SavedDevice, since: float, timeout: float, width: in
         except AgentClientError as err:  # an agent older than the console has no series
             facts.limits.append(f"latency and confidence over the visit ({err})")
         try:
+            cameras = (await agent.cameras()).cameras
+        except AgentClientError as err:  # an agent older than the cameras API: its one camera below
+            facts.limits.append(f"each camera of the device ({err})")
+            cameras = []
+        if len(cameras) > 1:  # each camera's own snapshot; the device's would repeat the first one's
+            facts.cameras = [await _camera_facts(agent, cam, width) for cam in cameras]
+            return facts
+        try:
             facts.snapshot = _jpeg_uri(await agent.snapshot_jpeg(width=width))
         except AgentClientError as err:
             facts.snapshot_error = str(err)
-        try:
-            cameras = (await agent.cameras()).cameras
-        except AgentClientError as err:  # an agent older than the cameras API: the one camera above
-            facts.limits.append(f"each camera of the device ({err})")
-            cameras = []
-        if len(cameras) > 1:
-            facts.cameras = [await _camera_facts(agent, cam, width) for cam in cameras]
     return facts
 
 

@@ -148,7 +148,8 @@ def cmd_source(args: argparse.Namespace) -> int:
     With ``--ssh`` (or with HTTP unreachable on a device paired over SSH) the first camera's source is
     changed by ``fieldtui-agent camera set NAME --source -`` on the device, the URI on its stdin (a
     camera password never reaches a command line the device's ``ps`` shows)."""
-    if args.ssh or not resolve(args.host).token:
+    entry = resolve(args.host)
+    if args.ssh or not entry.token:
         return _source_over_link(args)
 
     async def run():
@@ -159,7 +160,7 @@ def cmd_source(args: argparse.Namespace) -> int:
     try:
         job, status = asyncio.run(run())
     except AgentUnreachable:
-        if resolve(args.host).ssh is None:
+        if entry.device.ssh is None:
             raise
         return _source_over_link(args)  # the API is down: the same change over SSH
     if job.state != "succeeded":
